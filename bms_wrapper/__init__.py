@@ -1,0 +1,1 @@
+"""BMS REST client: transport, API adapters, point map, normalised samples, backfill."""

@@ -1,0 +1,3 @@
+from esus.cli import main
+
+raise SystemExit(main())

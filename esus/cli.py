@@ -1,0 +1,147 @@
+"""The `esus` command line (stable: scripts and tests depend on it)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from esus.clock import AcceleratedClock, Clock, RealClock
+from esus.config import Settings, load_settings
+from esus.errors import EXIT_BAD_SETTINGS, SettingsError
+
+log = logging.getLogger("esus")
+
+# Exit codes
+EXIT_OK, EXIT_FAILURE, EXIT_NOT_AVAILABLE = 0, 1, 3
+
+
+def setup_logging(level: str) -> None:
+    """Log to stdout for journald (which adds its own timestamps)."""
+    fmt = "%(levelname)s %(name)s: %(message)s" if os.environ.get("JOURNAL_STREAM") else \
+        "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter(fmt, datefmt="%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("urllib3", "matplotlib", "bacpypes3"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(demo=True if getattr(args, "demo", False) else None)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    setup_logging(settings.log_level)
+    from esus.service import Service, install_signal_handlers
+
+    clock: Clock = AcceleratedClock(args.speed) if args.speed != 1 else RealClock()
+    if args.speed != 1:
+        log.info("clock runs %gx faster than real time", args.speed)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        install_signal_handlers(stop)
+        await Service(settings, clock).run(stop)
+
+    asyncio.run(main())
+    return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from esus.doctor import run_doctor
+
+    checks = run_doctor(_settings(args))
+    for check in checks:
+        print(check.line())
+    failed = [c for c in checks if not c.ok]
+    print(f"{len(failed)} problem(s) found" if failed else "all checks passed")
+    return EXIT_FAILURE if failed else EXIT_OK
+
+
+def not_available(feature: str, issue: int) -> Callable[[argparse.Namespace], int]:
+    def command(args: argparse.Namespace) -> int:
+        print(f"esus: '{feature}' is not available in this version yet (tracked as issue #{issue})",
+              file=sys.stderr)
+        return EXIT_NOT_AVAILABLE
+    return command
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="esus", description="Edge service for building energy: BACnet device, one-hour power "
+        "forecast, solar shading, InfluxDB logging. With no .env, 'esus run' runs the demo.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the service (the demo when no .env exists)")
+    run.add_argument("--demo", action="store_true", help="run the embedded demo even if .env exists")
+    run.add_argument("--speed", type=positive_float, default=1.0, metavar="N",
+                     help="run the clock N times faster than real time (demo and tests)")
+    run.set_defaults(func=cmd_run)
+
+    doctor = commands.add_parser("doctor", help="check settings, BMS, InfluxDB, BACnet port and GPIO")
+    doctor.set_defaults(func=cmd_doctor)
+
+    forecast = commands.add_parser("forecast", help="power forecast tools")
+    forecast_commands = forecast.add_subparsers(dest="forecast_command", required=True, metavar="COMMAND")
+    backtest = forecast_commands.add_parser("backtest", help="walk-forward evaluation on a meter CSV")
+    backtest.add_argument("file", metavar="FILE.csv")
+    backtest.add_argument("--time-col", metavar="C")
+    backtest.add_argument("--value-col", metavar="C")
+    backtest.add_argument("--json", action="store_true")
+    backtest.add_argument("--plot", metavar="OUT.png")
+    backtest.set_defaults(func=not_available("esus forecast backtest", 4))
+
+    bms = commands.add_parser("bms", help="BMS API tools")
+    bms_commands = bms.add_subparsers(dest="bms_command", required=True, metavar="COMMAND")
+    points = bms_commands.add_parser("points", help="list the BMS points and how they map")
+    points.set_defaults(func=not_available("esus bms points", 5))
+    backfill = bms_commands.add_parser("backfill", help="fetch history from the BMS")
+    backfill.add_argument("--days", type=positive_float, required=True, metavar="N")
+    backfill.add_argument("--out", metavar="FILE.csv")
+    backfill.set_defaults(func=not_available("esus bms backfill", 5))
+
+    shades = commands.add_parser("shades", help="shading tools")
+    shades_commands = shades.add_subparsers(dest="shades_command", required=True, metavar="COMMAND")
+    plan = shades_commands.add_parser("plan", help="the day's shading plan with reasons")
+    plan.add_argument("--date", required=True, metavar="YYYY-MM-DD")
+    plan.add_argument("--json", action="store_true")
+    plan.add_argument("--plot", metavar="OUT.png")
+    plan.set_defaults(func=not_available("esus shades plan", 6))
+
+    bacnet = commands.add_parser("bacnet", help="BACnet device tools")
+    bacnet_commands = bacnet.add_subparsers(dest="bacnet_command", required=True, metavar="COMMAND")
+    bacnet_points = bacnet_commands.add_parser("points", help="the BACnet point list")
+    bacnet_points.set_defaults(func=not_available("esus bacnet points", 3))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SettingsError as exc:
+        print(f"esus: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

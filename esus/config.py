@@ -1,0 +1,234 @@
+"""Deployment settings from the environment and `.env`, plus the site file they point to.
+
+The environment wins over `.env` (as with systemd's EnvironmentFile). With no `.env` and no
+ESUS_SITE in the environment, esus runs the embedded demo.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Literal, Mapping
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from esus.errors import SettingsError, first_validation_error
+from esus.site import Site, load_site
+
+DEFAULT_BACNET_PORT = 47808
+SECRET_KEYS = frozenset({"ESUS_BMS_PASSWORD", "ESUS_INFLUX_TOKEN"})
+KNOWN_KEYS = (
+    "ESUS_SITE", "ESUS_STATE_DIR", "ESUS_BMS_URL", "ESUS_BMS_USER", "ESUS_BMS_PASSWORD",
+    "ESUS_INFLUX_URL", "ESUS_INFLUX_TOKEN", "ESUS_INFLUX_ORG", "ESUS_INFLUX_BUCKET",
+    "ESUS_BACNET_ADDRESS", "ESUS_BACNET_DEVICE_ID", "ESUS_LOG_LEVEL",
+)
+#: Variables that are ours but not settings (they choose the files settings come from).
+META_KEYS = ("ESUS_ENV_FILE",)
+
+
+def example_site_path() -> Path:
+    """The TMV23 example site file shipped inside the package (used by the demo)."""
+    return Path(str(resources.files("esus") / "data" / "site.example.toml"))
+
+
+@dataclass(frozen=True)
+class BacnetAddress:
+    interface: ipaddress.IPv4Interface
+    port: int
+
+    @property
+    def ip(self) -> str:
+        return str(self.interface.ip)
+
+    def __str__(self) -> str:
+        return f"{self.interface.with_prefixlen}:{self.port}"
+
+
+def parse_bacnet_address(text: str) -> BacnetAddress:
+    """`ip/prefix[:port]`, e.g. `192.168.10.20/24` or `127.0.0.1/8:47808`."""
+    host, _, port_text = text.strip().partition(":")
+    if "/" not in host:
+        raise ValueError("expected ip/prefix[:port], e.g. 192.168.10.20/24 or 127.0.0.1/8:47808")
+    try:
+        interface = ipaddress.IPv4Interface(host)
+    except ValueError:
+        raise ValueError("expected an IPv4 address with a prefix length, e.g. 192.168.10.20/24") from None
+    port = DEFAULT_BACNET_PORT
+    if port_text:
+        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            raise ValueError("the port after ':' must be a number from 1 to 65535 (BACnet uses 47808)")
+        port = int(port_text)
+    return BacnetAddress(interface, port)
+
+
+def _http_url(value: str | None) -> str | None:
+    if value is None or value.strip() == "":
+        return None
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an http:// or https:// URL with a host name")
+    if parts.username or parts.password:
+        raise ValueError("put credentials in their own settings, not in the URL")
+    return value.strip().rstrip("/")
+
+
+class EnvSettings(BaseModel):
+    """The ESUS_* variables, named as in `.env.example`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ESUS_SITE: Path | None = None
+    ESUS_STATE_DIR: Path | None = None
+    ESUS_BMS_URL: str | None = None
+    ESUS_BMS_USER: str | None = None
+    ESUS_BMS_PASSWORD: SecretStr | None = None
+    ESUS_INFLUX_URL: str | None = None
+    ESUS_INFLUX_TOKEN: SecretStr | None = None
+    ESUS_INFLUX_ORG: str | None = None
+    ESUS_INFLUX_BUCKET: str | None = None
+    ESUS_BACNET_ADDRESS: BacnetAddress = parse_bacnet_address("127.0.0.1/8")
+    ESUS_BACNET_DEVICE_ID: int = Field(default=260001, ge=0, le=4194302)
+    ESUS_LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("ESUS_BMS_URL", "ESUS_INFLUX_URL", mode="before")
+    @classmethod
+    def _urls(cls, value: str | None) -> str | None:
+        return _http_url(value)
+
+    @field_validator("ESUS_BACNET_ADDRESS", mode="before")
+    @classmethod
+    def _address(cls, value: object) -> object:
+        return parse_bacnet_address(value) if isinstance(value, str) else value
+
+    @field_validator("ESUS_LOG_LEVEL", mode="before")
+    @classmethod
+    def _level(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("ESUS_BACNET_DEVICE_ID", mode="before")
+    @classmethod
+    def _device_id(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip().isdigit():
+            raise ValueError("expected a whole number from 0 to 4194302, unique on the BACnet network")
+        return value
+
+    @model_validator(mode="after")
+    def _complete_groups(self) -> EnvSettings:
+        if self.ESUS_BMS_URL and not (self.ESUS_BMS_USER and self.ESUS_BMS_PASSWORD):
+            raise ValueError("ESUS_BMS_URL is set, so ESUS_BMS_USER and ESUS_BMS_PASSWORD are required too")
+        if self.ESUS_INFLUX_URL:
+            missing = [k for k in ("ESUS_INFLUX_TOKEN", "ESUS_INFLUX_ORG", "ESUS_INFLUX_BUCKET")
+                       if not getattr(self, k)]
+            if missing:
+                raise ValueError(f"ESUS_INFLUX_URL is set, so {', '.join(missing)} must be set too")
+        return self
+
+
+@dataclass(frozen=True)
+class BmsAccess:
+    url: str
+    user: str
+    password: SecretStr
+
+
+@dataclass(frozen=True)
+class InfluxAccess:
+    url: str
+    token: SecretStr
+    org: str
+    bucket: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    demo: bool
+    site_path: Path
+    site: Site
+    state_dir: Path
+    bms: BmsAccess | None
+    influx: InfluxAccess | None
+    bacnet: BacnetAddress
+    device_id: int
+    log_level: str
+    env_file: Path | None
+
+
+def _default_state_dir(demo: bool, environ: Mapping[str, str]) -> Path:
+    if environ.get("STATE_DIRECTORY"):  # set by systemd's StateDirectory=
+        return Path(environ["STATE_DIRECTORY"].split(":")[0])
+    base = Path(environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    return base / ("esus-demo" if demo else "esus")
+
+
+def ensure_writable_dir(path: Path, key: str) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".esus-write-test-"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise SettingsError(f"{key} = '{path}': the state directory is not writable ({reason}): "
+                            "create it and give the esus user write access") from None
+    return path
+
+
+def read_environment(environ: Mapping[str, str] | None = None,
+                     env_file: Path | None = None) -> tuple[dict[str, str], Path | None]:
+    """ESUS_* values from `.env` overlaid by the process environment, and the `.env` used."""
+    environ = os.environ if environ is None else environ
+    if env_file is None:
+        env_file = Path(environ.get("ESUS_ENV_FILE") or ".env")
+        if not env_file.is_file():
+            if environ.get("ESUS_ENV_FILE"):
+                raise SettingsError(f"ESUS_ENV_FILE = '{env_file}': no such file: "
+                                    "point it at your .env or unset it")
+            env_file = None
+    values: dict[str, str] = {}
+    if env_file is not None:
+        try:
+            from_file = dotenv_values(env_file)
+        except OSError as exc:
+            raise SettingsError(f".env file {env_file} cannot be read ({exc.strerror})") from None
+        for key, value in from_file.items():
+            if key.startswith("ESUS_") and key not in KNOWN_KEYS + META_KEYS:
+                hint = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
+                suggestion = f"did you mean {hint[0]}?" if hint else "see .env.example for the keys"
+                raise SettingsError(f"{env_file}: {key} is not a known setting: {suggestion}")
+            if key in KNOWN_KEYS and value is not None:
+                values[key] = value
+    values.update({k: v for k, v in environ.items() if k in KNOWN_KEYS})
+    return values, env_file
+
+
+def load_settings(environ: Mapping[str, str] | None = None, *, demo: bool | None = None,
+                  env_file: Path | None = None) -> Settings:
+    """Everything esus needs to start, validated; raises SettingsError with one line."""
+    environ = os.environ if environ is None else environ
+    values, used_env_file = read_environment(environ, env_file)
+    if demo is None:
+        demo = used_env_file is None and "ESUS_SITE" not in values
+    where = f"settings ({used_env_file})" if used_env_file else "settings (environment)"
+    env = first_validation_error(EnvSettings, {k: v for k, v in values.items() if v != ""} ,
+                                 where, hide=SECRET_KEYS)
+    if env.ESUS_SITE is None and not demo:
+        raise SettingsError(f"{where}: ESUS_SITE is missing: set it to the site file "
+                            "(copy site.example.toml and describe your building)")
+    site_path = env.ESUS_SITE or example_site_path()
+    site = load_site(site_path)
+    state_dir = ensure_writable_dir(env.ESUS_STATE_DIR or _default_state_dir(demo, environ),
+                                    "ESUS_STATE_DIR")
+    bms = (BmsAccess(env.ESUS_BMS_URL, env.ESUS_BMS_USER or "", env.ESUS_BMS_PASSWORD)
+           if env.ESUS_BMS_URL and env.ESUS_BMS_PASSWORD else None)
+    influx = (InfluxAccess(env.ESUS_INFLUX_URL, env.ESUS_INFLUX_TOKEN, env.ESUS_INFLUX_ORG or "",
+                           env.ESUS_INFLUX_BUCKET or "")
+              if env.ESUS_INFLUX_URL and env.ESUS_INFLUX_TOKEN else None)
+    return Settings(demo=demo, site_path=site_path, site=site, state_dir=state_dir, bms=bms,
+                    influx=influx, bacnet=env.ESUS_BACNET_ADDRESS, device_id=env.ESUS_BACNET_DEVICE_ID,
+                    log_level=env.ESUS_LOG_LEVEL, env_file=used_env_file)

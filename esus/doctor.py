@@ -1,0 +1,138 @@
+"""`esus doctor`: check each configured part and say, in plain words, what is wrong."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from esus.config import Settings
+from esus.store import HistoryStore
+
+TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    warning: bool = False
+
+    def line(self) -> str:
+        word = "WARN" if self.warning and self.ok else ("ok" if self.ok else "FAIL")
+        return f"{word:<5}{self.name:<10}{self.detail}"
+
+
+def check_settings(settings: Settings) -> Check:
+    site = settings.site
+    mode = "demo (no .env found)" if settings.demo else f"from {settings.env_file or 'the environment'}"
+    return Check("settings", True, f"{mode}; site '{site.site.name}' from {settings.site_path}: "
+                 f"{len(site.bms.points)} BMS points, {len(site.shades.groups)} shade groups")
+
+
+def check_store(settings: Settings) -> Check:
+    path = settings.state_dir / "history.db"
+    if not path.exists():
+        return Check("store", True, f"{path} will be created at first start")
+    try:
+        with HistoryStore(path, readonly=True) as store:
+            names = store.series_names()
+            result = store._conn.execute("PRAGMA quick_check").fetchone()[0]
+    except Exception as exc:  # noqa: BLE001 - any failure is the finding
+        return Check("store", False, f"{path} cannot be read ({exc}); esus will move it aside at start")
+    if result != "ok":
+        return Check("store", False, f"{path} is damaged ({result}); esus will move it aside at start")
+    return Check("store", True, f"{path}: {len(names)} series, intact")
+
+
+def check_bms(settings: Settings) -> Check:
+    if settings.bms is None:
+        what = "simulated (demo)" if settings.demo else "not configured (ESUS_BMS_URL unset): no polling"
+        return Check("bms", True, what, warning=not settings.demo)
+    url = f"{settings.bms.url}/api/v1/metadata"
+    try:
+        reply = requests.get(url, auth=(settings.bms.user, settings.bms.password.get_secret_value()),
+                             timeout=TIMEOUT_S)
+    except requests.ConnectionError:
+        return Check("bms", False, f"cannot connect to {settings.bms.url}: check ESUS_BMS_URL and the network")
+    except requests.Timeout:
+        return Check("bms", False, f"{settings.bms.url} did not answer within {TIMEOUT_S:g} s")
+    if reply.status_code == 401:
+        return Check("bms", False, "the BMS refused the login: check ESUS_BMS_USER and ESUS_BMS_PASSWORD")
+    if reply.status_code != 200:
+        return Check("bms", False, f"GET {url} answered HTTP {reply.status_code}")
+    if "json" not in reply.headers.get("content-type", ""):
+        return Check("bms", False, f"GET {url} did not answer JSON (a login page?): check ESUS_BMS_URL")
+    return Check("bms", True, f"{settings.bms.url} answered the metadata request")
+
+
+def check_influx(settings: Settings) -> Check:
+    if settings.influx is None:
+        return Check("influxdb", True, "not configured (ESUS_INFLUX_URL unset): lines are kept in the "
+                     "local outbox", warning=True)
+    url = f"{settings.influx.url}/ping"
+    try:
+        reply = requests.get(url, timeout=TIMEOUT_S)
+    except requests.ConnectionError:
+        return Check("influxdb", False, f"cannot connect to {settings.influx.url}: is InfluxDB running? "
+                     "check ESUS_INFLUX_URL")
+    except requests.Timeout:
+        return Check("influxdb", False, f"{settings.influx.url} did not answer within {TIMEOUT_S:g} s")
+    if reply.status_code not in (200, 204):
+        return Check("influxdb", False, f"GET {url} answered HTTP {reply.status_code}")
+    return Check("influxdb", True, f"{settings.influx.url} is up")
+
+
+def port_is_free(ip: str, port: int) -> tuple[bool, str]:
+    """Bind without SO_REUSEPORT, so another BACnet server on the port is noticed."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((ip, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False, f"UDP {ip}:{port} is already in use by another program (another esus?)"
+            if exc.errno == errno.EADDRNOTAVAIL:
+                return False, f"{ip} is not an address of this machine: check ESUS_BACNET_ADDRESS"
+            return False, f"cannot bind UDP {ip}:{port}: {exc.strerror}"
+    return True, f"UDP {ip}:{port} is free"
+
+
+def check_bacnet(settings: Settings) -> Check:
+    ok, detail = port_is_free(settings.bacnet.ip, settings.bacnet.port)
+    loopback = settings.bacnet.interface.ip.is_loopback
+    if ok and loopback and not settings.demo:
+        return Check("bacnet", True, f"{detail}, but it is loopback: the BAS cannot reach it; "
+                     "set ESUS_BACNET_ADDRESS to the OT LAN address", warning=True)
+    return Check("bacnet", ok, f"{detail} (device {settings.device_id})" if ok else detail)
+
+
+def check_gpio(settings: Settings, environ: dict[str, str] | None = None) -> Check:
+    environ = dict(os.environ) if environ is None else environ
+    if settings.demo or environ.get("GPIOZERO_PIN_FACTORY") == "mock":
+        return Check("gpio", True, "mock pins (no hardware is switched)")
+    chip = Path("/dev/gpiochip0")
+    if not chip.exists():
+        return Check("gpio", False, "no /dev/gpiochip0: not a Raspberry Pi? set GPIOZERO_PIN_FACTORY=mock "
+                     "to run without relays")
+    if not os.access(chip, os.R_OK | os.W_OK):
+        return Check("gpio", False, "no access to /dev/gpiochip0: add the esus user to the 'gpio' group")
+    try:
+        import lgpio  # noqa: F401
+    except ImportError:
+        return Check("gpio", False, "the lgpio pin library is missing: pip install 'esus[pi]' "
+                     "(or a venv with --system-site-packages and python3-lgpio)")
+    return Check("gpio", True, "lgpio and /dev/gpiochip0 available")
+
+
+CHECKS: list[Callable[[Settings], Check]] = [
+    check_settings, check_store, check_bms, check_influx, check_bacnet, check_gpio]
+
+
+def run_doctor(settings: Settings) -> list[Check]:
+    return [check(settings) for check in CHECKS]

@@ -1,0 +1,42 @@
+"""Errors that end in one line for the person at the console."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+#: Exit code for bad settings (the service cannot start until a person fixes them).
+EXIT_BAD_SETTINGS = 2
+
+
+class SettingsError(Exception):
+    """A setting is wrong; the message names the key, the value and what is expected."""
+
+
+def _describe(error: dict[str, Any], hide: frozenset[str]) -> str:
+    loc = [str(part) for part in error["loc"]]
+    key = ".".join(loc) if loc else "(top level)"
+    kind = error["type"]
+    if kind == "missing":
+        return f"{key} is missing: it is required"
+    if kind == "extra_forbidden":
+        return f"{key} is not a known key: check its spelling and section"
+    message = error["msg"].removeprefix("Value error, ")
+    if not loc:
+        return message
+    value = "(hidden)" if loc[-1] in hide else repr(error.get("input"))
+    return f"{key} = {value}: {message}"
+
+
+def first_validation_error(model: type[M], data: Any, where: str,
+                           hide: frozenset[str] = frozenset()) -> M:
+    """Validate, or raise SettingsError describing the first problem in one line."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        raise SettingsError(f"{where}: {_describe(errors[0], hide)}{more}") from None

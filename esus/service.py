@@ -1,0 +1,106 @@
+"""The esus service: composes the domain packages on one event loop and one scheduler."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+from datetime import datetime, time, timedelta
+
+from esus.clock import Clock
+from esus.config import Settings
+from esus.demo import DemoBas, MeterReplay, seed_history
+from esus.power import PowerInput
+from esus.scheduler import DailyAt, Every, Scheduler
+from esus.store import HistoryStore
+
+log = logging.getLogger(__name__)
+status_log = logging.getLogger("esus.status")
+
+#: History the demo seeds so that thresholds and forecasts have data from the first minute.
+DEMO_SEED_DAYS = 35
+
+StatusPart = Callable[[datetime], str]
+
+
+class Service:
+    """Owns the store, the clock and the scheduler; each subsystem adds its jobs and status."""
+
+    def __init__(self, settings: Settings, clock: Clock) -> None:
+        self.settings, self.clock = settings, clock
+        site = settings.site
+        self.tz = site.site.tz
+        self.store = HistoryStore(settings.state_dir / "history.db")
+        self.power = PowerInput(self.store, clock, min_kw=site.power.min_kw, max_kw=site.power.max_kw,
+                                stale_after=timedelta(minutes=site.power.stale_after_minutes))
+        self.scheduler = Scheduler(clock)
+        self.status_parts: list[StatusPart] = [self._power_status]
+        self.background: list[Callable[[], object]] = []
+        self.scheduler.add("status", Every(60, 5), self.minute_tick)
+        self.scheduler.add("retention", DailyAt(time(0, 0), self.tz), self.nightly_retention)
+        if settings.demo:
+            self._setup_demo()
+
+    def _setup_demo(self) -> None:
+        replay = MeterReplay(self.tz)
+        seeded = seed_history(self.store, replay, self.clock.now(), DEMO_SEED_DAYS)
+        if seeded:
+            log.info("demo: seeded %d minutes of replayed meter history", seeded)
+        bas = DemoBas(replay, self.power, self.clock)
+        self.background.append(bas.run)
+
+    def _power_status(self, now: datetime) -> str:
+        if self.power.last_value is None:
+            return "power: no BAS write yet"
+        mean = self.power.mean_kw(15, now)
+        stale = "  STALE (no write for over %g min)" % self.settings.site.power.stale_after_minutes \
+            if self.power.is_stale(now) else ""
+        mean_text = f"{mean:.2f}" if mean is not None else "-"
+        return f"power {self.power.last_value:.2f} kW (15-min mean {mean_text}){stale}"
+
+    def status_line(self, now: datetime) -> str:
+        stamp = now.astimezone(self.tz).strftime("%Y-%m-%d %H:%M %Z")
+        return " | ".join([stamp] + [part(now) for part in self.status_parts])
+
+    async def minute_tick(self, due: datetime) -> None:
+        status_log.info("%s", self.status_line(self.clock.now()))
+
+    async def nightly_retention(self, due: datetime) -> None:
+        days = self.settings.site.history.retention_days
+        deleted = await asyncio.to_thread(self.store.prune, due - timedelta(days=days))
+        log.info("retention: deleted %d samples older than %d days", deleted, days)
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Run until `stop` is set (SIGTERM/SIGINT set it when run from the CLI)."""
+        stop = stop or asyncio.Event()
+        mode = "demo" if self.settings.demo else "site"
+        log.info("esus started (%s mode, site %s, state %s)", mode, self.settings.site.site.name,
+                 self.settings.state_dir)
+        tasks = [asyncio.create_task(self.scheduler.run(), name="scheduler")]
+        tasks += [asyncio.create_task(factory(), name=getattr(factory, "__qualname__", "task"))
+                  for factory in self.background]
+        stopper = asyncio.create_task(stop.wait(), name="stop")
+        try:
+            done, _ = await asyncio.wait(tasks + [stopper], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stopper and task.exception() is not None:
+                    raise task.exception()
+        finally:
+            for task in tasks + [stopper]:
+                task.cancel()
+            for task in tasks + [stopper]:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            self.close()
+
+    def close(self) -> None:
+        self.store.close()
+        log.info("esus stopped")
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)

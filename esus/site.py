@@ -1,0 +1,185 @@
+"""The building, as described by the site file (TOML).
+
+Every key is validated at start; an unknown key is an error, because a misspelt threshold that is
+silently ignored is worse than a service that refuses to start.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from esus.errors import SettingsError, first_validation_error
+
+#: BCM pins that a relay or switch may use. 0-8 have pull-ups at boot and would glitch a relay.
+PIN_RANGE = range(9, 28)
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteInfo(Model):
+    name: str = Field(min_length=1)
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    altitude_m: float = Field(default=0.0, ge=-500, le=9000)
+    timezone: str
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("expected an IANA time zone such as Europe/Copenhagen") from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class PowerInput(Model):
+    """Range and freshness of the building power the BAS writes into input-power-meter."""
+
+    min_kw: float = -100.0
+    max_kw: float = 2000.0
+    stale_after_minutes: float = Field(default=5.0, gt=0, le=1440)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PowerInput:
+        if self.min_kw >= self.max_kw:
+            raise ValueError(f"min_kw ({self.min_kw}) must be below max_kw ({self.max_kw})")
+        return self
+
+
+class ForecastSettings(Model):
+    trailing_window_days: int = Field(default=30, ge=1, le=365)
+    high_percentile: float = Field(default=90.0, gt=50, lt=100)
+    low_percentile: float = Field(default=30.0, gt=0, lt=50)
+    flag_dwell_minutes: float = Field(default=15.0, ge=0, le=240)
+
+
+class HistorySettings(Model):
+    retention_days: int = Field(default=400, ge=7, le=3650)
+
+
+PointKind = Literal[
+    "temperature", "setpoint_heating", "setpoint_cooling", "co2", "occupancy",
+    "irradiance", "wind_speed", "outdoor_temperature", "power", "energy", "other",
+]
+
+
+class BmsPoint(Model):
+    externallogid: int = Field(ge=0)
+    source: str = Field(min_length=1)
+    room: str = Field(min_length=1)
+    kind: PointKind
+    unit: str = ""
+
+
+class BmsSettings(Model):
+    poll_minutes: int = Field(default=5, ge=1, le=60)
+    overlap_hours: float = Field(default=8.0, ge=0, le=48)
+    max_in_flight: int = Field(default=4, ge=1, le=32)
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    points: list[BmsPoint] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> BmsSettings:
+        seen: set[int] = set()
+        for point in self.points:
+            if point.externallogid in seen:
+                raise ValueError(f"externallogid {point.externallogid} is listed twice")
+            seen.add(point.externallogid)
+        return self
+
+
+Pin = Annotated[int, Field(ge=PIN_RANGE.start, le=PIN_RANGE.stop - 1)]
+
+
+class ShadeGroup(Model):
+    number: int = Field(ge=0, le=99, description="g in the BACnet instances 100+10g")
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    facade_azimuth_deg: float = Field(ge=0, lt=360, description="compass bearing the façade faces")
+    window_width_m: float = Field(gt=0, le=20)
+    window_height_m: float = Field(gt=0, le=20)
+    window_count: int = Field(default=1, ge=1, le=500)
+    g_value: float = Field(gt=0, le=1, description="solar energy transmittance of the glazing")
+    shade_factor_fc: float = Field(gt=0, le=1, description="share of gain let through when lowered")
+    up_relay_pin: Pin
+    down_relay_pin: Pin
+    up_switch_pin: Pin | None = None
+    down_switch_pin: Pin | None = None
+    travel_down_s: float = Field(gt=0, le=600)
+    travel_up_s: float = Field(gt=0, le=600)
+    rooms: list[str] = Field(default_factory=list)
+    irradiance_point: int | None = None
+
+    def pins(self) -> dict[str, int]:
+        names = ("up_relay_pin", "down_relay_pin", "up_switch_pin", "down_switch_pin")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+    @property
+    def window_area_m2(self) -> float:
+        return self.window_width_m * self.window_height_m * self.window_count
+
+
+class ShadeSettings(Model):
+    manual_hold_minutes: float = Field(default=120.0, ge=1, le=24 * 60)
+    wind_retract_mps: float = Field(default=12.0, gt=0, le=60)
+    wind_release_mps: float = Field(default=8.0, gt=0, le=60)
+    wind_release_minutes: float = Field(default=10.0, ge=1, le=240)
+    wind_point: int | None = None
+    groups: list[ShadeGroup] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ShadeSettings:
+        if self.wind_release_mps >= self.wind_retract_mps:
+            raise ValueError(
+                f"wind_release_mps ({self.wind_release_mps}) must be below "
+                f"wind_retract_mps ({self.wind_retract_mps})")
+        for attribute in ("number", "name"):
+            values = [getattr(g, attribute) for g in self.groups]
+            duplicates = sorted({v for v in values if values.count(v) > 1})
+            if duplicates:
+                raise ValueError(f"shade group {attribute} {duplicates[0]} is used twice")
+        owner: dict[int, str] = {}
+        for group in self.groups:
+            for pin_name, pin in group.pins().items():
+                here = f"{group.name}.{pin_name}"
+                if pin in owner:
+                    raise ValueError(f"GPIO {pin} is used twice ({owner[pin]} and {here})")
+                owner[pin] = here
+        return self
+
+
+class Site(Model):
+    site: SiteInfo
+    power: PowerInput = PowerInput()
+    forecast: ForecastSettings = ForecastSettings()
+    history: HistorySettings = HistorySettings()
+    bms: BmsSettings = BmsSettings()
+    shades: ShadeSettings = ShadeSettings()
+
+
+def load_site(path: Path) -> Site:
+    """Read and validate a site file; any problem raises SettingsError with one line."""
+    where = f"site file {path}"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SettingsError(f"{where} does not exist: set ESUS_SITE to your site file "
+                            "(start from site.example.toml)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{where} cannot be read ({exc}): check its permissions and encoding") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{where} is not valid TOML: {exc}") from None
+    return first_validation_error(Site, raw, where)

@@ -1,0 +1,1 @@
+"""Power forecast: features, model, training, walk-forward backtest, load state."""

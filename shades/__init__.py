@@ -1,0 +1,1 @@
+"""Shades: solar geometry, weather, shading policy, relay motor driver, wall switches."""
