@@ -31,6 +31,7 @@ KNOWN_KEYS = (
 )
 #: Variables that are ours but not settings (they choose the files settings come from).
 META_KEYS = ("ESUS_ENV_FILE",)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def example_site_path() -> Path:
@@ -110,7 +111,10 @@ class EnvSettings(BaseModel):
     @field_validator("ESUS_LOG_LEVEL", mode="before")
     @classmethod
     def _level(cls, value: object) -> object:
-        return value.strip().upper() if isinstance(value, str) else value
+        level = value.strip().upper() if isinstance(value, str) else value
+        if level not in LOG_LEVELS:
+            raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
+        return level
 
     @field_validator("ESUS_BACNET_DEVICE_ID", mode="before")
     @classmethod

@@ -1,0 +1,60 @@
+"""The CLI as a person uses it: help, the demo run with status lines, a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from esus.cli import EXIT_NOT_AVAILABLE, build_parser, main
+from tests.conftest import esus_env
+
+
+def test_help_lists_every_command() -> None:
+    text = build_parser().format_help()
+    for command in ("run", "doctor", "forecast", "bms", "shades", "bacnet"):
+        assert command in text
+
+
+@pytest.mark.parametrize("argv", [["run", "--speed", "0"], ["run", "--speed", "fast"],
+                                  ["bms", "backfill"], ["shades", "plan"]])
+def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(argv)
+    assert caught.value.code == 2
+    assert "esus" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_demo_runs_prints_status_lines_and_stops_cleanly(tmp_path: Path) -> None:
+    process = subprocess.Popen([sys.executable, "-m", "esus", "run", "--speed", "120"],
+                               cwd=tmp_path, env=esus_env(tmp_path), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and sum("esus.status" in l for l in lines) < 3:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        rest, _ = process.communicate(timeout=30)
+    output = "".join(lines) + rest
+    status = [l for l in lines if "esus.status" in l]
+    assert len(status) >= 3, output
+    assert "power " in status[-1] and " kW" in status[-1] and "CET" in status[-1] or "CEST" in status[-1]
+    assert "demo mode" in output
+    assert process.returncode == 0, output
+    assert "esus stopped" in output
+    assert (tmp_path / "xdg-state" / "esus-demo" / "history.db").exists()
+
+
+def test_commands_of_later_issues_say_so(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bacnet", "points"]) == EXIT_NOT_AVAILABLE
+    assert "not available in this version yet" in capsys.readouterr().err

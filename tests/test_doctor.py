@@ -1,0 +1,124 @@
+"""esus doctor: each part checked, problems said in plain words."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from esus.cli import main
+from esus.config import load_settings
+from esus.doctor import check_bacnet, check_bms, check_influx, port_is_free, run_doctor
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class FakeBms(http.server.BaseHTTPRequestHandler):
+    status = 200
+    body = b"[]"
+    content_type = "application/json"
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.send_response(self.status)
+        self.send_header("Content-Type", self.content_type)
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_server() -> Iterator[http.server.HTTPServer]:
+    server = http.server.HTTPServer(("127.0.0.1", 0), FakeBms)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def settings_with(site_file: Path, tmp_path: Path, **extra: str):
+    env = {"ESUS_SITE": str(site_file), "ESUS_STATE_DIR": str(tmp_path / "state"),
+           "GPIOZERO_PIN_FACTORY": "mock"}
+    env.update(extra)
+    return load_settings(env)
+
+
+def test_demo_doctor_passes(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ESUS_BACNET_ADDRESS", f"127.0.0.1/8:{free_port()}")
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "all checks passed" in out
+    for name in ("settings", "store", "bms", "influxdb", "bacnet", "gpio"):
+        assert name in out
+
+
+def test_bms_unreachable_wrong_password_and_login_page(site_file: Path, tmp_path: Path,
+                                                       http_server: http.server.HTTPServer) -> None:
+    closed = settings_with(site_file, tmp_path, ESUS_BMS_URL=f"http://127.0.0.1:{free_port()}",
+                           ESUS_BMS_USER="u", ESUS_BMS_PASSWORD="secret-pw")
+    check = check_bms(closed)
+    assert not check.ok and "cannot connect" in check.detail and "secret-pw" not in check.detail
+
+    url = f"http://127.0.0.1:{http_server.server_port}"
+    live = settings_with(site_file, tmp_path, ESUS_BMS_URL=url, ESUS_BMS_USER="u", ESUS_BMS_PASSWORD="pw")
+    assert check_bms(live).ok
+    FakeBms.status = 401
+    try:
+        assert "ESUS_BMS_PASSWORD" in check_bms(live).detail
+        FakeBms.status, FakeBms.content_type = 200, "text/html"
+        assert "login page" in check_bms(live).detail
+    finally:
+        FakeBms.status, FakeBms.content_type = 200, "application/json"
+
+
+def test_influx_down(site_file: Path, tmp_path: Path) -> None:
+    settings = settings_with(site_file, tmp_path, ESUS_INFLUX_URL=f"http://127.0.0.1:{free_port()}",
+                             ESUS_INFLUX_TOKEN="t", ESUS_INFLUX_ORG="o", ESUS_INFLUX_BUCKET="b")
+    check = check_influx(settings)
+    assert not check.ok and "is InfluxDB running" in check.detail
+
+
+def test_bacnet_port_taken_is_found(site_file: Path, tmp_path: Path) -> None:
+    port = free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(("127.0.0.1", port))
+        ok, detail = port_is_free("127.0.0.1", port)
+        assert not ok and "already in use" in detail
+        settings = settings_with(site_file, tmp_path, ESUS_BACNET_ADDRESS=f"127.0.0.1/8:{port}")
+        assert not check_bacnet(settings).ok
+    assert port_is_free("127.0.0.1", port)[0]
+
+
+def test_loopback_bacnet_outside_the_demo_is_a_warning(site_file: Path, tmp_path: Path) -> None:
+    settings = settings_with(site_file, tmp_path, ESUS_BACNET_ADDRESS=f"127.0.0.1/8:{free_port()}")
+    check = check_bacnet(settings)
+    assert check.ok and check.warning and "OT LAN" in check.detail
+
+
+def test_gpio_without_hardware_says_what_to_do(site_file: Path, tmp_path: Path) -> None:
+    settings = settings_with(site_file, tmp_path)
+    from esus.doctor import check_gpio
+    check = check_gpio(settings, environ={})
+    if not Path("/dev/gpiochip0").exists():
+        assert not check.ok and "GPIOZERO_PIN_FACTORY=mock" in check.detail
+    assert check_gpio(settings, environ={"GPIOZERO_PIN_FACTORY": "mock"}).ok
+
+
+def test_doctor_reads_an_existing_store(site_file: Path, tmp_path: Path) -> None:
+    from esus.store import HistoryStore
+    settings = settings_with(site_file, tmp_path, ESUS_BACNET_ADDRESS=f"127.0.0.1/8:{free_port()}")
+    with HistoryStore(settings.state_dir / "history.db") as store:
+        store.append("x", 0, 1.0)
+    store_check = next(c for c in run_doctor(settings) if c.name == "store")
+    assert store_check.ok and "1 series, intact" in store_check.detail

@@ -1,0 +1,90 @@
+"""Site file: malformed, unknown keys, wrong types, bad zones and pins stop the service in one line."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from esus.config import example_site_path
+from esus.errors import SettingsError
+from esus.site import load_site
+
+
+def edited(site_file: Path, old: str, new: str, count: int = 1) -> Path:
+    text = site_file.read_text()
+    assert old in text, old
+    site_file.write_text(text.replace(old, new, count))
+    return site_file
+
+
+def error_for(path: Path) -> str:
+    with pytest.raises(SettingsError) as caught:
+        load_site(path)
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message
+    return message
+
+
+def test_the_example_describes_tmv23() -> None:
+    site = load_site(example_site_path())
+    assert (site.site.latitude, site.site.longitude, site.site.timezone) == (57.015, 9.985, "Europe/Copenhagen")
+    rooms = {p.room for p in site.bms.points if p.kind == "temperature"}
+    assert rooms == {"1.213", "1.215", "1.217", "1.229", "1.231", "1.233"}
+    for room in rooms:
+        kinds = {p.kind for p in site.bms.points if p.room == room}
+        assert {"temperature", "setpoint_heating", "setpoint_cooling", "co2"} <= kinds
+    assert {g.name for g in site.shades.groups} == {"east", "south", "west"}
+    pins = [pin for g in site.shades.groups for pin in g.pins().values()]
+    assert len(pins) == len(set(pins)) and all(9 <= pin <= 27 for pin in pins)
+    ids = {p.externallogid for p in site.bms.points}
+    assert site.shades.wind_point in ids
+    assert all(g.irradiance_point in ids for g in site.shades.groups)
+
+
+def test_top_level_example_is_the_packaged_one() -> None:
+    top = Path(__file__).resolve().parent.parent / "site.example.toml"
+    assert top.read_text() == example_site_path().read_text()
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    ('timezone = "Europe/Copenhagen"', 'timezone = "Europe/Aalborg"', r"site\.timezone = 'Europe/Aalborg': expected an IANA time zone"),
+    ("latitude = 57.015", "latitude = 97.0", r"site\.latitude = 97\.0: Input should be less than or equal to 90"),
+    ("latitude = 57.015", 'latitude = "north"', r"site\.latitude = 'north': Input should be a valid number"),
+    ("[power]", "[power]\nmax_kw_typo = 3", r"power\.max_kw_typo is not a known key"),
+    ("[history]", "[histroy]", r"histroy is not a known key"),
+    ("min_kw = -50.0", "min_kw = 600.0", r"min_kw \(600\.0\) must be below max_kw"),
+    ("up_relay_pin = 17", "up_relay_pin = 4", r"shades\.groups\.0\.up_relay_pin = 4: Input should be greater than or equal to 9"),
+    ("up_relay_pin = 17", "up_relay_pin = 28", r"less than or equal to 27"),
+    ("down_relay_pin = 25", "down_relay_pin = 27", r"GPIO 27 is used twice \(east\.down_relay_pin and south\.down_relay_pin\)"),
+    ("number = 2", "number = 1", r"shade group number 1 is used twice"),
+    ("wind_release_mps = 8.0", "wind_release_mps = 13.0", r"wind_release_mps \(13\.0\) must be below wind_retract_mps"),
+    ('kind = "co2"', 'kind = "carbon"', r"bms\.points\.\d+\.kind = 'carbon': Input should be"),
+    ("externallogid = 6023", "externallogid = 6397", r"externallogid 6397 is listed twice"),
+    ('name = "east"', 'name = "East Façade"', r"shades\.groups\.0\.name = 'East Façade'"),
+])
+def test_bad_site_values(site_file: Path, old: str, new: str, expected: str) -> None:
+    assert re.search(expected, error_for(edited(site_file, old, new)))
+
+
+def test_missing_section(site_file: Path) -> None:
+    text = site_file.read_text()
+    start, end = text.index("[site]"), text.index("[power]")
+    site_file.write_text(text[:start] + text[end:])
+    assert "site is missing: it is required" in error_for(site_file)
+
+
+def test_malformed_toml(site_file: Path) -> None:
+    message = error_for(edited(site_file, "latitude = 57.015", "latitude = = 57"))
+    assert "not valid TOML" in message and "line" in message
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    assert "does not exist" in error_for(tmp_path / "absent.toml")
+
+
+def test_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes("[site]\nname = 'Bygning 1.2 \xe6'\n".encode("latin-1"))
+    assert "cannot be read" in error_for(path)
