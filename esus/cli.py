@@ -39,7 +39,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     setup_logging(settings.log_level)
-    from esus.service import Service, install_signal_handlers
+    from esus.service import Service, StartupError, install_signal_handlers
 
     clock: Clock = AcceleratedClock(args.speed) if args.speed != 1 else RealClock()
     if args.speed != 1:
@@ -50,7 +50,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         install_signal_handlers(stop)
         await Service(settings, clock).run(stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except StartupError as exc:
+        print(f"esus: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     return EXIT_OK
 
 
@@ -63,6 +67,18 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     failed = [c for c in checks if not c.ok]
     print(f"{len(failed)} problem(s) found" if failed else "all checks passed")
     return EXIT_FAILURE if failed else EXIT_OK
+
+
+def cmd_bacnet_points(args: argparse.Namespace) -> int:
+    from bacnet_server.points import format_table, markdown_table
+    from esus.bacnet import device_identity, site_points
+
+    settings = _settings(args)
+    points = site_points(settings)
+    identity = device_identity(settings)
+    print(f"device {identity.instance} '{identity.name}' on {identity.address}, {len(points)} points")
+    print(markdown_table(points) if args.markdown else format_table(points))
+    return EXIT_OK
 
 
 def not_available(feature: str, issue: int) -> Callable[[argparse.Namespace], int]:
@@ -128,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     bacnet = commands.add_parser("bacnet", help="BACnet device tools")
     bacnet_commands = bacnet.add_subparsers(dest="bacnet_command", required=True, metavar="COMMAND")
     bacnet_points = bacnet_commands.add_parser("points", help="the BACnet point list")
-    bacnet_points.set_defaults(func=not_available("esus bacnet points", 3))
+    bacnet_points.add_argument("--markdown", action="store_true", help="as a Markdown table")
+    bacnet_points.set_defaults(func=cmd_bacnet_points)
     return parser
 
 

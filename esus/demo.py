@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -17,7 +18,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from esus.clock import Clock
-from esus.power import POWER_SERIES, PowerInput, PowerValueError
+from esus.power import POWER_SERIES
 from esus.scheduler import Every
 from esus.store import HistoryStore
 
@@ -65,12 +66,14 @@ def seed_history(store: HistoryStore, replay: MeterReplay, now: datetime, days: 
     return store.append_many({POWER_SERIES: rows}) if rows else 0
 
 
-class DemoBas:
-    """Writes the replayed meter into the power input once a minute, like a BAS would."""
+PowerWriter = Callable[[float], Awaitable[None]]
 
-    def __init__(self, replay: MeterReplay, power: PowerInput, clock: Clock,
-                 offset_s: float = 2.0) -> None:
-        self.replay, self.power, self.clock = replay, power, clock
+
+class DemoBas:
+    """Writes the replayed meter once a minute, like a BAS would (over BACnet in the service)."""
+
+    def __init__(self, replay: MeterReplay, write: PowerWriter, clock: Clock, offset_s: float = 2.0) -> None:
+        self.replay, self.write, self.clock = replay, write, clock
         self.trigger = Every(60, offset_s)
 
     async def run(self) -> None:
@@ -78,6 +81,6 @@ class DemoBas:
             due = self.trigger.next_after(self.clock.now())
             await self.clock.sleep_until(due)
             try:
-                self.power.write(self.replay.kw_at(due))
-            except PowerValueError as exc:
-                log.warning("demo BAS write rejected: %s", exc)
+                await self.write(self.replay.kw_at(due))
+            except Exception as exc:  # noqa: BLE001 - a failed write is what a BAS would log, and go on
+                log.warning("demo BAS: writing power failed: %s", exc)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import errno
 import os
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 
+from bacnet_server.app import port_is_free
 from esus.config import Settings
 from esus.store import HistoryStore
 
@@ -87,20 +86,6 @@ def check_influx(settings: Settings) -> Check:
     if reply.status_code not in (200, 204):
         return Check("influxdb", False, f"GET {url} answered HTTP {reply.status_code}")
     return Check("influxdb", True, f"{settings.influx.url} is up")
-
-
-def port_is_free(ip: str, port: int) -> tuple[bool, str]:
-    """Bind without SO_REUSEPORT, so another BACnet server on the port is noticed."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.bind((ip, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return False, f"UDP {ip}:{port} is already in use by another program (another esus?)"
-            if exc.errno == errno.EADDRNOTAVAIL:
-                return False, f"{ip} is not an address of this machine: check ESUS_BACNET_ADDRESS"
-            return False, f"cannot bind UDP {ip}:{port}: {exc.strerror}"
-    return True, f"UDP {ip}:{port} is free"
 
 
 def check_bacnet(settings: Settings) -> Check:

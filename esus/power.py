@@ -56,6 +56,10 @@ class PowerInput:
         self.last_value, self.last_write, self.writes = kw, now, self.writes + 1
         return kw
 
+    def mark_missing(self) -> None:
+        """The source withdrew its value (BAS relinquished): stale until the next write."""
+        self.last_write = None
+
     def is_stale(self, now: datetime | None = None) -> bool:
         now = now or self.clock.now()
         return self.last_write is None or now - self.last_write > self.stale_after

@@ -9,6 +9,9 @@ import signal
 from collections.abc import Callable
 from datetime import datetime, time, timedelta
 
+from bacnet_server.app import BacnetStartError
+from bacnet_server.client import BasClient
+from esus.bacnet import POWER_POINT, BacnetBridge
 from esus.clock import Clock
 from esus.config import Settings
 from esus.demo import DemoBas, MeterReplay, seed_history
@@ -21,6 +24,13 @@ status_log = logging.getLogger("esus.status")
 
 #: History the demo seeds so that thresholds and forecasts have data from the first minute.
 DEMO_SEED_DAYS = 35
+#: The demo BAS writes input-power-meter at this priority, from the next UDP port.
+DEMO_BAS_PRIORITY = 10
+DEMO_BAS_INSTANCE = 4194000
+
+
+class StartupError(Exception):
+    """A part could not start; the message says what to do."""
 
 StatusPart = Callable[[datetime], str]
 
@@ -35,21 +45,42 @@ class Service:
         self.store = HistoryStore(settings.state_dir / "history.db")
         self.power = PowerInput(self.store, clock, min_kw=site.power.min_kw, max_kw=site.power.max_kw,
                                 stale_after=timedelta(minutes=site.power.stale_after_minutes))
+        self.bacnet = BacnetBridge(settings, self.power)
         self.scheduler = Scheduler(clock)
-        self.status_parts: list[StatusPart] = [self._power_status]
+        self.status_parts: list[StatusPart] = [self._power_status, self.bacnet.status]
         self.background: list[Callable[[], object]] = []
+        self.closers: list[Callable[[], None]] = []
+        self.scheduler.add("bacnet-refresh", Every(60, 4), self.bacnet.minute_tick)
         self.scheduler.add("status", Every(60, 5), self.minute_tick)
         self.scheduler.add("retention", DailyAt(time(0, 0), self.tz), self.nightly_retention)
-        if settings.demo:
-            self._setup_demo()
 
-    def _setup_demo(self) -> None:
+    async def start(self) -> None:
+        """Start the parts that bind or connect; raises StartupError with one line."""
+        try:
+            await self.bacnet.start()
+        except BacnetStartError as exc:
+            raise StartupError(str(exc)) from None
+        self.closers.append(self.bacnet.close)
+        if self.settings.demo:
+            self._start_demo()
+
+    def _start_demo(self) -> None:
         replay = MeterReplay(self.tz)
         seeded = seed_history(self.store, replay, self.clock.now(), DEMO_SEED_DAYS)
         if seeded:
             log.info("demo: seeded %d minutes of replayed meter history", seeded)
-        bas = DemoBas(replay, self.power, self.clock)
-        self.background.append(bas.run)
+        address = self.settings.bacnet
+        client = BasClient(f"{address.ip}/{address.interface.network.prefixlen}:{address.port + 1}",
+                           DEMO_BAS_INSTANCE)
+        client.start()
+        self.closers.append(client.close)
+        target = f"{address.ip}:{address.port}"
+
+        async def write_power(kw: float) -> None:
+            await client.write_real(target, "analog-value,1", kw, DEMO_BAS_PRIORITY)
+
+        log.info("demo: a simulated BAS on UDP port %d writes %s once a minute", address.port + 1, POWER_POINT)
+        self.background.append(DemoBas(replay, write_power, self.clock).run)
 
     def _power_status(self, now: datetime) -> str:
         if self.power.last_value is None:
@@ -76,6 +107,11 @@ class Service:
         """Run until `stop` is set (SIGTERM/SIGINT set it when run from the CLI)."""
         stop = stop or asyncio.Event()
         mode = "demo" if self.settings.demo else "site"
+        try:
+            await self.start()
+        except BaseException:
+            self.close()
+            raise
         log.info("esus started (%s mode, site %s, state %s)", mode, self.settings.site.site.name,
                  self.settings.state_dir)
         tasks = [asyncio.create_task(self.scheduler.run(), name="scheduler")]
@@ -96,6 +132,9 @@ class Service:
             self.close()
 
     def close(self) -> None:
+        for closer in reversed(self.closers):
+            closer()
+        self.closers.clear()
         self.store.close()
         log.info("esus stopped")
 

@@ -56,5 +56,5 @@ def test_demo_runs_prints_status_lines_and_stops_cleanly(tmp_path: Path) -> None
 
 
 def test_commands_of_later_issues_say_so(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bacnet", "points"]) == EXIT_NOT_AVAILABLE
+    assert main(["shades", "plan", "--date", "2026-06-21"]) == EXIT_NOT_AVAILABLE
     assert "not available in this version yet" in capsys.readouterr().err

@@ -12,7 +12,8 @@ import pytest
 
 from esus.cli import main
 from esus.config import load_settings
-from esus.doctor import check_bacnet, check_bms, check_influx, port_is_free, run_doctor
+from bacnet_server.app import port_is_free
+from esus.doctor import check_bacnet, check_bms, check_influx, run_doctor
 
 
 def free_port() -> int:

@@ -1,0 +1,154 @@
+"""bacpypes3 objects for the point table, with what stock bacpypes3 0.0.110 gets wrong put right.
+
+- every object carries eventState, reliability and outOfService from the start;
+- a change of reliability or outOfService reaches COV subscribers (statusFlags is computed by
+  bacpypes3, so its own change detection never sees it);
+- the device reports the services and object types it really supports.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from bacpypes3.basetypes import (
+    EngineeringUnits, EventState, ObjectTypesSupported, Reliability, ServicesSupported,
+)
+from bacpypes3.local.analog import AnalogValueObject
+from bacpypes3.local.binary import BinaryValueObject
+from bacpypes3.local.cmd import Commandable
+from bacpypes3.local.cov import GenericCriteria
+from bacpypes3.local.device import DeviceObject
+from bacpypes3.local.multistate import MultiStateValueObject
+from bacpypes3.primitivedata import CharacterString
+
+from bacnet_server.points import Access, PointSpec
+
+#: Services this device executes (protocolServicesSupported must not claim more).
+CONFIRMED_SERVICES = ("readProperty", "readPropertyMultiple", "writeProperty", "subscribeCOV")
+UNCONFIRMED_SERVICES = ("whoIs", "whoHas", "iAm", "iHave")
+OBJECT_TYPES = ("device", "analogValue", "binaryValue", "multiStateValue", "networkPort")
+
+
+def _bits(bit_string_class: type, names: tuple[str, ...]) -> Any:
+    value = bit_string_class([])
+    for name in names:
+        value[getattr(value, name)] = 1
+    return value
+
+
+class EsusDevice(DeviceObject):
+    vendorName = "esus"
+    modelName = "esus edge service"
+
+    @property
+    def protocolServicesSupported(self) -> ServicesSupported:  # type: ignore[override]
+        return _bits(ServicesSupported, CONFIRMED_SERVICES + UNCONFIRMED_SERVICES)
+
+    @protocolServicesSupported.setter
+    def protocolServicesSupported(self, value: Any) -> None:
+        """Computed; writes are refused before they get here."""
+
+    @property
+    def protocolObjectTypesSupported(self) -> ObjectTypesSupported:  # type: ignore[override]
+        return _bits(ObjectTypesSupported, OBJECT_TYPES)
+
+    @protocolObjectTypesSupported.setter
+    def protocolObjectTypesSupported(self, value: Any) -> None:
+        """Computed; writes are refused before they get here."""
+
+
+class PointMixin:
+    """What every esus point object does beyond bacpypes3."""
+
+    _spec: PointSpec
+
+    @property
+    def spec(self) -> PointSpec:
+        return self._spec
+
+    def set_process_value(self, value: Any) -> bool:
+        """Update a read-only point from esus; ignored while out of service (the BAS owns it then)."""
+        if self.outOfService:
+            return False
+        self.presentValue = value
+        return True
+
+    def set_reliability(self, reliability: str) -> None:
+        if self.reliability != Reliability(reliability):
+            self.reliability = Reliability(reliability)
+            self.status_changed()
+
+    def status_changed(self) -> None:
+        """Tell COV subscribers that statusFlags changed (bacpypes3 does not notice)."""
+        app = getattr(self, "_app", None)
+        detection = app._cov_detections.get(self.objectIdentifier) if app else None
+        if detection is not None:
+            detection.statusFlags = self.statusFlags
+            detection.send_cov_notifications()
+
+    @property
+    def effective_priority(self) -> int | None:
+        """Priority slot that drives presentValue, or None when relinquished (or not commandable)."""
+        current = getattr(self, "currentCommandPriority", None)
+        return None if current is None or current.unsigned is None else int(current.unsigned)
+
+
+class EsusAnalogValue(PointMixin, AnalogValueObject):
+    pass
+
+
+class EsusCommandableAnalogValue(PointMixin, Commandable, AnalogValueObject):
+    pass
+
+
+class EsusBinaryValue(PointMixin, BinaryValueObject):
+    pass
+
+
+class EsusCommandableBinaryValue(PointMixin, Commandable, BinaryValueObject):
+    pass
+
+
+class EsusMultiStateValue(PointMixin, MultiStateValueObject):
+    _cov_criteria = GenericCriteria  # multi-state values have no covIncrement
+
+
+def make_object(spec: PointSpec) -> PointMixin:
+    """Build the bacpypes3 object for one point of the table (must run inside the event loop)."""
+    common: dict[str, Any] = dict(
+        objectIdentifier=(spec.object_type, spec.instance),
+        objectName=spec.name,
+        description=CharacterString(spec.description),
+        eventState=EventState.normal,
+        reliability=Reliability.noSensor,  # until esus (or the BAS) gives it a value
+        outOfService=False,
+    )
+    commandable = spec.access is Access.COMMANDABLE
+    if spec.object_type == "analog-value":
+        cls = EsusCommandableAnalogValue if commandable else EsusAnalogValue
+        extra: dict[str, Any] = dict(presentValue=float(spec.relinquish_default or 0.0),
+                                     units=EngineeringUnits(spec.units or "noUnits"),
+                                     covIncrement=float(spec.cov_increment or 0.0))
+        if commandable:
+            extra["relinquishDefault"] = float(spec.relinquish_default or 0.0)
+        if spec.minimum is not None and math.isfinite(spec.minimum):
+            extra["minPresValue"] = float(spec.minimum)
+        if spec.maximum is not None and math.isfinite(spec.maximum):
+            extra["maxPresValue"] = float(spec.maximum)
+    elif spec.object_type == "binary-value":
+        cls = EsusCommandableBinaryValue if commandable else EsusBinaryValue
+        default = "active" if spec.relinquish_default else "inactive"
+        extra = dict(presentValue=default, inactiveText=spec.inactive_text, activeText=spec.active_text)
+        if commandable:
+            extra["relinquishDefault"] = default
+    elif spec.object_type == "multi-state-value":
+        cls = EsusMultiStateValue
+        extra = dict(presentValue=1, numberOfStates=len(spec.states), stateText=list(spec.states))
+    else:
+        raise ValueError(f"unsupported object type {spec.object_type}")
+    obj = cls(**common, **extra)
+    obj._spec = spec
+    if commandable and not spec.needs_write:
+        obj.reliability = Reliability.noFaultDetected
+    return obj
