@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from bacpypes3.basetypes import (
-    EngineeringUnits, EventState, ObjectTypesSupported, Reliability, ServicesSupported,
+    EngineeringUnits, EventState, ObjectTypesSupported, Reliability, Segmentation, ServicesSupported,
 )
 from bacpypes3.local.analog import AnalogValueObject
 from bacpypes3.local.binary import BinaryValueObject
@@ -40,6 +40,11 @@ def _bits(bit_string_class: type, names: tuple[str, ...]) -> Any:
 class EsusDevice(DeviceObject):
     vendorName = "esus"
     modelName = "esus edge service"
+    # bacpypes3 0.0.110 fails inside segmented responses (an assertion in ServerSSM), so the device
+    # says it does not segment: a reply too long for one APDU is answered with an abort, and
+    # workstations fall back to smaller requests.
+    segmentationSupported = Segmentation.noSegmentation
+    maxApduLengthAccepted = 1476
 
     @property
     def protocolServicesSupported(self) -> ServicesSupported:  # type: ignore[override]

@@ -88,8 +88,11 @@ def test_demo_bas_writes_once_a_minute(tmp_path: Path, replay: MeterReplay) -> N
     clock = ManualClock(datetime(2026, 11, 23, 9, 0, 30, tzinfo=UTC))
     power = make_power(tmp_path, clock)
 
+    async def write(kw: float) -> None:
+        power.write(kw)
+
     async def scenario() -> None:
-        task = asyncio.get_running_loop().create_task(DemoBas(replay, power, clock).run())
+        task = asyncio.get_running_loop().create_task(DemoBas(replay, write, clock).run())
         await settle()
         for _ in range(10):
             await clock.advance(60)
