@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import inspect
 import math
+from functools import partial
 from typing import Any
 
 from bacpypes3.basetypes import (
@@ -20,6 +22,7 @@ from bacpypes3.local.cmd import Commandable
 from bacpypes3.local.cov import GenericCriteria
 from bacpypes3.local.device import DeviceObject
 from bacpypes3.local.multistate import MultiStateValueObject
+from bacpypes3.local.object import Object as LocalObject
 from bacpypes3.primitivedata import CharacterString
 
 from bacnet_server.points import Access, PointSpec
@@ -30,6 +33,35 @@ UNCONFIRMED_SERVICES = ("whoIs", "whoHas", "iAm", "iHave")
 OBJECT_TYPES = ("device", "analogValue", "binaryValue", "multiStateValue", "networkPort")
 
 
+_ASYNC_PROPERTY: dict[tuple[type, str], bool] = {}
+
+
+class FastAttributes:
+    """Property reads without bacpypes3's per-access `inspect.getattr_static`.
+
+    bacpypes3's local Object looks up every property statically on each read to see whether it
+    is an async @property; that is a class-level fact, so it is cached per class here. This
+    roughly doubles ReadProperty throughput; the rare async path still goes through bacpypes3.
+    """
+
+    def __getattribute__(self, attr: str) -> Any:
+        if attr[0] == "_":
+            return object.__getattribute__(self, attr)
+        cls = type(self)
+        element = cls._elements.get(attr)
+        if element is None:
+            return object.__getattribute__(self, attr)
+        key = (cls, attr)
+        is_async = _ASYNC_PROPERTY.get(key)
+        if is_async is None:
+            found = inspect.getattr_static(cls, attr, None)
+            is_async = isinstance(found, property) and inspect.iscoroutinefunction(found.fget)
+            _ASYNC_PROPERTY[key] = is_async
+        if is_async:
+            return LocalObject.__getattribute__(self, attr)
+        return element.get_attribute(getter=partial(super(LocalObject, self).__getattribute__, attr))
+
+
 def _bits(bit_string_class: type, names: tuple[str, ...]) -> Any:
     value = bit_string_class([])
     for name in names:
@@ -37,7 +69,7 @@ def _bits(bit_string_class: type, names: tuple[str, ...]) -> Any:
     return value
 
 
-class EsusDevice(DeviceObject):
+class EsusDevice(FastAttributes, DeviceObject):
     vendorName = "esus"
     modelName = "esus edge service"
     # bacpypes3 0.0.110 fails inside segmented responses (an assertion in ServerSSM), so the device
@@ -63,7 +95,7 @@ class EsusDevice(DeviceObject):
         """Computed; writes are refused before they get here."""
 
 
-class PointMixin:
+class PointMixin(FastAttributes):
     """What every esus point object does beyond bacpypes3."""
 
     _spec: PointSpec
@@ -73,7 +105,12 @@ class PointMixin:
         return self._spec
 
     def set_process_value(self, value: Any) -> bool:
-        """Update a read-only point from esus; ignored while out of service (the BAS owns it then)."""
+        """Update a read-only point from esus; ignored while out of service (the BAS owns it then).
+
+        Commandable points are never set from Python: bacpypes3 would write priority 16, the BAS's.
+        """
+        if self._spec.access is Access.COMMANDABLE:
+            raise TypeError(f"{self._spec.name} is commandable: only the BAS writes it")
         if self.outOfService:
             return False
         self.presentValue = value

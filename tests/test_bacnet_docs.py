@@ -1,0 +1,21 @@
+"""The integration guide lists exactly the points the device serves for the example site."""
+
+from pathlib import Path
+
+from bacnet_server.points import markdown_table
+from esus.bacnet import site_points
+from esus.config import load_settings
+
+
+def test_guide_table_matches_the_device() -> None:
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "bacnet-points.md").read_text()
+    table = markdown_table(site_points(load_settings({}, demo=True)))
+    assert table in guide, "docs/bacnet-points.md is out of date: regenerate with `esus bacnet points --markdown`"
+
+
+def test_esus_bacnet_points_prints_every_point(capsys) -> None:
+    from esus.cli import main
+    assert main(["bacnet", "points"]) == 0
+    out = capsys.readouterr().out
+    for name in ("input-power-meter", "one-hour-future-power", "shade-3-mode", "wind-lockout"):
+        assert name in out
