@@ -1,0 +1,165 @@
+"""Walk-forward backtest: retrain each midnight on what was known, forecast every interval of the
+next day, and score esus against persistence and the seasonal naive baselines on the same rows."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from forecast.features import DAY_S, Horizon, WindowMeans, baselines, target
+from forecast.series import Grid, to_grid
+from forecast.training import MIN_TRAINING_DAYS, metrics, train_validated
+
+TARGET_TEXT = "mean kW of the 15-minute interval ending 60 minutes after the forecast (the interval itself if longer)"
+
+
+class MeterFileError(ValueError):
+    """The CSV cannot be used; the message says which column or value is wrong."""
+
+
+def load_meter_csv(path: Path, time_col: str | None = None, value_col: str | None = None) -> tuple[Grid, str]:
+    """Read a meter CSV (any regular interval, 1 min to 1 h); returns the clean grid and value column."""
+    try:
+        frame = pd.read_csv(path, skip_blank_lines=True)
+    except FileNotFoundError:
+        raise MeterFileError(f"{path}: no such file") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise MeterFileError(f"{path}: not a readable CSV ({exc})") from None
+    columns = list(frame.columns)
+    time_col = time_col or next((c for c in columns if any(w in c.lower() for w in ("time", "date"))), columns[0])
+    if time_col not in columns:
+        raise MeterFileError(f"{path}: no column '{time_col}' (columns: {', '.join(map(str, columns))})")
+    if value_col is None:
+        numeric = [c for c in columns if c != time_col and pd.api.types.is_numeric_dtype(frame[c])]
+        if not numeric:
+            raise MeterFileError(f"{path}: no numeric column; name it with --value-col")
+        value_col = numeric[0]
+    if value_col not in columns:
+        raise MeterFileError(f"{path}: no column '{value_col}' (columns: {', '.join(map(str, columns))})")
+    frame = frame[[time_col, value_col]].dropna(subset=[time_col])
+    try:
+        stamps = pd.to_datetime(frame[time_col])  # one format inferred from the first rows: fast
+    except (ValueError, TypeError):
+        try:
+            stamps = pd.to_datetime(frame[time_col], format="mixed")
+        except (ValueError, TypeError) as exc:
+            raise MeterFileError(f"{path}: column '{time_col}' has values that are not times ({exc})") from None
+    if stamps.dt.tz is not None:  # an offset is given: calendar features use it
+        offsets = np.array([s.utcoffset().total_seconds() for s in stamps], dtype=np.int64)
+        seconds = stamps.dt.tz_convert("UTC").astype("int64").to_numpy() // 10**9 + offsets
+    else:  # naive stamps are the meter's wall clock
+        seconds = stamps.astype("datetime64[s]").astype("int64").to_numpy()
+    values = pd.to_numeric(frame[value_col], errors="coerce").to_numpy(dtype=np.float64)
+    if np.isfinite(values).sum() < 2:
+        raise MeterFileError(f"{path}: column '{value_col}' has no numeric values")
+    grid = to_grid(seconds, values)
+    if not 60 <= grid.step_s <= 3600:
+        raise MeterFileError(f"{path}: interval is {grid.step_s} s; esus forecasts from 1-minute to hourly data")
+    return grid, str(value_col)
+
+
+@dataclass
+class BacktestResult:
+    interval_s: int
+    issue: np.ndarray
+    actual: np.ndarray
+    predictions: dict[str, np.ndarray]
+    upper: np.ndarray
+    train_seconds: list[float] = field(default_factory=list)
+    grid: Grid | None = None
+
+    def rows(self) -> np.ndarray:
+        """Rows where the actual and every model's forecast exist (all models scored on these)."""
+        ok = np.isfinite(self.actual)
+        for values in self.predictions.values():
+            ok &= np.isfinite(values)
+        return ok
+
+    def summary(self, target_name: str) -> dict:
+        ok = self.rows()
+        models = {name: metrics(values[ok], self.actual[ok]) for name, values in self.predictions.items()}
+        coverage = float(np.mean(self.actual[ok] <= self.upper[ok])) * 100 if ok.any() else float("nan")
+        return {
+            "rows": int(ok.sum()), "interval_s": self.interval_s,
+            "target": f"{target_name}: {TARGET_TEXT}",
+            "models": models,
+            "train_seconds_median": statistics.median(self.train_seconds) if self.train_seconds else None,
+            "train_seconds_max": max(self.train_seconds) if self.train_seconds else None,
+            "test_days": len(self.train_seconds),
+            "upper_bound_coverage_pct": coverage,
+        }
+
+
+def local_midnights(grid: Grid) -> np.ndarray:
+    """Slots that start a local day."""
+    local = grid.local_times_s(np.arange(len(grid)))
+    return np.flatnonzero(local % DAY_S == 0)
+
+
+def walk_forward(grid: Grid, min_history_days: int = MIN_TRAINING_DAYS, progress=None) -> BacktestResult:
+    h = Horizon(grid.step_s)
+    day = h.slots(DAY_S)
+    means = WindowMeans(grid.values)
+    starts = [s for s in local_midnights(grid) if s >= (min_history_days + 1) * day and s + h.ahead < len(grid)]
+    if not starts:
+        raise ValueError(f"need more than {min_history_days + 1} days of data to backtest")
+    issue_parts, model_parts, upper_parts, seconds = [], [], [], []
+    for n, start in enumerate(starts):
+        result = train_validated(grid, end=start)
+        seconds.append(result.model.info.train_seconds)
+        issue = np.arange(start, min(start + day, len(grid) - h.ahead))
+        predicted = result.model.predict(grid, issue, means)
+        issue_parts.append(issue)
+        model_parts.append(predicted)
+        upper_parts.append(result.model.upper(predicted))
+        if progress:
+            progress(n + 1, len(starts))
+    issue = np.concatenate(issue_parts)
+    predictions = {"esus": np.concatenate(model_parts), **baselines(grid, issue, means)}
+    return BacktestResult(grid.step_s, issue, target(grid, issue, means), predictions,
+                          np.concatenate(upper_parts), seconds, grid)
+
+
+def plot(result: BacktestResult, out: Path, title: str, days_shown: int = 7) -> None:
+    """Actual vs forecast with the 90 % bound over the last days, and RMSE by hour of day."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = result.grid
+    h = Horizon(result.interval_s)
+    ok = result.rows()
+    target_time = pd.to_datetime(grid.local_times_s(result.issue + h.ahead), unit="s")
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(13, 8), gridspec_kw={"height_ratios": [3, 2]})
+    shown = result.issue >= result.issue[-1] - days_shown * h.slots(DAY_S)
+    top.plot(target_time[shown], result.actual[shown], color="black", lw=0.9, label="actual (15-min mean)")
+    top.plot(target_time[shown], result.predictions["esus"][shown], color="tab:blue", lw=1.1,
+             label="esus forecast (issued 60 min before)")
+    top.fill_between(target_time[shown], result.predictions["esus"][shown], result.upper[shown],
+                     color="tab:blue", alpha=0.18, label="90 % upper bound")
+    top.plot(target_time[shown], result.predictions["persistence"][shown], color="tab:gray", lw=0.7,
+             alpha=0.7, label="persistence")
+    top.set_ylabel("kW")
+    top.set_title(title)
+    top.legend(loc="upper left", fontsize=8)
+    top.grid(alpha=0.3)
+    hours = (grid.local_times_s(result.issue + h.ahead) % DAY_S) // 3600
+    for name, colour in (("esus", "tab:blue"), ("persistence", "tab:gray"),
+                         ("seasonal_naive_day", "tab:orange"), ("seasonal_naive_week", "tab:green")):
+        by_hour = [np.sqrt(np.mean((result.predictions[name][ok & (hours == hr)] -
+                                    result.actual[ok & (hours == hr)]) ** 2)) if (ok & (hours == hr)).any()
+                   else np.nan for hr in range(24)]
+        bottom.plot(range(24), by_hour, marker="o", ms=3, color=colour, label=name.replace("_", " "))
+    bottom.set_xlabel("hour of day of the forecast interval")
+    bottom.set_ylabel("RMSE, kW")
+    bottom.set_xticks(range(0, 24, 2))
+    bottom.legend(fontsize=8)
+    bottom.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)

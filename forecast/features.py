@@ -1,0 +1,133 @@
+"""Forecast target, baselines and features, all as window means over a Grid.
+
+One vectorised code path serves training (thousands of issue times) and live forecasting (one),
+so the model always sees inputs built exactly as in training. Everything at issue time k uses
+slots <= k only (the leakage test checks this).
+
+Target at issue time k: mean power over the window of W = max(15 min, step) ending 60 minutes
+after k, in kW.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from forecast.series import Grid
+
+HORIZON_S = 3600
+TARGET_WINDOW_S = 900
+DAY_S, WEEK_S = 86400, 7 * 86400
+RECENT_LAGS_S = (900, 1800, 2700, 3600, 7200)
+
+
+@dataclass(frozen=True)
+class Horizon:
+    """The target geometry in grid slots for one sampling interval."""
+
+    step_s: int
+
+    @property
+    def window(self) -> int:
+        return max(1, TARGET_WINDOW_S // self.step_s)
+
+    @property
+    def ahead(self) -> int:
+        return max(1, round(HORIZON_S / self.step_s))
+
+    def slots(self, seconds: int) -> int:
+        return max(1, round(seconds / self.step_s))
+
+
+class WindowMeans:
+    """Means and standard deviations over trailing windows, from prefix sums (NaN-aware)."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        present = np.isfinite(values)
+        clean = np.where(present, values, 0.0)
+        self.n = values.size
+        self.sum = np.concatenate(([0.0], np.cumsum(clean)))
+        self.sq = np.concatenate(([0.0], np.cumsum(clean * clean)))
+        self.count = np.concatenate(([0], np.cumsum(present)))
+
+    def _parts(self, end: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        end = np.asarray(end, dtype=np.int64)
+        valid = (end - length + 1 >= 0) & (end < self.n)
+        hi = np.clip(end + 1, 0, self.n)
+        lo = np.clip(end + 1 - length, 0, self.n)
+        count = self.count[hi] - self.count[lo]
+        return hi, lo, count, valid & (count * 2 >= length)
+
+    def mean(self, end: np.ndarray, length: int) -> np.ndarray:
+        """Mean of slots (end - length, end]; NaN when out of range or over half missing."""
+        hi, lo, count, ok = self._parts(end, length)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(ok, (self.sum[hi] - self.sum[lo]) / count, np.nan)
+
+    def std(self, end: np.ndarray, length: int) -> np.ndarray:
+        hi, lo, count, ok = self._parts(end, length)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = (self.sum[hi] - self.sum[lo]) / count
+            var = (self.sq[hi] - self.sq[lo]) / count - mean * mean
+            return np.where(ok, np.sqrt(np.maximum(var, 0.0)), np.nan)
+
+
+def target(grid: Grid, issue: np.ndarray, means: WindowMeans | None = None) -> np.ndarray:
+    """What happened: mean kW of the target window for each issue time (NaN when unknown)."""
+    h = Horizon(grid.step_s)
+    return (means or WindowMeans(grid.values)).mean(np.asarray(issue) + h.ahead, h.window)
+
+
+def baselines(grid: Grid, issue: np.ndarray, means: WindowMeans | None = None) -> dict[str, np.ndarray]:
+    """Persistence (the last window mean) and seasonal naive (same window a day / a week earlier)."""
+    h, m = Horizon(grid.step_s), means or WindowMeans(grid.values)
+    issue = np.asarray(issue)
+    return {
+        "persistence": m.mean(issue, h.window),
+        "seasonal_naive_day": m.mean(issue + h.ahead - h.slots(DAY_S), h.window),
+        "seasonal_naive_week": m.mean(issue + h.ahead - h.slots(WEEK_S), h.window),
+    }
+
+
+def feature_names(step_s: int) -> list[str]:
+    return list(features(Grid(0, step_s, np.zeros(3)), np.array([2])).keys())
+
+
+def features(grid: Grid, issue: np.ndarray, means: WindowMeans | None = None) -> dict[str, np.ndarray]:
+    """Named feature columns (kW unless named otherwise) for each issue slot."""
+    h, m = Horizon(grid.step_s), means or WindowMeans(grid.values)
+    k = np.asarray(issue, dtype=np.int64)
+    w, day, week = h.window, h.slots(DAY_S), h.slots(WEEK_S)
+    cols: dict[str, np.ndarray] = {"mean_now_kw": m.mean(k, w)}
+    for lag in sorted({h.slots(s) for s in RECENT_LAGS_S}):
+        cols[f"mean_{lag * grid.step_s // 60}min_ago_kw"] = m.mean(k - lag, w)
+    cols["last_kw"] = m.mean(k, 1)
+    cols["mean_5min_kw"] = m.mean(k, h.slots(300))
+    cols["mean_1h_kw"] = m.mean(k, h.slots(3600))
+    cols["mean_3h_kw"] = m.mean(k, h.slots(3 * 3600))
+    cols["std_1h_kw"] = m.std(k, max(2, h.slots(3600)))
+    cols["day_ago_target_kw"] = m.mean(k + h.ahead - day, w)
+    cols["day_ago_now_kw"] = m.mean(k - day, w)
+    cols["day_ago_change_kw"] = cols["day_ago_target_kw"] - cols["day_ago_now_kw"]
+    cols["week_ago_target_kw"] = m.mean(k + h.ahead - week, w)
+    cols["week_ago_now_kw"] = m.mean(k - week, w)
+    cols["week_ago_change_kw"] = cols["week_ago_target_kw"] - cols["week_ago_now_kw"]
+    at_target = np.column_stack([m.mean(k + h.ahead - j * day, w) for j in range(1, 8)])
+    at_now = np.column_stack([m.mean(k - j * day, w) for j in range(1, 8)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows early in the history
+        cols["profile_median_kw"] = np.nanmedian(at_target, axis=1)
+        cols["profile_mean_kw"] = np.nanmean(at_target, axis=1)
+        cols["profile_change_kw"] = cols["profile_median_kw"] - np.nanmedian(at_now, axis=1)
+    local = grid.local_times_s(k + h.ahead)
+    cols["target_hour_of_day"] = (local % DAY_S) / 3600.0
+    weekday = ((local // DAY_S) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+    cols["target_weekday"] = weekday.astype(np.float64)
+    cols["target_is_weekend"] = (weekday >= 5).astype(np.float64)
+    return cols
+
+
+def feature_matrix(grid: Grid, issue: np.ndarray, means: WindowMeans | None = None) -> np.ndarray:
+    return np.column_stack(list(features(grid, issue, means).values()))

@@ -1,0 +1,120 @@
+"""The forecast model: gradient boosting and a ridge regression on the same features, blended.
+
+Chosen by the walk-forward backtest on the open-dsm meter (48 held-out days): gradient boosting
+alone 22.8 % CV(RMSE), the 0.7/0.3 blend with ridge 22.1 %, persistence 44.8 %, last week 31.8 %.
+Trees handle the regimes (equipment on/off, weekends); the linear part extrapolates levels the
+trees have not seen. The 90 % upper bound adds the 90th percentile of the held-out day's errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from forecast.features import WindowMeans, feature_matrix, feature_names, target
+from forecast.series import Grid
+
+MODEL_VERSION = 1
+TREE_WEIGHT = 0.7
+#: Issue times used for training, at most one per this many seconds (neighbours are near copies).
+TRAIN_STRIDE_S = 300
+
+
+@dataclass
+class ModelInfo:
+    version: int
+    trained_at: str
+    rows: int
+    interval_s: int
+    train_seconds: float
+    rmse_kw: float | None = None
+    persistence_rmse_kw: float | None = None
+    upper_margin_kw: float = 0.0
+    features: tuple[str, ...] = ()
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+class ModelFileError(Exception):
+    """A saved model cannot be used (missing, damaged, or from another version)."""
+
+
+class PowerModel:
+    def __init__(self, step_s: int) -> None:
+        self.step_s = step_s
+        self.trees = HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05, early_stopping=False,
+                                                   random_state=0)
+        self.linear = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True),
+                                    StandardScaler(), Ridge(alpha=10.0))
+        self.info: ModelInfo | None = None
+
+    def fit(self, grid: Grid, issue: np.ndarray) -> PowerModel:
+        """Train on issue slots whose target window has ended within the grid."""
+        if grid.step_s != self.step_s:
+            raise ValueError("grid interval differs from the model's")
+        started = time.process_time()
+        means = WindowMeans(grid.values)
+        stride = max(1, TRAIN_STRIDE_S // grid.step_s)
+        issue = np.asarray(issue)[::stride]
+        y = target(grid, issue, means)
+        x = feature_matrix(grid, issue, means)
+        usable = np.isfinite(y) & np.isfinite(x[:, 0])
+        if usable.sum() < 100:
+            raise ValueError(f"only {int(usable.sum())} usable training rows; need at least 100")
+        x, y = x[usable], y[usable]
+        self.trees.fit(x, y)
+        self.linear.fit(x, y)
+        self.info = ModelInfo(MODEL_VERSION, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), int(y.size),
+                              grid.step_s, time.process_time() - started,
+                              features=tuple(feature_names(grid.step_s)))
+        return self
+
+    def predict(self, grid: Grid, issue: np.ndarray, means: WindowMeans | None = None) -> np.ndarray:
+        """Mean kW of the target window for each issue slot (NaN where there is no recent data)."""
+        x = feature_matrix(grid, np.asarray(issue), means)
+        out = np.full(len(x), np.nan)
+        ok = np.isfinite(x[:, 0])
+        if ok.any():
+            out[ok] = TREE_WEIGHT * self.trees.predict(x[ok]) + (1 - TREE_WEIGHT) * self.linear.predict(x[ok])
+        return out
+
+    def upper(self, predicted: np.ndarray) -> np.ndarray:
+        margin = self.info.upper_margin_kw if self.info else 0.0
+        return predicted + margin
+
+    def save(self, path: Path) -> None:
+        """Write atomically: a crash leaves the old file or the new one, never half of one."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name + ".", delete=False) as handle:
+            pickle.dump(self, handle, protocol=pickle.HIGHEST_PROTOCOL)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+        if self.info:
+            path.with_suffix(".json").write_text(self.info.to_json())
+
+    @staticmethod
+    def load(path: Path) -> PowerModel:
+        try:
+            with open(path, "rb") as handle:
+                model = pickle.load(handle)
+        except FileNotFoundError:
+            raise ModelFileError(f"no model at {path}") from None
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure means the file is unusable
+            raise ModelFileError(f"{path} cannot be loaded ({type(exc).__name__}: {exc})") from None
+        if not isinstance(model, PowerModel) or model.info is None or model.info.version != MODEL_VERSION:
+            raise ModelFileError(f"{path} is not a version-{MODEL_VERSION} esus power model")
+        return model
