@@ -238,6 +238,12 @@ class BacnetDevice:
         if obj.set_process_value(value):
             obj.set_reliability(reliability)
 
+    def set_description(self, name: str, text: str) -> None:
+        """Say something about a point's current state (e.g. which forecast method is in use)."""
+        obj = self.objects[name]
+        if str(obj.description) != text:
+            obj.description = text
+
     def set_fault(self, name: str, reliability: str) -> None:
         """Mark a point unreliable (e.g. 'communicationFailure'); its last value stays, flagged."""
         self.objects[name].set_reliability(reliability)

@@ -69,6 +69,40 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if failed else EXIT_OK
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from forecast.backtest import MeterFileError, load_meter_csv, plot, walk_forward
+
+    try:
+        grid, column = load_meter_csv(Path(args.file), args.time_col, args.value_col)
+        show = sys.stderr.isatty() and not args.json
+
+        def progress(done: int, total: int) -> None:
+            if show:
+                print(f"\rbacktest: day {done}/{total}", end="" if done < total else "\n", file=sys.stderr)
+
+        result = walk_forward(grid, progress=progress)
+    except (MeterFileError, ValueError) as exc:
+        print(f"esus: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    summary = result.summary(column)
+    if args.plot:
+        plot(result, Path(args.plot), f"{Path(args.file).name}: walk-forward, {summary['test_days']} days")
+    if args.json:
+        print(json.dumps(summary))
+        return EXIT_OK
+    print(f"{summary['rows']} forecasts over {summary['test_days']} days, interval {summary['interval_s']} s")
+    print(f"target: {summary['target']}")
+    print(f"{'model':<22}{'RMSE kW':>9}{'MAE kW':>9}{'CV(RMSE) %':>12}{'NMBE %':>9}")
+    for name, m in summary["models"].items():
+        print(f"{name:<22}{m['rmse']:>9.3f}{m['mae']:>9.3f}{m['cv_rmse']:>12.1f}{m['nmbe']:>9.2f}")
+    print(f"90 % upper bound covered {summary['upper_bound_coverage_pct']:.1f} % of actuals; training "
+          f"{summary['train_seconds_median']:.2f} s median, {summary['train_seconds_max']:.2f} s max")
+    return EXIT_OK
+
+
 def cmd_bacnet_points(args: argparse.Namespace) -> int:
     from bacnet_server.points import format_table, markdown_table
     from esus.bacnet import device_identity, site_points
@@ -122,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--value-col", metavar="C")
     backtest.add_argument("--json", action="store_true")
     backtest.add_argument("--plot", metavar="OUT.png")
-    backtest.set_defaults(func=not_available("esus forecast backtest", 4))
+    backtest.set_defaults(func=cmd_backtest)
 
     bms = commands.add_parser("bms", help="BMS API tools")
     bms_commands = bms.add_subparsers(dest="bms_command", required=True, metavar="COMMAND")

@@ -15,6 +15,7 @@ from esus.bacnet import POWER_POINT, BacnetBridge
 from esus.clock import Clock
 from esus.config import Settings
 from esus.demo import DemoBas, MeterReplay, seed_history
+from esus.forecasting import ForecastService
 from esus.power import PowerInput
 from esus.scheduler import DailyAt, Every, Scheduler
 from esus.store import HistoryStore
@@ -46,12 +47,15 @@ class Service:
         self.power = PowerInput(self.store, clock, min_kw=site.power.min_kw, max_kw=site.power.max_kw,
                                 stale_after=timedelta(minutes=site.power.stale_after_minutes))
         self.bacnet = BacnetBridge(settings, self.power)
+        self.forecast = ForecastService(settings, self.store, self.power, self.bacnet, clock)
         self.scheduler = Scheduler(clock)
-        self.status_parts: list[StatusPart] = [self._power_status, self.bacnet.status]
+        self.status_parts: list[StatusPart] = [self._power_status, self.forecast.status, self.bacnet.status]
         self.background: list[Callable[[], object]] = []
         self.closers: list[Callable[[], None]] = []
         self.scheduler.add("bacnet-refresh", Every(60, 4), self.bacnet.minute_tick)
-        self.scheduler.add("status", Every(60, 5), self.minute_tick)
+        self.scheduler.add("forecast", Every(60, 5), self.forecast.minute_tick)
+        self.scheduler.add("status", Every(60, 6), self.minute_tick)
+        self.scheduler.add("training", DailyAt(time(0, 0), self.tz), self.forecast.nightly_training)
         self.scheduler.add("retention", DailyAt(time(0, 0), self.tz), self.nightly_retention)
 
     async def start(self) -> None:
@@ -63,6 +67,7 @@ class Service:
         self.closers.append(self.bacnet.close)
         if self.settings.demo:
             self._start_demo()
+        await self.forecast.start()
 
     def _start_demo(self) -> None:
         replay = MeterReplay(self.tz)

@@ -184,6 +184,17 @@ class HistoryStore:
                 "SELECT ts, value FROM samples WHERE series = ? ORDER BY ts DESC LIMIT 1", (sid,)).fetchone()
         return (datetime.fromtimestamp(row[0], UTC), row[1]) if row else None
 
+    def span(self, series: str) -> tuple[datetime, datetime] | None:
+        """Times of the first and the last sample of a series."""
+        sid = self._series.get(series) or self._lookup(series)
+        if sid is None:
+            return None
+        with self._lock:
+            row = self._conn.execute("SELECT MIN(ts), MAX(ts) FROM samples WHERE series = ?", (sid,)).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return datetime.fromtimestamp(row[0], UTC), datetime.fromtimestamp(row[1], UTC)
+
     def series_names(self) -> list[str]:
         with self._lock:
             return [r[0] for r in self._conn.execute("SELECT name FROM series ORDER BY name")]

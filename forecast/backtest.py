@@ -50,7 +50,8 @@ def load_meter_csv(path: Path, time_col: str | None = None, value_col: str | Non
             raise MeterFileError(f"{path}: column '{time_col}' has values that are not times ({exc})") from None
     if stamps.dt.tz is not None:  # an offset is given: calendar features use it
         offsets = np.array([s.utcoffset().total_seconds() for s in stamps], dtype=np.int64)
-        seconds = stamps.dt.tz_convert("UTC").astype("int64").to_numpy() // 10**9 + offsets
+        utc = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+        seconds = utc.astype("datetime64[s]").astype("int64").to_numpy() + offsets
     else:  # naive stamps are the meter's wall clock
         seconds = stamps.astype("datetime64[s]").astype("int64").to_numpy()
     values = pd.to_numeric(frame[value_col], errors="coerce").to_numpy(dtype=np.float64)

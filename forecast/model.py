@@ -103,8 +103,6 @@ class PowerModel:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(handle.name, path)
-        if self.info:
-            path.with_suffix(".json").write_text(self.info.to_json())
 
     @staticmethod
     def load(path: Path) -> PowerModel:

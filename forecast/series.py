@@ -64,12 +64,15 @@ def invalid_mask(values: np.ndarray) -> np.ndarray:
     good = values[~bad]
     if good.size == 0:
         return bad
-    zeros = good == 0
     median = float(np.median(good))
-    if zeros.mean() < 0.02 and abs(median) > 0.5:  # a building rarely draws exactly 0 kW
+    if (good == 0).mean() < 0.02 and abs(median) > 0.5:  # a building rarely draws exactly 0 kW
         bad |= values == 0
-    q001, q50, q999 = np.quantile(good[good != 0] if (good != 0).any() else good, [0.001, 0.5, 0.999])
-    spread_high, spread_low = max(q999 - q50, 1e-9), max(q50 - q001, 1e-9)
+        good = good[good != 0]
+    if good.size == 0:
+        return bad
+    q001, q50, q999 = np.quantile(good, [0.001, 0.5, 0.999])
+    floor = max(0.1 * abs(q50), 1e-6)  # a flat meter must not turn every small wiggle into a spike
+    spread_high, spread_low = max(q999 - q50, floor), max(q50 - q001, floor)
     bad |= values > q999 + 3 * spread_high
     bad |= values < q001 - 3 * spread_low
     return bad

@@ -100,8 +100,10 @@ def forecast_now(grid: Grid, model: PowerModel | None, margin_kw: float | None =
     issue = np.array([len(grid) - 1])
     means = WindowMeans(grid.values)
     base = baselines(grid, issue, means)
-    spread = float(np.nanstd(grid.values[-day_slots(grid):])) if len(grid) > 1 else 0.0
-    fallback_margin = margin_kw if margin_kw is not None else 1.2816 * (spread if np.isfinite(spread) else 0.0)
+    recent = grid.values[-day_slots(grid):]
+    recent = recent[np.isfinite(recent)]
+    spread = float(np.std(recent)) if recent.size > 1 else 0.0
+    fallback_margin = margin_kw if margin_kw is not None else 1.2816 * spread  # one-sided 90 % (normal)
     if model is not None and model.step_s == grid.step_s:
         value = float(model.predict(grid, issue, means)[0])
         if np.isfinite(value):

@@ -1,0 +1,112 @@
+"""Forecast figures: the walk-forward backtest on the shipped open-dsm data (1-minute and hourly),
+training time and memory on 90 days of 1-minute data on one core, and the live forecast latency.
+
+    .venv/bin/python bench/forecast.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from forecast.backtest import load_meter_csv, walk_forward  # noqa: E402
+from forecast.series import Grid  # noqa: E402
+
+DATA = ROOT / "esus" / "data" / "open-dsm"
+FILES = {"1-minute (Jul-Aug 2022)": DATA / "egauge_1min_2022-07_08.csv",
+         "hourly (Mar 2022-Mar 2023)": DATA / "hourly_electric_2022-23.csv"}
+
+
+def backtest_table() -> None:
+    print("walk-forward backtest (retrain each midnight, forecast every interval of the next day)")
+    print(f"{'data':<28}{'model':<22}{'RMSE kW':>9}{'CV(RMSE) %':>12}{'NMBE %':>9}")
+    for label, path in FILES.items():
+        grid, column = load_meter_csv(path)
+        started = time.monotonic()
+        summary = walk_forward(grid).summary(column)
+        elapsed = time.monotonic() - started
+        for name, m in summary["models"].items():
+            print(f"{label:<28}{name:<22}{m['rmse']:>9.3f}{m['cv_rmse']:>12.1f}{m['nmbe']:>9.2f}")
+        ratio = summary["models"]["esus"]["cv_rmse"] / summary["models"]["persistence"]["cv_rmse"]
+        print(f"{'':<28}esus / persistence CV(RMSE) = {ratio:.2f}; {summary['test_days']} days in "
+              f"{elapsed:.0f} s; training median {summary['train_seconds_median']:.2f} s; "
+              f"upper bound covers {summary['upper_bound_coverage_pct']:.1f} %")
+
+
+def ninety_days() -> Grid:
+    """90 days of real 1-minute data: the 62 open-dsm days followed by their first 28 again."""
+    grid, _ = load_meter_csv(FILES["1-minute (Jul-Aug 2022)"])
+    values = np.concatenate([grid.values, grid.values[: 28 * 1440]])
+    return Grid(grid.t0_s, 60, values)
+
+
+def train_once(queue: multiprocessing.Queue) -> None:
+    from threadpoolctl import threadpool_limits
+
+    from forecast.training import train_validated
+
+    grid = ninety_days()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with threadpool_limits(1):
+        started = time.process_time()
+        wall = time.monotonic()
+        result = train_validated(grid)
+        cpu, wall = time.process_time() - started, time.monotonic() - wall
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    queue.put((cpu, wall, (after - before) / 1024, result.rmse_kw, result.persistence_rmse_kw))
+
+
+def training_figures(rounds: int) -> None:
+    context = multiprocessing.get_context("spawn")
+    runs = []
+    for _ in range(rounds):
+        queue = context.Queue()
+        process = context.Process(target=train_once, args=(queue,))
+        process.start()
+        runs.append(queue.get())
+        process.join()
+    cpu = statistics.median(r[0] for r in runs)
+    wall = statistics.median(r[1] for r in runs)
+    memory = statistics.median(r[2] for r in runs)
+    print(f"training on 90 days of 1-minute data, one core: {cpu:.1f} s CPU, {wall:.1f} s wall, "
+          f"{memory:.0f} MB extra peak RSS (median of {rounds}); held-out RMSE {runs[0][3]:.2f} kW "
+          f"vs persistence {runs[0][4]:.2f} kW")
+
+
+def forecast_latency() -> None:
+    from forecast.training import forecast_now, train_validated
+
+    grid = ninety_days()
+    model = train_validated(grid.slice(0, 30 * 1440)).model
+    live = grid.slice(len(grid) - 8 * 1440, len(grid))
+    times = []
+    for _ in range(50):
+        started = time.perf_counter()
+        forecast_now(live, model)
+        times.append(time.perf_counter() - started)
+    print(f"one live forecast from 8 days of 1-minute history: median {statistics.median(times) * 1e3:.1f} ms, "
+          f"max {max(times) * 1e3:.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="skip the backtests")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if not args.quick:
+        backtest_table()
+    training_figures(args.rounds)
+    forecast_latency()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""The forecast in the running service: published every minute, retrained every night in a
+separate process, swapped in atomically when sane, reloaded at start."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+
+from esus.bacnet import BacnetBridge
+from esus.clock import Clock
+from esus.config import Settings
+from esus.power import POWER_SERIES, PowerInput
+from esus.store import HistoryStore
+from esus.training_job import power_grid, train_from_store
+from forecast.loadstate import DwellFlag, Thresholds, interval_means, rate_of_change_kw_per_min, thresholds
+from forecast.model import ModelFileError, PowerModel
+from forecast.training import MIN_TRAINING_DAYS, Forecast, forecast_now
+
+log = logging.getLogger(__name__)
+
+LIVE_DAYS = 8                # a week of lags plus the horizon
+TRAINING_TIMEOUT_S = 30 * 60
+THRESHOLD_REFRESH_S = 3600
+FORECAST_DESCRIPTION = "Forecast: mean power of the 15-minute interval ending 60 minutes from now"
+
+
+@dataclass
+class LiveState:
+    forecast: Forecast | None
+    mean_15min_kw: float | None
+    slope_kw_per_min: float | None
+
+
+class ForecastService:
+    def __init__(self, settings: Settings, store: HistoryStore, power: PowerInput, bacnet: BacnetBridge,
+                 clock: Clock) -> None:
+        self.settings, self.store, self.power, self.bacnet, self.clock = settings, store, power, bacnet, clock
+        self.config = settings.site.forecast
+        self.model_path = settings.state_dir / "model" / "power-model.pkl"
+        dwell_s = self.config.flag_dwell_minutes * 60
+        self.high, self.low = DwellFlag(dwell_s), DwellFlag(dwell_s)
+        self.thresholds: Thresholds | None = None
+        self._thresholds_at: datetime | None = None
+        self.live: LiveState | None = None
+        self.trainings = self.training_failures = 0
+        self.last_training: dict | None = None
+        self.job = train_from_store  # module-level so the spawned process can import it
+        self.model = self._load_model()
+
+    def _load_model(self) -> PowerModel | None:
+        try:
+            model = PowerModel.load(self.model_path)
+        except ModelFileError as exc:
+            if self.model_path.exists():
+                log.warning("%s; forecasting with the fallback until the next training", exc)
+            else:
+                log.info("no forecast model yet: seasonal naive, then persistence, until the first training")
+            return None
+        info = model.info
+        log.info("forecast model loaded: trained %s on %d rows, held-out RMSE %.2f kW (persistence %.2f kW)",
+                 info.trained_at, info.rows, info.rmse_kw or float("nan"), info.persistence_rmse_kw or float("nan"))
+        return model
+
+    async def start(self) -> None:
+        if self.model is not None:
+            self.bacnet.publish("model-rmse", self.model.info.rmse_kw or 0.0)
+            self.bacnet.publish("model-training-time", self.model.info.train_seconds)
+        await self.minute_tick(self.clock.now())
+        if self.model is None and self._history_days() >= MIN_TRAINING_DAYS:
+            log.info("enough history and no model: training now instead of waiting for midnight")
+            asyncio.get_running_loop().create_task(self.nightly_training(self.clock.now()), name="first-training")
+
+    def _history_days(self) -> float:
+        span = self.store.span(POWER_SERIES)
+        return (span[1] - span[0]).total_seconds() / 86400 if span else 0.0
+
+    # -- every minute --------------------------------------------------------------------------
+
+    def compute(self, now: datetime) -> LiveState:
+        """Forecast, 15-minute mean and slope from the recent history (runs in a worker thread)."""
+        now_s = int(now.timestamp())
+        grid = power_grid(self.store, now_s - LIVE_DAYS * 86400, now_s + 1)
+        recent_t, recent_v = self.store.range(POWER_SERIES, now_s - 15 * 60, now_s + 1)
+        mean = float(recent_v.mean()) if recent_v.size else None
+        slope = rate_of_change_kw_per_min(recent_t, recent_v)
+        forecast = forecast_now(grid, self.model) if grid is not None else None
+        if self._thresholds_at is None or (now - self._thresholds_at).total_seconds() >= THRESHOLD_REFRESH_S:
+            days = self.config.trailing_window_days
+            times, values = self.store.range(POWER_SERIES, now_s - days * 86400, now_s + 1)
+            self.thresholds = thresholds(interval_means(times, values), self.config.high_percentile,
+                                         self.config.low_percentile)
+            self._thresholds_at = now
+        return LiveState(forecast, mean, slope)
+
+    async def minute_tick(self, due: datetime) -> None:
+        now = self.clock.now()
+        self.live = live = await asyncio.to_thread(self.compute, now)
+        publish = self.bacnet.publish
+        if live.forecast is not None and not self.power.is_stale(now):
+            publish("one-hour-future-power", live.forecast.kw)
+            publish("one-hour-future-power-upper", live.forecast.upper_kw)
+            self.bacnet.device.set_description("one-hour-future-power",
+                                               f"{FORECAST_DESCRIPTION} (method: {live.forecast.method})")
+            self.store.append_many({"forecast.one_hour_kw": [(now, live.forecast.kw)],
+                                    "forecast.one_hour_upper_kw": [(now, live.forecast.upper_kw)]})
+        if live.slope_kw_per_min is not None:
+            publish("power-rate-of-change", live.slope_kw_per_min)
+        if self.thresholds is not None:
+            publish("high-load-threshold", self.thresholds.high_kw)
+            publish("low-load-threshold", self.thresholds.low_kw)
+            if live.mean_15min_kw is not None:
+                t = now.timestamp()
+                high = self.high.update(live.mean_15min_kw > self.thresholds.high_kw, t)
+                low = self.low.update(live.mean_15min_kw < self.thresholds.low_kw, t)
+                publish("high-load-conditions", "active" if high else "inactive")
+                publish("low-load-conditions", "active" if low else "inactive")
+
+    def status(self, now: datetime) -> str:
+        live = self.live
+        if live is None or live.forecast is None:
+            return "forecast: not enough history yet"
+        f = live.forecast
+        load = "high" if self.high.state else "low" if self.low.state else "normal"
+        return f"+1h {f.kw:.2f} kW (<= {f.upper_kw:.2f}, {f.method}) | load {load}"
+
+    # -- every night ---------------------------------------------------------------------------
+
+    async def nightly_training(self, due: datetime) -> None:
+        """Train in a separate process; keep the old model on any failure and try again tomorrow."""
+        candidate = self.model_path.with_name(self.model_path.name + ".candidate")
+        context = multiprocessing.get_context("spawn")
+        self.trainings += 1
+        try:
+            with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+                future = pool.submit(self.job, str(self.store.path), str(candidate), int(due.timestamp()))
+                report = await asyncio.wait_for(asyncio.wrap_future(future), TRAINING_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - a crashed, hung or failing job all keep the old model
+            self.training_failures += 1
+            log.error("forecast training failed (%s: %s); keeping the %s and retrying next night",
+                      type(exc).__name__, exc, "current model" if self.model else "fallback forecast")
+            return
+        self.last_training = report
+        log.info("forecast training: held-out RMSE %.2f kW vs persistence %.2f kW, %d rows, %.1f s",
+                 report["rmse_kw"], report["persistence_rmse_kw"], report["rows"], report["train_seconds"])
+        if not report["sane"]:
+            log.warning("new forecast model rejected (%s); keeping the %s", report["why"],
+                        "current model" if self.model else "fallback forecast")
+            return
+        try:
+            model = PowerModel.load(candidate)
+        except ModelFileError as exc:
+            log.error("new forecast model unreadable (%s); keeping the current one", exc)
+            return
+        os.replace(candidate, self.model_path)
+        self.model_path.with_suffix(".json").write_text(model.info.to_json())
+        self.model = model
+        self.bacnet.publish("model-rmse", report["rmse_kw"])
+        self.bacnet.publish("model-training-time", model.info.train_seconds)
+        self.store.append_many({"model.rmse_kw": [(due, report["rmse_kw"])],
+                                "model.persistence_rmse_kw": [(due, report["persistence_rmse_kw"])],
+                                "model.train_seconds": [(due, report["train_seconds"])],
+                                "model.rows": [(due, float(report["rows"]))]})

@@ -1,0 +1,48 @@
+"""The nightly training job. It runs in its own process (never on the event loop, never in a
+thread: a CPU-bound thread would hold the GIL and slow every BACnet reply) and on one core."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from esus.power import POWER_SERIES
+from esus.store import HistoryStore
+
+#: Live forecasting and training work on a 1-minute grid of the BAS writes.
+GRID_STEP_S = 60
+TRAINING_DAYS = 90
+
+
+def power_grid(store: HistoryStore, start_s: int, end_s: int):
+    """The BAS power history between two instants as a clean 1-minute grid (None if too little)."""
+    from forecast.series import to_grid
+
+    times, values = store.range(POWER_SERIES, start_s, end_s)
+    if times.size < 2:
+        return None
+    try:
+        return to_grid(times, values, step_s=GRID_STEP_S)
+    except ValueError:
+        return None
+
+
+def train_from_store(db_path: str, candidate_path: str, until_s: int, days: int = TRAINING_DAYS) -> dict:
+    """Train on the `days` before `until_s`; save to `candidate_path` only if sane; report."""
+    from threadpoolctl import threadpool_limits
+
+    from forecast.training import is_sane, train_validated
+
+    started = time.monotonic()
+    with threadpool_limits(1), HistoryStore(Path(db_path), readonly=True) as store:
+        grid = power_grid(store, until_s - days * 86400, until_s)
+        if grid is None:
+            raise ValueError("no power history to train on")
+        result = train_validated(grid)
+        sane, why = is_sane(result)
+        if sane:
+            result.model.save(Path(candidate_path))
+    info = result.model.info
+    return {"sane": sane, "why": why, "rmse_kw": result.rmse_kw,
+            "persistence_rmse_kw": result.persistence_rmse_kw, "rows": info.rows,
+            "train_seconds": time.monotonic() - started, "cpu_seconds": info.train_seconds}

@@ -1,0 +1,72 @@
+"""`esus forecast backtest`: any meter CSV, the SPEC's JSON shape, a plot, clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import esus_env
+from tests.synthetic import office_power
+
+
+def write_csv(path: Path, step_s: int = 900, days: int = 18, aware: bool = False) -> Path:
+    grid = office_power(days, step_s=step_s, seed=4)
+    stamps = pd.to_datetime(grid.times_s(), unit="s")
+    if aware:
+        stamps = stamps.tz_localize("UTC").tz_convert("Europe/Copenhagen")
+    frame = pd.DataFrame({"Timestamp": stamps.astype(str) if aware else stamps.strftime("%m/%d/%Y %H:%M"),
+                          "site": "x", "Main_kW": grid.values})
+    frame.loc[5, "Main_kW"] = -1  # a sentinel
+    frame.to_csv(path, index=False)
+    with open(path, "a") as handle:
+        handle.write(",,\n,,\n")  # blank trailing rows, as spreadsheets leave them
+    return path
+
+
+def run_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "esus", "forecast", "backtest", *args], cwd=tmp_path,
+                          env=esus_env(tmp_path), capture_output=True, text=True, timeout=600)
+
+
+def test_json_shape_and_plot(tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "meter.csv")
+    result = run_cli(tmp_path, str(csv), "--json", "--plot", str(tmp_path / "bt.png"))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert {"rows", "interval_s", "target", "models", "train_seconds_median", "train_seconds_max"} <= set(summary)
+    assert summary["interval_s"] == 900 and summary["rows"] > 0
+    assert set(summary["models"]) == {"esus", "persistence", "seasonal_naive_day", "seasonal_naive_week"}
+    for scores in summary["models"].values():
+        assert set(scores) == {"rmse", "mae", "cv_rmse", "nmbe"}
+        assert all(np.isfinite(v) for v in scores.values())
+    esus = summary["models"]["esus"]["cv_rmse"]
+    assert esus < summary["models"]["persistence"]["cv_rmse"]
+    assert esus < summary["models"]["seasonal_naive_day"]["cv_rmse"]
+    assert (tmp_path / "bt.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_table_output_with_explicit_columns_and_offsets(tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "meter.csv", step_s=3600, days=20, aware=True)
+    result = run_cli(tmp_path, str(csv), "--time-col", "Timestamp", "--value-col", "Main_kW")
+    assert result.returncode == 0, result.stderr
+    assert "persistence" in result.stdout and "CV(RMSE)" in result.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["absent.csv"], "no such file"),
+    (["meter.csv", "--value-col", "Power"], "no column 'Power'"),
+    (["meter.csv", "--time-col", "site"], "not times"),
+    (["short.csv"], "days of data to backtest"),
+])
+def test_bad_input_says_what_is_wrong(tmp_path: Path, args: list[str], message: str) -> None:
+    write_csv(tmp_path / "meter.csv")
+    write_csv(tmp_path / "short.csv", days=5)
+    result = run_cli(tmp_path, *args)
+    assert result.returncode == 1
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -1,0 +1,127 @@
+"""The forecast in the service: trains in another process, swaps when sane, survives crashes and
+restarts, and publishes to BACnet."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from esus.bacnet import BacnetBridge
+from esus.clock import ManualClock
+from esus.config import load_settings
+from esus.forecasting import ForecastService
+from esus.power import POWER_SERIES, PowerInput
+from esus.store import HistoryStore
+from tests.bacnet_harness import free_udp_port
+from tests.synthetic import office_power
+
+NOW = datetime(2026, 6, 22, 0, 0, tzinfo=UTC)
+
+
+def build(tmp_path: Path, days: int = 16) -> tuple[ForecastService, BacnetBridge, ManualClock]:
+    settings = load_settings({"ESUS_BACNET_ADDRESS": f"127.0.0.1/8:{free_udp_port()}",
+                              "ESUS_STATE_DIR": str(tmp_path / "state")}, demo=True)
+    store = HistoryStore(settings.state_dir / "history.db")
+    if store.latest(POWER_SERIES) is None:
+        grid = office_power(days, step_s=60, start_s=int(NOW.timestamp()) - days * 86400)
+        store.append_many({POWER_SERIES: list(zip(grid.times_s().tolist(), grid.values.tolist()))})
+    clock = ManualClock(NOW)
+    power = PowerInput(store, clock, min_kw=-50, max_kw=500, stale_after=timedelta(minutes=5))
+    bridge = BacnetBridge(settings, power)
+    return ForecastService(settings, store, power, bridge, clock), bridge, clock
+
+
+async def started(service: ForecastService, bridge: BacnetBridge) -> None:
+    await bridge.start()
+    await service.minute_tick(service.clock.now())
+
+
+def test_training_swaps_in_a_sane_model_and_a_restart_reloads_it(tmp_path: Path) -> None:
+    async def first_run() -> tuple[float, float]:
+        service, bridge, clock = build(tmp_path)
+        try:
+            await started(service, bridge)
+            assert service.model is None
+            assert service.live.forecast.method == "seasonal naive (last week)"
+            await service.nightly_training(NOW)
+            assert service.model is not None and service.model_path.exists()
+            assert not service.model_path.with_name("power-model.pkl.candidate").exists()
+            await service.minute_tick(NOW)
+            assert service.live.forecast.method == "model"
+            assert float(bridge.device.present_value("model-rmse")) == pytest.approx(service.model.info.rmse_kw)
+            assert bridge.device.reliability("one-hour-future-power") == "noFaultDetected"
+            assert "method: model" in str(bridge.device.objects["one-hour-future-power"].description)
+            assert float(bridge.device.present_value("high-load-threshold")) > float(
+                bridge.device.present_value("low-load-threshold"))
+            return service.live.forecast.kw, service.model.info.rmse_kw
+        finally:
+            bridge.close()
+            service.store.close()
+
+    async def restart() -> tuple[float, float]:
+        service, bridge, _ = build(tmp_path)
+        try:
+            assert service.model is not None  # loaded from disk, before any training
+            await started(service, bridge)
+            return service.live.forecast.kw, service.model.info.rmse_kw
+        finally:
+            bridge.close()
+            service.store.close()
+
+    before = asyncio.run(first_run())
+    assert asyncio.run(restart()) == before
+
+
+@pytest.mark.parametrize("job", ["crash", "raise_error"])
+def test_a_failed_training_keeps_the_old_model(tmp_path: Path, job: str, caplog: pytest.LogCaptureFixture) -> None:
+    import tests.forecast_jobs as jobs
+
+    async def scenario() -> None:
+        service, bridge, _ = build(tmp_path)
+        try:
+            await started(service, bridge)
+            await service.nightly_training(NOW)
+            good = service.model
+            mtime = service.model_path.stat().st_mtime_ns
+            service.job = getattr(jobs, job)
+            with caplog.at_level(logging.ERROR):
+                await service.nightly_training(NOW + timedelta(days=1))
+            assert service.model is good and service.training_failures == 1
+            assert service.model_path.stat().st_mtime_ns == mtime
+            assert "forecast training failed" in caplog.text and "retrying next night" in caplog.text
+            await service.minute_tick(NOW)
+            assert service.live.forecast.method == "model"
+        finally:
+            bridge.close()
+            service.store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_damaged_model_file_falls_back_and_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    model = tmp_path / "state" / "model" / "power-model.pkl"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"\x80\x04garbage")
+    service, bridge, _ = build(tmp_path)
+    assert service.model is None
+    assert "forecasting with the fallback" in caplog.text
+    service.store.close()
+
+
+def test_stale_power_is_not_forecast_as_live(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        service, bridge, clock = build(tmp_path)
+        try:
+            await bridge.start()
+            clock.jump(3600)  # the BAS has not written for an hour
+            await service.minute_tick(clock.now())
+            bridge.refresh_power_health()
+            assert bridge.device.reliability("one-hour-future-power") in ("noSensor", "communicationFailure")
+        finally:
+            bridge.close()
+            service.store.close()
+    asyncio.run(scenario())
