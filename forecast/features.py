@@ -25,9 +25,10 @@ RECENT_LAGS_S = (900, 1800, 2700, 3600, 7200)
 
 @dataclass(frozen=True)
 class Horizon:
-    """The target geometry in grid slots for one sampling interval."""
+    """The target geometry in grid slots for one sampling interval (and a horizon, 60 min in esus)."""
 
     step_s: int
+    horizon_s: int = HORIZON_S
 
     @property
     def window(self) -> int:
@@ -35,7 +36,7 @@ class Horizon:
 
     @property
     def ahead(self) -> int:
-        return max(1, round(HORIZON_S / self.step_s))
+        return max(1, round(self.horizon_s / self.step_s))
 
     def slots(self, seconds: int) -> int:
         return max(1, round(seconds / self.step_s))
@@ -74,9 +75,10 @@ class WindowMeans:
             return np.where(ok, np.sqrt(np.maximum(var, 0.0)), np.nan)
 
 
-def target(grid: Grid, issue: np.ndarray, means: WindowMeans | None = None) -> np.ndarray:
+def target(grid: Grid, issue: np.ndarray, means: WindowMeans | None = None,
+           horizon_s: int = HORIZON_S) -> np.ndarray:
     """What happened: mean kW of the target window for each issue time (NaN when unknown)."""
-    h = Horizon(grid.step_s)
+    h = Horizon(grid.step_s, horizon_s)
     return (means or WindowMeans(grid.values)).mean(np.asarray(issue) + h.ahead, h.window)
 
 
@@ -95,9 +97,10 @@ def feature_names(step_s: int) -> list[str]:
     return list(features(Grid(0, step_s, np.zeros(3)), np.array([2])).keys())
 
 
-def features(grid: Grid, issue: np.ndarray, means: WindowMeans | None = None) -> dict[str, np.ndarray]:
+def features(grid: Grid, issue: np.ndarray, means: WindowMeans | None = None,
+             horizon_s: int = HORIZON_S) -> dict[str, np.ndarray]:
     """Named feature columns (kW unless named otherwise) for each issue slot."""
-    h, m = Horizon(grid.step_s), means or WindowMeans(grid.values)
+    h, m = Horizon(grid.step_s, horizon_s), means or WindowMeans(grid.values)
     k = np.asarray(issue, dtype=np.int64)
     w, day, week = h.window, h.slots(DAY_S), h.slots(WEEK_S)
     cols: dict[str, np.ndarray] = {"mean_now_kw": m.mean(k, w)}
@@ -129,5 +132,6 @@ def features(grid: Grid, issue: np.ndarray, means: WindowMeans | None = None) ->
     return cols
 
 
-def feature_matrix(grid: Grid, issue: np.ndarray, means: WindowMeans | None = None) -> np.ndarray:
-    return np.column_stack(list(features(grid, issue, means).values()))
+def feature_matrix(grid: Grid, issue: np.ndarray, means: WindowMeans | None = None,
+                   horizon_s: int = HORIZON_S) -> np.ndarray:
+    return np.column_stack(list(features(grid, issue, means, horizon_s).values()))

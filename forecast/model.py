@@ -23,7 +23,7 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from forecast.features import WindowMeans, feature_matrix, feature_names, target
+from forecast.features import HORIZON_S, WindowMeans, feature_matrix, feature_names, target
 from forecast.series import Grid
 
 MODEL_VERSION = 1
@@ -53,8 +53,8 @@ class ModelFileError(Exception):
 
 
 class PowerModel:
-    def __init__(self, step_s: int) -> None:
-        self.step_s = step_s
+    def __init__(self, step_s: int, horizon_s: int = HORIZON_S) -> None:
+        self.step_s, self.horizon_s = step_s, horizon_s
         self.trees = HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05, early_stopping=False,
                                                    random_state=0)
         self.linear = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True),
@@ -69,8 +69,8 @@ class PowerModel:
         means = WindowMeans(grid.values)
         stride = max(1, TRAIN_STRIDE_S // grid.step_s)
         issue = np.asarray(issue)[::stride]
-        y = target(grid, issue, means)
-        x = feature_matrix(grid, issue, means)
+        y = target(grid, issue, means, self.horizon_s)
+        x = feature_matrix(grid, issue, means, self.horizon_s)
         usable = np.isfinite(y) & np.isfinite(x[:, 0])
         if usable.sum() < 100:
             raise ValueError(f"only {int(usable.sum())} usable training rows; need at least 100")
@@ -84,7 +84,7 @@ class PowerModel:
 
     def predict(self, grid: Grid, issue: np.ndarray, means: WindowMeans | None = None) -> np.ndarray:
         """Mean kW of the target window for each issue slot (NaN where there is no recent data)."""
-        x = feature_matrix(grid, np.asarray(issue), means)
+        x = feature_matrix(grid, np.asarray(issue), means, self.horizon_s)
         out = np.full(len(x), np.nan)
         ok = np.isfinite(x[:, 0])
         if ok.any():
