@@ -16,6 +16,7 @@ from esus.clock import Clock
 from esus.config import Settings
 from esus.power import POWER_SERIES, PowerInput
 from esus.store import HistoryStore
+from esus.telemetry import Telemetry
 from esus.training_job import power_grid, train_from_store
 from forecast.loadstate import DwellFlag, Thresholds, interval_means, rate_of_change_kw_per_min, thresholds
 from forecast.model import ModelFileError, PowerModel
@@ -38,8 +39,9 @@ class LiveState:
 
 class ForecastService:
     def __init__(self, settings: Settings, store: HistoryStore, power: PowerInput, bacnet: BacnetBridge,
-                 clock: Clock) -> None:
+                 clock: Clock, telemetry: Telemetry | None = None) -> None:
         self.settings, self.store, self.power, self.bacnet, self.clock = settings, store, power, bacnet, clock
+        self.telemetry = telemetry
         self.config = settings.site.forecast
         self.model_path = settings.state_dir / "model" / "power-model.pkl"
         dwell_s = self.config.flag_dwell_minutes * 60
@@ -101,7 +103,9 @@ class ForecastService:
         now = self.clock.now()
         self.live = live = await asyncio.to_thread(self.compute, now)
         publish = self.bacnet.publish
-        if live.forecast is not None and not self.power.is_stale(now):
+        stale = self.power.is_stale(now)
+        fresh = live.forecast if live.forecast is not None and not stale else None
+        if fresh is not None:
             publish("one-hour-future-power", live.forecast.kw)
             publish("one-hour-future-power-upper", live.forecast.upper_kw)
             self.bacnet.device.set_description("one-hour-future-power",
@@ -119,6 +123,14 @@ class ForecastService:
                 low = self.low.update(live.mean_15min_kw < self.thresholds.low_kw, t)
                 publish("high-load-conditions", "active" if high else "inactive")
                 publish("low-load-conditions", "active" if low else "inactive")
+        if self.telemetry is not None:
+            th = self.thresholds
+            self.telemetry.record("power", {
+                "mean_15min_kw": live.mean_15min_kw, "rate_kw_per_min": live.slope_kw_per_min,
+                "forecast_kw": fresh.kw if fresh else None, "forecast_upper_kw": fresh.upper_kw if fresh else None,
+                "high_load": self.high.state if th else None, "low_load": self.low.state if th else None,
+                "high_threshold_kw": th.high_kw if th else None, "low_threshold_kw": th.low_kw if th else None,
+                "stale": stale}, now)
 
     def status(self, now: datetime) -> str:
         live = self.live
@@ -145,6 +157,10 @@ class ForecastService:
                       type(exc).__name__, exc, "current model" if self.model else "fallback forecast")
             return
         self.last_training = report
+        if self.telemetry is not None:
+            self.telemetry.record("model", {"rmse_kw": report["rmse_kw"], "rows": report["rows"],
+                                            "persistence_rmse_kw": report["persistence_rmse_kw"],
+                                            "train_seconds": report["cpu_seconds"], "accepted": report["sane"]}, due)
         log.info("forecast training: held-out RMSE %.2f kW vs persistence %.2f kW, %d rows, %.1f s",
                  report["rmse_kw"], report["persistence_rmse_kw"], report["rows"], report["train_seconds"])
         if not report["sane"]:

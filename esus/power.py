@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -32,6 +33,7 @@ class PowerInput:
         self.last_write: datetime | None = latest[0] if latest else None
         self.writes = 0
         self.rejected = 0
+        self.listeners: list[Callable[[datetime, float], None]] = []
 
     def validate(self, value: object) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
@@ -54,6 +56,8 @@ class PowerInput:
         now = self.clock.now()
         self.store.append(POWER_SERIES, now, kw)
         self.last_value, self.last_write, self.writes = kw, now, self.writes + 1
+        for listener in self.listeners:
+            listener(now, kw)
         return kw
 
     def mark_missing(self) -> None:

@@ -16,6 +16,9 @@ from esus.clock import Clock
 from esus.config import Settings
 from esus.demo import DemoBas, MeterReplay, seed_history
 from esus.forecasting import ForecastService
+from esus.influx import InfluxSender, InfluxWriter
+from esus.outbox import Outbox
+from esus.telemetry import Telemetry
 from esus.power import PowerInput
 from esus.scheduler import DailyAt, Every, Scheduler
 from esus.store import HistoryStore
@@ -47,7 +50,10 @@ class Service:
         self.power = PowerInput(self.store, clock, min_kw=site.power.min_kw, max_kw=site.power.max_kw,
                                 stale_after=timedelta(minutes=site.power.stale_after_minutes))
         self.bacnet = BacnetBridge(settings, self.power)
-        self.forecast = ForecastService(settings, self.store, self.power, self.bacnet, clock)
+        self.outbox = Outbox(settings.state_dir / "outbox.db")
+        self.telemetry = Telemetry(self.outbox, site.site.name)
+        self.power.listeners.append(lambda at, kw: self.telemetry.record("power", {"input_kw": kw}, at))
+        self.forecast = ForecastService(settings, self.store, self.power, self.bacnet, clock, self.telemetry)
         self.scheduler = Scheduler(clock)
         self.status_parts: list[StatusPart] = [self._power_status, self.forecast.status, self.bacnet.status]
         self.background: list[Callable[[], object]] = []
@@ -56,6 +62,12 @@ class Service:
         self.scheduler.add("forecast", Every(60, 5), self.forecast.minute_tick)
         self.scheduler.add("status", Every(60, 6), self.minute_tick)
         self.scheduler.add("training", DailyAt(time(0, 0), self.tz), self.forecast.nightly_training)
+        self.writer: InfluxWriter | None = None
+        if settings.influx is not None:
+            sender = InfluxSender(settings.influx)
+            self.closers.append(sender.close)
+            self.writer = InfluxWriter(self.outbox, sender.send, clock)
+            self.background.append(self.writer.run)
         self.scheduler.add("retention", DailyAt(time(0, 0), self.tz), self.nightly_retention)
 
     async def start(self) -> None:
@@ -101,7 +113,12 @@ class Service:
         return " | ".join([stamp] + [part(now) for part in self.status_parts])
 
     async def minute_tick(self, due: datetime) -> None:
-        status_log.info("%s", self.status_line(self.clock.now()))
+        now = self.clock.now()
+        status_log.info("%s", self.status_line(now))
+        self.telemetry.record("health", {
+            "outbox_depth": self.outbox.depth, "outbox_dropped": self.outbox.counter("dropped"),
+            "outbox_dead": self.outbox.counter("dead"), "bacnet_writes": self.bacnet.device.writes,
+            "tick_lag_s": (now - due).total_seconds(), "rss_mb": resident_mb()}, now)
 
     async def nightly_retention(self, due: datetime) -> None:
         days = self.settings.site.history.retention_days
@@ -140,8 +157,21 @@ class Service:
         for closer in reversed(self.closers):
             closer()
         self.closers.clear()
+        self.outbox.close()
         self.store.close()
         log.info("esus stopped")
+
+
+def resident_mb() -> float | None:
+    """Current resident memory of this process (Linux), in MB."""
+    try:
+        with open("/proc/self/status") as status:
+            for row in status:
+                if row.startswith("VmRSS:"):
+                    return int(row.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:

@@ -1,0 +1,126 @@
+"""Drains the outbox into InfluxDB 2 with influxdb-client's synchronous write API.
+
+Oldest lines first; a batch is deleted only after a 2xx. A 400/422 batch is split in halves until
+the refused lines are found: those go to the dead letter, the rest of the batch flows. While the
+server is away the writer backs off (exponential, jittered, at most a minute) and the lines wait
+on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Callable
+
+from influxdb_client import InfluxDBClient, WritePrecision
+from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.rest import ApiException
+
+from esus.clock import Clock
+from esus.config import InfluxAccess
+from esus.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+BATCH_LINES = 5000
+IDLE_POLL_S = 2.0
+MAX_BACKOFF_S = 60.0
+PRECISION = WritePrecision.MS
+
+
+class SendError(Exception):
+    def __init__(self, status: int | None, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+    @property
+    def refused_as_invalid(self) -> bool:
+        return self.status in (400, 422)
+
+
+def _server_message(exc: ApiException) -> str:
+    try:
+        return json.loads(exc.body).get("message", exc.body)
+    except (TypeError, ValueError, AttributeError):
+        return str(exc.body or exc.reason)
+
+
+class InfluxSender:
+    def __init__(self, access: InfluxAccess, timeout_s: float = 10.0) -> None:
+        self.access = access
+        self.client = InfluxDBClient(url=access.url, token=access.token.get_secret_value(), org=access.org,
+                                     timeout=int(timeout_s * 1000), retries=0)
+        self.write_api = self.client.write_api(write_options=SYNCHRONOUS)
+
+    def send(self, lines: list[str]) -> None:
+        try:
+            self.write_api.write(bucket=self.access.bucket, org=self.access.org, record="\n".join(lines),
+                                 write_precision=PRECISION)
+        except ApiException as exc:
+            raise SendError(exc.status, _server_message(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - urllib3 raises many kinds for a server that is away
+            raise SendError(None, f"{type(exc).__name__}: {exc}") from None
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class InfluxWriter:
+    def __init__(self, outbox: Outbox, send: Callable[[list[str]], None], clock: Clock,
+                 batch_lines: int = BATCH_LINES) -> None:
+        self.outbox, self.send, self.clock, self.batch_lines = outbox, send, clock, batch_lines
+        self.failures = 0          # consecutive failed attempts (0 = healthy)
+        self.sent_batches = 0
+        self.last_error: str | None = None
+
+    def deliver(self, ids: list[int], lines: list[str]) -> None:
+        """Send one batch; on a 400/422 isolate the refused lines. Raises SendError to retry later."""
+        try:
+            self.send(lines)
+        except SendError as exc:
+            if not exc.refused_as_invalid:
+                raise
+            if len(lines) == 1:
+                log.error("InfluxDB refused a line (HTTP %s: %s); moved to the dead letter: %s",
+                          exc.status, exc.message, lines[0][:200])
+                self.outbox.bury(ids, lines, exc.status, exc.message)
+                return
+            half = len(lines) // 2
+            self.deliver(ids[:half], lines[:half])
+            self.deliver(ids[half:], lines[half:])
+            return
+        self.outbox.delete(ids)
+
+    def step(self) -> bool:
+        """Deliver the oldest batch; True when something was sent (blocking: run it in a thread)."""
+        batch = self.outbox.oldest(self.batch_lines)
+        if batch is None:
+            return False
+        self.deliver(batch.ids, batch.lines)
+        self.sent_batches += 1
+        return True
+
+    def backoff_s(self) -> float:
+        return min(MAX_BACKOFF_S, 2.0 ** min(self.failures, 6)) * random.uniform(0.5, 1.0)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                sent = await asyncio.to_thread(self.step)
+            except SendError as exc:
+                self.failures += 1
+                if self.failures == 1 or exc.message != self.last_error:
+                    log.warning("InfluxDB write failed (%s); %d lines wait in the outbox, retrying with backoff",
+                                exc.message if exc.status is None else f"HTTP {exc.status}: {exc.message}",
+                                self.outbox.depth)
+                self.last_error = exc.message
+                await self.clock.sleep(self.backoff_s())
+                continue
+            if self.failures:
+                log.info("InfluxDB is back after %d failed attempts; sending the %d waiting lines",
+                         self.failures, self.outbox.depth)
+                self.failures, self.last_error = 0, None
+            if not sent:
+                await asyncio.sleep(IDLE_POLL_S)

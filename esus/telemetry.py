@@ -1,0 +1,121 @@
+"""What esus logs to InfluxDB: the schema (one table, documented in docs/influx-schema.md and
+checked against the Grafana dashboards) and the code that turns values into line protocol.
+
+Every number is written as a float, so a field never flips between integer and float; booleans
+are 0.0/1.0; timestamps are UTC milliseconds. Tag `site` is on every point.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+from influxdb_client import Point, WritePrecision
+
+from esus.outbox import Outbox
+
+
+@dataclass(frozen=True)
+class Measurement:
+    description: str
+    tags: tuple[str, ...]
+    fields: dict[str, str]  # field -> unit and meaning
+    string_fields: tuple[str, ...] = ()
+
+
+SCHEMA: dict[str, Measurement] = {
+    "power": Measurement("Building power and its forecast, once a minute (input_kw at every BAS write)", (), {
+        "input_kw": "kW, written by the BAS into input-power-meter",
+        "mean_15min_kw": "kW, mean of the last 15 minutes",
+        "forecast_kw": "kW, forecast mean of the 15-minute interval ending 60 min later",
+        "forecast_upper_kw": "kW, 90 % upper bound of that forecast",
+        "rate_kw_per_min": "kW/min, Theil-Sen slope of the last 15 minutes",
+        "high_load": "1 = high-load-conditions active",
+        "low_load": "1 = low-load-conditions active",
+        "high_threshold_kw": "kW, 90th percentile of 15-minute means in use",
+        "low_threshold_kw": "kW, 30th percentile in use",
+        "stale": "1 = the BAS has not written power for longer than stale_after_minutes",
+    }),
+    "model": Measurement("Forecast model, after each training", (), {
+        "rmse_kw": "kW, RMSE on the last held-out day",
+        "persistence_rmse_kw": "kW, persistence's RMSE on the same day",
+        "train_seconds": "s, CPU time of the fit",
+        "rows": "training rows",
+        "accepted": "1 = swapped in, 0 = rejected as not sane",
+    }),
+    "bms": Measurement("BMS samples, as polled", ("point", "room", "kind", "unit"), {
+        "value": "the sample, in the point's unit",
+    }),
+    "shades": Measurement("Shade groups, on change and once a minute", ("group",), {
+        "position_pct": "%, estimated position (0 up, 100 down)",
+        "target_pct": "%, where the policy wants it",
+        "relay_up": "1 = up relay on", "relay_down": "1 = down relay on",
+        "mode_code": "1 auto, 2 bas, 3 manual, 4 wind, 5 frost, 6 fault, 7 disabled",
+        "hold": "1 = a wall-switch hold is active", "lockout": "1 = wind/frost lockout",
+        "moves_today": "automatic moves since local midnight",
+    }, string_fields=("reason",)),
+    "solar": Measurement("Sun and façade irradiance per façade, once a minute", ("facade",), {
+        "elevation_deg": "°, solar elevation", "azimuth_deg": "°, solar azimuth",
+        "aoi_deg": "°, angle of incidence on the façade",
+        "poa_wm2": "W/m², façade irradiance used by the policy",
+        "poa_forecast_wm2": "W/m², forecast façade irradiance",
+        "avoided_gain_kwh": "kWh, avoided solar gain so far today",
+    }),
+    "health": Measurement("Service health, once a minute", (), {
+        "outbox_depth": "lines waiting for InfluxDB", "outbox_dropped": "lines dropped since install (full outbox)",
+        "outbox_dead": "lines refused by InfluxDB (dead letter)",
+        "bms_errors": "failed BMS requests since start", "bacnet_writes": "accepted BACnet writes since start",
+        "tick_lag_s": "s, lateness of the last minute tick", "rss_mb": "MB, resident memory",
+    }),
+}
+
+
+class SchemaError(ValueError):
+    pass
+
+
+def line(measurement: str, fields: dict[str, float | bool | str | None], at: datetime,
+         tags: dict[str, str] | None = None, site: str = "") -> str | None:
+    """One line of line protocol, or None when no field has a value. Unknown names are errors."""
+    spec = SCHEMA.get(measurement)
+    if spec is None:
+        raise SchemaError(f"unknown measurement {measurement!r}")
+    point = Point(measurement).time(int(at.timestamp() * 1000), WritePrecision.MS)
+    if site:
+        point.tag("site", site)
+    for key, value in (tags or {}).items():
+        if key not in spec.tags:
+            raise SchemaError(f"{measurement} has no tag {key!r}")
+        point.tag(key, str(value))
+    count = 0
+    for key, value in fields.items():
+        if value is None:
+            continue
+        if key in spec.string_fields:
+            point.field(key, str(value))
+        elif key in spec.fields:
+            number = float(value)
+            if not math.isfinite(number):
+                continue
+            point.field(key, number)
+        else:
+            raise SchemaError(f"{measurement} has no field {key!r}")
+        count += 1
+    return point.to_line_protocol() if count else None
+
+
+class Telemetry:
+    """Builds lines and commits them to the outbox."""
+
+    def __init__(self, outbox: Outbox, site: str) -> None:
+        self.outbox, self.site = outbox, site
+
+    def record(self, measurement: str, fields: dict[str, float | bool | str | None], at: datetime,
+               tags: dict[str, str] | None = None) -> None:
+        text = line(measurement, fields, at, tags, self.site)
+        if text:
+            self.outbox.put([text])
+
+    def record_many(self, lines: list[str | None]) -> None:
+        self.outbox.put([text for text in lines if text])
