@@ -62,6 +62,11 @@ class AcceleratedClock:
     def now(self) -> datetime:
         return self._start + timedelta(seconds=self.monotonic())
 
+    def resume_after(self, when: datetime) -> None:
+        """Make simulated time continue after `when` (a restarted fast demo must not go back in time)."""
+        if when >= self.now():
+            self._start += when - self.now() + timedelta(seconds=1)
+
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(0.0, seconds) / self.speed)
 

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import random
+import time
 from collections.abc import Callable
 
 from influxdb_client import InfluxDBClient, WritePrecision
@@ -25,7 +26,8 @@ from esus.outbox import Outbox
 log = logging.getLogger(__name__)
 
 BATCH_LINES = 5000
-IDLE_POLL_S = 2.0
+IDLE_POLL_S = 1.0
+FINAL_FLUSH_S = 5.0
 MAX_BACKOFF_S = 60.0
 PRECISION = WritePrecision.MS
 
@@ -101,6 +103,16 @@ class InfluxWriter:
         self.deliver(batch.ids, batch.lines)
         self.sent_batches += 1
         return True
+
+    def flush(self, budget_s: float = FINAL_FLUSH_S) -> None:
+        """At shutdown: send what waits, for at most `budget_s`; the rest stays on disk for next time."""
+        deadline = time.monotonic() + budget_s
+        try:
+            while time.monotonic() < deadline and self.step():
+                pass
+        except SendError as exc:
+            log.info("InfluxDB not reachable at shutdown (%s); %d lines stay in the outbox", exc.message,
+                     self.outbox.depth)
 
     def backoff_s(self) -> float:
         return min(MAX_BACKOFF_S, 2.0 ** min(self.failures, 6)) * random.uniform(0.5, 1.0)

@@ -12,14 +12,14 @@ from datetime import datetime, time, timedelta
 from bacnet_server.app import BacnetStartError
 from bacnet_server.client import BasClient
 from esus.bacnet import POWER_POINT, BacnetBridge
-from esus.clock import Clock
+from esus.clock import AcceleratedClock, Clock
 from esus.config import Settings
 from esus.demo import DemoBas, MeterReplay, seed_history
 from esus.forecasting import ForecastService
 from esus.influx import InfluxSender, InfluxWriter
 from esus.outbox import Outbox
 from esus.telemetry import Telemetry
-from esus.power import PowerInput
+from esus.power import POWER_SERIES, PowerInput
 from esus.scheduler import DailyAt, Every, Scheduler
 from esus.store import HistoryStore
 
@@ -47,6 +47,9 @@ class Service:
         site = settings.site
         self.tz = site.site.tz
         self.store = HistoryStore(settings.state_dir / "history.db")
+        latest = self.store.latest(POWER_SERIES)
+        if isinstance(clock, AcceleratedClock) and latest is not None:
+            clock.resume_after(latest[0])
         self.power = PowerInput(self.store, clock, min_kw=site.power.min_kw, max_kw=site.power.max_kw,
                                 stale_after=timedelta(minutes=site.power.stale_after_minutes))
         self.bacnet = BacnetBridge(settings, self.power)
@@ -151,6 +154,8 @@ class Service:
             for task in tasks + [stopper]:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if self.writer is not None:
+                await asyncio.to_thread(self.writer.flush)
             self.close()
 
     def close(self) -> None:
