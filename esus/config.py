@@ -30,7 +30,7 @@ KNOWN_KEYS = (
     "ESUS_BACNET_ADDRESS", "ESUS_BACNET_DEVICE_ID", "ESUS_LOG_LEVEL",
 )
 #: Variables that are ours but not settings (they choose the files settings come from).
-META_KEYS = ("ESUS_ENV_FILE",)
+META_KEYS = ("ESUS_ENV_FILE", "ESUS_BIND_ADDRESS")  # ESUS_BIND_ADDRESS is for docker-compose.yml
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 

@@ -18,6 +18,7 @@ from esus.demo import DemoBas, MeterReplay, seed_history
 from esus.forecasting import ForecastService
 from esus.influx import InfluxSender, InfluxWriter
 from esus.outbox import Outbox
+from esus.systemd import notify, watchdog_period_s
 from esus.telemetry import Telemetry
 from esus.power import POWER_SERIES, PowerInput
 from esus.scheduler import DailyAt, Every, Scheduler
@@ -65,6 +66,9 @@ class Service:
         self.scheduler.add("forecast", Every(60, 5), self.forecast.minute_tick)
         self.scheduler.add("status", Every(60, 6), self.minute_tick)
         self.scheduler.add("training", DailyAt(time(0, 0), self.tz), self.forecast.nightly_training)
+        watchdog = watchdog_period_s()
+        if watchdog:  # fed by the scheduler: if the event loop hangs, systemd restarts esus
+            self.scheduler.add("watchdog", Every(max(1.0, round(watchdog, 1))), self._feed_watchdog)
         self.writer: InfluxWriter | None = None
         if settings.influx is not None:
             sender = InfluxSender(settings.influx)
@@ -117,11 +121,16 @@ class Service:
 
     async def minute_tick(self, due: datetime) -> None:
         now = self.clock.now()
-        status_log.info("%s", self.status_line(now))
+        line = self.status_line(now)
+        status_log.info("%s", line)
+        notify(f"STATUS={line}")
         self.telemetry.record("health", {
             "outbox_depth": self.outbox.depth, "outbox_dropped": self.outbox.counter("dropped"),
             "outbox_dead": self.outbox.counter("dead"), "bacnet_writes": self.bacnet.device.writes,
             "tick_lag_s": (now - due).total_seconds(), "rss_mb": resident_mb()}, now)
+
+    async def _feed_watchdog(self, due: datetime) -> None:
+        notify("WATCHDOG=1")
 
     async def nightly_retention(self, due: datetime) -> None:
         days = self.settings.site.history.retention_days
@@ -139,6 +148,7 @@ class Service:
             raise
         log.info("esus started (%s mode, site %s, state %s)", mode, self.settings.site.site.name,
                  self.settings.state_dir)
+        notify("READY=1")
         tasks = [asyncio.create_task(self.scheduler.run(), name="scheduler")]
         tasks += [asyncio.create_task(factory(), name=getattr(factory, "__qualname__", "task"))
                   for factory in self.background]
@@ -154,6 +164,7 @@ class Service:
             for task in tasks + [stopper]:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            notify("STOPPING=1")
             if self.writer is not None:
                 await asyncio.to_thread(self.writer.flush)
             self.close()

@@ -71,6 +71,18 @@ SCHEMA: dict[str, Measurement] = {
 }
 
 
+def schema_markdown() -> str:
+    """The schema as Markdown tables (docs/influx-schema.md embeds exactly this)."""
+    parts = []
+    for name, spec in SCHEMA.items():
+        tags = ", ".join(f"`{t}`" for t in ("site",) + spec.tags)
+        parts.append(f"### `{name}`\n\n{spec.description}. Tags: {tags}.\n\n| field | unit and meaning |\n|---|---|")
+        parts += [f"| `{field}` | {meaning} |" for field, meaning in spec.fields.items()]
+        parts += [f"| `{field}` | text (string field) |" for field in spec.string_fields]
+        parts.append("")
+    return "\n".join(parts).rstrip() + "\n"
+
+
 class SchemaError(ValueError):
     pass
 

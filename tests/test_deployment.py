@@ -1,0 +1,119 @@
+"""Deployment artefacts: compose file, Grafana provisioning and dashboards, systemd unit, sd_notify."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from esus.systemd import notify, watchdog_period_s
+from esus.telemetry import SCHEMA, schema_markdown
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_schema_doc_is_current() -> None:
+    assert schema_markdown() in (ROOT / "docs" / "influx-schema.md").read_text(), \
+        "docs/influx-schema.md is out of date with esus/telemetry.py"
+
+
+def test_compose_file_pins_versions_binds_localhost_and_checks_health() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"influxdb", "grafana"}
+    for name, service in services.items():
+        image = service["image"]
+        assert re.fullmatch(r"[\w./-]+:\d+\.\d+\.\d+", image), f"{name}: pin an exact version, not {image}"
+        assert "healthcheck" in service
+        for port in service["ports"]:
+            assert port.startswith("${ESUS_BIND_ADDRESS:-127.0.0.1}:")
+    influx = services["influxdb"]
+    assert "influxdb-data:/var/lib/influxdb2" in influx["volumes"]
+    assert influx["environment"]["DOCKER_INFLUXDB_INIT_MODE"] == "setup"
+    assert "ESUS_INFLUX_TOKEN" in influx["environment"]["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"]
+    assert "grafana-data:/var/lib/grafana" in services["grafana"]["volumes"]
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        env = {"PATH": "/usr/bin:/bin:/usr/local/bin", "INFLUXDB_ADMIN_PASSWORD": "x", "ESUS_INFLUX_TOKEN": "t",
+               "GRAFANA_ADMIN_PASSWORD": "y"}
+        result = subprocess.run(["docker", "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+                                capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stderr
+
+
+def test_grafana_datasource_provisioning() -> None:
+    source = yaml.safe_load((ROOT / "grafana/provisioning/datasources/esus.yml").read_text())["datasources"][0]
+    assert source["uid"] == "esus-influxdb" and source["jsonData"]["version"] == "Flux"
+    provider = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/esus.yml").read_text())["providers"][0]
+    assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
+def dashboard_queries() -> list[tuple[str, str]]:
+    out = []
+    for path in sorted((ROOT / "grafana" / "dashboards").glob("*.json")):
+        board = json.loads(path.read_text())
+        for panel in board["panels"]:
+            assert panel["datasource"]["uid"] == "esus-influxdb"
+            out += [(f"{path.name}: {panel['title']}", t["query"]) for t in panel["targets"]]
+    return out
+
+
+def test_dashboards_query_only_what_esus_writes() -> None:
+    queries = dashboard_queries()
+    boards = {p.stem for p in (ROOT / "grafana" / "dashboards").glob("*.json")}
+    assert boards == {"esus-power", "esus-rooms", "esus-shades", "esus-health"}
+    for where, query in queries:
+        measurements = re.findall(r'r\._measurement == "(\w+)"', query)
+        assert len(measurements) == 1, where
+        spec = SCHEMA[measurements[0]]
+        for field in re.findall(r'r\._field == "(\w+)"', query):
+            assert field in spec.fields, f"{where}: {measurements[0]} has no field {field}"
+        for tag in re.findall(r"r\.(\w+) ==", query):
+            assert tag in ("_measurement", "_field", "site") + spec.tags, f"{where}: no tag {tag}"
+
+
+def test_dashboards_are_generated_from_the_script() -> None:
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("dashboards", ROOT / "scripts" / "grafana_dashboards.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for name, board in module.DASHBOARDS.items():
+        on_disk = json.loads((ROOT / "grafana" / "dashboards" / f"{name}.json").read_text())
+        assert on_disk == json.loads(json.dumps(board)), f"run scripts/grafana_dashboards.py ({name})"
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_unit_file_verifies_without_warnings(tmp_path: Path) -> None:
+    unit = (ROOT / "systemd" / "esus.service").read_text()
+    for key in ("Type=notify", "WatchdogSec=", "ProtectSystem=strict", "StateDirectory=esus", "NoNewPrivileges=true",
+                "CapabilityBoundingSet=\n", "SupplementaryGroups=gpio", "Restart=on-failure"):
+        assert key in unit, key
+    # the program lives in /opt/esus/venv on the Pi; point ExecStart at an executable that exists here
+    executable = tmp_path / "esus"
+    executable.write_text("#!/bin/sh\n")
+    executable.chmod(0o755)
+    (tmp_path / "esus.service").write_text(unit.replace("/opt/esus/venv/bin/esus", str(executable)))
+    result = subprocess.run(["systemd-analyze", "verify", str(tmp_path / "esus.service")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "" and result.stderr.strip() == "", \
+        result.stdout + result.stderr
+
+
+def test_install_script_is_valid_bash() -> None:
+    assert subprocess.run(["bash", "-n", str(ROOT / "systemd" / "install.sh")]).returncode == 0
+
+
+def test_sd_notify_reaches_the_socket(tmp_path: Path) -> None:
+    path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(path)
+        assert notify("READY=1", {"NOTIFY_SOCKET": path})
+        assert listener.recv(100) == b"READY=1"
+    assert not notify("READY=1", {})
+    assert watchdog_period_s({"WATCHDOG_USEC": "120000000"}) == 60.0
+    assert watchdog_period_s({}) is None
