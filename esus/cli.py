@@ -103,6 +103,102 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _bms_adapter(settings):
+    """The configured BMS, or in the demo a simulated one (returned so it can be stopped)."""
+    from esus.bms import make_adapter, start_simulator
+
+    if settings.bms is None and settings.demo:
+        simulator = start_simulator(settings)
+        return make_adapter(settings, simulator.url), simulator
+    return make_adapter(settings), None
+
+
+def cmd_bms_points(args: argparse.Namespace) -> int:
+    from bms_wrapper.poller import resolve_points
+    from bms_wrapper.transport import BmsError
+    from esus.bms import configured_points
+
+    settings = _settings(args)
+    configured = configured_points(settings)
+    try:
+        adapter, simulator = _bms_adapter(settings)
+        try:
+            listed = adapter.list_points()
+        finally:
+            if simulator:
+                simulator.stop()
+    except BmsError as exc:
+        print(f"esus: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    usable, messages = resolve_points(configured, listed)
+    ids = {p.externallogid for p in usable}
+    print(f"{len(listed)} points in the BMS; {len(usable)} of {len(configured)} configured points found")
+    print(f"{'externallogid':>13}  {'room':<7} {'kind':<17} {'unit':<5} {'status':<8} source")
+    for ref in configured:
+        state = "ok" if ref.externallogid in ids else "renamed" if any(p.source == ref.source for p in usable) else "MISSING"
+        print(f"{ref.externallogid:>13}  {ref.room:<7} {ref.kind:<17} {ref.unit:<5} {state:<8} {ref.source}")
+    for message in messages:
+        print(f"note: {message}")
+    return EXIT_OK if len(usable) == len(configured) else EXIT_FAILURE
+
+
+#: The BMS's trend buffers hold about 7.6 days of one-minute samples.
+BMS_BUFFER_DAYS = 7.6
+
+
+def cmd_bms_backfill(args: argparse.Namespace) -> int:
+    import csv
+    from datetime import UTC, datetime, timedelta
+
+    from bms_wrapper.poller import backfill, resolve_points
+    from bms_wrapper.transport import BmsError
+    from esus.bms import configured_points
+
+    settings = _settings(args)
+    days = min(args.days, BMS_BUFFER_DAYS)
+    if args.days > BMS_BUFFER_DAYS:
+        print(f"esus: the BMS keeps about {BMS_BUFFER_DAYS} days; fetching {days} days", file=sys.stderr)
+    end = datetime.now(UTC).replace(second=0, microsecond=0)
+    start = end - timedelta(days=days)
+    out = open(args.out, "w", newline="") if args.out else sys.stdout
+    show = sys.stderr.isatty()
+    rows = 0
+    try:
+        adapter, simulator = _bms_adapter(settings)
+        try:
+            points, messages = resolve_points(configured_points(settings), adapter.list_points())
+            for message in messages:
+                print(f"esus: {message}", file=sys.stderr)
+            writer = csv.writer(out)
+            writer.writerow(["time", "point", "source", "room", "kind", "unit", "value"])
+
+            def progress(done: int, total: int) -> None:
+                if show:
+                    bar = "#" * (30 * done // total)
+                    print(f"\rbackfill [{bar:<30}] {done}/{total} requests, {rows} samples", end="",
+                          file=sys.stderr)
+
+            for ref, samples in backfill(adapter, points, start, end, max_in_flight=8, progress=progress):
+                for sample in samples:
+                    writer.writerow([sample.time.strftime("%Y-%m-%dT%H:%M:%SZ"), ref.externallogid, ref.source,
+                                     ref.room, ref.kind, ref.unit, sample.value])
+                rows += len(samples)
+        finally:
+            if simulator:
+                simulator.stop()
+    except BmsError as exc:
+        print(f"\nesus: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        if args.out:
+            out.close()
+    if show:
+        print(file=sys.stderr)
+    print(f"esus: {rows} samples of {len(points)} points over {days:g} days" +
+          (f" written to {args.out}" if args.out else ""), file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_bacnet_points(args: argparse.Namespace) -> int:
     from bacnet_server.points import format_table, markdown_table
     from esus.bacnet import device_identity, site_points
@@ -161,11 +257,11 @@ def build_parser() -> argparse.ArgumentParser:
     bms = commands.add_parser("bms", help="BMS API tools")
     bms_commands = bms.add_subparsers(dest="bms_command", required=True, metavar="COMMAND")
     points = bms_commands.add_parser("points", help="list the BMS points and how they map")
-    points.set_defaults(func=not_available("esus bms points", 5))
+    points.set_defaults(func=cmd_bms_points)
     backfill = bms_commands.add_parser("backfill", help="fetch history from the BMS")
     backfill.add_argument("--days", type=positive_float, required=True, metavar="N")
     backfill.add_argument("--out", metavar="FILE.csv")
-    backfill.set_defaults(func=not_available("esus bms backfill", 5))
+    backfill.set_defaults(func=cmd_bms_backfill)
 
     shades = commands.add_parser("shades", help="shading tools")
     shades_commands = shades.add_subparsers(dest="shades_command", required=True, metavar="COMMAND")

@@ -12,6 +12,7 @@ from datetime import datetime, time, timedelta
 from bacnet_server.app import BacnetStartError
 from bacnet_server.client import BasClient
 from esus.bacnet import POWER_POINT, BacnetBridge
+from esus.bms import BmsService
 from esus.clock import AcceleratedClock, Clock
 from esus.config import Settings
 from esus.demo import DemoBas, MeterReplay, seed_history
@@ -76,6 +77,14 @@ class Service:
             self.writer = InfluxWriter(self.outbox, sender.send, clock)
             self.background.append(self.writer.run)
         self.scheduler.add("retention", DailyAt(time(0, 0), self.tz), self.nightly_retention)
+        self.bms: BmsService | None = None
+        if settings.bms is not None or settings.demo:
+            self.bms = BmsService(settings, self.store, self.telemetry, clock)
+            self.closers.append(self.bms.close)
+            self.scheduler.add("bms", Every(site.bms.poll_minutes * 60, 17), self.bms.poll)
+            self.status_parts.append(self.bms.status)
+        else:
+            log.warning("no BMS configured (ESUS_BMS_URL unset): room and weather points are not polled")
 
     async def start(self) -> None:
         """Start the parts that bind or connect; raises StartupError with one line."""
@@ -87,6 +96,8 @@ class Service:
         if self.settings.demo:
             self._start_demo()
         await self.forecast.start()
+        if self.bms is not None:
+            asyncio.get_running_loop().create_task(self.bms.poll(self.clock.now()), name="first-bms-poll")
 
     def _start_demo(self) -> None:
         replay = MeterReplay(self.tz)
@@ -127,6 +138,7 @@ class Service:
         self.telemetry.record("health", {
             "outbox_depth": self.outbox.depth, "outbox_dropped": self.outbox.counter("dropped"),
             "outbox_dead": self.outbox.counter("dead"), "bacnet_writes": self.bacnet.device.writes,
+            "bms_errors": self.bms.errors if self.bms else None,
             "tick_lag_s": (now - due).total_seconds(), "rss_mb": resident_mb()}, now)
 
     async def _feed_watchdog(self, due: datetime) -> None:

@@ -1,0 +1,62 @@
+"""BMS API adapters behind one small interface: list the points, read one point's history.
+The AAU BMS API v1 is the first; an EcoStruxure EWS or Project Haystack adapter fits the same shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from bms_wrapper.samples import Sample, normalise
+from bms_wrapper.transport import BmsBadResponse, Transport
+
+DANISH_TIME = ZoneInfo("Europe/Copenhagen")
+
+
+@dataclass(frozen=True)
+class PointInfo:
+    externallogid: int
+    source: str
+
+
+class BmsAdapter(Protocol):
+    def list_points(self) -> list[PointInfo]: ...
+
+    def read_history(self, point: int, start: datetime, end: datetime, unit: str = "") -> list[Sample]:
+        """Samples with start <= time < end (aware datetimes), oldest first."""
+
+
+class AauBmsV1:
+    """GET /api/v1/metadata and /api/v1/trenddata (HTTP Basic); times are Danish local time."""
+
+    def __init__(self, transport: Transport, local_tz: ZoneInfo = DANISH_TIME) -> None:
+        self.transport, self.local_tz = transport, local_tz
+
+    def _records(self, path: str, params: dict | None = None) -> list[dict]:
+        data = self.transport.get_json(path, params)
+        if isinstance(data, dict):
+            message = data.get("error") or data.get("message") or data.get("detail") or str(data)[:200]
+            raise BmsBadResponse(f"the BMS answered {path} with an error instead of data: {message}")
+        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+            raise BmsBadResponse(f"the BMS answered {path} with {type(data).__name__}, not a list of records")
+        return data
+
+    def list_points(self) -> list[PointInfo]:
+        points = []
+        for record in self._records("/api/v1/metadata"):
+            try:
+                points.append(PointInfo(int(record["externallogid"]), str(record.get("source", ""))))
+            except (KeyError, TypeError, ValueError):
+                continue
+        return points
+
+    def _local(self, t: datetime) -> str:
+        return t.astimezone(self.local_tz).strftime("%Y-%m-%d %H:%M:%S")
+
+    def read_history(self, point: int, start: datetime, end: datetime, unit: str = "") -> list[Sample]:
+        params = {"starttime": self._local(start), "endtime": self._local(end), "externallogid": point}
+        records = [r for r in self._records("/api/v1/trenddata", params)
+                   if str(r.get("externallogid", point)) == str(point)]
+        start_utc, end_utc = start.astimezone(UTC), end.astimezone(UTC)
+        return [s for s in normalise(records, point, unit, self.local_tz) if start_utc <= s.time < end_utc]

@@ -1,0 +1,158 @@
+"""Point selection, the incremental poller (per-point high-water marks, overlap for API lag, no
+interval skipped or stored twice) and the backfill, both with bounded concurrency.
+
+Storage is not this package's business: the caller passes `known` (times already stored), the
+mark getter/setter and a sink, so the same poller feeds SQLite, InfluxDB or a CSV file.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from bms_wrapper.adapters import BmsAdapter, PointInfo
+from bms_wrapper.samples import Sample, gaps
+from bms_wrapper.transport import BmsError
+
+log = logging.getLogger(__name__)
+
+#: Longest window asked for in one request: bounds memory per request whatever the span.
+MAX_WINDOW = timedelta(days=4)
+FUTURE_TOLERANCE = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class PointRef:
+    externallogid: int
+    source: str
+    room: str
+    kind: str
+    unit: str = ""
+
+
+def resolve_points(configured: list[PointRef], listed: list[PointInfo]) -> tuple[list[PointRef], list[str]]:
+    """Match configured points to the BMS's list by id, else by source path (a renumbered point).
+    Returns the points to poll and one message per point that is unknown or was renumbered."""
+    by_id = {p.externallogid: p for p in listed}
+    by_source = {p.source: p for p in listed}
+    usable, messages = [], []
+    for ref in configured:
+        if ref.externallogid in by_id:
+            usable.append(ref)
+        elif ref.source in by_source:
+            new_id = by_source[ref.source].externallogid
+            messages.append(f"BMS point '{ref.source}' is now externallogid {new_id} (site file: "
+                            f"{ref.externallogid}); polling {new_id} - update the site file")
+            usable.append(PointRef(new_id, ref.source, ref.room, ref.kind, ref.unit))
+        else:
+            messages.append(f"BMS point {ref.externallogid} '{ref.source}' is not in the BMS's point list; "
+                            "skipped - check the site file")
+    return usable, messages
+
+
+def windows(start: datetime, end: datetime, size: timedelta = MAX_WINDOW) -> list[tuple[datetime, datetime]]:
+    out, t = [], start
+    while t < end:
+        out.append((t, min(t + size, end)))
+        t += size
+    return out
+
+
+@dataclass
+class PollReport:
+    new_samples: int = 0
+    points_ok: int = 0
+    failures: dict[int, str] = field(default_factory=dict)
+
+
+class Poller:
+    def __init__(self, adapter: BmsAdapter, points: list[PointRef], *,
+                 known: Callable[[PointRef, datetime, datetime], set[datetime]],
+                 get_mark: Callable[[PointRef], datetime | None],
+                 set_mark: Callable[[PointRef, datetime], None],
+                 sink: Callable[[PointRef, list[Sample]], None],
+                 overlap: timedelta = timedelta(hours=8), first_lookback: timedelta = timedelta(days=1),
+                 max_in_flight: int = 4) -> None:
+        self.adapter, self.points = adapter, points
+        self.known, self.get_mark, self.set_mark, self.sink = known, get_mark, set_mark, sink
+        self.overlap, self.first_lookback, self.max_in_flight = overlap, first_lookback, max_in_flight
+        self._failing: set[int] = set()
+        self._skew_warned: set[int] = set()
+
+    def poll(self, now: datetime) -> PollReport:
+        """Fetch every point from its mark (minus the overlap) to now; blocking, run it in a thread."""
+        report = PollReport()
+        with ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="bms") as pool:
+            futures = {pool.submit(self._poll_point, ref, now): ref for ref in self.points}
+            for future, ref in futures.items():
+                try:
+                    report.new_samples += future.result()
+                    report.points_ok += 1
+                    if ref.externallogid in self._failing:
+                        self._failing.discard(ref.externallogid)
+                        log.info("BMS point %d '%s' answers again", ref.externallogid, ref.source)
+                except BmsError as exc:
+                    report.failures[ref.externallogid] = str(exc)
+                    if ref.externallogid not in self._failing:  # say it once, not every poll
+                        self._failing.add(ref.externallogid)
+                        log.warning("BMS point %d '%s': %s; retrying at the next poll", ref.externallogid,
+                                    ref.source, exc)
+        return report
+
+    def _poll_point(self, ref: PointRef, now: datetime) -> int:
+        mark = self.get_mark(ref)
+        start = (mark - self.overlap) if mark else now - self.first_lookback
+        fetched: list[Sample] = []
+        for a, b in windows(start, now + timedelta(seconds=1)):
+            fetched += self.adapter.read_history(ref.externallogid, a, b, ref.unit)
+        ahead = [s for s in fetched if s.time > now + FUTURE_TOLERANCE]
+        if ahead and ref.externallogid not in self._skew_warned:
+            self._skew_warned.add(ref.externallogid)
+            log.warning("BMS point %d has samples up to %s, more than an hour ahead of this clock: check the "
+                        "BMS's and this device's time (NTP); ignoring them", ref.externallogid, ahead[-1].time)
+        fetched = [s for s in fetched if s.time <= now + FUTURE_TOLERANCE]
+        if not fetched:
+            return 0
+        have = self.known(ref, start, now + FUTURE_TOLERANCE + timedelta(seconds=1))
+        new = [s for s in fetched if s.time not in have]
+        if new:
+            previous = [Sample(mark, ref.externallogid, 0.0)] if mark and mark < new[0].time else []
+            for a, b in gaps(previous + new):
+                log.info("BMS point %d '%s' has no samples from %s to %s", ref.externallogid, ref.source,
+                         a.isoformat(), b.isoformat())
+            self.sink(ref, new)
+        latest = fetched[-1].time
+        if mark is None or latest > mark:
+            self.set_mark(ref, latest)
+        return len(new)
+
+
+def backfill(adapter: BmsAdapter, points: list[PointRef], start: datetime, end: datetime, *,
+             max_in_flight: int = 8, progress: Callable[[int, int], None] | None = None
+             ) -> Iterator[tuple[PointRef, list[Sample]]]:
+    """Every point's samples in [start, end), window by window, at most `max_in_flight` requests at a
+    time; results are yielded as they arrive, so memory stays bounded whatever the span."""
+    tasks = [(ref, a, b) for ref in points for a, b in windows(start, end)]
+    done_count = 0
+    with ThreadPoolExecutor(max_in_flight, thread_name_prefix="backfill") as pool:
+        pending: dict[Future, PointRef] = {}
+        queue = iter(tasks)
+        while True:
+            while len(pending) < max_in_flight:
+                task = next(queue, None)
+                if task is None:
+                    break
+                ref, a, b = task
+                pending[pool.submit(adapter.read_history, ref.externallogid, a, b, ref.unit)] = ref
+            if not pending:
+                return
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                ref = pending.pop(future)
+                done_count += 1
+                if progress:
+                    progress(done_count, len(tasks))
+                yield ref, future.result()

@@ -1,0 +1,109 @@
+"""Normalised samples: UTC time, point, float value, unit. BMS times are local wall-clock times
+unless they carry an offset; a repeated hour at the end of DST is resolved by the order of the
+records; duplicates and non-numbers are dropped."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+_OFFSET = re.compile(r"^(?:UTC|GMT)?\s*([+-])(\d{1,2}):?(\d{2})?$")
+
+
+@dataclass(frozen=True, order=True)
+class Sample:
+    time: datetime  # aware, UTC
+    point: int
+    value: float
+    unit: str = ""
+
+
+def parse_zone(text: str | None) -> timezone | ZoneInfo | None:
+    """'+01:00', 'UTC+1', 'Z', 'Europe/Copenhagen' -> a tzinfo; None when absent or unknown."""
+    if not text:
+        return None
+    text = str(text).strip()
+    if text.upper() in ("Z", "UTC", "GMT"):
+        return UTC
+    match = _OFFSET.match(text)
+    if match:
+        sign, hours, minutes = match.groups()
+        delta = timedelta(hours=int(hours), minutes=int(minutes or 0))
+        return timezone(-delta if sign == "-" else delta)
+    try:
+        return ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+#: In a repeated hour, a step back of at least this much means the records entered the second pass
+#: (small steps back are just records out of order).
+SECOND_PASS_STEP = timedelta(minutes=30)
+
+
+class LocalTimeResolver:
+    """Local wall-clock times to UTC; in a repeated hour, a big step back means the second pass."""
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self._previous: datetime | None = None
+        self._fold = 0
+
+    def to_utc(self, naive: datetime) -> datetime:
+        first = naive.replace(tzinfo=self.tz, fold=0)
+        second = naive.replace(tzinfo=self.tz, fold=1)
+        ambiguous = first.utcoffset() != second.utcoffset()
+        if not ambiguous:
+            self._fold = 0
+        elif self._previous is not None and self._previous - naive >= SECOND_PASS_STEP:
+            self._fold = 1
+        self._previous = naive
+        return (second if ambiguous and self._fold else first).astimezone(UTC)
+
+
+def normalise(records: list[dict], point: int, unit: str, local_tz: ZoneInfo) -> list[Sample]:
+    """API records of one point to sorted, unique samples (the last record of a repeated time wins)."""
+    resolver = LocalTimeResolver(local_tz)
+    by_time: dict[datetime, Sample] = {}
+    for record in records:
+        value = _number(record.get("value"))
+        stamp = record.get("timestamp")
+        if value is None or not stamp:
+            continue
+        try:
+            parsed = datetime.fromisoformat(str(stamp).replace(" ", "T").replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if parsed.tzinfo is None:
+            zone = parse_zone(record.get("timestamp_tzinfo"))
+            if isinstance(zone, timezone):
+                parsed = parsed.replace(tzinfo=zone)
+            else:
+                resolver.tz = zone or local_tz
+                parsed = resolver.to_utc(parsed)
+        when = parsed.astimezone(UTC)
+        by_time[when] = Sample(when, point, value, unit)
+    return [by_time[t] for t in sorted(by_time)]
+
+
+def gaps(samples: list[Sample], factor: float = 3.0, min_gap: timedelta = timedelta(minutes=10)
+         ) -> list[tuple[datetime, datetime]]:
+    """Spans longer than `factor` x the typical interval (and at least `min_gap`) without samples."""
+    if len(samples) < 3:
+        return []
+    steps = sorted((b.time - a.time) for a, b in zip(samples, samples[1:]))
+    limit = max(steps[len(steps) // 2] * factor, min_gap)
+    return [(a.time, b.time) for a, b in zip(samples, samples[1:]) if b.time - a.time > limit]

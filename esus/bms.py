@@ -1,0 +1,123 @@
+"""The BMS in the service: the five-minute poller, samples into the history store and InfluxDB,
+high-water marks in the store's state, and (in the demo) a simulated BMS."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
+from bms_wrapper.adapters import AauBmsV1
+from bms_wrapper.poller import Poller, PointRef, PollReport, resolve_points
+from bms_wrapper.samples import Sample
+from bms_wrapper.simulator import SimPoint, SimulatedBms
+from bms_wrapper.transport import BasicAuth, BmsError, Transport
+from esus.clock import Clock
+from esus.config import Settings
+from esus.store import HistoryStore
+from esus.telemetry import Telemetry, line
+
+log = logging.getLogger(__name__)
+
+DEMO_USER, DEMO_PASSWORD = "esus", "esus-demo"
+
+
+def series_name(point: int) -> str:
+    return f"bms.{point}"
+
+
+def configured_points(settings: Settings) -> list[PointRef]:
+    return [PointRef(p.externallogid, p.source, p.room, p.kind, p.unit) for p in settings.site.bms.points]
+
+
+def start_simulator(settings: Settings, clock: Clock | None = None) -> SimulatedBms:
+    points = [SimPoint(p.externallogid, p.source, p.kind) for p in settings.site.bms.points]
+    simulator = SimulatedBms(points, DEMO_USER, DEMO_PASSWORD, now=clock.now if clock else lambda: datetime.now(UTC))
+    return simulator.start()
+
+
+def make_adapter(settings: Settings, url: str | None = None) -> AauBmsV1:
+    bms = settings.site.bms
+    if url is not None:
+        auth = BasicAuth(DEMO_USER, DEMO_PASSWORD)
+    elif settings.bms is not None:
+        url, auth = settings.bms.url, BasicAuth(settings.bms.user, settings.bms.password.get_secret_value())
+    else:
+        raise BmsError("no BMS configured: set ESUS_BMS_URL, ESUS_BMS_USER and ESUS_BMS_PASSWORD")
+    return AauBmsV1(Transport(url, auth, read_timeout_s=bms.timeout_s, pool_size=max(8, bms.max_in_flight)))
+
+
+class BmsService:
+    def __init__(self, settings: Settings, store: HistoryStore, telemetry: Telemetry, clock: Clock) -> None:
+        self.settings, self.store, self.telemetry, self.clock = settings, store, telemetry, clock
+        self.simulator = start_simulator(settings, clock) if settings.demo and settings.bms is None else None
+        self.adapter = make_adapter(settings, self.simulator.url if self.simulator else None)
+        self.configured = configured_points(settings)
+        bms = settings.site.bms
+        self.poller = Poller(self.adapter, self.configured, known=self._known, get_mark=self._get_mark,
+                             set_mark=self._set_mark, sink=self._sink, overlap=timedelta(hours=bms.overlap_hours),
+                             max_in_flight=bms.max_in_flight)
+        self.resolved = False
+        self.last_report: PollReport | None = None
+        self.latest: dict[int, Sample] = {}
+
+    def close(self) -> None:
+        self.adapter.transport.close()
+        if self.simulator is not None:
+            self.simulator.stop()
+
+    @property
+    def errors(self) -> int:
+        return self.adapter.transport.failures
+
+    def _known(self, ref: PointRef, start: datetime, end: datetime) -> set[datetime]:
+        times, _ = self.store.range(series_name(ref.externallogid), start, end)
+        return {datetime.fromtimestamp(t, UTC) for t in times.tolist()}
+
+    def _get_mark(self, ref: PointRef) -> datetime | None:
+        text = self.store.get_state(f"bms.mark.{ref.externallogid}")
+        return datetime.fromisoformat(text) if text else None
+
+    def _set_mark(self, ref: PointRef, when: datetime) -> None:
+        self.store.set_state(f"bms.mark.{ref.externallogid}", when.isoformat())
+
+    def _sink(self, ref: PointRef, samples: list[Sample]) -> None:
+        self.store.append_many({series_name(ref.externallogid): [(s.time, s.value) for s in samples]})
+        tags = {"point": str(ref.externallogid), "room": ref.room, "kind": ref.kind, "unit": ref.unit}
+        self.telemetry.record_many([line("bms", {"value": s.value}, s.time, tags, self.telemetry.site) for s in samples])
+        self.latest[ref.externallogid] = samples[-1]
+
+    def _resolve(self) -> None:
+        points, messages = resolve_points(self.configured, self.adapter.list_points())
+        for message in messages:
+            log.warning("%s", message)
+        self.poller.points = points
+        self.resolved = True
+
+    async def poll(self, due: datetime) -> None:
+        """One poll of every point (runs in worker threads; never stops the service)."""
+        try:
+            if not self.resolved:
+                await asyncio.to_thread(self._resolve)
+            report = await asyncio.to_thread(self.poller.poll, self.clock.now())
+        except BmsError as exc:
+            log.warning("BMS poll failed: %s; retrying at the next poll", exc)
+            return
+        self.last_report = report
+        if report.failures:
+            log.info("BMS poll: %d new samples, %d of %d points failed", report.new_samples,
+                     len(report.failures), len(self.poller.points))
+
+    def value(self, point: int | None, max_age: timedelta = timedelta(minutes=20)) -> float | None:
+        """The newest value of a point if it is recent enough, else None (unknown)."""
+        sample = self.latest.get(point) if point is not None else None
+        if sample is None or self.clock.now() - sample.time > max_age:
+            return None
+        return sample.value
+
+    def status(self, now: datetime) -> str:
+        report = self.last_report
+        if report is None:
+            return "BMS: not polled yet"
+        failed = f", {len(report.failures)} failing" if report.failures else ""
+        return f"BMS {report.points_ok}/{len(self.poller.points)} points{failed}"
