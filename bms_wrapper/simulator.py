@@ -77,9 +77,10 @@ def value_at(point: SimPoint, t: datetime, faults: Faults | None = None) -> floa
 class SimulatedBms:
     def __init__(self, points: list[SimPoint], user: str = "esus", password: str = "esus-demo",
                  faults: Faults | None = None, host: str = "127.0.0.1", port: int = 0,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC), bearer_token: str | None = None) -> None:
         self.points = {p.externallogid: p for p in points}
         self.now = now
+        self.bearer_token = bearer_token  # when set, "Bearer <token>" is accepted too
         self.faults = faults or Faults()
         self.credentials = base64.b64encode(f"{user}:{password}".encode()).decode()
         self.requests = 0
@@ -166,7 +167,8 @@ class SimulatedBms:
                 if fault == "timeout":
                     time.sleep(3)
                     return self._send(200, "[]")
-                if self.headers.get("Authorization") != f"Basic {bms.credentials}" or fault == "401":
+                allowed = {f"Basic {bms.credentials}"} | ({f"Bearer {bms.bearer_token}"} if bms.bearer_token else set())
+                if self.headers.get("Authorization") not in allowed or fault == "401":
                     return self._send(401, '{"detail": "Unauthorized"}', headers={"WWW-Authenticate": "Basic"})
                 if fault == "429":
                     return self._send(429, '{"detail": "slow down"}', headers={"Retry-After": "1"})

@@ -177,8 +177,10 @@ class Service:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             notify("STOPPING=1")
+            # let worker threads (a BMS poll, a forecast) finish before their store is closed
+            await asyncio.get_running_loop().shutdown_default_executor()
             if self.writer is not None:
-                await asyncio.to_thread(self.writer.flush)
+                self.writer.flush()
             self.close()
 
     def close(self) -> None:
