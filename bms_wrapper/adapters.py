@@ -3,15 +3,19 @@ The AAU BMS API v1 is the first; an EcoStruxure EWS or Project Haystack adapter 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from bms_wrapper.samples import Sample, normalise
 from bms_wrapper.transport import BmsBadResponse, Transport
 
+log = logging.getLogger(__name__)
+
 DANISH_TIME = ZoneInfo("Europe/Copenhagen")
+SKEW_WARNING = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class AauBmsV1:
 
     def __init__(self, transport: Transport, local_tz: ZoneInfo = DANISH_TIME) -> None:
         self.transport, self.local_tz = transport, local_tz
+        self._skew_reported: set[int] = set()
 
     def _records(self, path: str, params: dict | None = None) -> list[dict]:
         data = self.transport.get_json(path, params)
@@ -59,4 +64,10 @@ class AauBmsV1:
         records = [r for r in self._records("/api/v1/trenddata", params)
                    if str(r.get("externallogid", point)) == str(point)]
         start_utc, end_utc = start.astimezone(UTC), end.astimezone(UTC)
-        return [s for s in normalise(records, point, unit, self.local_tz) if start_utc <= s.time < end_utc]
+        samples = normalise(records, point, unit, self.local_tz)
+        if samples and samples[-1].time > end_utc + SKEW_WARNING and point not in self._skew_reported:
+            self._skew_reported.add(point)
+            log.warning("BMS point %d returned samples stamped up to %s for a window ending %s: the BMS clock "
+                        "is more than an hour ahead (check NTP on the BMS and here); those samples are taken "
+                        "when this clock reaches them", point, samples[-1].time.isoformat(), end_utc.isoformat())
+        return [s for s in samples if start_utc <= s.time < end_utc]

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 #: Longest window asked for in one request: bounds memory per request whatever the span.
 MAX_WINDOW = timedelta(days=4)
-FUTURE_TOLERANCE = timedelta(hours=1)
+FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,6 @@ class Poller:
         self.known, self.get_mark, self.set_mark, self.sink = known, get_mark, set_mark, sink
         self.overlap, self.first_lookback, self.max_in_flight = overlap, first_lookback, max_in_flight
         self._failing: set[int] = set()
-        self._skew_warned: set[int] = set()
 
     def poll(self, now: datetime) -> PollReport:
         """Fetch every point from its mark (minus the overlap) to now; blocking, run it in a thread."""
@@ -108,11 +107,6 @@ class Poller:
         fetched: list[Sample] = []
         for a, b in windows(start, now + timedelta(seconds=1)):
             fetched += self.adapter.read_history(ref.externallogid, a, b, ref.unit)
-        ahead = [s for s in fetched if s.time > now + FUTURE_TOLERANCE]
-        if ahead and ref.externallogid not in self._skew_warned:
-            self._skew_warned.add(ref.externallogid)
-            log.warning("BMS point %d has samples up to %s, more than an hour ahead of this clock: check the "
-                        "BMS's and this device's time (NTP); ignoring them", ref.externallogid, ahead[-1].time)
         fetched = [s for s in fetched if s.time <= now + FUTURE_TOLERANCE]
         if not fetched:
             return 0

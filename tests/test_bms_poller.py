@@ -1,0 +1,132 @@
+"""The five-minute poller in the service: high-water marks survive a restart, nothing is stored
+twice or skipped, late samples (API lag) arrive once, one bad point never stops the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bms_wrapper.simulator import SimPoint, SimulatedBms
+from esus.bms import BmsService, series_name
+from esus.clock import ManualClock
+from esus.config import load_settings
+from esus.outbox import Outbox
+from esus.store import HistoryStore
+from esus.telemetry import Telemetry
+
+NOW = datetime(2026, 6, 10, 12, 0, 30, tzinfo=UTC)
+
+
+class Rig:
+    def __init__(self, tmp_path: Path, clock: ManualClock, simulator: SimulatedBms) -> None:
+        env = {"ESUS_SITE": str(Path(__file__).resolve().parent.parent / "site.example.toml"),
+               "ESUS_STATE_DIR": str(tmp_path / "state"), "ESUS_BMS_URL": simulator.url,
+               "ESUS_BMS_USER": "esus", "ESUS_BMS_PASSWORD": "pw"}
+        self.settings = load_settings(env)
+        self.store = HistoryStore(self.settings.state_dir / "history.db")
+        self.outbox = Outbox(self.settings.state_dir / "outbox.db")
+        self.service = BmsService(self.settings, self.store, Telemetry(self.outbox, "TMV23"), clock)
+
+    def poll(self, clock: ManualClock) -> None:
+        asyncio.run(self.service.poll(clock.now()))
+
+    def times(self, point: int) -> np.ndarray:
+        return self.store.range(series_name(point), 0, 2**40)[0]
+
+    def close(self) -> None:
+        self.service.close()
+        self.outbox.close()
+        self.store.close()
+
+
+@pytest.fixture
+def world(tmp_path: Path):
+    clock = ManualClock(NOW)
+    settings = load_settings({"ESUS_SITE": str(Path(__file__).resolve().parent.parent / "site.example.toml"),
+                              "ESUS_STATE_DIR": str(tmp_path / "s0")})
+    points = [SimPoint(p.externallogid, p.source, p.kind) for p in settings.site.bms.points]
+    simulator = SimulatedBms(points, "esus", "pw", now=clock.now).start()
+    yield clock, simulator
+    simulator.stop()
+
+
+def test_marks_survive_a_restart_and_nothing_is_stored_twice(tmp_path: Path, world) -> None:
+    clock, simulator = world
+    rig = Rig(tmp_path, clock, simulator)
+    rig.poll(clock)
+    first = rig.times(6397)
+    assert first.size == 24 * 60  # first poll looks back a day
+    lines = rig.outbox.depth
+    rig.poll(clock)                    # same time again: nothing new
+    assert rig.times(6397).size == first.size and rig.outbox.depth == lines
+    rig.close()
+
+    clock.jump(5 * 60)                 # restart five minutes later
+    rig = Rig(tmp_path, clock, simulator)
+    rig.poll(clock)
+    times = rig.times(6397)
+    assert times.size == first.size + 5
+    assert np.all(np.diff(times) == 60)                       # no gap, no duplicate
+    assert rig.outbox.depth == lines + 5 * len(rig.service.poller.points)  # each new sample logged once
+    rig.close()
+
+
+def test_late_samples_arrive_once_within_the_overlap(tmp_path: Path, world) -> None:
+    clock, simulator = world
+    simulator.faults.lag = timedelta(hours=3)   # the API is three hours behind
+    rig = Rig(tmp_path, clock, simulator)
+    rig.poll(clock)
+    behind = rig.times(6397)
+    assert behind[-1] <= (NOW - timedelta(hours=3)).timestamp()
+    simulator.faults.lag = timedelta(0)         # it catches up
+    clock.jump(300)
+    rig.poll(clock)
+    times = rig.times(6397)
+    assert np.all(np.diff(times) == 60) and times[-1] == int((clock.now()).timestamp()) // 60 * 60
+    rig.close()
+
+
+def test_one_bad_point_is_reported_once_and_the_rest_flows(tmp_path: Path, world,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    clock, simulator = world
+    simulator.faults.down_points = {6397}
+    rig = Rig(tmp_path, clock, simulator)
+    with caplog.at_level(logging.WARNING):
+        rig.poll(clock)
+        clock.jump(300)
+        rig.poll(clock)
+    assert rig.times(6397).size == 0 and rig.times(6023).size > 0
+    assert caplog.text.count("BMS point 6397") == 1
+    assert rig.service.last_report.failures.keys() == {6397}
+    simulator.faults.down_points = set()
+    clock.jump(300)
+    rig.poll(clock)
+    assert rig.times(6397).size > 0 and not rig.service.last_report.failures
+    rig.close()
+
+
+def test_a_down_api_never_stops_the_service(tmp_path: Path, world, caplog: pytest.LogCaptureFixture) -> None:
+    clock, simulator = world
+    rig = Rig(tmp_path, clock, simulator)
+    simulator.faults.next_requests.extend(["html"])
+    rig.poll(clock)  # the metadata request meets a login page: logged, no exception
+    assert "HTML page" in caplog.text
+    rig.poll(clock)
+    assert rig.times(6397).size > 0
+    rig.close()
+
+
+def test_a_bms_clock_far_ahead_is_flagged_and_its_future_ignored(tmp_path: Path, world,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    clock, simulator = world
+    simulator.faults.skew = timedelta(hours=2)
+    rig = Rig(tmp_path, clock, simulator)
+    rig.poll(clock)
+    assert "more than an hour ahead" in caplog.text and caplog.text.count("BMS point 6397 returned") == 1
+    assert rig.times(6397)[-1] <= (NOW + timedelta(hours=1)).timestamp()
+    rig.close()
