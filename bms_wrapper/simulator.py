@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import threading
 import time
-import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +16,9 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
 
 DANISH_TIME = ZoneInfo("Europe/Copenhagen")
 
@@ -43,35 +44,34 @@ class Faults:
     wind_mps: float | None = None  # force the wind reading
 
 
-def _noise(point: int, minute: int) -> float:
-    return (zlib.crc32(f"{point}:{minute}".encode()) % 1000) / 1000 - 0.5
+def _noise(point: int, minute: np.ndarray) -> np.ndarray:
+    """Deterministic pseudo-noise in [-0.5, 0.5) per point and minute."""
+    return ((minute * 2654435761 + point * 40503) % 1000) / 1000 - 0.5
 
 
-def value_at(point: SimPoint, t: datetime, faults: Faults | None = None) -> float:
-    """The simulated reading of a point at a whole minute (UTC)."""
-    local = t.astimezone(DANISH_TIME)
-    hour = local.hour + local.minute / 60
-    minute = int(t.timestamp() // 60)
-    working = local.weekday() < 5 and 8 <= hour < 17
-    kind, source = point.kind, point.source.lower()
+def values(point: SimPoint, times_s: np.ndarray, faults: Faults | None = None) -> np.ndarray:
+    """Simulated readings of a point at whole minutes (UTC epoch seconds), vectorised."""
+    local = pd.to_datetime(times_s, unit="s", utc=True).tz_convert(DANISH_TIME)
+    hour = np.asarray(local.hour + local.minute / 60, dtype=float)
+    minute = times_s // 60
+    working = (np.asarray(local.day_of_week) < 5) & (hour >= 8) & (hour < 17)
+    kind, source, n = point.kind, point.source.lower(), len(times_s)
     if kind == "temperature":
-        return round(21.5 + 1.5 * math.sin(2 * math.pi * (hour - 9) / 24) + 0.2 * _noise(point.externallogid, minute), 2)
-    if kind == "setpoint_heating":
-        return 21.0
-    if kind == "setpoint_cooling":
-        return 24.0
+        return np.round(21.5 + 1.5 * np.sin(2 * np.pi * (hour - 9) / 24) + 0.2 * _noise(point.externallogid, minute), 2)
+    if kind in ("setpoint_heating", "setpoint_cooling"):
+        return np.full(n, 21.0 if kind == "setpoint_heating" else 24.0)
     if kind == "co2":
-        return round(420 + (380 if working else 0) + 30 * _noise(point.externallogid, minute), 1)
+        return np.round(420 + 380 * working + 30 * _noise(point.externallogid, minute), 1)
     if kind == "irradiance":
         peak = 9.0 if "east" in source else 16.5 if "west" in source else 12.5
-        season = 0.55 + 0.45 * math.cos(2 * math.pi * (local.timetuple().tm_yday - 172) / 365)
-        shape = max(0.0, math.cos(math.pi * (hour - peak) / 9))
-        return round(750 * season * shape ** 1.5, 1)
+        season = 0.55 + 0.45 * np.cos(2 * np.pi * (np.asarray(local.day_of_year) - 172) / 365)
+        shape = np.maximum(0.0, np.cos(np.pi * (hour - peak) / 9))
+        return np.round(750 * season * shape ** 1.5, 1)
     if kind == "wind_speed":
         if faults is not None and faults.wind_mps is not None:
-            return faults.wind_mps
-        return round(max(0.0, 4 + 3 * math.sin(minute / 300) + _noise(point.externallogid, minute)), 2)
-    return 0.0
+            return np.full(n, faults.wind_mps)
+        return np.round(np.maximum(0.0, 4 + 3 * np.sin(minute / 300) + _noise(point.externallogid, minute)), 2)
+    return np.zeros(n)
 
 
 class SimulatedBms:
@@ -106,19 +106,20 @@ class SimulatedBms:
 
     def records(self, point: SimPoint, start: datetime, end: datetime, now: datetime) -> list[dict]:
         f = self.faults
-        newest = min(end, now - f.lag)
-        t = (start.astimezone(UTC) + timedelta(seconds=59)).replace(second=0, microsecond=0)
-        out = []
-        while t <= newest:
-            local = (t + f.skew).astimezone(DANISH_TIME)
-            if f.tzinfo == "offset":
-                tz_text = local.strftime("%z")
-                tz_text = tz_text[:3] + ":" + tz_text[3:]
-            else:
-                tz_text = "Europe/Copenhagen" if f.tzinfo == "name" else None
-            out.append({"externallogid": point.externallogid, "timestamp": local.strftime("%Y-%m-%d %H:%M:%S"),
-                        "timestamp_tzinfo": tz_text, "value": value_at(point, t, f)})
-            t += timedelta(minutes=1)
+        newest = int(min(end, now - f.lag).timestamp())
+        first = -(-int(start.timestamp()) // 60) * 60  # the first whole minute at or after start
+        times = np.arange(first, newest + 1, 60, dtype=np.int64)
+        if times.size == 0:
+            return []
+        local = pd.to_datetime(times + int(f.skew.total_seconds()), unit="s", utc=True).tz_convert(DANISH_TIME)
+        stamps = local.strftime("%Y-%m-%d %H:%M:%S")
+        if f.tzinfo == "offset":
+            zones = [z[:3] + ":" + z[3:] for z in local.strftime("%z")]
+        else:
+            zones = ["Europe/Copenhagen" if f.tzinfo == "name" else None] * len(times)
+        ident = point.externallogid
+        out = [{"externallogid": ident, "timestamp": t, "timestamp_tzinfo": z, "value": v}
+               for t, z, v in zip(stamps, zones, values(point, times, f).tolist())]
         if f.partial and len(out) > 3:
             third = len(out) // 3
             out = out[:third] + out[2 * third:]

@@ -1,0 +1,104 @@
+"""BMS backfill: 171 points x 1 and 7 days of 1-minute samples from the simulated API with 200 ms
+latency per request, esus (pooled keep-alive session, 8 requests in flight, windows of at most
+4 days) against the upstream approach (one request at a time, a new connection each).
+The simulated BMS runs in its own process; each case runs in a fresh process, whose peak RSS is
+reported. Prints wall time, speed-up and peak memory of each.
+
+    .venv/bin/python bench/bms_backfill.py [--days 1 7] [--skip-upstream]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import resource
+import socket
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bms_wrapper.adapters import AauBmsV1  # noqa: E402
+from bms_wrapper.poller import PointRef, backfill  # noqa: E402
+from bms_wrapper.samples import normalise  # noqa: E402
+from bms_wrapper.simulator import DANISH_TIME, Faults, SimPoint, SimulatedBms  # noqa: E402
+from bms_wrapper.transport import BasicAuth, Transport  # noqa: E402
+
+KINDS = ["temperature", "co2", "setpoint_heating", "irradiance", "wind_speed"]
+POINTS = [SimPoint(10_000 + i, f"/bench/point_{i}", KINDS[i % len(KINDS)]) for i in range(171)]
+
+
+def esus_way(url: str, start: datetime, end: datetime) -> int:
+    adapter = AauBmsV1(Transport(url, BasicAuth("esus", "pw"), pool_size=8))
+    refs = [PointRef(p.externallogid, p.source, "r", p.kind) for p in POINTS]
+    count = 0
+    for _, samples in backfill(adapter, refs, start, end, max_in_flight=8):
+        count += len(samples)  # a CSV writer or the store would take them here, then let them go
+    adapter.transport.close()
+    return count
+
+
+def upstream_way(url: str, start: datetime, end: datetime) -> int:
+    """As the upstream wrapper did: one request per point, sequential, a new connection each."""
+    count = 0
+    params = {"starttime": start.astimezone(DANISH_TIME).strftime("%Y-%m-%d %H:%M:%S"),
+              "endtime": end.astimezone(DANISH_TIME).strftime("%Y-%m-%d %H:%M:%S")}
+    for point in POINTS:
+        reply = requests.get(f"{url}/api/v1/trenddata", params={**params, "externallogid": point.externallogid},
+                             auth=("esus", "pw"), headers={"Connection": "close"})
+        count += len(normalise(reply.json(), point.externallogid, "", DANISH_TIME))
+    return count
+
+
+def serve(port: int) -> None:
+    SimulatedBms(POINTS, "esus", "pw", faults=Faults(latency_s=0.2), port=port).start().thread.join()
+
+
+def run_case(name: str, url: str, days: float, end: datetime, queue: multiprocessing.Queue) -> None:
+    fn = esus_way if name == "esus" else upstream_way
+    started = time.perf_counter()
+    count = fn(url, end - timedelta(days=days), end)
+    queue.put((time.perf_counter() - started, count, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+
+def measure(name: str, url: str, days: float, end: datetime) -> tuple[float, int, float]:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=run_case, args=(name, url, days, end, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--days", type=float, nargs="+", default=[1, 7])
+    parser.add_argument("--skip-upstream", action="store_true")
+    args = parser.parse_args()
+    end = datetime.now(UTC).replace(second=0, microsecond=0)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = multiprocessing.get_context("spawn").Process(target=serve, args=(port,), daemon=True)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    time.sleep(2)
+    try:
+        print(f"{len(POINTS)} points, 200 ms latency per request, simulated BMS in its own process")
+        for days in args.days:
+            t_esus, n_esus, m_esus = measure("esus", url, days, end)
+            line = f"{days:g} day(s): esus {t_esus:6.1f} s for {n_esus:,} samples, peak RSS {m_esus:4.0f} MB"
+            if not args.skip_upstream:
+                t_up, n_up, m_up = measure("upstream", url, days, end)
+                line += f" | upstream {t_up:6.1f} s, peak RSS {m_up:4.0f} MB | {t_up / t_esus:4.1f}x faster"
+            print(line, flush=True)
+    finally:
+        server.terminate()
+
+
+if __name__ == "__main__":
+    main()
