@@ -54,21 +54,24 @@ def check_bms(settings: Settings) -> Check:
     if settings.bms is None:
         what = "simulated (demo)" if settings.demo else "not configured (ESUS_BMS_URL unset): no polling"
         return Check("bms", True, what, warning=not settings.demo)
-    url = f"{settings.bms.url}/api/v1/metadata"
+    from bms_wrapper.poller import resolve_points
+    from bms_wrapper.transport import BmsError, RetryPolicy
+    from esus.bms import configured_points, make_adapter
+
+    adapter = make_adapter(settings)
+    adapter.transport.retry = RetryPolicy(attempts=1)
+    adapter.transport.timeout = (TIMEOUT_S, TIMEOUT_S)
     try:
-        reply = requests.get(url, auth=(settings.bms.user, settings.bms.password.get_secret_value()),
-                             timeout=TIMEOUT_S)
-    except requests.ConnectionError:
-        return Check("bms", False, f"cannot connect to {settings.bms.url}: check ESUS_BMS_URL and the network")
-    except requests.Timeout:
-        return Check("bms", False, f"{settings.bms.url} did not answer within {TIMEOUT_S:g} s")
-    if reply.status_code == 401:
-        return Check("bms", False, "the BMS refused the login: check ESUS_BMS_USER and ESUS_BMS_PASSWORD")
-    if reply.status_code != 200:
-        return Check("bms", False, f"GET {url} answered HTTP {reply.status_code}")
-    if "json" not in reply.headers.get("content-type", ""):
-        return Check("bms", False, f"GET {url} did not answer JSON (a login page?): check ESUS_BMS_URL")
-    return Check("bms", True, f"{settings.bms.url} answered the metadata request")
+        listed = adapter.list_points()
+    except BmsError as exc:
+        return Check("bms", False, str(exc))
+    finally:
+        adapter.transport.close()
+    usable, messages = resolve_points(configured_points(settings), listed)
+    detail = f"{settings.bms.url}: {len(listed)} points listed, {len(usable)} of the site's found"
+    if messages:
+        return Check("bms", True, f"{detail}; {messages[0]} (`esus bms points` lists all)", warning=True)
+    return Check("bms", True, detail)
 
 
 def check_influx(settings: Settings) -> Check:

@@ -68,7 +68,7 @@ def test_bms_unreachable_wrong_password_and_login_page(site_file: Path, tmp_path
     closed = settings_with(site_file, tmp_path, ESUS_BMS_URL=f"http://127.0.0.1:{free_port()}",
                            ESUS_BMS_USER="u", ESUS_BMS_PASSWORD="secret-pw")
     check = check_bms(closed)
-    assert not check.ok and "cannot connect" in check.detail and "secret-pw" not in check.detail
+    assert not check.ok and "refused the connection" in check.detail and "secret-pw" not in check.detail
 
     url = f"http://127.0.0.1:{http_server.server_port}"
     live = settings_with(site_file, tmp_path, ESUS_BMS_URL=url, ESUS_BMS_USER="u", ESUS_BMS_PASSWORD="pw")
