@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from esus.clock import AcceleratedClock, Clock, RealClock
 from esus.config import Settings, load_settings
@@ -103,14 +104,19 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _bms_adapter(settings):
-    """The configured BMS, or in the demo a simulated one (returned so it can be stopped)."""
+@contextlib.contextmanager
+def _bms_adapter(settings: Settings) -> Iterator:
+    """The configured BMS, or in the demo a simulated one; closed (and stopped) afterwards."""
     from esus.bms import make_adapter, start_simulator
 
-    if settings.bms is None and settings.demo:
-        simulator = start_simulator(settings)
-        return make_adapter(settings, simulator.url), simulator
-    return make_adapter(settings), None
+    simulator = start_simulator(settings) if settings.bms is None and settings.demo else None
+    adapter = make_adapter(settings, simulator.url if simulator else None)
+    try:
+        yield adapter
+    finally:
+        adapter.transport.close()
+        if simulator:
+            simulator.stop()
 
 
 def cmd_bms_points(args: argparse.Namespace) -> int:
@@ -121,12 +127,8 @@ def cmd_bms_points(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configured = configured_points(settings)
     try:
-        adapter, simulator = _bms_adapter(settings)
-        try:
+        with _bms_adapter(settings) as adapter:
             listed = adapter.list_points()
-        finally:
-            if simulator:
-                simulator.stop()
     except BmsError as exc:
         print(f"esus: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -164,8 +166,7 @@ def cmd_bms_backfill(args: argparse.Namespace) -> int:
     show = sys.stderr.isatty()
     rows = 0
     try:
-        adapter, simulator = _bms_adapter(settings)
-        try:
+        with _bms_adapter(settings) as adapter:
             points, messages = resolve_points(configured_points(settings), adapter.list_points())
             for message in messages:
                 print(f"esus: {message}", file=sys.stderr)
@@ -183,9 +184,6 @@ def cmd_bms_backfill(args: argparse.Namespace) -> int:
                     writer.writerow([sample.time.strftime("%Y-%m-%dT%H:%M:%SZ"), ref.externallogid, ref.source,
                                      ref.room, ref.kind, ref.unit, sample.value])
                 rows += len(samples)
-        finally:
-            if simulator:
-                simulator.stop()
     except BmsError as exc:
         print(f"\nesus: {exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -288,6 +286,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_SETTINGS
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `esus ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -58,3 +58,17 @@ def test_demo_runs_prints_status_lines_and_stops_cleanly(tmp_path: Path) -> None
 def test_commands_of_later_issues_say_so(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["shades", "plan", "--date", "2026-06-21"]) == EXIT_NOT_AVAILABLE
     assert "not available in this version yet" in capsys.readouterr().err
+
+
+def test_bms_points_and_backfill_against_the_simulated_bms(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bms", "points"]) == 0
+    assert "28 of 28 configured points found" in capsys.readouterr().out
+    out = tmp_path / "week.csv"
+    assert main(["bms", "backfill", "--days", "0.1", "--out", str(out)]) == 0
+    rows = out.read_text().splitlines()
+    assert rows[0] == "time,point,source,room,kind,unit,value"
+    assert len(rows) > 28 * 100
+    first = rows[1].split(",")
+    assert first[0].endswith("Z") and float(first[-1]) == float(first[-1])
+    assert "samples of 28 points" in capsys.readouterr().err
