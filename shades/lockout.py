@@ -1,0 +1,68 @@
+"""Wind and frost lockout: retract external blinds in wind, keep them up until it has been calm
+for a while. External blinds fail safe, so a missing or stale wind reading counts as wind.
+
+Pure: it takes readings and times (seconds on any monotonic scale) and says locked or not, with
+the reason shown to the user. Its state is a small dict, stored so a lockout survives a restart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class LockoutSettings:
+    retract_mps: float = 12.0
+    release_mps: float = 8.0
+    release_after_s: float = 600.0
+    stale_after_s: float = 900.0   # a wind reading older than this is unknown
+
+
+@dataclass
+class LockoutState:
+    locked: bool = True            # until a first good reading says otherwise
+    kind: str = "wind"             # "wind" or "frost"
+    reason: str = "no wind reading yet"
+    calm_since_s: float | None = None
+
+
+class Lockout:
+    def __init__(self, settings: LockoutSettings, state: LockoutState | None = None) -> None:
+        if settings.release_mps >= settings.retract_mps:
+            raise ValueError("release_mps must be below retract_mps")
+        self.settings, self.state = settings, state or LockoutState()
+
+    def update(self, now_s: float, wind_mps: float | None, wind_at_s: float | None,
+               temperature_c: float | None = None, precipitation: bool = False) -> LockoutState:
+        s, st = self.settings, self.state
+        known = wind_mps is not None and wind_at_s is not None and now_s - wind_at_s <= s.stale_after_s
+        frost = temperature_c is not None and temperature_c < 0 and precipitation
+        if not known:
+            self._lock("wind", "wind reading missing or stale: treated as wind")
+        elif wind_mps >= s.retract_mps:
+            self._lock("wind", f"wind {wind_mps:.1f} m/s >= {s.retract_mps:g} m/s")
+        elif frost:
+            self._lock("frost", f"frost: {temperature_c:.1f} °C with precipitation")
+        elif st.locked:
+            if wind_mps < s.release_mps:
+                if st.calm_since_s is None:
+                    st.calm_since_s = now_s
+                if now_s - st.calm_since_s >= s.release_after_s:
+                    st.locked, st.reason, st.calm_since_s = False, "calm", None
+                else:
+                    left = s.release_after_s - (now_s - st.calm_since_s)
+                    st.reason = f"{st.kind} lockout: releasing after {left / 60:.0f} more calm minute(s)"
+            else:
+                st.calm_since_s = None
+                st.reason = f"wind {wind_mps:.1f} m/s: not yet below {s.release_mps:g} m/s"
+        return st
+
+    def _lock(self, kind: str, reason: str) -> None:
+        self.state.locked, self.state.kind, self.state.reason, self.state.calm_since_s = True, kind, reason, None
+
+    def to_dict(self) -> dict:
+        return asdict(self.state)
+
+    @classmethod
+    def from_dict(cls, settings: LockoutSettings, data: dict | None) -> Lockout:
+        return cls(settings, LockoutState(**data) if data else None)
