@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,7 +10,7 @@ import pytest
 from bms_wrapper.adapters import AauBmsV1
 from bms_wrapper.poller import PointRef, resolve_points
 from bms_wrapper.samples import normalise, parse_zone
-from bms_wrapper.simulator import Faults, SimPoint, SimulatedBms
+from bms_wrapper.simulator import SimPoint, SimulatedBms
 from bms_wrapper.transport import (
     BasicAuth, BearerAuth, BmsAuthError, BmsBadResponse, BmsLoginPage, BmsUnavailable, RetryPolicy, Transport,
 )

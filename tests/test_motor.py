@@ -7,7 +7,7 @@ from gpiozero import OutputDevice
 from gpiozero.pins.mock import MockFactory
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from shades.motor import DOWN, STOPPED, UP, InterlockError, ShadeMotor
 
