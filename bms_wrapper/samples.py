@@ -91,7 +91,7 @@ def _normalise_fast(records: list[dict], point: int, unit: str, local_tz: ZoneIn
     try:
         stamps = pd.to_datetime(pd.Series([r.get("timestamp") for r in records]), format="%Y-%m-%d %H:%M:%S")
         local = stamps.dt.tz_localize(zone, ambiguous="infer", nonexistent="shift_forward")
-    except (ValueError, TypeError, pytz_errors()):
+    except (ValueError, TypeError):  # pandas raises ValueError for a DST hour it cannot infer
         return None
     values = pd.to_numeric(pd.Series([r.get("value") for r in records]), errors="coerce").astype("float64")
     seconds = local.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[s]").astype("int64")
@@ -100,14 +100,6 @@ def _normalise_fast(records: list[dict], point: int, unit: str, local_tz: ZoneIn
     stamp = datetime.fromtimestamp
     return [Sample(stamp(t, UTC), point, v, unit)
             for t, v in zip(frame["time"].tolist(), frame["value"].tolist())]
-
-
-def pytz_errors() -> type[Exception]:
-    try:
-        from pandas._libs.tslibs.tzconversion import AmbiguousTimeError  # type: ignore[attr-defined]
-        return AmbiguousTimeError
-    except ImportError:
-        return ValueError
 
 
 def normalise(records: list[dict], point: int, unit: str, local_tz: ZoneInfo) -> list[Sample]:

@@ -42,7 +42,7 @@ def check_store(settings: Settings) -> Check:
     try:
         with HistoryStore(path, readonly=True) as store:
             names = store.series_names()
-            result = store._conn.execute("PRAGMA quick_check").fetchone()[0]
+            result = store.integrity()
     except Exception as exc:  # noqa: BLE001 - any failure is the finding
         return Check("store", False, f"{path} cannot be read ({exc}); esus will move it aside at start")
     if result != "ok":

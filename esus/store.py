@@ -63,10 +63,16 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _integrity(conn: sqlite3.Connection, thorough: bool = False) -> str:
+    """'ok', or SQLite's description of the first damage found."""
+    row = conn.execute("PRAGMA integrity_check" if thorough else "PRAGMA quick_check").fetchone()
+    return row[0] if row else "no answer from the integrity check"
+
+
 def _check(conn: sqlite3.Connection) -> None:
-    result = conn.execute("PRAGMA quick_check").fetchone()
-    if result is None or result[0] != "ok":
-        raise CorruptStoreError(result[0] if result else "no answer from quick_check")
+    result = _integrity(conn)
+    if result != "ok":
+        raise CorruptStoreError(result)
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise CorruptStoreError(f"schema version {version} is newer than this esus ({SCHEMA_VERSION})")
@@ -117,6 +123,11 @@ class HistoryStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    def integrity(self, thorough: bool = False) -> str:
+        """'ok', or what SQLite found damaged (thorough: the full integrity_check)."""
+        with self._lock:
+            return _integrity(self._conn, thorough)
 
     def __enter__(self) -> HistoryStore:
         return self

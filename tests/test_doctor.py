@@ -13,13 +13,9 @@ import pytest
 from esus.cli import main
 from esus.config import load_settings
 from bacnet_server.app import port_is_free
+from tests.bacnet_harness import free_udp_port
+from tests.tsdb import free_tcp_port
 from esus.doctor import check_bacnet, check_bms, check_influx, run_doctor
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class FakeBms(http.server.BaseHTTPRequestHandler):
@@ -55,7 +51,7 @@ def settings_with(site_file: Path, tmp_path: Path, **extra: str):
 
 
 def test_demo_doctor_passes(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ESUS_BACNET_ADDRESS", f"127.0.0.1/8:{free_port()}")
+    monkeypatch.setenv("ESUS_BACNET_ADDRESS", f"127.0.0.1/8:{free_udp_port()}")
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
     assert "all checks passed" in out
@@ -65,7 +61,7 @@ def test_demo_doctor_passes(capsys: pytest.CaptureFixture[str], monkeypatch: pyt
 
 def test_bms_unreachable_wrong_password_and_login_page(site_file: Path, tmp_path: Path,
                                                        http_server: http.server.HTTPServer) -> None:
-    closed = settings_with(site_file, tmp_path, ESUS_BMS_URL=f"http://127.0.0.1:{free_port()}",
+    closed = settings_with(site_file, tmp_path, ESUS_BMS_URL=f"http://127.0.0.1:{free_tcp_port()}",
                            ESUS_BMS_USER="u", ESUS_BMS_PASSWORD="secret-pw")
     check = check_bms(closed)
     assert not check.ok and "refused the connection" in check.detail and "secret-pw" not in check.detail
@@ -83,14 +79,14 @@ def test_bms_unreachable_wrong_password_and_login_page(site_file: Path, tmp_path
 
 
 def test_influx_down(site_file: Path, tmp_path: Path) -> None:
-    settings = settings_with(site_file, tmp_path, ESUS_INFLUX_URL=f"http://127.0.0.1:{free_port()}",
+    settings = settings_with(site_file, tmp_path, ESUS_INFLUX_URL=f"http://127.0.0.1:{free_tcp_port()}",
                              ESUS_INFLUX_TOKEN="t", ESUS_INFLUX_ORG="o", ESUS_INFLUX_BUCKET="b")
     check = check_influx(settings)
     assert not check.ok and "is InfluxDB running" in check.detail
 
 
 def test_bacnet_port_taken_is_found(site_file: Path, tmp_path: Path) -> None:
-    port = free_port()
+    port = free_udp_port()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(("127.0.0.1", port))
@@ -102,7 +98,7 @@ def test_bacnet_port_taken_is_found(site_file: Path, tmp_path: Path) -> None:
 
 
 def test_loopback_bacnet_outside_the_demo_is_a_warning(site_file: Path, tmp_path: Path) -> None:
-    settings = settings_with(site_file, tmp_path, ESUS_BACNET_ADDRESS=f"127.0.0.1/8:{free_port()}")
+    settings = settings_with(site_file, tmp_path, ESUS_BACNET_ADDRESS=f"127.0.0.1/8:{free_udp_port()}")
     check = check_bacnet(settings)
     assert check.ok and check.warning and "OT LAN" in check.detail
 
@@ -118,7 +114,7 @@ def test_gpio_without_hardware_says_what_to_do(site_file: Path, tmp_path: Path) 
 
 def test_doctor_reads_an_existing_store(site_file: Path, tmp_path: Path) -> None:
     from esus.store import HistoryStore
-    settings = settings_with(site_file, tmp_path, ESUS_BACNET_ADDRESS=f"127.0.0.1/8:{free_port()}")
+    settings = settings_with(site_file, tmp_path, ESUS_BACNET_ADDRESS=f"127.0.0.1/8:{free_udp_port()}")
     with HistoryStore(settings.state_dir / "history.db") as store:
         store.append("x", 0, 1.0)
     store_check = next(c for c in run_doctor(settings) if c.name == "store")

@@ -129,7 +129,7 @@ def test_kill_9_at_random_moments_loses_no_committed_row(tmp_path: Path) -> None
         committed.extend(reported)
         next_batch = reported[-1] + 1 if reported else next_batch
         with HistoryStore(path) as store:
-            assert store._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            assert store.integrity(thorough=True) == "ok"
             ts, values = store.range("power.input_kw", 0, 2**40)
             present = set(values.astype(int).tolist())
             for batch in committed:
