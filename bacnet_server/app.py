@@ -258,3 +258,21 @@ class BacnetDevice:
         """The BAS's command of a commandable point, or None when every priority is relinquished."""
         obj = self.objects[name]
         return None if obj.effective_priority is None else obj.presentValue
+
+    def command_slot(self, name: str) -> tuple[Any, int] | None:
+        """The BAS's effective command (value, priority) of a commandable point, to keep across a restart."""
+        obj = self.objects[name]
+        priority = obj.effective_priority
+        if priority is None:
+            return None
+        if obj.spec.object_type == "analog-value":
+            return float(obj.presentValue), priority
+        return ("active" if obj.presentValue == BinaryPV.active else "inactive"), priority
+
+    async def restore_command(self, name: str, value: Any, priority: int) -> None:
+        """Put a command saved before a restart back in its priority slot (no write listeners run)."""
+        await self.objects[name].write_property("presentValue", value, None, priority)
+
+    def is_active(self, name: str) -> bool:
+        """A binary point's present value (commanded or relinquish default)."""
+        return self.objects[name].presentValue == BinaryPV.active

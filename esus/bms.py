@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from bms_wrapper.adapters import AauBmsV1
@@ -60,6 +61,7 @@ class BmsService:
         self.resolved = False
         self.last_report: PollReport | None = None
         self.latest: dict[int, Sample] = {}
+        self.listeners: list[Callable[[], None]] = []   # called after each poll (the shades react to wind)
 
     def close(self) -> None:
         self.adapter.transport.close()
@@ -104,6 +106,8 @@ class BmsService:
             log.warning("BMS poll failed: %s; retrying at the next poll", exc)
             return
         self.last_report = report
+        for listener in self.listeners:
+            listener()
         if report.failures:
             log.info("BMS poll: %d new samples, %d of %d points failed", report.new_samples,
                      len(report.failures), len(self.poller.points))

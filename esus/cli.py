@@ -119,6 +119,33 @@ def _bms_adapter(settings: Settings) -> Iterator:
             simulator.stop()
 
 
+def cmd_shades_plan(args: argparse.Namespace) -> int:
+    import json
+    from datetime import date
+    from pathlib import Path
+
+    from esus.shading import day_plan
+    from shades.planner import plan_json
+    from shades.report import plan_plot, plan_text
+
+    try:
+        day = date.fromisoformat(args.date)
+    except ValueError:
+        print(f"esus: --date {args.date!r} is not a date: use YYYY-MM-DD", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    settings = _settings(args)
+    if not settings.site.shades.groups:
+        print(f"esus: the site file {settings.site_path} has no [[shades.groups]]", file=sys.stderr)
+        return EXIT_FAILURE
+    plans, weather = day_plan(settings, day)
+    tz = settings.site.site.tz
+    print(json.dumps(plan_json(plans, day, weather), ensure_ascii=False) if args.json
+          else plan_text(plans, day, weather, tz))
+    if args.plot:
+        plan_plot(plans, day, weather, tz, Path(args.plot))
+    return EXIT_OK
+
+
 def cmd_bms_points(args: argparse.Namespace) -> int:
     from bms_wrapper.poller import resolve_points
     from bms_wrapper.transport import BmsError
@@ -267,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--date", required=True, metavar="YYYY-MM-DD")
     plan.add_argument("--json", action="store_true")
     plan.add_argument("--plot", metavar="OUT.png")
-    plan.set_defaults(func=not_available("esus shades plan", 6))
+    plan.set_defaults(func=cmd_shades_plan)
 
     bacnet = commands.add_parser("bacnet", help="BACnet device tools")
     bacnet_commands = bacnet.add_subparsers(dest="bacnet_command", required=True, metavar="COMMAND")

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from shades.weather import OPEN_METEO_URL
 from esus.errors import SettingsError, first_validation_error
 from esus.site import Site, load_site
 
@@ -27,7 +28,7 @@ SECRET_KEYS = frozenset({"ESUS_BMS_PASSWORD", "ESUS_INFLUX_TOKEN"})
 KNOWN_KEYS = (
     "ESUS_SITE", "ESUS_STATE_DIR", "ESUS_BMS_URL", "ESUS_BMS_USER", "ESUS_BMS_PASSWORD",
     "ESUS_INFLUX_URL", "ESUS_INFLUX_TOKEN", "ESUS_INFLUX_ORG", "ESUS_INFLUX_BUCKET",
-    "ESUS_BACNET_ADDRESS", "ESUS_BACNET_DEVICE_ID", "ESUS_LOG_LEVEL",
+    "ESUS_BACNET_ADDRESS", "ESUS_BACNET_DEVICE_ID", "ESUS_LOG_LEVEL", "ESUS_WEATHER_URL",
 )
 #: Variables that are ours but not settings (they choose the files settings come from).
 META_KEYS = ("ESUS_ENV_FILE", "ESUS_BIND_ADDRESS")  # ESUS_BIND_ADDRESS is for docker-compose.yml
@@ -97,11 +98,22 @@ class EnvSettings(BaseModel):
     ESUS_BACNET_ADDRESS: BacnetAddress = parse_bacnet_address("127.0.0.1/8")
     ESUS_BACNET_DEVICE_ID: int = Field(default=260001, ge=0, le=4194302)
     ESUS_LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    ESUS_WEATHER_URL: str | None = None
 
     @field_validator("ESUS_BMS_URL", "ESUS_INFLUX_URL", mode="before")
     @classmethod
     def _urls(cls, value: str | None) -> str | None:
         return _http_url(value)
+
+    @field_validator("ESUS_WEATHER_URL", mode="before")
+    @classmethod
+    def _weather_url(cls, value: str | None) -> str | None:
+        if isinstance(value, str) and value.strip().lower() == "off":
+            return "off"
+        try:
+            return _http_url(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc}, or 'off' for clear sky only") from None
 
     @field_validator("ESUS_BACNET_ADDRESS", mode="before")
     @classmethod
@@ -162,6 +174,7 @@ class Settings:
     device_id: int
     log_level: str
     env_file: Path | None
+    weather_url: str | None = None    # None: clear sky only
 
 
 def _default_state_dir(demo: bool, environ: Mapping[str, str]) -> Path:
@@ -235,4 +248,12 @@ def load_settings(environ: Mapping[str, str] | None = None, *, demo: bool | None
               if env.ESUS_INFLUX_URL and env.ESUS_INFLUX_TOKEN else None)
     return Settings(demo=demo, site_path=site_path, site=site, state_dir=state_dir, bms=bms,
                     influx=influx, bacnet=env.ESUS_BACNET_ADDRESS, device_id=env.ESUS_BACNET_DEVICE_ID,
-                    log_level=env.ESUS_LOG_LEVEL, env_file=used_env_file)
+                    log_level=env.ESUS_LOG_LEVEL, env_file=used_env_file,
+                    weather_url=_weather_source(env.ESUS_WEATHER_URL, demo))
+
+
+def _weather_source(value: str | None, demo: bool) -> str | None:
+    """Open-Meteo by default on a site; the demo stays offline (clear sky) unless a URL is given."""
+    if value == "off" or (value is None and demo):
+        return None
+    return value or OPEN_METEO_URL

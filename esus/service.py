@@ -23,6 +23,7 @@ from esus.systemd import notify, watchdog_period_s
 from esus.telemetry import Telemetry
 from esus.power import POWER_SERIES, PowerInput
 from esus.scheduler import DailyAt, Every, Scheduler
+from esus.shading import ShadesService
 from esus.store import HistoryStore
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ StatusPart = Callable[[datetime], str]
 class Service:
     """Owns the store, the clock and the scheduler; each subsystem adds its jobs and status."""
 
-    def __init__(self, settings: Settings, clock: Clock) -> None:
+    def __init__(self, settings: Settings, clock: Clock, pin_factory: object | None = None) -> None:
         self.settings, self.clock = settings, clock
         site = settings.site
         self.tz = site.site.tz
@@ -85,6 +86,15 @@ class Service:
             self.status_parts.append(self.bms.status)
         else:
             log.warning("no BMS configured (ESUS_BMS_URL unset): room and weather points are not polled")
+        self.shades: ShadesService | None = None
+        if site.shades.groups:
+            self.shades = ShadesService(settings, self.store, self.bacnet, self.bms, self.telemetry, clock,
+                                        pin_factory)
+            self.closers.append(self.shades.close)
+            self.scheduler.add("shades-weather", Every(600, 23), self.shades.refresh_weather)
+            self.scheduler.add("shades-telemetry", Every(60, 7), self.shades.minute_tick)
+            self.background.append(self.shades.run)
+            self.status_parts.append(self.shades.status)
 
     async def start(self) -> None:
         """Start the parts that bind or connect; raises StartupError with one line."""
@@ -93,6 +103,10 @@ class Service:
         except BacnetStartError as exc:
             raise StartupError(str(exc)) from None
         self.closers.append(self.bacnet.close)
+        if self.shades is not None:
+            await self.shades.start()
+            asyncio.get_running_loop().create_task(self.shades.refresh_weather(self.clock.now()),
+                                                   name="first-weather")
         if self.settings.demo:
             self._start_demo()
         await self.forecast.start()

@@ -7,6 +7,7 @@ silently ignored is worse than a service that refuses to start.
 from __future__ import annotations
 
 import tomllib
+from datetime import time
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -136,6 +137,21 @@ class ShadeSettings(Model):
     wind_release_mps: float = Field(default=8.0, gt=0, le=60)
     wind_release_minutes: float = Field(default=10.0, ge=1, le=240)
     wind_point: int | None = None
+    outdoor_temperature_point: int | None = None
+    occupied_from: time = time(7, 0)
+    occupied_until: time = time(18, 0)
+    occupied_weekdays: list[int] = Field(default=[1, 2, 3, 4, 5], description="ISO weekdays, 1 = Monday")
+    sunny_on_wm2: float = Field(default=200.0, gt=0, le=1500, description="façade irradiance that makes a day sunny")
+    sunny_off_wm2: float = Field(default=120.0, gt=0, le=1500)
+    lead_minutes: float = Field(default=30.0, ge=0, le=180, description="lower this long before the sun arrives")
+    cooling_outdoor_max_c: float = Field(default=18.0, ge=-30, le=50)
+    comfort_margin_k: float = Field(default=1.0, gt=0, le=10)
+    glare_distance_m: float = Field(default=1.0, gt=0, le=20)
+    glare_min_wm2: float = Field(default=150.0, gt=0, le=1500)
+    night_position_pct: float = Field(default=0.0, ge=0, le=100)
+    min_move_interval_minutes: float = Field(default=15.0, ge=0, le=240)
+    min_change_pct: float = Field(default=5.0, ge=0, le=50)
+    max_moves_per_day: int = Field(default=6, ge=1, le=100)
     groups: list[ShadeGroup] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -144,6 +160,12 @@ class ShadeSettings(Model):
             raise ValueError(
                 f"wind_release_mps ({self.wind_release_mps}) must be below "
                 f"wind_retract_mps ({self.wind_retract_mps})")
+        if self.sunny_off_wm2 >= self.sunny_on_wm2:
+            raise ValueError(f"sunny_off_wm2 ({self.sunny_off_wm2}) must be below sunny_on_wm2 ({self.sunny_on_wm2})")
+        if self.occupied_from >= self.occupied_until:
+            raise ValueError(f"occupied_from ({self.occupied_from}) must be before occupied_until ({self.occupied_until})")
+        if any(not 1 <= d <= 7 for d in self.occupied_weekdays):
+            raise ValueError("occupied_weekdays are ISO weekdays from 1 (Monday) to 7 (Sunday)")
         for attribute in ("number", "name"):
             values = [getattr(g, attribute) for g in self.groups]
             duplicates = sorted({v for v in values if values.count(v) > 1})

@@ -72,3 +72,20 @@ def avoided_gain_kwh(poa_wm2: pd.Series, shaded_fraction: pd.Series, window_area
     hours = np.diff(poa_wm2.index) / pd.Timedelta(hours=1)
     watts = (poa_wm2 * shaded_fraction.reindex(poa_wm2.index).fillna(0)).to_numpy()[:-1]
     return float(np.sum(watts * hours) * window_area_m2 * g_value * (1 - shade_factor_fc) / 1000)
+
+
+def profile_angle_deg(facade: Facade, sun: pd.DataFrame) -> pd.Series:
+    """The sun's elevation seen in the façade's vertical section (what sets how deep it reaches)."""
+    gamma = np.radians(sun["azimuth_deg"] - facade.azimuth_deg)
+    tan_profile = np.tan(np.radians(sun["elevation_deg"].clip(lower=0))) / np.cos(gamma).clip(lower=1e-3)
+    return pd.Series(np.degrees(np.arctan(tan_profile)), index=sun.index)
+
+
+def glare_position_pct(profile_deg: pd.Series, window_height_m: float, glare_distance_m: float,
+                       step_pct: float = 10.0) -> pd.Series:
+    """How far an external blind (lowered from the top) must come down so that direct sun reaches
+    no deeper than `glare_distance_m` into the room: a ray entering z metres above the sill lands
+    z / tan(profile) from the window. Rounded up to `step_pct` so it moves in a few steps a day."""
+    open_m = (glare_distance_m * np.tan(np.radians(profile_deg.clip(0, 89.9)))).clip(upper=window_height_m)
+    position = 100.0 * (1 - open_m / window_height_m)
+    return (np.ceil(position / step_pct - 1e-9) * step_pct).clip(0, 100)

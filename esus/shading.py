@@ -1,0 +1,233 @@
+"""The shades in the service: the coordinator wired to BACnet (commands in, state out), the BMS
+(wind, façade irradiance, rooms), the weather forecast, the history store (state) and InfluxDB."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import pandas as pd
+
+from bacnet_server.points import SHADE_MODES
+from esus.bms import BmsService
+from esus.clock import Clock
+from esus.config import Settings
+from esus.bacnet import BacnetBridge
+from esus.store import HistoryStore
+from esus.telemetry import Telemetry
+from shades.coordinator import GroupStatus, Inputs, ShadeCoordinator
+from shades.lockout import LockoutSettings
+from shades.planner import GroupDay, GroupPlan, plan_day
+from shades.solar import avoided_gain_kwh, site_location
+from shades.weather import OpenMeteo, WeatherCache, WeatherService, clear_sky
+
+log = logging.getLogger(__name__)
+
+ENABLE_POINT = "shade-automation-enable"
+#: BMS values older than this are unknown to the shades (the poller runs every five minutes).
+BMS_MAX_AGE = timedelta(minutes=15)
+
+
+def pin_factory_for(settings: Settings) -> object | None:
+    """Mock pins in the demo (nothing is switched); gpiozero's default (lgpio) on a site."""
+    if settings.demo:
+        from gpiozero.pins.mock import MockFactory
+        return MockFactory()
+    return None
+
+
+class ShadesService:
+    def __init__(self, settings: Settings, store: HistoryStore, bacnet: BacnetBridge, bms: BmsService | None,
+                 telemetry: Telemetry, clock: Clock, pin_factory: object | None = None) -> None:
+        self.settings, self.store, self.bacnet, self.bms = settings, store, bacnet, bms
+        self.telemetry, self.clock = telemetry, clock
+        site = settings.site
+        self.shades, self.tz = site.shades, site.site.tz
+        self.location = site_location(site.site.latitude, site.site.longitude, site.site.altitude_m,
+                                      site.site.timezone)
+        source = OpenMeteo(site.site.latitude, site.site.longitude, settings.weather_url) \
+            if settings.weather_url else None
+        self.weather = WeatherService(source, WeatherCache(settings.state_dir / "weather.json"), clock.now)
+        self.room_points = self._room_points()
+        self.started = False
+        lockout = LockoutSettings(self.shades.wind_retract_mps, self.shades.wind_release_mps,
+                                  self.shades.wind_release_minutes * 60)
+        self.coordinator = ShadeCoordinator(
+            self.shades, list(self.shades.groups), self.location, self.tz, clock.now, clock.monotonic,
+            load=self._load, save=self._save, inputs=self.inputs, weather=self.weather.weather,
+            pin_factory=pin_factory if pin_factory is not None else pin_factory_for(settings),
+            on_status=self._publish, hold_minutes=self.shades.manual_hold_minutes, lockout=lockout)
+        self.gain_kwh: dict[int, float] = {}
+        self._gain_day: str | None = None
+        for name in self._command_points():
+            bacnet.device.on_write(name, lambda obj, n=name: self._command_written(n))
+        if bms is not None:
+            bms.listeners.append(self.coordinator.wake.set)
+
+    # -- state in the history store --------------------------------------------------------------
+
+    def _load(self, key: str) -> dict | None:
+        text = self.store.get_state(key)
+        try:
+            return json.loads(text) if text else None
+        except ValueError:
+            log.warning("stored state %s is unreadable: starting it afresh", key)
+            return None
+
+    def _save(self, key: str, value: dict) -> None:
+        text = json.dumps(value, sort_keys=True)
+        if self.store.get_state(key) != text:
+            self.store.set_state(key, text)
+
+    # -- BACnet ----------------------------------------------------------------------------------
+
+    def _command_points(self) -> list[str]:
+        return [ENABLE_POINT] + [f"shade-{g.number}-command" for g in self.shades.groups]
+
+    def _command_written(self, name: str) -> None:
+        """Keep the BAS's command (it survives a restart) and act on it now."""
+        slot = self.bacnet.device.command_slot(name)
+        self._save(f"shades.bas.{name}", {"slot": list(slot) if slot else None})
+        self.coordinator.wake.set()
+
+    async def start(self) -> None:
+        """After the BACnet device is up: the BAS's saved commands back, every group published."""
+        for name in self._command_points():
+            saved = self._load(f"shades.bas.{name}")
+            if saved and saved.get("slot"):
+                value, priority = saved["slot"]
+                await self.bacnet.device.restore_command(name, value, int(priority))
+                log.info("BACnet: restored the BAS's %s = %s at priority %d", name, value, priority)
+        self.started = True
+        for c in self.coordinator.groups.values():
+            self._publish(c.status())
+
+    def _publish(self, status: GroupStatus) -> None:
+        self._record(status, self.clock.now())
+        if not self.started:
+            return
+        g, device = status.number, self.bacnet.device
+        device.set_value(f"shade-{g}-position", float(status.position_pct))
+        device.set_value(f"shade-{g}-manual-override", "active" if status.hold_until else "inactive")
+        held = (f"held by the wall switch until {status.hold_until.astimezone(self.tz):%Y-%m-%d %H:%M}"
+                if status.hold_until else "no wall-switch hold")
+        device.set_description(f"shade-{g}-manual-override", held)
+        device.set_value(f"shade-{g}-mode", SHADE_MODES.index(status.mode) + 1)
+        device.set_description(f"shade-{g}-mode", status.reason[:200])
+        device.set_value("wind-lockout", "active" if self.coordinator.lockout.state.locked else "inactive")
+        device.set_description("wind-lockout", self.coordinator.lockout.state.reason[:200])
+
+    def _record(self, status: GroupStatus, at: datetime) -> None:
+        self.telemetry.record("shades", {
+            "position_pct": status.position_pct, "target_pct": status.target_pct,
+            "relay_up": int(status.relay_up), "relay_down": int(status.relay_down),
+            "mode_code": SHADE_MODES.index(status.mode) + 1, "hold": int(status.hold_until is not None),
+            "lockout": int(status.lockout), "moves_today": status.moves_today, "reason": status.reason,
+        }, at, {"group": status.name})
+
+    # -- inputs ----------------------------------------------------------------------------------
+
+    def _room_points(self) -> dict[int, list[tuple[str, dict[str, int]]]]:
+        by_room: dict[str, dict[str, int]] = {}
+        for p in self.settings.site.bms.points:
+            by_room.setdefault(p.room, {})[p.kind] = p.externallogid
+        return {g.number: [(room, by_room.get(room, {})) for room in g.rooms] for g in self.shades.groups}
+
+    def _bms(self, point: int | None) -> float | None:
+        return self.bms.value(point, BMS_MAX_AGE) if self.bms is not None and point is not None else None
+
+    def inputs(self) -> Inputs:
+        device, now = self.bacnet.device, self.clock.now()
+        wind_at = None
+        if self.shades.wind_point is not None:
+            wind = self._bms(self.shades.wind_point)
+            sample = self.bms.latest.get(self.shades.wind_point) if self.bms else None
+            wind_at = sample.time if sample is not None and wind is not None else None
+        else:  # no anemometer: the forecast's wind for this hour, while the forecast is fresh
+            weather = self.weather.weather()
+            wind = weather.wind_now(now) if weather.source == "forecast" else None
+            wind_at = now if wind is not None else None
+        outdoor = self._bms(self.shades.outdoor_temperature_point)
+        rooms = {number: tuple((room, self._bms(kinds.get("temperature")), self._bms(kinds.get("setpoint_heating")),
+                                self._bms(kinds.get("setpoint_cooling"))) for room, kinds in rooms)
+                 for number, rooms in self.room_points.items()}
+        commands = {}
+        for g in self.shades.groups:
+            value = device.commanded(f"shade-{g.number}-command")
+            commands[g.number] = float(value) if value is not None else None
+        return Inputs(wind_mps=wind, wind_at=wind_at, outdoor_c=outdoor,
+                      automation_enabled=device.is_active(ENABLE_POINT),
+                      bas_commands=commands, rooms=rooms,
+                      measured_wm2={g.number: self._bms(g.irradiance_point) for g in self.shades.groups})
+
+    # -- jobs ------------------------------------------------------------------------------------
+
+    async def refresh_weather(self, due: datetime) -> None:
+        before = self.weather.weather().source
+        weather = await asyncio.to_thread(self.weather.refresh)
+        if weather.source != before:
+            log.info("shades: weather source is now %s", weather.source)
+        self.coordinator.wake.set()
+
+    async def minute_tick(self, due: datetime) -> None:
+        """Once a minute: every group's state and each façade's sun into InfluxDB; the day's avoided gain."""
+        now = self.clock.now()
+        today = now.astimezone(self.tz).date().isoformat()
+        if self._gain_day != today:
+            self._gain_day, self.gain_kwh = today, {}
+        for c in self.coordinator.groups.values():
+            status = c.status()
+            self._record(status, now)
+            if c.day is None:
+                continue
+            row = c.day.row(now)
+            measured = self._bms(c.group.irradiance_point)
+            poa = measured if measured is not None else float(row["poa_wm2"])
+            g = c.group
+            minute = pd.Series([poa, poa], index=pd.DatetimeIndex([now - timedelta(minutes=1), now]))
+            shaded = pd.Series(status.position_pct / 100.0, index=minute.index)
+            self.gain_kwh[g.number] = self.gain_kwh.get(g.number, 0.0) + avoided_gain_kwh(
+                minute, shaded, g.window_area_m2, g.g_value, g.shade_factor_fc)
+            self.telemetry.record("solar", {
+                "elevation_deg": float(row["elevation_deg"]), "azimuth_deg": float(row["azimuth_deg"]),
+                "aoi_deg": float(row["aoi_deg"]), "poa_wm2": poa, "poa_forecast_wm2": float(row["poa_wm2"]),
+                "avoided_gain_kwh": self.gain_kwh[g.number]}, now, {"facade": g.name})
+
+    async def run(self) -> None:
+        await self.coordinator.run(self.clock.sleep)
+
+    def status(self, now: datetime) -> str:
+        parts = []
+        for c in self.coordinator.groups.values():
+            s = c.status()
+            parts.append(f"{s.name} {s.position_pct:.0f}% {s.mode}")
+        lock = " LOCKED" if self.coordinator.lockout.state.locked else ""
+        return f"shades {', '.join(parts) or 'none'}{lock}"
+
+    def close(self) -> None:
+        self.coordinator.close()
+        self.weather.close()
+
+
+def day_plan(settings: Settings, day: date) -> tuple[list[GroupPlan], str]:
+    """Each group's plan for `day` from the site file and the forecast (clear sky when it has none)."""
+    site = settings.site
+    location = site_location(site.site.latitude, site.site.longitude, site.site.altitude_m, site.site.timezone)
+    source = OpenMeteo(site.site.latitude, site.site.longitude, settings.weather_url) \
+        if settings.weather_url else None
+    service = WeatherService(source, WeatherCache(settings.state_dir / "weather.json"),
+                             lambda: datetime.now(UTC))
+    try:
+        weather = service.refresh()
+    finally:
+        service.close()
+    middle = pd.DatetimeIndex([datetime.combine(day, time(12), tzinfo=site.site.tz)])
+    if weather.source == "forecast" and weather.cloud_fraction(middle).isna().any() or \
+            weather.source == "forecast" and weather.temperature_c(middle).isna().all():
+        weather = clear_sky()  # the forecast does not reach that day
+    plans = [plan_day(GroupDay.compute(location, g, site.shades, weather, day), site.site.tz)
+             for g in site.shades.groups]
+    return plans, weather.source
