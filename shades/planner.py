@@ -85,12 +85,14 @@ class GroupDay:
         return cls(group, config, day, frame, window, glare, weather.source, weather.fetched_at,
                    float(temps.max()) if not temps.empty else None)
 
-    def row(self, now: datetime) -> pd.Series:
-        """The outlook at `now` (the step it falls in)."""
-        position = int(np.clip(self.frame.index.searchsorted(pd.Timestamp(now), side="right") - 1,
-                               0, len(self.frame) - 1))
-        return self.frame.iloc[position].rename(None).copy().pipe(
-            lambda r: pd.concat([r, pd.Series({"glare_pct": float(self.glare_pct.iloc[position])})]))
+    def __post_init__(self) -> None:
+        self._epoch_s = self.frame.index.astype("datetime64[s, UTC]").asi8
+        self._rows = self.frame.assign(glare_pct=self.glare_pct).to_dict("records")
+
+    def row(self, now: datetime) -> dict[str, Any]:
+        """The outlook at `now` (the step it falls in), as a dict of the frame's columns and glare_pct."""
+        position = int(np.searchsorted(self._epoch_s, now.timestamp(), side="right")) - 1
+        return self._rows[min(max(position, 0), len(self._rows) - 1)]
 
     def occupied(self, now: datetime, tz: ZoneInfo) -> bool:
         local = now.astimezone(tz)

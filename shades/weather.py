@@ -67,9 +67,13 @@ class Weather:
         return None if np.isnan(value) else float(value)
 
 
-def clear_sky() -> Weather:
-    return Weather("clear-sky", None, pd.DataFrame(columns=list(COLUMNS.values()),
+_CLEAR_SKY = Weather("clear-sky", None, pd.DataFrame(columns=list(COLUMNS.values()),
                                                      index=pd.DatetimeIndex([], tz="UTC")))
+
+
+def clear_sky() -> Weather:
+    """No forecast: the policy assumes a cloudless sky and knows no temperature."""
+    return _CLEAR_SKY
 
 
 def parse_open_meteo(payload: object) -> pd.DataFrame:
