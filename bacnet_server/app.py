@@ -271,7 +271,9 @@ class BacnetDevice:
 
     async def restore_command(self, name: str, value: Any, priority: int) -> None:
         """Put a command saved before a restart back in its priority slot (no write listeners run)."""
-        await self.objects[name].write_property("presentValue", value, None, priority)
+        obj = self.objects[name]
+        typed = Real(float(value)) if obj.spec.object_type == "analog-value" else BinaryPV(value)
+        await obj.write_property("presentValue", typed, None, priority)
 
     def is_active(self, name: str) -> bool:
         """A binary point's present value (commanded or relinquish default)."""

@@ -17,7 +17,7 @@ from esus.errors import EXIT_BAD_SETTINGS, SettingsError
 log = logging.getLogger("esus")
 
 # Exit codes
-EXIT_OK, EXIT_FAILURE, EXIT_NOT_AVAILABLE = 0, 1, 3
+EXIT_OK, EXIT_FAILURE = 0, 1
 
 
 def setup_logging(level: str) -> None:
@@ -234,14 +234,6 @@ def cmd_bacnet_points(args: argparse.Namespace) -> int:
     print(f"device {identity.instance} '{identity.name}' on {identity.address}, {len(points)} points")
     print(markdown_table(points) if args.markdown else format_table(points))
     return EXIT_OK
-
-
-def not_available(feature: str, issue: int) -> Callable[[argparse.Namespace], int]:
-    def command(args: argparse.Namespace) -> int:
-        print(f"esus: '{feature}' is not available in this version yet (tracked as issue #{issue})",
-              file=sys.stderr)
-        return EXIT_NOT_AVAILABLE
-    return command
 
 
 def positive_float(text: str) -> float:

@@ -149,7 +149,7 @@ def rate_limited(d: Decision, s: Situation, p: PolicySettings) -> Decision:
     if not d.automatic or d.target_pct is None:
         return d
     if abs(d.target_pct - s.position_pct) < p.min_change_pct:
-        return d
+        return replace(d, target_pct=None)  # already there, or close enough not to bother anyone
     if s.last_auto_move is not None and s.now - s.last_auto_move < p.min_move_interval:
         return replace(d, target_pct=None,
                        reason=f"{d.reason} (next move from {s.hhmm(s.last_auto_move + p.min_move_interval)})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from esus.cli import EXIT_NOT_AVAILABLE, build_parser, main
+from esus.cli import build_parser, main
 from tests.conftest import esus_env
 
 
@@ -55,9 +56,19 @@ def test_demo_runs_prints_status_lines_and_stops_cleanly(tmp_path: Path) -> None
     assert (tmp_path / "xdg-state" / "esus-demo" / "history.db").exists()
 
 
-def test_commands_of_later_issues_say_so(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["shades", "plan", "--date", "2026-06-21"]) == EXIT_NOT_AVAILABLE
-    assert "not available in this version yet" in capsys.readouterr().err
+def test_shades_plan_offline_is_clear_sky_json_and_a_png(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "plan.png"
+    assert main(["shades", "plan", "--date", "2026-06-21", "--json", "--plot", str(out)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["weather"] == "clear-sky" and set(doc["groups"]) == {"east", "south", "west"}
+    assert all(g["moves"] == 2 and g["avoided_gain_kwh"] > 10 for g in doc["groups"].values())
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["shades", "plan", "--date", "2026-12-21"]) == 0
+    text = capsys.readouterr().out
+    assert "heating" in text and "south (façade 180°)" in text
+    assert main(["shades", "plan", "--date", "21.12.2026"]) == 2
+    assert "use YYYY-MM-DD" in capsys.readouterr().err
 
 
 def test_bms_points_and_backfill_against_the_simulated_bms(tmp_path: Path,

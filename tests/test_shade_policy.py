@@ -1,0 +1,157 @@
+"""The policy: a summer and a winter day for each façade, the priority chain, the rate limits,
+glare geometry and the season choice."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from shades.planner import GroupDay, plan_day, plan_json
+from shades.policy import COOLING, HEATING, PolicySettings, Situation, choose_season, decide
+from shades.solar import glare_position_pct
+from shades.weather import Weather, clear_sky
+from tests.shade_harness import LOCATION, SHADES, TZ
+
+GROUP = {g.name: g for g in SHADES.groups}
+SUMMER, WINTER = date(2026, 6, 22), date(2026, 12, 21)   # both Mondays
+
+
+def local(day: date, hhmm: str) -> datetime:
+    h, m = map(int, hhmm.split(":"))
+    return datetime(day.year, day.month, day.day, h, m, tzinfo=TZ)
+
+
+def moves(plan) -> list[tuple[datetime, float]]:
+    return [(s.time, s.position) for s in plan.steps if s.moved]
+
+
+@pytest.mark.parametrize("name", ["east", "south", "west"])
+def test_summer_day_lowers_before_the_sun_arrives_and_raises_after_it_leaves(name: str) -> None:
+    day = GroupDay.compute(LOCATION, GROUP[name], SHADES, clear_sky(), SUMMER)
+    plan = plan_day(day, TZ)
+    assert plan.season == COOLING
+    (down_at, down), (up_at, up) = moves(plan)
+    assert (down, up) == (100.0, 0.0)
+    assert down_at <= day.window.start - timedelta(minutes=SHADES.lead_minutes) + timedelta(minutes=5)
+    assert down_at < day.window.start <= day.window.end <= up_at
+    # every step with the sun on the façade is shaded: the plan keeps out the whole avoidable gain
+    assert all(s.position == 100 for s in plan.steps if s.sun_on_facade)
+    assert plan.moves == 2 and plan.avoided_gain_kwh > 10
+
+
+def test_summer_facades_follow_the_sun_round_the_building() -> None:
+    starts = {n: GroupDay.compute(LOCATION, GROUP[n], SHADES, clear_sky(), SUMMER).window.start
+              for n in GROUP}
+    assert starts["east"] < starts["south"] < starts["west"]
+    assert local(SUMMER, "04:30") < starts["east"] < local(SUMMER, "06:00")
+
+
+@pytest.mark.parametrize("name", ["east", "south", "west"])
+def test_winter_day_keeps_the_blinds_up_for_solar_gain_except_glare(name: str) -> None:
+    plan = plan_day(GroupDay.compute(LOCATION, GROUP[name], SHADES, clear_sky(), WINTER), TZ)
+    assert plan.season == HEATING
+    for step in plan.steps:
+        if step.position > 0:  # only glare control, only when occupied and the sun is in front
+            assert "glare" in step.reason and step.sun_on_facade
+            assert SHADES.occupied_from <= step.time.astimezone(TZ).time() < SHADES.occupied_until
+    assert plan.moves <= 4
+    if name != "south":   # the low winter sun barely touches east and west: nothing to do
+        assert plan.moves == 0
+
+
+def test_a_cloudy_forecast_day_is_not_shaded() -> None:
+    times = pd.date_range(local(SUMMER, "00:00"), periods=30, freq="1h").tz_convert("UTC")
+    overcast = Weather("forecast", local(SUMMER, "00:00"), pd.DataFrame(
+        {"cloud_fraction": 1.0, "temperature_c": 24.0, "wind_mps": 3.0, "precipitation_mm": 0.0}, index=times))
+    plan = plan_day(GroupDay.compute(LOCATION, GROUP["south"], SHADES, overcast, SUMMER), TZ)
+    assert plan.season == COOLING and "forecast maximum 24.0" in plan.season_reason
+    assert plan.moves == 0 and "no sunny forecast" in plan.steps[150].reason
+
+
+def test_plan_json_has_the_spec_shape_and_an_entry_every_15_minutes() -> None:
+    plans = [plan_day(GroupDay.compute(LOCATION, g, SHADES, clear_sky(), SUMMER), TZ) for g in SHADES.groups]
+    doc = plan_json(plans, SUMMER, "clear-sky")
+    assert doc["date"] == "2026-06-22" and doc["weather"] == "clear-sky"
+    for name, group in doc["groups"].items():
+        assert {"facade_azimuth", "moves", "avoided_gain_kwh", "timeline"} <= set(group)
+        times = [datetime.fromisoformat(e["time"]) for e in group["timeline"]]
+        assert all(t.utcoffset() == timedelta(hours=2) for t in times)
+        assert max(b - a for a, b in zip(times, times[1:])) <= timedelta(minutes=15)
+        entry = group["timeline"][0]
+        assert set(entry) >= {"time", "position", "mode", "reason", "sun_on_facade", "poa_wm2"}
+        assert sum(e["moved"] for e in group["timeline"]) == group["moves"]
+
+
+# -- the chain -------------------------------------------------------------------------------------
+
+BASE = Situation(now=local(SUMMER, "10:00"), tz=TZ, position_pct=0.0, season=COOLING, sun_up=True,
+                 sun_on_facade=True, sun_start=local(SUMMER, "08:30"), sun_end=local(SUMMER, "18:20"),
+                 shading_day=True, shading_reason="forecast peak 640 W/m²", occupied=True, poa_wm2=600)
+P = PolicySettings()
+
+
+def test_automation_shades_a_sunny_cooling_day() -> None:
+    d = decide(BASE, P)
+    assert (d.target_pct, d.mode, d.automatic) == (100.0, "auto", True)
+    assert "cooling" in d.reason and "08:30-18:20" in d.reason
+
+
+def test_priority_wind_then_bas_then_hold_then_kill_switch() -> None:
+    everything = replace(BASE, lockout="wind", lockout_reason="wind 14.0 m/s >= 12 m/s", bas_command_pct=60,
+                         hold_until=BASE.now + timedelta(hours=1), automation_enabled=False)
+    assert decide(everything, P).mode == "wind" and decide(everything, P).target_pct == 0
+    assert decide(replace(everything, lockout="frost"), P).mode == "frost"
+    no_wind = replace(everything, lockout=None)
+    assert (decide(no_wind, P).mode, decide(no_wind, P).target_pct) == ("bas", 60)
+    no_bas = replace(no_wind, bas_command_pct=None)
+    held = decide(no_bas, P)
+    assert (held.mode, held.target_pct) == ("manual", None) and "held until 11:00" in held.reason
+    expired = replace(no_bas, hold_until=BASE.now)
+    assert decide(expired, P).mode == "disabled" and decide(expired, P).target_pct is None
+    assert decide(replace(expired, automation_enabled=True), P).mode == "auto"
+
+
+def test_the_kill_switch_stops_automation_but_not_safety() -> None:
+    off = replace(BASE, automation_enabled=False, position_pct=100)
+    assert decide(off, P).target_pct is None
+    assert decide(replace(off, lockout="wind", lockout_reason="x"), P).target_pct == 0
+
+
+def test_rate_limits_apply_to_automation_only() -> None:
+    soon = replace(BASE, last_auto_move=BASE.now - timedelta(minutes=10))
+    d = decide(soon, P)
+    assert d.target_pct is None and "next move from 10:05" in d.reason
+    assert decide(replace(soon, bas_command_pct=30), P).target_pct == 30          # the BAS is not limited
+    assert decide(replace(BASE, position_pct=97), P).target_pct is None            # < 5 % change
+    capped = decide(replace(BASE, auto_moves_today=P.max_moves_per_day), P)
+    assert capped.target_pct is None and "daily cap" in capped.reason
+    assert decide(replace(BASE, last_auto_move=BASE.now - timedelta(minutes=15)), P).target_pct == 100
+
+
+def test_night_position_and_raising_after_the_sun_has_left() -> None:
+    evening = replace(BASE, now=local(SUMMER, "19:00"), sun_on_facade=False, position_pct=100)
+    assert decide(evening, P).target_pct == 0 and "left the façade" in decide(evening, P).reason
+    night = replace(evening, sun_up=False, position_pct=0)
+    assert decide(night, replace(P, night_position_pct=100)).target_pct == 100
+
+
+def test_glare_position_from_window_geometry() -> None:
+    profile = pd.Series([5.0, 30.0, 60.0, 89.0])
+    position = glare_position_pct(profile, window_height_m=2.0, glare_distance_m=1.0)
+    # open height = 1 m x tan(profile): 0.087, 0.577, 1.73, 2.0 (capped) of 2 m -> 96, 71, 13, 0 % down
+    assert position.tolist() == [100.0, 80.0, 20.0, 0.0]
+
+
+def test_season_from_rooms_then_forecast_then_hysteresis_then_calendar() -> None:
+    warm = (("1.213", 23.5, 21.0, 24.0),)
+    cool = (("1.213", 21.3, 21.0, 24.0),)
+    middle = (("1.213", 22.5, 21.0, 24.0),)
+    assert choose_season(warm, 5.0, 1, 18.0, 1.0, None)[0] == COOLING
+    assert choose_season(cool, 25.0, 1, 18.0, 1.0, None)[0] == COOLING   # hot forecast
+    assert choose_season(cool, 10.0, 7, 18.0, 1.0, None)[0] == HEATING
+    assert choose_season(middle, 17.0, 1, 18.0, 1.0, COOLING) == (COOLING, "unchanged (between the thresholds)")
+    assert choose_season((), None, 7, 18.0, 1.0, None)[0] == COOLING
+    assert choose_season((), None, 12, 18.0, 1.0, None)[0] == HEATING
