@@ -24,7 +24,7 @@ from esus.config import example_site_path
 from esus.site import load_site
 from shades.planner import GroupDay, oracle_gain_kwh, plan_day
 from shades.solar import Facade, clear_sky_wm2, cloudy_sky_wm2, facade_irradiance_wm2, site_location, sun_position
-from shades.weather import Weather, clear_sky
+from shades.weather import Weather
 
 
 def cloud_series(start: date, days: int, seed: int = 23) -> pd.Series:

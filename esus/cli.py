@@ -8,7 +8,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from esus.clock import AcceleratedClock, Clock, RealClock
 from esus.config import Settings, load_settings

@@ -7,7 +7,6 @@ import asyncio
 import json
 import logging
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 
 import pandas as pd
 

@@ -17,7 +17,7 @@ import pandas as pd
 from pvlib.location import Location
 
 from shades.outlook import STEP, SunWindow, facade_day, shading_day, sun_window
-from shades.policy import COOLING, Decision, PolicySettings, Situation, choose_season, decide
+from shades.policy import Decision, PolicySettings, Situation, choose_season, decide
 from shades.solar import Facade, avoided_gain_kwh, glare_position_pct
 from shades.weather import Weather
 
