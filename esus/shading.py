@@ -140,16 +140,19 @@ class ShadesService:
 
     def inputs(self) -> Inputs:
         device, now = self.bacnet.device, self.clock.now()
+        weather = self.weather.weather()
         wind_at = None
         if self.shades.wind_point is not None:
             wind = self._bms(self.shades.wind_point)
             sample = self.bms.latest.get(self.shades.wind_point) if self.bms else None
             wind_at = sample.time if sample is not None and wind is not None else None
         else:  # no anemometer: the forecast's wind for this hour, while the forecast is fresh
-            weather = self.weather.weather()
-            wind = weather.wind_now(now) if weather.source == "forecast" else None
+            wind = weather.wind_now(now)
             wind_at = now if wind is not None else None
         outdoor = self._bms(self.shades.outdoor_temperature_point)
+        if outdoor is None:
+            outdoor = weather.now("temperature_c", now)
+        rain_mm = weather.now("precipitation_mm", now)
         rooms = {number: tuple((room, self._bms(kinds.get("temperature")), self._bms(kinds.get("setpoint_heating")),
                                 self._bms(kinds.get("setpoint_cooling"))) for room, kinds in rooms)
                  for number, rooms in self.room_points.items()}
@@ -158,6 +161,7 @@ class ShadesService:
             value = device.commanded(f"shade-{g.number}-command")
             commands[g.number] = float(value) if value is not None else None
         return Inputs(wind_mps=wind, wind_at=wind_at, outdoor_c=outdoor,
+                      precipitation=rain_mm is not None and rain_mm >= 0.1,
                       automation_enabled=device.is_active(ENABLE_POINT),
                       bas_commands=commands, rooms=rooms,
                       measured_wm2={g.number: self._bms(g.irradiance_point) for g in self.shades.groups})

@@ -61,10 +61,13 @@ class Weather:
         values = np.where(inside, np.interp(x, xp, series.to_numpy(float)), np.nan)
         return pd.Series(values, index=times)
 
-    def wind_now(self, now: datetime) -> float | None:
-        """The forecast wind of the current hour (m/s), or None."""
-        value = self._at(pd.DatetimeIndex([now]).tz_convert("UTC"), "wind_mps").iloc[0]
+    def now(self, column: str, now: datetime) -> float | None:
+        """The forecast `column` (e.g. wind_mps) for the current hour, or None."""
+        value = self._at(pd.DatetimeIndex([now]).tz_convert("UTC"), column).iloc[0]
         return None if np.isnan(value) else float(value)
+
+    def wind_now(self, now: datetime) -> float | None:
+        return self.now("wind_mps", now)
 
 
 _CLEAR_SKY = Weather("clear-sky", None, pd.DataFrame(columns=list(COLUMNS.values()),

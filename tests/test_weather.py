@@ -112,3 +112,15 @@ def test_out_of_range_values_become_unknown() -> None:
     frame = parse_open_meteo(data)
     assert frame["cloud_fraction"].tolist()[0] == 0.5 and frame["cloud_fraction"].isna().sum() == 2
     assert frame["wind_mps"].isna().sum() == 2
+
+
+def test_current_hour_values_for_frost_and_wind() -> None:
+    data = reply(hours=3)
+    data["hourly"]["temperature_2m"] = [-2.0, -2.5, -3.0]
+    data["hourly"]["precipitation"] = [0.4, 0.0, 0.0]
+    from shades.weather import Weather
+    weather = Weather("forecast", NOW, parse_open_meteo(data))
+    start = datetime.fromtimestamp(data["hourly"]["time"][0], UTC)
+    assert weather.now("temperature_c", start) == -2.0
+    assert weather.now("precipitation_mm", start) == 0.4
+    assert weather.now("wind_mps", start + timedelta(hours=30)) is None     # beyond the forecast
