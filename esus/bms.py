@@ -112,12 +112,16 @@ class BmsService:
             log.info("BMS poll: %d new samples, %d of %d points failed", report.new_samples,
                      len(report.failures), len(self.poller.points))
 
-    def value(self, point: int | None, max_age: timedelta = timedelta(minutes=20)) -> float | None:
-        """The newest value of a point if it is recent enough, else None (unknown)."""
+    def sample(self, point: int | None, max_age: timedelta = timedelta(minutes=20)) -> Sample | None:
+        """The newest sample of a point if it is recent enough, else None (unknown)."""
         sample = self.latest.get(point) if point is not None else None
         if sample is None or self.clock.now() - sample.time > max_age:
             return None
-        return sample.value
+        return sample
+
+    def value(self, point: int | None, max_age: timedelta = timedelta(minutes=20)) -> float | None:
+        sample = self.sample(point, max_age)
+        return sample.value if sample is not None else None
 
     def status(self, now: datetime) -> str:
         report = self.last_report

@@ -52,6 +52,7 @@ class ShadesService:
         self.weather = WeatherService(source, WeatherCache(settings.state_dir / "weather.json"), clock.now)
         self.room_points = self._room_points()
         self.started = False
+        self._saved: dict[str, str] = {}
         lockout = LockoutSettings(self.shades.wind_retract_mps, self.shades.wind_release_mps,
                                   self.shades.wind_release_minutes * 60)
         self.coordinator = ShadeCoordinator(
@@ -77,9 +78,11 @@ class ShadesService:
             return None
 
     def _save(self, key: str, value: dict) -> None:
+        """Write only what changed: the coordinator saves every group on every pass."""
         text = json.dumps(value, sort_keys=True)
-        if self.store.get_state(key) != text:
+        if self._saved.get(key) != text:
             self.store.set_state(key, text)
+            self._saved[key] = text
 
     # -- BACnet ----------------------------------------------------------------------------------
 
@@ -141,13 +144,11 @@ class ShadesService:
     def inputs(self) -> Inputs:
         device, now = self.bacnet.device, self.clock.now()
         weather = self.weather.weather()
-        wind_at = None
         if self.shades.wind_point is not None:
-            wind = self._bms(self.shades.wind_point)
-            sample = self.bms.latest.get(self.shades.wind_point) if self.bms else None
-            wind_at = sample.time if sample is not None and wind is not None else None
+            sample = self.bms.sample(self.shades.wind_point, BMS_MAX_AGE) if self.bms is not None else None
+            wind, wind_at = (sample.value, sample.time) if sample is not None else (None, None)
         else:  # no anemometer: the forecast's wind for this hour, while the forecast is fresh
-            wind = weather.wind_now(now)
+            wind = weather.now("wind_mps", now)
             wind_at = now if wind is not None else None
         outdoor = self._bms(self.shades.outdoor_temperature_point)
         if outdoor is None:
@@ -227,9 +228,7 @@ def day_plan(settings: Settings, day: date) -> tuple[list[GroupPlan], str]:
         weather = service.refresh()
     finally:
         service.close()
-    middle = pd.DatetimeIndex([datetime.combine(day, time(12), tzinfo=site.site.tz)])
-    if weather.source == "forecast" and weather.cloud_fraction(middle).isna().any() or \
-            weather.source == "forecast" and weather.temperature_c(middle).isna().all():
+    if not weather.covers(datetime.combine(day, time(12), tzinfo=site.site.tz)):
         weather = clear_sky()  # the forecast does not reach that day
     plans = [plan_day(GroupDay.compute(location, g, site.shades, weather, day), site.site.tz)
              for g in site.shades.groups]

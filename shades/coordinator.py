@@ -92,9 +92,9 @@ def _when(text: str | None) -> datetime | None:
 class GroupController:
     """One shade group: its motor, its switches, its state."""
 
-    def __init__(self, group: GroupConfig, config: Any, state: GroupState, monotonic: Callable[[], float],
+    def __init__(self, group: GroupConfig, state: GroupState, monotonic: Callable[[], float],
                  pin_factory: object | None, on_press: Callable[[int, str], None]) -> None:
-        self.group, self.config, self.state = group, config, state
+        self.group, self.state = group, state
         if state.was_moving:  # killed mid-run: the blind stopped somewhere between start and target
             log.warning("shade %s: the service stopped while it moved; position %.0f %% is an estimate until "
                         "the next run to an end stop", group.name, state.position_pct)
@@ -146,7 +146,7 @@ class ShadeCoordinator:
         try:
             for g in groups:
                 state = GroupState.from_dict(load(f"shades.group.{g.number}"))
-                self.groups[g.number] = GroupController(g, config, state, monotonic, pin_factory, self._press_from_pin)
+                self.groups[g.number] = GroupController(g, state, monotonic, pin_factory, self._press_from_pin)
         except BaseException:
             self.close()
             raise

@@ -66,8 +66,9 @@ class Weather:
         value = self._at(pd.DatetimeIndex([now]).tz_convert("UTC"), column).iloc[0]
         return None if np.isnan(value) else float(value)
 
-    def wind_now(self, now: datetime) -> float | None:
-        return self.now("wind_mps", now)
+    def covers(self, when: datetime) -> bool:
+        """A forecast with cloud cover for `when` (clear sky covers nothing)."""
+        return self.now("cloud_fraction", when) is not None
 
 
 _CLEAR_SKY = Weather("clear-sky", None, pd.DataFrame(columns=list(COLUMNS.values()),

@@ -64,6 +64,7 @@ def test_a_complete_configuration_loads(site_file: Path, tmp_path: Path) -> None
     ("ESUS_BACNET_DEVICE_ID", "-1", "whole number"),
     ("ESUS_BACNET_DEVICE_ID", "12a", "whole number"),
     ("ESUS_LOG_LEVEL", "LOUD", "DEBUG"),
+    ("ESUS_WEATHER_URL", "api.open-meteo.com", "'off' for clear sky only"),
 ])
 def test_bad_value_names_key_value_and_expectation(site_file: Path, tmp_path: Path, key: str,
                                                    value: str, expected: str) -> None:

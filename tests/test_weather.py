@@ -70,7 +70,7 @@ def test_a_forecast_is_fetched_parsed_and_cached(api: Api, tmp_path: Path) -> No
     assert "cloud_cover" in query["hourly"][0]
     times = pd.DatetimeIndex([NOW + timedelta(minutes=30)])
     assert weather.cloud_fraction(times).iloc[0] == pytest.approx(0.4)
-    assert weather.wind_now(NOW) == 4.0
+    assert weather.now("wind_mps", NOW) == 4.0
     # the next process starts from the cache, with the source down
     api.mode = "500"
     again = WeatherService(OpenMeteo(57.015, 9.985, api.url), WeatherCache(tmp_path / "w.json"), lambda: clock[0])
