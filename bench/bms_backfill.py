@@ -4,7 +4,11 @@ latency per request, esus (pooled keep-alive session, 8 requests in flight, wind
 The simulated BMS runs in its own process; each case runs in a fresh process, whose peak RSS is
 reported. Prints wall time, speed-up and peak memory of each.
 
-    .venv/bin/python bench/bms_backfill.py [--days 1 7] [--skip-upstream]
+    .venv/bin/python bench/bms_backfill.py [--days 1 7] [--skip-upstream] [--handshake-ms 200]
+
+With --handshake-ms, a new connection also costs that long before its first request is read (the
+TCP and TLS set-up round trips of a real network, which loopback does not have): the cost that
+keep-alive saves and the upstream paid on every request.
 """
 
 from __future__ import annotations
@@ -32,10 +36,10 @@ POINTS = [SimPoint(10_000 + i, f"/bench/point_{i}", KINDS[i % len(KINDS)]) for i
 
 
 def esus_way(url: str, start: datetime, end: datetime) -> int:
-    adapter = AauBmsV1(Transport(url, BasicAuth("esus", "pw"), pool_size=8))
+    adapter = AauBmsV1(Transport(url, BasicAuth("esus", "pw"), max_in_flight=8))
     refs = [PointRef(p.externallogid, p.source, "r", p.kind) for p in POINTS]
     count = 0
-    for _, samples in backfill(adapter, refs, start, end, max_in_flight=8):
+    for _, samples in backfill(adapter, refs, start, end):
         count += len(samples)  # a CSV writer or the store would take them here, then let them go
     adapter.transport.close()
     return count
@@ -53,8 +57,9 @@ def upstream_way(url: str, start: datetime, end: datetime) -> int:
     return count
 
 
-def serve(port: int) -> None:
-    SimulatedBms(POINTS, "esus", "pw", faults=Faults(latency_s=0.2), port=port).start().thread.join()
+def serve(port: int, handshake_s: float) -> None:
+    faults = Faults(latency_s=0.2, handshake_s=handshake_s)
+    SimulatedBms(POINTS, "esus", "pw", faults=faults, port=port).start().thread.join()
 
 
 def run_case(name: str, url: str, days: float, end: datetime, queue: multiprocessing.Queue) -> None:
@@ -78,17 +83,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--days", type=float, nargs="+", default=[1, 7])
     parser.add_argument("--skip-upstream", action="store_true")
+    parser.add_argument("--handshake-ms", type=float, default=0.0)
     args = parser.parse_args()
     end = datetime.now(UTC).replace(second=0, microsecond=0)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = multiprocessing.get_context("spawn").Process(target=serve, args=(port,), daemon=True)
+    server = multiprocessing.get_context("spawn").Process(target=serve, args=(port, args.handshake_ms / 1000),
+                                                         daemon=True)
     server.start()
     url = f"http://127.0.0.1:{port}"
     time.sleep(2)
     try:
-        print(f"{len(POINTS)} points, 200 ms latency per request, simulated BMS in its own process")
+        print(f"{len(POINTS)} points, 200 ms latency per request, {args.handshake_ms:g} ms more per new connection, "
+              "simulated BMS in its own process")
         for days in args.days:
             t_esus, n_esus, m_esus = measure("esus", url, days, end)
             line = f"{days:g} day(s): esus {t_esus:6.1f} s for {n_esus:,} samples, peak RSS {m_esus:4.0f} MB"

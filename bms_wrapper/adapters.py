@@ -4,8 +4,10 @@ The AAU BMS API v1 is the first; an EcoStruxure EWS or Project Haystack adapter 
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter, itemgetter
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -31,6 +33,13 @@ class BmsAdapter(Protocol):
         """Samples with start <= time < end (aware datetimes), oldest first."""
 
 
+def _point_ids(records: list[dict], point: int) -> set:
+    try:
+        return set(map(itemgetter("externallogid"), records))  # in C: a week is 10,000 records
+    except KeyError:
+        return {r.get("externallogid", point) for r in records}
+
+
 class AauBmsV1:
     """GET /api/v1/metadata and /api/v1/trenddata (HTTP Basic); times are Danish local time."""
 
@@ -43,7 +52,7 @@ class AauBmsV1:
         if isinstance(data, dict):
             message = data.get("error") or data.get("message") or data.get("detail") or str(data)[:200]
             raise BmsBadResponse(f"the BMS answered {path} with an error instead of data: {message}")
-        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        if not isinstance(data, list) or not set(map(type, data)) <= {dict}:  # JSON objects decode to dict
             raise BmsBadResponse(f"the BMS answered {path} with {type(data).__name__}, not a list of records")
         return data
 
@@ -61,8 +70,9 @@ class AauBmsV1:
 
     def read_history(self, point: int, start: datetime, end: datetime, unit: str = "") -> list[Sample]:
         params = {"starttime": self._local(start), "endtime": self._local(end), "externallogid": point}
-        records = [r for r in self._records("/api/v1/trenddata", params)
-                   if str(r.get("externallogid", point)) == str(point)]
+        records = self._records("/api/v1/trenddata", params)
+        if _point_ids(records, point) - {point, str(point)}:  # other points mixed in
+            records = [r for r in records if str(r.get("externallogid", point)) == str(point)]
         start_utc, end_utc = start.astimezone(UTC), end.astimezone(UTC)
         samples = normalise(records, point, unit, self.local_tz)
         if samples and samples[-1].time > end_utc + SKEW_WARNING and point not in self._skew_reported:
@@ -70,4 +80,5 @@ class AauBmsV1:
             log.warning("BMS point %d returned samples stamped up to %s for a window ending %s: the BMS clock "
                         "is more than an hour ahead (check NTP on the BMS and here); those samples are taken "
                         "when this clock reaches them", point, samples[-1].time.isoformat(), end_utc.isoformat())
-        return [s for s in samples if start_utc <= s.time < end_utc]
+        first = bisect_left(samples, start_utc, key=attrgetter("time"))  # samples are sorted by time
+        return samples[first:bisect_left(samples, end_utc, lo=first, key=attrgetter("time"))]

@@ -20,7 +20,7 @@ from bms_wrapper.transport import BmsError
 log = logging.getLogger(__name__)
 
 #: Longest window asked for in one request: bounds memory per request whatever the span.
-MAX_WINDOW = timedelta(days=4)
+MAX_WINDOW = timedelta(days=8)
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
@@ -75,16 +75,16 @@ class Poller:
                  set_mark: Callable[[PointRef, datetime], None],
                  sink: Callable[[PointRef, list[Sample]], None],
                  overlap: timedelta = timedelta(hours=8), first_lookback: timedelta = timedelta(days=1),
-                 max_in_flight: int = 4) -> None:
+                 threads: int = 8) -> None:
         self.adapter, self.points = adapter, points
         self.known, self.get_mark, self.set_mark, self.sink = known, get_mark, set_mark, sink
-        self.overlap, self.first_lookback, self.max_in_flight = overlap, first_lookback, max_in_flight
+        self.overlap, self.first_lookback, self.threads = overlap, first_lookback, threads
         self._failing: set[int] = set()
 
     def poll(self, now: datetime) -> PollReport:
         """Fetch every point from its mark (minus the overlap) to now; blocking, run it in a thread."""
         report = PollReport()
-        with ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="bms") as pool:
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="bms") as pool:
             futures = {pool.submit(self._poll_point, ref, now): ref for ref in self.points}
             for future, ref in futures.items():
                 try:
@@ -125,17 +125,18 @@ class Poller:
 
 
 def backfill(adapter: BmsAdapter, points: list[PointRef], start: datetime, end: datetime, *,
-             max_in_flight: int = 8, progress: Callable[[int, int], None] | None = None
+             threads: int = 16, progress: Callable[[int, int], None] | None = None
              ) -> Iterator[tuple[PointRef, list[Sample]]]:
-    """Every point's samples in [start, end), window by window, at most `max_in_flight` requests at a
-    time; results are yielded as they arrive, so memory stays bounded whatever the span."""
+    """Every point's samples in [start, end), window by window, yielded as they arrive, so memory
+    stays bounded whatever the span. The transport bounds the requests in flight; with more threads
+    than that, replies are decoded while the next requests wait on the network."""
     tasks = [(ref, a, b) for ref in points for a, b in windows(start, end)]
     done_count = 0
-    with ThreadPoolExecutor(max_in_flight, thread_name_prefix="backfill") as pool:
+    with ThreadPoolExecutor(threads, thread_name_prefix="backfill") as pool:
         pending: dict[Future, PointRef] = {}
         queue = iter(tasks)
         while True:
-            while len(pending) < max_in_flight:
+            while len(pending) < threads:
                 task = next(queue, None)
                 if task is None:
                     break

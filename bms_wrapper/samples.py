@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 import re
+from itertools import repeat
+from operator import itemgetter
 from typing import NamedTuple
 from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -81,7 +83,12 @@ class LocalTimeResolver:
 def _normalise_fast(records: list[dict], point: int, unit: str, local_tz: ZoneInfo) -> list[Sample] | None:
     """Vectorised path for the usual reply: naive local stamps in one format and one named zone.
     None when the reply is anything else (the record-by-record path then handles it)."""
-    zones = {r.get("timestamp_tzinfo") for r in records}
+    try:  # itemgetter in map() walks 10,000 records in C; a missing key means the unusual path
+        zones = set(map(itemgetter("timestamp_tzinfo"), records))
+        stamp_texts = list(map(itemgetter("timestamp"), records))
+        raw = list(map(itemgetter("value"), records))
+    except KeyError:
+        return None
     if len(zones) != 1:
         return None
     zone_text = zones.pop()
@@ -89,17 +96,20 @@ def _normalise_fast(records: list[dict], point: int, unit: str, local_tz: ZoneIn
     if not isinstance(zone, ZoneInfo):
         return None
     try:
-        stamps = pd.to_datetime(pd.Series([r.get("timestamp") for r in records]), format="%Y-%m-%d %H:%M:%S")
-        local = stamps.dt.tz_localize(zone, ambiguous="infer", nonexistent="shift_forward")
+        stamps = pd.to_datetime(stamp_texts, format="%Y-%m-%d %H:%M:%S")
+        seconds = stamps.tz_localize(zone, ambiguous="infer", nonexistent="shift_forward").as_unit("s").asi8
     except (ValueError, TypeError):  # pandas raises ValueError for a DST hour it cannot infer
         return None
-    values = pd.to_numeric(pd.Series([r.get("value") for r in records]), errors="coerce").astype("float64")
-    seconds = local.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[s]").astype("int64")
-    frame = pd.DataFrame({"time": seconds, "value": values})
-    frame = frame[np.isfinite(frame["value"])].drop_duplicates("time", keep="last").sort_values("time")
-    stamp = datetime.fromtimestamp
-    return [Sample(stamp(t, UTC), point, v, unit)
-            for t, v in zip(frame["time"].tolist(), frame["value"].tolist())]
+    try:
+        values = np.array(raw, dtype="float64")  # None becomes NaN, numeric strings numbers
+    except (TypeError, ValueError):
+        values = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy("float64")
+    finite = np.isfinite(values)
+    order = np.argsort(seconds[finite], kind="stable")  # stable: of a repeated time, the last record wins
+    seconds, values = seconds[finite][order], values[finite][order]
+    last = np.append(seconds[1:] != seconds[:-1], True)
+    times = pd.to_datetime(seconds[last], unit="s", utc=True).to_pydatetime()
+    return list(map(tuple.__new__, repeat(Sample), zip(times, repeat(point), values[last].tolist(), repeat(unit))))
 
 
 def normalise(records: list[dict], point: int, unit: str, local_tz: ZoneInfo) -> list[Sample]:

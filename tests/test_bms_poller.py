@@ -11,7 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bms_wrapper.simulator import SimPoint, SimulatedBms
+from bms_wrapper.adapters import AauBmsV1
+from bms_wrapper.poller import PointRef, backfill
+from bms_wrapper.simulator import Faults, SimPoint, SimulatedBms
+from bms_wrapper.transport import BasicAuth, Transport
 from esus.bms import BmsService, series_name
 from esus.clock import ManualClock
 from esus.config import load_settings
@@ -130,3 +133,18 @@ def test_a_bms_clock_far_ahead_is_flagged_and_its_future_ignored(tmp_path: Path,
     assert "more than an hour ahead" in caplog.text and caplog.text.count("BMS point 6397 returned") == 1
     assert rig.times(6397)[-1] <= (NOW + timedelta(hours=1)).timestamp()
     rig.close()
+
+
+def test_backfill_keeps_requests_in_flight_within_the_transport_bound():
+    points = [SimPoint(500 + i, f"/b/p{i}", "temperature") for i in range(12)]
+    server = SimulatedBms(points, "esus", "pw", faults=Faults(latency_s=0.05)).start()
+    try:
+        adapter = AauBmsV1(Transport(server.url, BasicAuth("esus", "pw"), max_in_flight=3))
+        end = datetime(2026, 3, 2, tzinfo=UTC)
+        refs = [PointRef(p.externallogid, p.source, "r", p.kind) for p in points]
+        got = {ref.externallogid: len(samples) for ref, samples in backfill(adapter, refs, end - timedelta(days=2), end, threads=8)}
+        assert got == {p.externallogid: 2 * 1440 for p in points}
+        assert server.max_concurrent == 3
+        adapter.transport.close()
+    finally:
+        server.stop()
