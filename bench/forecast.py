@@ -83,18 +83,36 @@ def training_figures(rounds: int) -> None:
 
 
 def forecast_latency() -> None:
+    """What the service does each minute: top up the live window from the history store, grid it,
+    forecast."""
+    import tempfile
+
+    from esus.forecasting import LIVE_DAYS
+    from esus.power import POWER_SERIES
+    from esus.store import HistoryStore
+    from esus.training_job import RecentPower
     from forecast.training import forecast_now, train_validated
 
     grid = ninety_days()
     model = train_validated(grid.slice(0, 30 * 1440)).model
-    live = grid.slice(len(grid) - 8 * 1440, len(grid))
-    times = []
-    for _ in range(50):
-        started = time.perf_counter()
-        forecast_now(live, model)
-        times.append(time.perf_counter() - started)
-    print(f"one live forecast from 8 days of 1-minute history: median {statistics.median(times) * 1e3:.1f} ms, "
-          f"max {max(times) * 1e3:.1f} ms")
+    times_s = grid.t0_s + grid.step_s * np.arange(len(grid))
+    ok = np.isfinite(grid.values)
+    minutes = 30
+    with tempfile.TemporaryDirectory() as tmp:
+        store = HistoryStore(Path(tmp) / "history.db")
+        store.append_many({POWER_SERIES: zip(times_s[ok][:-minutes].astype(float).tolist(),
+                                             grid.values[ok][:-minutes].tolist())})
+        recent = RecentPower(store, LIVE_DAYS)
+        recent.grid(int(times_s[ok][-minutes - 1]))  # the service's first minute reads the whole window
+        times = []
+        for t, kw in zip(times_s[ok][-minutes:].tolist(), grid.values[ok][-minutes:].tolist()):
+            store.append_many({POWER_SERIES: [(float(t), kw)]})  # the BAS's write of this minute
+            started = time.perf_counter()
+            forecast_now(recent.grid(int(t)), model)
+            times.append(time.perf_counter() - started)
+        store.close()
+    print(f"one live forecast, each minute, from {LIVE_DAYS} days of 1-minute history: "
+          f"median {statistics.median(times) * 1e3:.1f} ms, max {max(times) * 1e3:.1f} ms")
 
 
 def upstream_comparison() -> None:

@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
+from datetime import UTC, date, datetime, timedelta
 
 from esus.clock import AcceleratedClock, Clock, RealClock
 from esus.config import Settings, load_settings
@@ -42,9 +43,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(settings.log_level)
     from esus.service import Service, StartupError, install_signal_handlers
 
-    clock: Clock = AcceleratedClock(args.speed) if args.speed != 1 else RealClock()
-    if args.speed != 1:
-        log.info("clock runs %gx faster than real time", args.speed)
+    simulated = args.speed != 1 or args.start is not None
+    clock: Clock = AcceleratedClock(args.speed, args.start, args.anchor) if simulated else RealClock()
+    if simulated:
+        log.info("simulated clock at %s, %gx real time", clock.now().isoformat(timespec="seconds"), args.speed)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -121,7 +123,6 @@ def _bms_adapter(settings: Settings, max_in_flight: int | None = None) -> Iterat
 
 def cmd_shades_plan(args: argparse.Namespace) -> int:
     import json
-    from datetime import date
     from pathlib import Path
 
     from esus.shading import day_plan
@@ -177,7 +178,6 @@ BMS_BUFFER_DAYS = 7.6
 
 def cmd_bms_backfill(args: argparse.Namespace) -> int:
     import csv
-    from datetime import UTC, datetime, timedelta
 
     from bms_wrapper.poller import backfill, resolve_points
     from bms_wrapper.transport import BmsError
@@ -246,6 +246,16 @@ def positive_float(text: str) -> float:
     return value
 
 
+def utc_time(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO 8601 time like 2026-06-01T00:00:00+00:00, got {text!r}") from None
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give the time with its offset (e.g. +00:00), got {text!r}")
+    return when.astimezone(UTC)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="esus", description="Edge service for building energy: BACnet device, one-hour power "
@@ -256,6 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--demo", action="store_true", help="run the embedded demo even if .env exists")
     run.add_argument("--speed", type=positive_float, default=1.0, metavar="N",
                      help="run the clock N times faster than real time (demo and tests)")
+    run.add_argument("--start", type=utc_time, metavar="TIME",
+                     help="simulated start time, ISO 8601 with offset (replays and tests; implies a simulated clock)")
+    run.add_argument("--anchor", type=float, metavar="UNIX_S",
+                     help="the wall-clock time (Unix seconds) at which the simulated clock read --start; "
+                     "processes given the same pair share one timeline")
     run.set_defaults(func=cmd_run)
 
     doctor = commands.add_parser("doctor", help="check settings, BMS, InfluxDB, BACnet port and GPIO")

@@ -49,11 +49,15 @@ class RealClock:
 class AcceleratedClock:
     """Simulated time running `speed` times faster than real time, from `start` (default: now)."""
 
-    def __init__(self, speed: float, start: datetime | None = None) -> None:
+    def __init__(self, speed: float, start: datetime | None = None, anchor_unix_s: float | None = None) -> None:
+        """`start` is the simulated time when the wall clock read `anchor_unix_s` (default: now), so
+        several processes, or one restarted, share one simulated timeline."""
         if not speed > 0:
             raise ValueError("speed must be positive")
         self.speed = float(speed)
         self._start = start or datetime.now(UTC)
+        if anchor_unix_s is not None:
+            self._start += timedelta(seconds=(time.time() - anchor_unix_s) * self.speed)
         self._real0 = time.monotonic()
 
     def monotonic(self) -> float:

@@ -17,14 +17,15 @@ from esus.config import Settings
 from esus.power import POWER_SERIES, PowerInput
 from esus.store import HistoryStore
 from esus.telemetry import Telemetry
-from esus.training_job import power_grid, train_from_store
+from esus.training_job import RecentPower, train_from_store
+from forecast.features import WEEKDAY_PROFILE_WEEKS
 from forecast.loadstate import DwellFlag, Thresholds, interval_means, rate_of_change_kw_per_min, thresholds
 from forecast.model import ModelFileError, PowerModel
 from forecast.training import MIN_TRAINING_DAYS, Forecast, forecast_now
 
 log = logging.getLogger(__name__)
 
-LIVE_DAYS = 8                # a week of lags plus the horizon
+LIVE_DAYS = 7 * WEEKDAY_PROFILE_WEEKS + 1  # the oldest lag the features use, plus the horizon
 TRAINING_TIMEOUT_S = 30 * 60
 THRESHOLD_REFRESH_S = 3600
 FORECAST_DESCRIPTION = "Forecast: mean power of the 15-minute interval ending 60 minutes from now"
@@ -53,6 +54,7 @@ class ForecastService:
         self.last_training: dict | None = None
         self.job = train_from_store  # module-level so the spawned process can import it
         self.model = self._load_model()
+        self.recent = RecentPower(store, LIVE_DAYS)
 
     def _load_model(self) -> PowerModel | None:
         try:
@@ -86,7 +88,7 @@ class ForecastService:
     def compute(self, now: datetime) -> LiveState:
         """Forecast, 15-minute mean and slope from the recent history (runs in a worker thread)."""
         now_s = int(now.timestamp())
-        grid = power_grid(self.store, now_s - LIVE_DAYS * 86400, now_s + 1)
+        grid = self.recent.grid(now_s)
         recent_t, recent_v = self.store.range(POWER_SERIES, now_s - 15 * 60, now_s + 1)
         mean = float(recent_v.mean()) if recent_v.size else None
         slope = rate_of_change_kw_per_min(recent_t, recent_v)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+
 from esus.power import POWER_SERIES
 from esus.store import HistoryStore
 
@@ -16,15 +18,46 @@ TRAINING_DAYS = 90
 
 def power_grid(store: HistoryStore, start_s: int, end_s: int):
     """The BAS power history between two instants as a clean 1-minute grid (None if too little)."""
+    return _grid(*store.range(POWER_SERIES, start_s, end_s))
+
+
+def _grid(times: np.ndarray, values: np.ndarray):
     from forecast.series import to_grid
 
-    times, values = store.range(POWER_SERIES, start_s, end_s)
     if times.size < 2:
         return None
     try:
         return to_grid(times, values, step_s=GRID_STEP_S)
     except ValueError:
         return None
+
+
+class RecentPower:
+    """The last `days` of power, kept in memory and topped up from the store each minute: the
+    live forecast reads a few new rows, not four weeks of history, every minute."""
+
+    #: Re-read this much before the newest cached sample: a late or corrected write is picked up.
+    REREAD_S = 600
+
+    def __init__(self, store: HistoryStore, days: float) -> None:
+        self.store, self.span_s = store, int(days * 86400)
+        self.times = np.empty(0, dtype=np.int64)
+        self.values = np.empty(0, dtype=np.float64)
+        self._covered: tuple[int, int] | None = None  # the cache holds every stored sample in [a, b)
+
+    def grid(self, now_s: int):
+        start, end = now_s - self.span_s, now_s + 1
+        covered = self._covered
+        if covered is not None and covered[0] <= start and covered[1] <= end:
+            since = max(covered[1] - self.REREAD_S, start)
+            new_t, new_v = self.store.range(POWER_SERIES, since, end)
+            keep = (self.times >= start) & (self.times < since)
+            self.times = np.concatenate([self.times[keep], new_t])
+            self.values = np.concatenate([self.values[keep], new_v])
+        else:  # first call, or the clock went back: read the whole window
+            self.times, self.values = self.store.range(POWER_SERIES, start, end)
+        self._covered = (start, end)
+        return _grid(self.times, self.values)
 
 
 def train_from_store(db_path: str, candidate_path: str, until_s: int, days: int = TRAINING_DAYS) -> dict:

@@ -21,6 +21,7 @@ HORIZON_S = 3600
 TARGET_WINDOW_S = 900
 DAY_S, WEEK_S = 86400, 7 * 86400
 RECENT_LAGS_S = (900, 1800, 2700, 3600, 7200)
+WEEKDAY_PROFILE_WEEKS = 4
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,13 @@ def features(grid: Grid, issue: np.ndarray, means: WindowMeans | None = None,
         cols["profile_median_kw"] = np.nanmedian(at_target, axis=1)
         cols["profile_mean_kw"] = np.nanmean(at_target, axis=1)
         cols["profile_change_kw"] = cols["profile_median_kw"] - np.nanmedian(at_now, axis=1)
+    # the same weekday over the last weeks: buildings run weekly schedules (late starts on some days)
+    at_target = np.column_stack([m.mean(k + h.ahead - j * week, w) for j in range(1, WEEKDAY_PROFILE_WEEKS + 1)])
+    at_now = np.column_stack([m.mean(k - j * week, w) for j in range(1, WEEKDAY_PROFILE_WEEKS + 1)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        cols["weekday_profile_kw"] = np.nanmedian(at_target, axis=1)
+        cols["weekday_profile_change_kw"] = cols["weekday_profile_kw"] - np.nanmedian(at_now, axis=1)
     local = grid.local_times_s(k + h.ahead)
     cols["target_hour_of_day"] = (local % DAY_S) / 3600.0
     weekday = ((local // DAY_S) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0

@@ -22,12 +22,16 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import ThreadpoolController
 
 from forecast.features import HORIZON_S, WindowMeans, feature_matrix, feature_names, target
 from forecast.series import Grid
 
-MODEL_VERSION = 1
+MODEL_VERSION = 2  # 2: weekday-profile features
 TREE_WEIGHT = 0.7
+#: One OpenMP thread for predictions: a forecast is one row, and OpenMP's worker threads spinning
+#: on a busy core made one take seconds instead of milliseconds (measured on the 2-core test machine).
+_THREADS = ThreadpoolController()
 #: Issue times used for training, at most one per this many seconds (neighbours are near copies).
 TRAIN_STRIDE_S = 300
 
@@ -88,7 +92,8 @@ class PowerModel:
         out = np.full(len(x), np.nan)
         ok = np.isfinite(x[:, 0])
         if ok.any():
-            out[ok] = TREE_WEIGHT * self.trees.predict(x[ok]) + (1 - TREE_WEIGHT) * self.linear.predict(x[ok])
+            with _THREADS.limit(limits=1, user_api="openmp"):
+                out[ok] = TREE_WEIGHT * self.trees.predict(x[ok]) + (1 - TREE_WEIGHT) * self.linear.predict(x[ok])
         return out
 
     def upper(self, predicted: np.ndarray) -> np.ndarray:

@@ -125,3 +125,29 @@ def test_stale_power_is_not_forecast_as_live(tmp_path: Path) -> None:
             bridge.close()
             service.store.close()
     asyncio.run(scenario())
+
+
+def test_recent_power_window_matches_a_fresh_read_as_minutes_pass(tmp_path: Path) -> None:
+    """The live window topped up each minute equals reading it whole, through a late correction,
+    a gap in the writes and a jump of the clock."""
+    import numpy as np
+
+    from esus.training_job import RecentPower, power_grid
+
+    store = HistoryStore(tmp_path / "h.db")
+    t0 = 1_780_000_000 // 60 * 60
+    store.append_many({POWER_SERIES: [(float(t0 + 60 * i), 10.0 + i % 7) for i in range(3 * 1440)]})
+    recent = RecentPower(store, days=2)
+    now = t0 + 60 * (3 * 1440 - 1)
+    for step in range(40):
+        now += 60
+        if step != 10:  # a minute the BAS missed
+            store.append_many({POWER_SERIES: [(float(now), 20.0 + step)]})
+        if step == 20:  # the BAS corrects the value of five minutes ago
+            store.append_many({POWER_SERIES: [(float(now - 300), -1.0)]})
+        if step == 30:
+            now += 5 * 86400  # the clock jumps ahead further than the window
+            store.append_many({POWER_SERIES: [(float(now - 60 * i), 5.0) for i in range(200)]})
+        live, whole = recent.grid(now), power_grid(store, now - 2 * 86400, now + 1)
+        assert live.t0_s == whole.t0_s and np.array_equal(live.values, whole.values, equal_nan=True), step
+    store.close()

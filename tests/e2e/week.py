@@ -1,0 +1,277 @@
+"""A replayed stretch of building life for the whole esus service, shared by the end-to-end test
+and bench/soak.py.
+
+The real service runs as a subprocess on a simulated clock (N x real time), on loopback, with:
+- a BAS played by an independent BACnet stack (rusty-bacnet) that writes input-power-meter once a
+  simulated minute from the real open-dsm meter, reads every point each minute (ReadPropertyMultiple)
+  and subscribes to COV on the load flags;
+- the simulated BMS API on a real HTTP server: a windy afternoon and an outage of the API;
+- MockFactory pins, an occupant who presses a wall switch, and a log of every relay change;
+- victoria-metrics as the time-series server, stopped for an hour of simulated time;
+- a kill -9 of the service in the middle and a restart on the same timeline.
+
+Every process shares one simulated timeline: simulated time = start + (wall time - anchor) x speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import rusty_bacnet as rb
+
+from bms_wrapper.simulator import Faults, SimPoint, SimulatedBms
+from esus.clock import AcceleratedClock
+from esus.config import load_settings
+from esus.demo import MeterReplay, seed_history
+from esus.store import HistoryStore
+from tests.bacnet_harness import free_udp_port, oid, spec_named
+from tests.tsdb import VictoriaMetrics
+
+ROOT = Path(__file__).resolve().parents[2]
+TZ = ZoneInfo("Europe/Copenhagen")
+PID = rb.PropertyIdentifier
+#: A summer Sunday evening: the first night's training comes three simulated hours in.
+START = datetime(2026, 6, 14, 21, 0, tzinfo=TZ)
+SEED_DAYS = 21            # history the building already had (esus trains from 14 days)
+BAS_PRIORITY = 10
+DEVICE_ID = 260001
+#: Points the BAS reads each minute, and the properties it reads of each.
+WATCHED = ["one-hour-future-power", "one-hour-future-power-upper", "power-rate-of-change",
+           "high-load-threshold", "low-load-threshold", "high-load-conditions", "low-load-conditions",
+           "wind-lockout"] + [f"shade-{g}-{p}" for g in (1, 2, 3) for p in ("position", "manual-override", "mode")]
+FLAGS = ["high-load-conditions", "low-load-conditions"]
+SOUTH_DOWN_SWITCH = 16    # group 2 (south) down push-button in site.example.toml
+RELAY_PINS = {"GPIO17": (1, "up"), "GPIO27": (1, "down"), "GPIO24": (2, "up"), "GPIO25": (2, "down"),
+              "GPIO20": (3, "up"), "GPIO21": (3, "down")}
+
+
+def local(day: int, hour: int, minute: int = 0) -> datetime:
+    """`day` days after the start's date, at a local wall-clock time."""
+    d = START.date() + timedelta(days=day)
+    return datetime(d.year, d.month, d.day, hour, minute, tzinfo=TZ)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    days: float
+    windy: tuple[datetime, datetime] = (local(2, 13), local(2, 15, 30))        # Tuesday afternoon
+    bms_outage: tuple[datetime, datetime] = (local(3, 9), local(3, 11))       # Wednesday morning
+    press: datetime = local(3, 14)                                            # Wednesday, south down
+    tsdb_outage: tuple[datetime, datetime] = (local(3, 20), local(3, 21))     # Wednesday evening
+    @property
+    def end(self) -> datetime:
+        return START + timedelta(days=self.days)
+
+    @property
+    def kill(self) -> datetime:
+        return START + timedelta(days=self.days / 2)
+
+
+@dataclass
+class Observations:
+    reads: list[dict] = field(default_factory=list)           # one per simulated minute (None values: no answer)
+    writes: list[tuple[datetime, float]] = field(default_factory=list)   # acknowledged power writes
+    cov: list[tuple[datetime, str, int]] = field(default_factory=list)
+    read_latency_ms: list[float] = field(default_factory=list)
+    rss_mb: list[tuple[datetime, int, float]] = field(default_factory=list)  # (time, process no., MB)
+    cpu_s: list[float] = field(default_factory=list)          # per service process
+    starts: list[datetime] = field(default_factory=list)      # when each service process was started
+    killed_at: datetime | None = None
+
+
+class Week:
+    """Sets up the scene in `workdir`, plays the timeline, and leaves the evidence for the checks."""
+
+    def __init__(self, workdir: Path, days: float = 7, speed: float = 600) -> None:
+        self.workdir, self.speed, self.timeline = workdir, speed, Timeline(days)
+        self.state = workdir / "state"
+        self.relay_log = workdir / "relays.jsonl"
+        self.anchor = time.time() + 30  # the simulated clock reads START 30 s from now (set-up time)
+        self.clock = AcceleratedClock(speed, START, self.anchor)
+        self.bacnet_port = free_udp_port()
+        self.tsdb = VictoriaMetrics(workdir / "tsdb")
+        self.faults = Faults()
+        self.obs = Observations()
+        self.process: subprocess.Popen | None = None
+        self.processes = 0
+
+    # -- the scene ---------------------------------------------------------------------------
+    def environment(self) -> dict[str, str]:
+        return {**{k: v for k, v in os.environ.items() if not k.startswith("ESUS_")},
+                "ESUS_SITE": str(ROOT / "esus" / "data" / "site.example.toml"),
+                "ESUS_STATE_DIR": str(self.state),
+                "ESUS_BMS_URL": self.bms.url, "ESUS_BMS_USER": "esus", "ESUS_BMS_PASSWORD": "e2e",
+                "ESUS_INFLUX_URL": self.tsdb.url, "ESUS_INFLUX_TOKEN": "e2e", "ESUS_INFLUX_ORG": "esus",
+                "ESUS_INFLUX_BUCKET": "esus",
+                "ESUS_BACNET_ADDRESS": f"127.0.0.1/8:{self.bacnet_port}", "ESUS_BACNET_DEVICE_ID": str(DEVICE_ID),
+                "ESUS_WEATHER_URL": "off", "ESUS_LOG_LEVEL": "INFO",
+                "PYTHONPATH": str(ROOT)}
+
+    def set_up(self) -> None:
+        self.tsdb.start()
+        os.environ_backup = None  # noqa: B010 - nothing; keeps the process environment untouched
+        settings = load_settings(env={"ESUS_SITE": str(ROOT / "esus" / "data" / "site.example.toml"),
+                                      "ESUS_STATE_DIR": str(self.state)})
+        points = [SimPoint(p.externallogid, p.source, p.kind) for p in settings.site.bms.points]
+        self.bms = SimulatedBms(points, "esus", "e2e", faults=self.faults, now=self.clock.now).start()
+        store = HistoryStore(self.state / "history.db")
+        seed_history(store, MeterReplay(TZ), START, SEED_DAYS)
+        store.close()
+        (self.workdir / "presses.json").write_text(json.dumps(
+            [{"at": self.timeline.press.isoformat(), "pin": SOUTH_DOWN_SWITCH}]))
+
+    def start_service(self) -> None:
+        self.processes += 1
+        self.obs.starts.append(self.clock.now())
+        out = open(self.workdir / f"service-{self.processes}.log", "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.e2e.service_main", "--speed", str(self.speed),
+             "--start", START.isoformat(), "--anchor", repr(self.anchor), "--relays", str(self.relay_log),
+             "--occupant", str(self.workdir / "presses.json")],
+            cwd=self.workdir, env=self.environment(), stdout=out, stderr=subprocess.STDOUT)
+        self.obs.cpu_s.append(0.0)
+
+    def _cpu_and_rss(self) -> tuple[float, float] | None:
+        try:
+            stat = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            status = Path(f"/proc/{self.process.pid}/status").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            return None
+        rss_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+        return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK"), rss_kb / 1024
+
+    def sample_process(self) -> None:
+        got = self._cpu_and_rss() if self.process and self.process.poll() is None else None
+        if got:
+            self.obs.cpu_s[-1] = got[0]
+            self.obs.rss_mb.append((self.clock.now(), self.processes, got[1]))
+
+    def kill_service(self) -> None:
+        self.sample_process()
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self.obs.killed_at = self.clock.now()
+
+    def stop_service(self) -> None:
+        self.sample_process()
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+
+    def tear_down(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.bms.stop()
+        self.tsdb.stop()
+
+    # -- the play ----------------------------------------------------------------------------
+    def play(self) -> Observations:
+        self.set_up()
+        try:
+            asyncio.run(self._play())
+            self.stop_service()
+        finally:
+            self.tear_down()
+        return self.obs
+
+    async def _play(self) -> None:
+        async with rb.BACnetClient(interface="127.0.0.1", port=free_udp_port(),
+                                   broadcast_address="127.255.255.255", apdu_timeout_ms=400) as client:
+            await self.clock.sleep_until(START - timedelta(minutes=30))
+            self.start_service()
+            tasks = [asyncio.create_task(self._bas(client)), asyncio.create_task(self._cov(client)),
+                     asyncio.create_task(self._director())]
+            await self.clock.sleep_until(self.timeline.end)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _director(self) -> None:
+        """The timeline's events, in order."""
+        t = self.timeline
+        events = sorted([
+            (t.windy[0], lambda: setattr(self.faults, "wind_mps", 16.0)),
+            (t.windy[1], lambda: setattr(self.faults, "wind_mps", None)),
+            (t.bms_outage[0], lambda: self.faults.down_points.update(self.bms.points)),
+            (t.bms_outage[1], self.faults.down_points.clear),
+            (t.tsdb_outage[0], self.tsdb.stop),
+            (t.tsdb_outage[1], self.tsdb.start),
+            (t.kill, self.kill_service),
+            (t.kill, self.start_service),
+        ] + [(START + timedelta(hours=h), self.sample_process) for h in range(int(t.days * 24) + 1)],
+            key=lambda e: e[0])
+        for at, action in events:
+            await self.clock.sleep_until(at)
+            await asyncio.to_thread(action) if action in (self.tsdb.stop, self.tsdb.start) else action()
+
+    async def _bas(self, client: rb.BACnetClient) -> None:
+        replay = MeterReplay(TZ)
+        address = f"127.0.0.1:{self.bacnet_port}"
+        power = oid(spec_named("input-power-meter"))
+        request = [(oid(spec_named(name)), [(PID.PRESENT_VALUE, None), (PID.STATUS_FLAGS, None)] +
+                    ([(PID.DESCRIPTION, None)] if name == "one-hour-future-power" else []))
+                   for name in WATCHED]
+        minute = self.clock.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
+        while True:
+            await self.clock.sleep_until(minute)
+            now = minute
+            kw = round(replay.kw_at(now), 3)
+            try:
+                await client.write_property(address, power, PID.PRESENT_VALUE, rb.PropertyValue.real(kw),
+                                            priority=BAS_PRIORITY)
+                self.obs.writes.append((now, kw))
+            except (rb.BacnetError, rb.BacnetTimeoutError, rb.BacnetProtocolError, OSError):
+                pass
+            row: dict = {"t": now}
+            try:
+                started = time.perf_counter()
+                results = await client.read_property_multiple(address, request)
+                self.obs.read_latency_ms.append((time.perf_counter() - started) * 1000)
+                for name, item in zip(WATCHED, results):
+                    values = {r["property_id"]: r["value"] for r in item["results"]}
+                    row[name] = values[PID.PRESENT_VALUE].value
+                    row[name + ".fault"] = values[PID.STATUS_FLAGS].value["data"][0] >> 6 & 1 == 1
+                    if PID.DESCRIPTION in values:
+                        row[name + ".description"] = values[PID.DESCRIPTION].value
+            except (rb.BacnetError, rb.BacnetTimeoutError, rb.BacnetProtocolError, OSError):
+                row["answered"] = False
+            else:
+                row["answered"] = True
+            self.obs.reads.append(row)
+            minute = max(minute + timedelta(minutes=1),
+                         self.clock.now().replace(second=0, microsecond=0) + timedelta(minutes=1))
+
+    async def _cov(self, client: rb.BACnetClient) -> None:
+        """Subscribe to the flags each simulated hour (a restart forgets subscriptions) and log changes."""
+        address = f"127.0.0.1:{self.bacnet_port}"
+        notes = await client.cov_notifications()
+        names = {oid(spec_named(name)).instance: name for name in FLAGS}
+
+        async def listen() -> None:
+            async for note in notes:
+                for value in note["values"]:
+                    if value["property_id"] == PID.PRESENT_VALUE:
+                        self.obs.cov.append((self.clock.now(), names.get(note["monitored_object"].instance, "?"),
+                                             value["value"].value))
+
+        listener = asyncio.create_task(listen())
+        try:
+            while True:
+                for n, name in enumerate(FLAGS):
+                    try:
+                        await client.subscribe_cov(address, 40 + n, oid(spec_named(name)), False, 3600)
+                    except (rb.BacnetError, rb.BacnetTimeoutError, rb.BacnetProtocolError, OSError):
+                        pass
+                await self.clock.sleep(3600)
+        finally:
+            listener.cancel()
