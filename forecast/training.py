@@ -18,6 +18,10 @@ from forecast.series import Grid
 MIN_TRAINING_DAYS = 14
 #: A model whose held-out RMSE is worse than this multiple of persistence's is not swapped in.
 SANITY_FACTOR = 1.25
+#: ... persistence's RMSE on the held-out day, or on the typical day of this many days before it
+#: when the held-out day was quiet (a closed Sunday: persistence is nearly perfect there, and
+#: comparing with it alone rejected every model trained on a Sunday night).
+SANITY_REFERENCE_DAYS = 7
 
 
 def metrics(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float]:
@@ -41,6 +45,7 @@ class TrainingResult:
     rmse_kw: float
     persistence_rmse_kw: float
     held_out_rows: int
+    typical_persistence_rmse_kw: float = float("nan")  # median daily RMSE over the days before
 
 
 def day_slots(grid: Grid) -> int:
@@ -72,19 +77,28 @@ def train_validated(grid: Grid, end: int | None = None) -> TrainingResult:
         raise ValueError("the held-out day has too few complete values to validate the model")
     rmse = metrics(predicted[ok], actual[ok])["rmse"]
     persistence_rmse = metrics(persistence[ok], actual[ok])["rmse"]
+    daily = []
+    for day_start in range(held_start - SANITY_REFERENCE_DAYS * day_slots(grid), held_start, day_slots(grid)):
+        issue = np.arange(max(0, day_start), day_start + day_slots(grid))
+        a, b = target(grid.slice(0, end), issue, means), baselines(grid.slice(0, end), issue, means)["persistence"]
+        if (np.isfinite(a) & np.isfinite(b)).sum() >= 10:
+            daily.append(metrics(b, a)["rmse"])
+    typical = float(np.median(daily)) if daily else float("nan")
     residual = actual[ok] - predicted[ok]
     model.info.rmse_kw = rmse
     model.info.persistence_rmse_kw = persistence_rmse
     model.info.upper_margin_kw = float(max(0.0, np.quantile(residual, 0.9)))
-    return TrainingResult(model, rmse, persistence_rmse, int(ok.sum()))
+    return TrainingResult(model, rmse, persistence_rmse, int(ok.sum()), typical)
 
 
 def is_sane(result: TrainingResult) -> tuple[bool, str]:
     if not np.isfinite(result.rmse_kw) or result.rmse_kw < 0:
         return False, f"held-out RMSE is {result.rmse_kw}"
-    if result.rmse_kw > SANITY_FACTOR * result.persistence_rmse_kw:
+    reference = max(result.persistence_rmse_kw, np.nan_to_num(result.typical_persistence_rmse_kw))
+    if result.rmse_kw > SANITY_FACTOR * reference:
         return False, (f"held-out RMSE {result.rmse_kw:.2f} kW is worse than {SANITY_FACTOR:g} x "
-                       f"persistence's {result.persistence_rmse_kw:.2f} kW")
+                       f"persistence's {result.persistence_rmse_kw:.2f} kW (typical day: "
+                       f"{result.typical_persistence_rmse_kw:.2f} kW)")
     return True, "ok"
 
 

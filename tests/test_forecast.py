@@ -92,6 +92,7 @@ def test_model_beats_the_baselines_and_saves_and_loads(tmp_path) -> None:
     result = train_validated(grid)
     assert is_sane(result)[0]
     assert result.rmse_kw < 0.6 * result.persistence_rmse_kw
+    assert 0 < result.typical_persistence_rmse_kw
     path = tmp_path / "m.pkl"
     result.model.save(path)
     loaded = PowerModel.load(path)
@@ -166,3 +167,15 @@ def test_thresholds_and_slope() -> None:
     assert rate_of_change_kw_per_min(np.arange(15) * 60, ramp) == pytest.approx(0.2)
     assert rate_of_change_kw_per_min(np.array([0]), np.array([1.0])) is None
     assert WindowMeans(np.array([1.0, np.nan, 3.0])).mean(np.array([2]), 3)[0] == 2.0
+
+
+def test_a_quiet_held_out_day_does_not_reject_a_good_model() -> None:
+    """A closed Sunday: persistence is nearly perfect that day; the week before sets the scale."""
+    from forecast.training import TrainingResult
+
+    sunday = TrainingResult(model=None, rmse_kw=1.17, persistence_rmse_kw=0.32, held_out_rows=1400,
+                            typical_persistence_rmse_kw=3.7)
+    assert is_sane(sunday)[0]
+    assert not is_sane(TrainingResult(None, 9.0, 0.32, 1400, 3.7))[0]          # garbage is still garbage
+    assert not is_sane(TrainingResult(None, 1.17, 0.32, 1400))[0]              # no week before: day alone
+    assert not is_sane(TrainingResult(None, float("inf"), 0.32, 1400, 3.7))[0]

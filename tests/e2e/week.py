@@ -31,10 +31,12 @@ import rusty_bacnet as rb
 
 from bms_wrapper.simulator import Faults, SimPoint, SimulatedBms
 from esus.clock import AcceleratedClock
-from esus.config import load_settings
+from esus.config import example_site_path
 from esus.demo import MeterReplay, seed_history
+from esus.site import load_site
 from esus.store import HistoryStore
-from tests.bacnet_harness import free_udp_port, oid, spec_named
+from bacnet_server.points import ShadeGroupRef, point_table
+from tests.bacnet_harness import free_udp_port, oid
 from tests.tsdb import VictoriaMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,9 +52,18 @@ WATCHED = ["one-hour-future-power", "one-hour-future-power-upper", "power-rate-o
            "high-load-threshold", "low-load-threshold", "high-load-conditions", "low-load-conditions",
            "wind-lockout"] + [f"shade-{g}-{p}" for g in (1, 2, 3) for p in ("position", "manual-override", "mode")]
 FLAGS = ["high-load-conditions", "low-load-conditions"]
-SOUTH_DOWN_SWITCH = 16    # group 2 (south) down push-button in site.example.toml
+SOUTH_UP_SWITCH = 12      # group 2 (south) up push-button in site.example.toml
 RELAY_PINS = {"GPIO17": (1, "up"), "GPIO27": (1, "down"), "GPIO24": (2, "up"), "GPIO25": (2, "down"),
               "GPIO20": (3, "up"), "GPIO21": (3, "down")}
+
+
+SITE = load_site(example_site_path())
+POINTS = {p.name: p for p in point_table(SITE.power.min_kw, SITE.power.max_kw,
+                                         [ShadeGroupRef(g.number, g.name) for g in SITE.shades.groups])}
+
+
+def spec_named(name: str):
+    return POINTS[name]
 
 
 def local(day: int, hour: int, minute: int = 0) -> datetime:
@@ -66,8 +77,9 @@ class Timeline:
     days: float
     windy: tuple[datetime, datetime] = (local(2, 13), local(2, 15, 30))        # Tuesday afternoon
     bms_outage: tuple[datetime, datetime] = (local(3, 9), local(3, 11))       # Wednesday morning
-    press: datetime = local(3, 14)                                            # Wednesday, south down
+    press: datetime = local(3, 14)                                            # Wednesday, south up
     tsdb_outage: tuple[datetime, datetime] = (local(3, 20), local(3, 21))     # Wednesday evening
+
     @property
     def end(self) -> datetime:
         return START + timedelta(days=self.days)
@@ -81,6 +93,7 @@ class Timeline:
 class Observations:
     reads: list[dict] = field(default_factory=list)           # one per simulated minute (None values: no answer)
     writes: list[tuple[datetime, float]] = field(default_factory=list)   # acknowledged power writes
+    write_errors: dict[str, int] = field(default_factory=dict)
     cov: list[tuple[datetime, str, int]] = field(default_factory=list)
     read_latency_ms: list[float] = field(default_factory=list)
     rss_mb: list[tuple[datetime, int, float]] = field(default_factory=list)  # (time, process no., MB)
@@ -102,13 +115,14 @@ class Week:
         self.tsdb = VictoriaMetrics(workdir / "tsdb")
         self.faults = Faults()
         self.obs = Observations()
+        self.exported: dict = {}
         self.process: subprocess.Popen | None = None
         self.processes = 0
 
     # -- the scene ---------------------------------------------------------------------------
     def environment(self) -> dict[str, str]:
         return {**{k: v for k, v in os.environ.items() if not k.startswith("ESUS_")},
-                "ESUS_SITE": str(ROOT / "esus" / "data" / "site.example.toml"),
+                "ESUS_SITE": str(example_site_path()),
                 "ESUS_STATE_DIR": str(self.state),
                 "ESUS_BMS_URL": self.bms.url, "ESUS_BMS_USER": "esus", "ESUS_BMS_PASSWORD": "e2e",
                 "ESUS_INFLUX_URL": self.tsdb.url, "ESUS_INFLUX_TOKEN": "e2e", "ESUS_INFLUX_ORG": "esus",
@@ -119,16 +133,14 @@ class Week:
 
     def set_up(self) -> None:
         self.tsdb.start()
-        os.environ_backup = None  # noqa: B010 - nothing; keeps the process environment untouched
-        settings = load_settings(env={"ESUS_SITE": str(ROOT / "esus" / "data" / "site.example.toml"),
-                                      "ESUS_STATE_DIR": str(self.state)})
-        points = [SimPoint(p.externallogid, p.source, p.kind) for p in settings.site.bms.points]
+        points = [SimPoint(p.externallogid, p.source, p.kind) for p in SITE.bms.points]
         self.bms = SimulatedBms(points, "esus", "e2e", faults=self.faults, now=self.clock.now).start()
+        self.state.mkdir(parents=True)
         store = HistoryStore(self.state / "history.db")
         seed_history(store, MeterReplay(TZ), START, SEED_DAYS)
         store.close()
         (self.workdir / "presses.json").write_text(json.dumps(
-            [{"at": self.timeline.press.isoformat(), "pin": SOUTH_DOWN_SWITCH}]))
+            [{"at": self.timeline.press.isoformat(), "pin": SOUTH_UP_SWITCH}]))
 
     def start_service(self) -> None:
         self.processes += 1
@@ -179,14 +191,15 @@ class Week:
         self.set_up()
         try:
             asyncio.run(self._play())
-            self.stop_service()
+            self.stop_service()  # SIGTERM: the writer flushes what is left in the outbox
+            self.exported = self.tsdb.export()
         finally:
             self.tear_down()
         return self.obs
 
     async def _play(self) -> None:
         async with rb.BACnetClient(interface="127.0.0.1", port=free_udp_port(),
-                                   broadcast_address="127.255.255.255", apdu_timeout_ms=400) as client:
+                                   broadcast_address="127.255.255.255", apdu_timeout_ms=2000) as client:
             await self.clock.sleep_until(START - timedelta(minutes=30))
             self.start_service()
             tasks = [asyncio.create_task(self._bas(client)), asyncio.create_task(self._cov(client)),
@@ -194,7 +207,9 @@ class Week:
             await self.clock.sleep_until(self.timeline.end)
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            for result in await asyncio.gather(*tasks, return_exceptions=True):
+                if isinstance(result, Exception):  # a broken BAS or director must fail the run, loudly
+                    raise result from result.__cause__
 
     async def _director(self) -> None:
         """The timeline's events, in order."""
@@ -230,8 +245,9 @@ class Week:
                 await client.write_property(address, power, PID.PRESENT_VALUE, rb.PropertyValue.real(kw),
                                             priority=BAS_PRIORITY)
                 self.obs.writes.append((now, kw))
-            except (rb.BacnetError, rb.BacnetTimeoutError, rb.BacnetProtocolError, OSError):
-                pass
+            except (rb.BacnetError, OSError) as exc:
+                self.obs.write_errors[type(exc).__name__ + ": " + str(exc)[:80]] = \
+                    self.obs.write_errors.get(type(exc).__name__ + ": " + str(exc)[:80], 0) + 1
             row: dict = {"t": now}
             try:
                 started = time.perf_counter()
@@ -243,7 +259,7 @@ class Week:
                     row[name + ".fault"] = values[PID.STATUS_FLAGS].value["data"][0] >> 6 & 1 == 1
                     if PID.DESCRIPTION in values:
                         row[name + ".description"] = values[PID.DESCRIPTION].value
-            except (rb.BacnetError, rb.BacnetTimeoutError, rb.BacnetProtocolError, OSError):
+            except (rb.BacnetError, OSError):
                 row["answered"] = False
             else:
                 row["answered"] = True
@@ -270,7 +286,7 @@ class Week:
                 for n, name in enumerate(FLAGS):
                     try:
                         await client.subscribe_cov(address, 40 + n, oid(spec_named(name)), False, 3600)
-                    except (rb.BacnetError, rb.BacnetTimeoutError, rb.BacnetProtocolError, OSError):
+                    except (rb.BacnetError, OSError):
                         pass
                 await self.clock.sleep(3600)
         finally:

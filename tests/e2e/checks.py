@@ -1,0 +1,210 @@
+"""What a replayed week must show, each check a line of the report: name, passed, and the figures."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from esus.power import POWER_SERIES
+from esus.store import HistoryStore
+from tests.e2e.week import FLAGS, RELAY_PINS, START, TZ, Week, local
+
+WIND_POINT = 6428
+#: A restarted process takes a few real seconds to start: this many simulated minutes at most.
+MAX_RESTART_MINUTES = 90
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'ok  ' if self.ok else 'FAIL'} {self.name}: {self.detail}"
+
+
+def relay_events(week: Week) -> list[tuple[datetime, int, str, bool]]:
+    out = []
+    for text in week.relay_log.read_text().splitlines():
+        item = json.loads(text)
+        if item["pin"] in RELAY_PINS:
+            group, relay = RELAY_PINS[item["pin"]]
+            out.append((datetime.fromisoformat(item["t"]), group, relay, item["on"]))
+    return out
+
+
+def answered(week: Week) -> list[dict]:
+    return [r for r in week.obs.reads if r["answered"]]
+
+
+def first_read(rows: list[dict], after: datetime, predicate=lambda r: True) -> dict | None:
+    return next((r for r in rows if r["t"] >= after and predicate(r)), None)
+
+
+def check_forecasts(week: Week) -> list[Check]:
+    rows = answered(week)
+    first_model = first_read(rows, START, lambda r: "method: model" in r.get("one-hour-future-power.description", ""))
+    if first_model is None:
+        return [Check("forecast", False, "no forecast from a trained model was ever published")]
+    after = [r for r in rows if r["t"] >= first_model["t"]]
+    bad = [r["t"] for r in after if not r["one-hour-future-power.fault"]
+           and "method: model" not in r["one-hour-future-power.description"]]
+    faulted = sum(r["one-hour-future-power.fault"] for r in after)
+    minutes = int((week.timeline.end - first_model["t"]).total_seconds() // 60)
+    checks = [Check("forecast every minute after the first training", not bad and len(after) >= 0.95 * minutes,
+                    f"model from {first_model['t'].astimezone(TZ):%a %H:%M}; {len(after)} of {minutes} minutes "
+                    f"answered, {faulted} with a fault flag, {len(bad)} without the model")]
+    restart = week.obs.starts[-1] if len(week.obs.starts) > 1 else None
+    if restart is not None:
+        first_write = next((t for t, _ in week.obs.writes if t > restart), None)
+        fresh = first_read(rows, first_write or restart, lambda r: not r["one-hour-future-power.fault"])
+        ok = (first_write is not None and fresh is not None and fresh["t"] - first_write <= timedelta(minutes=2)
+              and "method: model" in fresh["one-hour-future-power.description"])
+        checks.append(Check("forecast right after the restart (model reloaded)", ok,
+                            f"killed {week.obs.killed_at.astimezone(TZ):%a %H:%M}, first BAS write accepted "
+                            f"{first_write.astimezone(TZ):%H:%M}, model forecast {fresh['t'].astimezone(TZ):%H:%M}"
+                            if ok else f"first write {first_write}, first fresh forecast {fresh}"))
+    return checks
+
+
+def check_frozen(week: Week) -> Check:
+    """A value the BAS reads unchanged for over 5 minutes must carry a fault flag."""
+    longest, run, previous = 0, 0, None
+    for r in answered(week):
+        value = r.get("one-hour-future-power")
+        if r["one-hour-future-power.fault"] or value != previous:
+            run = 0
+        else:
+            run += 1
+        longest, previous = max(longest, run), value
+    return Check("no frozen forecast without a fault flag", longest <= 5,
+                 f"longest run of an unchanged, unflagged forecast: {longest} minutes")
+
+
+def check_flags(week: Week) -> list[Check]:
+    rows = [r for r in answered(week) if not r["high-load-threshold.fault"] and not r["low-load-threshold.fault"]]
+    insane = [r["t"] for r in rows if not 0 < r["low-load-threshold"] < r["high-load-threshold"]
+              or (r["high-load-conditions"] == 1 and r["low-load-conditions"] == 1)]
+    changes = []
+    for a, b in zip(rows, rows[1:]):
+        for name in FLAGS:
+            if a[name] != b[name] and b["t"] - a["t"] <= timedelta(minutes=2):
+                changes.append((b["t"], name, b[name]))
+    heard = [c for c in changes if any(n == c[1] and v == c[2] and abs((t - c[0]).total_seconds()) <= 180
+                                       for t, n, v in week.obs.cov)]
+    return [Check("thresholds and flags sane", bool(rows) and not insane,
+                  f"high {statistics.median(r['high-load-threshold'] for r in rows):.1f} kW, "
+                  f"low {statistics.median(r['low-load-threshold'] for r in rows):.1f} kW (medians); "
+                  f"{len(insane)} minutes not sane"),
+            Check("every flag change came as a COV notification", len(heard) == len(changes),
+                  f"{len(changes)} flag changes read, {len(heard)} also notified")]
+
+
+def check_bms(week: Week, exported: dict) -> Check:
+    store = HistoryStore(week.state / "history.db")
+    times, _ = store.range(f"bms.{WIND_POINT}", START - timedelta(hours=2), week.timeline.end)
+    store.close()
+    steps = set((times[1:] - times[:-1]).tolist())
+    outage = week.timeline.bms_outage
+    covered = ((times >= outage[0].timestamp()) & (times < outage[1].timestamp())).sum()
+    in_tsdb = sorted(ms // 1000 for key, samples in exported.items()
+                     if key[0] == "bms_value" and ("point", str(WIND_POINT)) in key for ms, _ in samples)
+    in_tsdb = [t for t in in_tsdb if times.size and times[0] <= t <= times[-1]]
+    ok = steps == {60} and covered == 120 and in_tsdb == times.tolist()
+    return Check("BMS poller: no gap, no duplicate, outage back-filled", ok,
+                 f"wind point {WIND_POINT}: {times.size} minutes, steps {sorted(steps)} s, the 2-hour API outage "
+                 f"filled with {covered} samples afterwards; time-series server has {len(in_tsdb)} of them")
+
+
+def check_shades(week: Week) -> list[Check]:
+    events = relay_events(week)
+    rows = answered(week)
+    checks = []
+    mornings = [local(d, 0) for d in range(1, int(week.timeline.days) + 1) if local(d, 0).weekday() < 5
+                and local(d, 12) < week.timeline.end]
+    lowered = [day for day in mornings if any(g == 1 and r == "down" and on and day + timedelta(hours=3) <= t
+                                              < day + timedelta(hours=5, minutes=5) for t, g, r, on in events)]
+    checks.append(Check("east shades lowered ahead of the sun on working mornings", lowered == mornings,
+                        f"{len(lowered)} of {len(mornings)} mornings, before the sun reaches the façade (05:05)"))
+    wind_on, wind_off = week.timeline.windy
+    settled = first_read(rows, wind_on + timedelta(minutes=12))
+    retracted = settled is not None and settled["wind-lockout"] == 1 and all(
+        settled[f"shade-{g}-position"] == 0 for g in (1, 2, 3))
+    downs_in_wind = [t for t, g, r, on in events if r == "down" and on and wind_on <= t < wind_off]
+    checks.append(Check("retracted in the wind, locked until it calmed", retracted and not downs_in_wind,
+                        f"at {settled['t'].astimezone(TZ):%a %H:%M} lockout "
+                        f"{'on' if settled['wind-lockout'] else 'off'}, positions "
+                        f"{[settled[f'shade-{g}-position'] for g in (1, 2, 3)]}; {len(downs_in_wind)} downward "
+                        "runs during the wind" if settled else "no reading after the wind started"))
+    press = week.timeline.press
+    obeyed = any(g == 2 and r == "up" and on and press <= t < press + timedelta(minutes=1) for t, g, r, on in events)
+    holding = first_read(rows, press + timedelta(minutes=2))
+    expiry = press + timedelta(minutes=120)
+    released = first_read(rows, expiry + timedelta(minutes=2))
+    back_down = any(g == 2 and r == "down" and on and expiry <= t < expiry + timedelta(minutes=20)
+                    for t, g, r, on in events)
+    ok = obeyed and holding is not None and holding["shade-2-manual-override"] == 1 and holding["shade-2-mode"] == 3 \
+        and released is not None and released["shade-2-manual-override"] == 0 and back_down
+    checks.append(Check("obeyed the occupant, and the hold expired", ok,
+                        f"'up' pressed {press.astimezone(TZ):%a %H:%M}: moved {obeyed}, held (manual) "
+                        f"{holding is not None and holding['shade-2-mode'] == 3}, released after 120 min "
+                        f"{released is not None and released['shade-2-manual-override'] == 0}, "
+                        f"automation lowered it again {back_down}"))
+    if week.obs.killed_at is not None:
+        restart = week.obs.starts[-1]
+        before = [r for r in rows if r["t"] < week.obs.killed_at][-1]
+        after = first_read(rows, restart)
+        window_end = after["t"] + timedelta(minutes=10) if after else restart
+        moved = [(t, g, r) for t, g, r, on in events if on and week.obs.killed_at <= t < window_end]
+        same = after is not None and all(before[f"shade-{g}-position"] == after[f"shade-{g}-position"]
+                                         for g in (1, 2, 3))
+        checks.append(Check("no shade moved because of the restart", not moved and same,
+                            f"positions before the kill {[before[f'shade-{g}-position'] for g in (1, 2, 3)]}, "
+                            f"after {[after[f'shade-{g}-position'] for g in (1, 2, 3)] if after else None}; "
+                            f"{len(moved)} relay runs in the 10 minutes after the restart"))
+    return checks
+
+
+def check_tsdb(week: Week, exported: dict) -> Check:
+    store = HistoryStore(week.state / "history.db")
+    first = START - timedelta(minutes=30)
+    times, _ = store.range(POWER_SERIES, first, week.timeline.end + timedelta(minutes=5))
+    store.close()
+    in_tsdb = sorted(ms // 1000 for key, samples in exported.items() if key[0] == "power_input_kw"
+                     for ms, _ in samples if ms // 1000 >= first.timestamp())
+    missing = set(times.tolist()) - set(in_tsdb)
+    extra = len(in_tsdb) - len(set(in_tsdb)) + len(set(in_tsdb) - set(times.tolist()))
+    outage = week.timeline.tsdb_outage
+    during = sum(outage[0].timestamp() <= t < outage[1].timestamp() for t in in_tsdb)
+    return Check("every power sample in the time-series server exactly once", not missing and not extra,
+                 f"{times.size} samples stored, {len(in_tsdb)} in the server, {len(missing)} missing, {extra} extra; "
+                 f"{during} of them from the hour the server was down")
+
+
+def check_memory(week: Week) -> Check:
+    growth = []
+    for process in sorted({p for _, p, _ in week.obs.rss_mb}):
+        samples = [(t, mb) for t, p, mb in week.obs.rss_mb if p == process]
+        warm = [mb for t, mb in samples if t >= samples[0][0] + timedelta(hours=6)]
+        if len(warm) >= 2:
+            growth.append((process, warm[0], warm[-1]))
+    ok = bool(growth) and all(end - begin < 25 for _, begin, end in growth)
+    return Check("memory (RSS) flat", ok, "; ".join(f"process {p}: {a:.0f} -> {b:.0f} MB" for p, a, b in growth))
+
+
+def all_checks(week: Week) -> list[Check]:
+    exported = week.exported
+    return (check_forecasts(week) + [check_frozen(week)] + check_flags(week) + [check_bms(week, exported)]
+            + check_shades(week) + [check_tsdb(week, exported), check_memory(week)])
+
+
+def figures(week: Week) -> str:
+    latency = sorted(week.obs.read_latency_ms)
+    p99 = latency[int(0.99 * (len(latency) - 1))] if latency else float("nan")
+    cpu = sum(week.obs.cpu_s)
+    return (f"{week.timeline.days:g} simulated days at {week.speed:g}x; BAS: {len(week.obs.writes)} power writes "
+            f"accepted, {len(answered(week))} of {len(week.obs.reads)} minute reads answered, read p99 {p99:.1f} ms; "
+            f"service CPU {cpu:.0f} s ({cpu / week.timeline.days:.1f} s per simulated day)")
