@@ -206,7 +206,8 @@ def cmd_bms_backfill(args: argparse.Namespace) -> int:
                     print(f"\rbackfill [{bar:<30}] {done}/{total} requests, {rows} samples", end="",
                           file=sys.stderr)
 
-            for ref, samples in backfill(adapter, points, start, end, progress=progress):
+            in_flight = args.max_in_flight or settings.site.bms.max_in_flight
+            for ref, samples in backfill(adapter, points, start, end, threads=2 * in_flight, progress=progress):
                 for sample in samples:
                     writer.writerow([sample.time.strftime("%Y-%m-%dT%H:%M:%SZ"), ref.externallogid, ref.source,
                                      ref.room, ref.kind, ref.unit, sample.value])

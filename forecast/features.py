@@ -118,26 +118,30 @@ def features(grid: Grid, issue: np.ndarray, means: WindowMeans | None = None,
     cols["week_ago_target_kw"] = m.mean(k + h.ahead - week, w)
     cols["week_ago_now_kw"] = m.mean(k - week, w)
     cols["week_ago_change_kw"] = cols["week_ago_target_kw"] - cols["week_ago_now_kw"]
-    at_target = np.column_stack([m.mean(k + h.ahead - j * day, w) for j in range(1, 8)])
-    at_now = np.column_stack([m.mean(k - j * day, w) for j in range(1, 8)])
+    daily_target, daily_now = past_windows(m, k, h, day, 7)
+    weekly_target, weekly_now = past_windows(m, k, h, week, WEEKDAY_PROFILE_WEEKS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows early in the history
-        cols["profile_median_kw"] = np.nanmedian(at_target, axis=1)
-        cols["profile_mean_kw"] = np.nanmean(at_target, axis=1)
-        cols["profile_change_kw"] = cols["profile_median_kw"] - np.nanmedian(at_now, axis=1)
-    # the same weekday over the last weeks: buildings run weekly schedules (late starts on some days)
-    at_target = np.column_stack([m.mean(k + h.ahead - j * week, w) for j in range(1, WEEKDAY_PROFILE_WEEKS + 1)])
-    at_now = np.column_stack([m.mean(k - j * week, w) for j in range(1, WEEKDAY_PROFILE_WEEKS + 1)])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        cols["weekday_profile_kw"] = np.nanmedian(at_target, axis=1)
-        cols["weekday_profile_change_kw"] = cols["weekday_profile_kw"] - np.nanmedian(at_now, axis=1)
+        cols["profile_median_kw"] = np.nanmedian(daily_target, axis=1)
+        cols["profile_mean_kw"] = np.nanmean(daily_target, axis=1)
+        cols["profile_change_kw"] = cols["profile_median_kw"] - np.nanmedian(daily_now, axis=1)
+        # the same weekday over the last weeks: buildings run weekly schedules (late starts on some days)
+        cols["weekday_profile_kw"] = np.nanmedian(weekly_target, axis=1)
+        cols["weekday_profile_change_kw"] = cols["weekday_profile_kw"] - np.nanmedian(weekly_now, axis=1)
     local = grid.local_times_s(k + h.ahead)
     cols["target_hour_of_day"] = (local % DAY_S) / 3600.0
     weekday = ((local // DAY_S) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
     cols["target_weekday"] = weekday.astype(np.float64)
     cols["target_is_weekend"] = (weekday >= 5).astype(np.float64)
     return cols
+
+
+def past_windows(m: WindowMeans, k: np.ndarray, h: Horizon, period: int, count: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Window means 1..count periods (in slots) before the target window and before now, one column each."""
+    at_target = np.column_stack([m.mean(k + h.ahead - j * period, h.window) for j in range(1, count + 1)])
+    at_now = np.column_stack([m.mean(k - j * period, h.window) for j in range(1, count + 1)])
+    return at_target, at_now
 
 
 def feature_matrix(grid: Grid, issue: np.ndarray, means: WindowMeans | None = None,

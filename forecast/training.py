@@ -59,36 +59,43 @@ def history_days(grid: Grid) -> float:
 def train_validated(grid: Grid, end: int | None = None) -> TrainingResult:
     """Train on slots before the last day that ends at `end` (default: the grid's end); score it."""
     end = len(grid) if end is None else end
-    if history_days(grid.slice(0, end)) < MIN_TRAINING_DAYS:
-        raise ValueError(f"{history_days(grid.slice(0, end)):.1f} days of history; training needs "
-                         f"{MIN_TRAINING_DAYS}")
+    history = grid.slice(0, end)
+    if history_days(history) < MIN_TRAINING_DAYS:
+        raise ValueError(f"{history_days(history):.1f} days of history; training needs {MIN_TRAINING_DAYS}")
     h = Horizon(grid.step_s)
     held_start = end - day_slots(grid)
     # issue slots whose target window ends before the held-out day starts
     train_issue = np.arange(0, held_start - h.ahead)
     model = PowerModel(grid.step_s).fit(grid, train_issue)
     held_issue = np.arange(held_start, end - h.ahead)
-    means = WindowMeans(grid.values[:end])
-    actual = target(grid.slice(0, end), held_issue, means)
-    predicted = model.predict(grid.slice(0, end), held_issue, means)
-    persistence = baselines(grid.slice(0, end), held_issue, means)["persistence"]
+    means = WindowMeans(history.values)
+    actual = target(history, held_issue, means)
+    predicted = model.predict(history, held_issue, means)
+    persistence = baselines(history, held_issue, means)["persistence"]
     ok = np.isfinite(actual) & np.isfinite(predicted) & np.isfinite(persistence)
     if ok.sum() < 10:
         raise ValueError("the held-out day has too few complete values to validate the model")
     rmse = metrics(predicted[ok], actual[ok])["rmse"]
     persistence_rmse = metrics(persistence[ok], actual[ok])["rmse"]
-    daily = []
-    for day_start in range(held_start - SANITY_REFERENCE_DAYS * day_slots(grid), held_start, day_slots(grid)):
-        issue = np.arange(max(0, day_start), day_start + day_slots(grid))
-        a, b = target(grid.slice(0, end), issue, means), baselines(grid.slice(0, end), issue, means)["persistence"]
-        if (np.isfinite(a) & np.isfinite(b)).sum() >= 10:
-            daily.append(metrics(b, a)["rmse"])
-    typical = float(np.median(daily)) if daily else float("nan")
+    typical = typical_persistence_rmse(history, means, held_start)
     residual = actual[ok] - predicted[ok]
     model.info.rmse_kw = rmse
     model.info.persistence_rmse_kw = persistence_rmse
     model.info.upper_margin_kw = float(max(0.0, np.quantile(residual, 0.9)))
     return TrainingResult(model, rmse, persistence_rmse, int(ok.sum()), typical)
+
+
+def typical_persistence_rmse(history: Grid, means: WindowMeans, before: int) -> float:
+    """Median daily RMSE of persistence over the SANITY_REFERENCE_DAYS days before slot `before`."""
+    day = day_slots(history)
+    issue = np.arange(max(0, before - SANITY_REFERENCE_DAYS * day), before)
+    actual, persistence = target(history, issue, means), baselines(history, issue, means)["persistence"]
+    daily = []
+    for hi in range(issue.size, 0, -day):  # whole days back from `before`
+        a, p = actual[max(0, hi - day):hi], persistence[max(0, hi - day):hi]
+        if (np.isfinite(a) & np.isfinite(p)).sum() >= 10:
+            daily.append(metrics(p, a)["rmse"])
+    return float(np.median(daily)) if daily else float("nan")
 
 
 def is_sane(result: TrainingResult) -> tuple[bool, str]:

@@ -12,8 +12,6 @@ from esus.store import HistoryStore
 from tests.e2e.week import FLAGS, RELAY_PINS, START, TZ, Week, local
 
 WIND_POINT = 6428
-#: A restarted process takes a few real seconds to start: this many simulated minutes at most.
-MAX_RESTART_MINUTES = 90
 
 
 @dataclass

@@ -227,7 +227,7 @@ class Week:
             key=lambda e: e[0])
         for at, action in events:
             await self.clock.sleep_until(at)
-            await asyncio.to_thread(action) if action in (self.tsdb.stop, self.tsdb.start) else action()
+            await asyncio.to_thread(action)  # starting or stopping a process blocks; the BAS runs on
 
     async def _bas(self, client: rb.BACnetClient) -> None:
         replay = MeterReplay(TZ)
