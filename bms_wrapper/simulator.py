@@ -151,6 +151,9 @@ class SimulatedBms:
             def _send(self, status: int, body: str, content_type: str = "application/json",
                       headers: dict | None = None) -> None:
                 data = body.encode()
+                remaining = self.reply_due - time.monotonic()  # the reply was made within the latency, as a server does
+                if remaining > 0:
+                    time.sleep(remaining)
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(data)))
@@ -160,6 +163,7 @@ class SimulatedBms:
                 self.wfile.write(data)
 
             def do_GET(self) -> None:  # noqa: N802
+                self.reply_due = time.monotonic() + bms.faults.latency_s
                 with bms._lock:
                     bms.requests += 1
                     bms.concurrent += 1
@@ -172,8 +176,6 @@ class SimulatedBms:
                         bms.concurrent -= 1
 
             def _serve(self, fault: str | None) -> None:
-                if bms.faults.latency_s:
-                    time.sleep(bms.faults.latency_s)
                 if fault == "timeout":
                     time.sleep(3)
                     return self._send(200, "[]")
