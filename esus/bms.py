@@ -60,7 +60,7 @@ class BmsService:
                              threads=2 * bms.max_in_flight)
         self.resolved = False
         self.last_report: PollReport | None = None
-        self.latest: dict[int, Sample] = {}
+        self.latest: dict[int, Sample] = self._stored_latest()
         self.listeners: list[Callable[[], None]] = []   # called after each poll (the shades react to wind)
 
     def close(self) -> None:
@@ -71,6 +71,17 @@ class BmsService:
     @property
     def errors(self) -> int:
         return self.adapter.transport.failures
+
+    def _stored_latest(self) -> dict[int, Sample]:
+        """The newest stored sample of each point: after a restart the wind (and the rooms) are
+        known at once, not only after the first poll, so shades are not retracted for want of a
+        reading. Too old a sample still counts as unknown (see `sample`)."""
+        latest = {}
+        for ref in self.configured:
+            newest = self.store.latest(series_name(ref.externallogid))
+            if newest is not None:
+                latest[ref.externallogid] = Sample(newest[0], ref.externallogid, newest[1], ref.unit)
+        return latest
 
     def _known(self, ref: PointRef, start: datetime, end: datetime) -> set[datetime]:
         times, _ = self.store.range(series_name(ref.externallogid), start, end)

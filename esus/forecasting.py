@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 LIVE_DAYS = 7 * WEEKDAY_PROFILE_WEEKS + 1  # the oldest lag the features use, plus the horizon
 TRAINING_TIMEOUT_S = 30 * 60
+TRAINING_NICENESS = 10   # added to the training process's niceness (lower priority)
 THRESHOLD_REFRESH_S = 3600
 FORECAST_DESCRIPTION = "Forecast: mean power of the 15-minute interval ending 60 minutes from now"
 
@@ -150,7 +151,9 @@ class ForecastService:
         context = multiprocessing.get_context("spawn")
         self.trainings += 1
         try:
-            with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            # At low CPU priority: on a small board BACnet and the shades answer first, training waits.
+            with ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=os.nice,
+                                     initargs=(TRAINING_NICENESS,)) as pool:
                 future = pool.submit(self.job, str(self.store.path), str(candidate), int(due.timestamp()))
                 report = await asyncio.wait_for(asyncio.wrap_future(future), TRAINING_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - a crashed, hung or failing job all keep the old model
@@ -170,7 +173,7 @@ class ForecastService:
                         "current model" if self.model else "fallback forecast")
             return
         try:
-            model = PowerModel.load(candidate)
+            model = await asyncio.to_thread(PowerModel.load, candidate)
         except ModelFileError as exc:
             log.error("new forecast model unreadable (%s); keeping the current one", exc)
             return

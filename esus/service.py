@@ -184,6 +184,8 @@ class Service:
             for task in done:
                 if task is not stopper and task.exception() is not None:
                     raise task.exception()
+                if task is not stopper:  # the parts run until stopped: one that returns is a bug, said aloud
+                    log.error("%s ended on its own; stopping esus (systemd restarts it)", task.get_name())
         finally:
             for task in tasks + [stopper]:
                 task.cancel()

@@ -79,6 +79,22 @@ def test_marks_survive_a_restart_and_nothing_is_stored_twice(tmp_path: Path, wor
     rig.close()
 
 
+def test_a_restart_knows_the_newest_readings_before_its_first_poll(tmp_path: Path, world) -> None:
+    """Else the wind is unknown until the first poll answers, and unknown wind retracts the shades."""
+    clock, simulator = world
+    rig = Rig(tmp_path, clock, simulator)
+    rig.poll(clock)
+    wind = rig.service.sample(6428)
+    rig.close()
+
+    clock.jump(5 * 60)
+    rig = Rig(tmp_path, clock, simulator)                     # restarted; no poll yet
+    assert rig.service.sample(6428) == wind and wind is not None and wind.unit == "m/s"
+    clock.jump(30 * 60)                                       # down too long: the stored reading is too old
+    assert rig.service.sample(6428, timedelta(minutes=15)) is None
+    rig.close()
+
+
 def test_late_samples_arrive_once_within_the_overlap(tmp_path: Path, world) -> None:
     clock, simulator = world
     simulator.faults.lag = timedelta(hours=3)   # the API is three hours behind

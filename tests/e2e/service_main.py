@@ -50,6 +50,7 @@ async def occupant(factory: MockFactory, clock: Clock, presses: list[dict]) -> N
         pin.drive_low()
         await clock.sleep(PRESS_S)
         pin.drive_high()
+    await asyncio.Event().wait()  # a part of the service runs until the service stops
 
 
 def main() -> None:

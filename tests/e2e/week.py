@@ -58,6 +58,15 @@ RELAY_PINS = {"GPIO17": (1, "up"), "GPIO27": (1, "down"), "GPIO24": (2, "up"), "
 
 
 SITE = load_site(example_site_path())
+
+
+def scene_site_text() -> str:
+    """The example site, but re-reading 1 h (not 8 h) of each BMS point at every poll: at 600x the
+    service polls every half second of real time, and 8 h x 28 points each time is 600 times the load
+    a real BMS sees (the replies then come back stale in simulated time, and the wind with them)."""
+    text = example_site_path().read_text()
+    assert "\noverlap_hours = 8 " in text, "site.example.toml changed: update the e2e scene"
+    return text.replace("\noverlap_hours = 8 ", "\noverlap_hours = 1 ")
 POINTS = {p.name: p for p in point_table(SITE.power.min_kw, SITE.power.max_kw,
                                          [ShadeGroupRef(g.number, g.name) for g in SITE.shades.groups])}
 
@@ -95,6 +104,7 @@ class Observations:
     writes: list[tuple[datetime, float]] = field(default_factory=list)   # acknowledged power writes
     write_errors: dict[str, int] = field(default_factory=dict)
     cov: list[tuple[datetime, str, int]] = field(default_factory=list)
+    subscribed: list[datetime] = field(default_factory=list)  # when the BAS's COV subscriptions were accepted
     read_latency_ms: list[float] = field(default_factory=list)
     rss_mb: list[tuple[datetime, int, float]] = field(default_factory=list)  # (time, process no., MB)
     cpu_s: list[float] = field(default_factory=list)          # per service process
@@ -122,7 +132,7 @@ class Week:
     # -- the scene ---------------------------------------------------------------------------
     def environment(self) -> dict[str, str]:
         return {**{k: v for k, v in os.environ.items() if not k.startswith("ESUS_")},
-                "ESUS_SITE": str(example_site_path()),
+                "ESUS_SITE": str(self.workdir / "site.toml"),
                 "ESUS_STATE_DIR": str(self.state),
                 "ESUS_BMS_URL": self.bms.url, "ESUS_BMS_USER": "esus", "ESUS_BMS_PASSWORD": "e2e",
                 "ESUS_INFLUX_URL": self.tsdb.url, "ESUS_INFLUX_TOKEN": "e2e", "ESUS_INFLUX_ORG": "esus",
@@ -136,6 +146,7 @@ class Week:
         points = [SimPoint(p.externallogid, p.source, p.kind) for p in SITE.bms.points]
         self.bms = SimulatedBms(points, "esus", "e2e", faults=self.faults, now=self.clock.now).start()
         self.state.mkdir(parents=True)
+        (self.workdir / "site.toml").write_text(scene_site_text())
         store = HistoryStore(self.state / "history.db")
         seed_history(store, MeterReplay(TZ), START, SEED_DAYS)
         store.close()
@@ -163,7 +174,10 @@ class Week:
         return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK"), rss_kb / 1024
 
     def sample_process(self) -> None:
-        got = self._cpu_and_rss() if self.process and self.process.poll() is None else None
+        if self.process.poll() is not None:  # only the director's kill may end it
+            raise RuntimeError(f"the service exited on its own (code {self.process.returncode}) before "
+                               f"{self.clock.now():%a %H:%M}: see service-{self.processes}.log")
+        got = self._cpu_and_rss()
         if got:
             self.obs.cpu_s[-1] = got[0]
             self.obs.rss_mb.append((self.clock.now(), self.processes, got[1]))
@@ -199,7 +213,7 @@ class Week:
 
     async def _play(self) -> None:
         async with rb.BACnetClient(interface="127.0.0.1", port=free_udp_port(),
-                                   broadcast_address="127.255.255.255", apdu_timeout_ms=2000) as client:
+                                   broadcast_address="127.255.255.255", apdu_timeout_ms=1000) as client:
             await self.clock.sleep_until(START - timedelta(minutes=30))
             self.start_service()
             tasks = [asyncio.create_task(self._bas(client)), asyncio.create_task(self._cov(client)),
@@ -268,26 +282,30 @@ class Week:
                          self.clock.now().replace(second=0, microsecond=0) + timedelta(minutes=1))
 
     async def _cov(self, client: rb.BACnetClient) -> None:
-        """Subscribe to the flags each simulated hour (a restart forgets subscriptions) and log changes."""
+        """Subscribe to the flags every 15 simulated minutes for an hour each (a BAS renews early, and
+        a restart of the service forgets subscriptions) and log the notifications."""
         address = f"127.0.0.1:{self.bacnet_port}"
         notes = await client.cov_notifications()
         names = {oid(spec_named(name)).instance: name for name in FLAGS}
 
         async def listen() -> None:
             async for note in notes:
-                for value in note["values"]:
+                for value in note.values:
                     if value["property_id"] == PID.PRESENT_VALUE:
-                        self.obs.cov.append((self.clock.now(), names.get(note["monitored_object"].instance, "?"),
-                                             value["value"].value))
+                        self.obs.cov.append((self.clock.now(), names.get(note.monitored_object_identifier.instance,
+                                                                         "?"), value["value"].value))
 
         listener = asyncio.create_task(listen())
         try:
             while True:
-                for n, name in enumerate(FLAGS):
-                    try:
+                if listener.done():  # a broken listener must fail the run, not pass as "no changes"
+                    raise RuntimeError("the BAS's COV listener stopped") from listener.exception()
+                try:
+                    for n, name in enumerate(FLAGS):
                         await client.subscribe_cov(address, 40 + n, oid(spec_named(name)), False, 3600)
-                    except (rb.BacnetError, OSError):
-                        pass
-                await self.clock.sleep(3600)
+                    self.obs.subscribed.append(self.clock.now())
+                except (rb.BacnetError, OSError):
+                    pass
+                await self.clock.sleep(900)
         finally:
             listener.cancel()
