@@ -84,6 +84,7 @@ class Poller:
     def poll(self, now: datetime) -> PollReport:
         """Fetch every point from its mark (minus the overlap) to now; blocking, run it in a thread."""
         report = PollReport()
+        failed, recovered = [], []
         with ThreadPoolExecutor(self.threads, thread_name_prefix="bms") as pool:
             futures = {pool.submit(self._poll_point, ref, now): ref for ref in self.points}
             for future, ref in futures.items():
@@ -92,14 +93,28 @@ class Poller:
                     report.points_ok += 1
                     if ref.externallogid in self._failing:
                         self._failing.discard(ref.externallogid)
-                        log.info("BMS point %d '%s' answers again", ref.externallogid, ref.source)
+                        recovered.append(ref)
                 except BmsError as exc:
                     report.failures[ref.externallogid] = str(exc)
                     if ref.externallogid not in self._failing:  # say it once, not every poll
                         self._failing.add(ref.externallogid)
-                        log.warning("BMS point %d '%s': %s; retrying at the next poll", ref.externallogid,
-                                    ref.source, exc)
+                        failed.append((ref, exc))
+        self._say(failed, recovered)
         return report
+
+    def _say(self, failed: list[tuple[PointRef, BmsError]], recovered: list[PointRef]) -> None:
+        """One line per point, or one for all of them when the whole API went down or came back."""
+        everyone = len(self.points) > 1
+        if everyone and len(failed) == len(self.points):
+            log.warning("BMS: all %d points failed (%s); retrying at the next poll", len(failed), failed[0][1])
+        else:
+            for ref, exc in failed:
+                log.warning("BMS point %d '%s': %s; retrying at the next poll", ref.externallogid, ref.source, exc)
+        if everyone and len(recovered) == len(self.points):
+            log.info("BMS: all %d points answer again", len(recovered))
+        else:
+            for ref in recovered:
+                log.info("BMS point %d '%s' answers again", ref.externallogid, ref.source)
 
     def _poll_point(self, ref: PointRef, now: datetime) -> int:
         mark = self.get_mark(ref)

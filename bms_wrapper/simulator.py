@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 import threading
 import time
 from collections import deque
@@ -77,6 +78,12 @@ def values(point: SimPoint, times_s: np.ndarray, faults: Faults | None = None) -
     return np.zeros(n)
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client killed mid-request is no error here
+            super().handle_error(request, client_address)
+
+
 class SimulatedBms:
     def __init__(self, points: list[SimPoint], user: str = "esus", password: str = "esus-demo",
                  faults: Faults | None = None, host: str = "127.0.0.1", port: int = 0,
@@ -89,7 +96,7 @@ class SimulatedBms:
         self.requests = 0
         self.concurrent = self.max_concurrent = 0
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer((host, port), self._handler())
+        self.server = _Server((host, port), self._handler())
         self.server.daemon_threads = True
         self.thread: threading.Thread | None = None
 

@@ -62,6 +62,8 @@ class BmsService:
         self.last_report: PollReport | None = None
         self.latest: dict[int, Sample] = self._stored_latest()
         self.listeners: list[Callable[[], None]] = []   # called after each poll (the shades react to wind)
+        self.polls_done = 0                              # answered or failed, since start
+        self._one_poll_at_a_time = asyncio.Lock()
 
     def close(self) -> None:
         self.adapter.transport.close()
@@ -108,20 +110,24 @@ class BmsService:
         self.resolved = True
 
     async def poll(self, due: datetime) -> None:
-        """One poll of every point (runs in worker threads; never stops the service)."""
-        try:
-            if not self.resolved:
-                await asyncio.to_thread(self._resolve)
-            report = await asyncio.to_thread(self.poller.poll, self.clock.now())
-        except BmsError as exc:
-            log.warning("BMS poll failed: %s; retrying at the next poll", exc)
-            return
-        self.last_report = report
-        for listener in self.listeners:
-            listener()
-        if report.failures:
-            log.info("BMS poll: %d new samples, %d of %d points failed", report.new_samples,
-                     len(report.failures), len(self.poller.points))
+        """One poll of every point (runs in worker threads; never stops the service). One at a
+        time: the poll at start and the first aligned one must not store the same samples twice."""
+        async with self._one_poll_at_a_time:
+            try:
+                if not self.resolved:
+                    await asyncio.to_thread(self._resolve)
+                report = await asyncio.to_thread(self.poller.poll, self.clock.now())
+            except BmsError as exc:
+                log.warning("BMS poll failed: %s; retrying at the next poll", exc)
+            else:
+                self.last_report = report
+                if report.failures:
+                    log.info("BMS poll: %d new samples, %d of %d points failed", report.new_samples,
+                             len(report.failures), len(self.poller.points))
+            finally:
+                self.polls_done += 1
+                for listener in self.listeners:
+                    listener()
 
     def sample(self, point: int | None, max_age: timedelta = timedelta(minutes=20)) -> Sample | None:
         """The newest sample of a point if it is recent enough, else None (unknown)."""

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 ENABLE_POINT = "shade-automation-enable"
 #: BMS values older than this are unknown to the shades (the poller runs every five minutes).
 BMS_MAX_AGE = timedelta(minutes=15)
+#: After a start, how long the stored wind lockout state holds while the first BMS poll is under way.
+FIRST_POLL_GRACE = timedelta(minutes=10)
 
 
 def pin_factory_for(settings: Settings) -> object | None:
@@ -52,6 +54,7 @@ class ShadesService:
         self.weather = WeatherService(source, WeatherCache(settings.state_dir / "weather.json"), clock.now)
         self.room_points = self._room_points()
         self.started = False
+        self.created_at = clock.now()
         self._saved: dict[str, str] = {}
         lockout = LockoutSettings(self.shades.wind_retract_mps, self.shades.wind_release_mps,
                                   self.shades.wind_release_minutes * 60)
@@ -161,7 +164,9 @@ class ShadesService:
         for g in self.shades.groups:
             value = device.commanded(f"shade-{g.number}-command")
             commands[g.number] = float(value) if value is not None else None
-        return Inputs(wind_mps=wind, wind_at=wind_at, outdoor_c=outdoor,
+        pending = (self.bms is not None and self.bms.polls_done == 0
+                   and now - self.created_at < FIRST_POLL_GRACE)
+        return Inputs(wind_mps=wind, wind_at=wind_at, wind_pending=pending, outdoor_c=outdoor,
                       precipitation=rain_mm is not None and rain_mm >= 0.1,
                       automation_enabled=device.is_active(ENABLE_POINT),
                       bas_commands=commands, rooms=rooms,

@@ -40,6 +40,7 @@ class Inputs:
 
     wind_mps: float | None = None
     wind_at: datetime | None = None
+    wind_pending: bool = False   # just started, first reading on its way: the stored lockout state holds
     outdoor_c: float | None = None
     precipitation: bool = False
     automation_enabled: bool = True
@@ -202,9 +203,12 @@ class ShadeCoordinator:
     def evaluate(self) -> None:
         """Tick the motors and run the policy for every group (cheap: call it often)."""
         now, inputs = self.now(), self.inputs()
-        lock = self.lockout.update(now.timestamp(), inputs.wind_mps,
-                                   inputs.wind_at.timestamp() if inputs.wind_at else None,
-                                   inputs.outdoor_c, inputs.precipitation)
+        if inputs.wind_pending and inputs.wind_mps is None:  # a restart is no reason to move
+            lock = self.lockout.state
+        else:
+            lock = self.lockout.update(now.timestamp(), inputs.wind_mps,
+                                       inputs.wind_at.timestamp() if inputs.wind_at else None,
+                                       inputs.outdoor_c, inputs.precipitation)
         self.save("shades.lockout", self.lockout.to_dict())
         weather = self.weather()
         today = now.astimezone(self.tz).date()

@@ -39,3 +39,8 @@ def esus_env(tmp_path: Path, **extra: str) -> dict[str, str]:
                GPIOZERO_PIN_FACTORY="mock", PYTHONUNBUFFERED="1")
     env.update(extra)
     return env
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The end-to-end run last: the quick tests answer first, and it has the machine to itself."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)

@@ -129,6 +129,26 @@ def test_one_bad_point_is_reported_once_and_the_rest_flows(tmp_path: Path, world
     rig.close()
 
 
+def test_an_outage_of_every_point_is_one_line_not_one_per_point(tmp_path: Path, world,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    clock, simulator = world
+    rig = Rig(tmp_path, clock, simulator)
+    rig.poll(clock)
+    count = len(rig.service.poller.points)
+    simulator.faults.down_points = set(simulator.points)
+    with caplog.at_level(logging.INFO):
+        for _ in range(2):
+            clock.jump(300)
+            rig.poll(clock)
+        simulator.faults.down_points = set()
+        clock.jump(300)
+        rig.poll(clock)
+    assert caplog.text.count(f"BMS: all {count} points failed (the BMS answered HTTP 503") == 1
+    assert "BMS point" not in caplog.text
+    assert caplog.text.count(f"BMS: all {count} points answer again") == 1
+    rig.close()
+
+
 def test_a_down_api_never_stops_the_service(tmp_path: Path, world, caplog: pytest.LogCaptureFixture) -> None:
     clock, simulator = world
     rig = Rig(tmp_path, clock, simulator)

@@ -25,15 +25,28 @@ NOW = datetime(2026, 6, 22, 8, 0, tzinfo=UTC)   # 10:00 local: sun on the south 
 SOUTH = 2
 
 
+class PendingBms:
+    """A BMS whose first poll since start has not answered yet (then `polls_done` = 1: it failed)."""
+
+    def __init__(self) -> None:
+        self.polls_done, self.listeners = 0, []
+
+    def sample(self, point, max_age):
+        return None
+
+    def value(self, point, max_age):
+        return None
+
+
 class Rig:
-    def __init__(self, tmp_path: Path, factory: MockFactory, clock: ManualClock) -> None:
+    def __init__(self, tmp_path: Path, factory: MockFactory, clock: ManualClock, bms=None) -> None:
         settings = load_settings({"ESUS_BACNET_ADDRESS": f"127.0.0.1/8:{free_udp_port()}",
                                   "ESUS_STATE_DIR": str(tmp_path / "state")}, demo=True)
         self.store = HistoryStore(settings.state_dir / "history.db")
         self.outbox = Outbox(settings.state_dir / "outbox.db")
         power = PowerInput(self.store, clock, min_kw=-50, max_kw=500, stale_after=timedelta(minutes=5))
         self.bridge = BacnetBridge(settings, power)
-        self.shades = ShadesService(settings, self.store, self.bridge, None, Telemetry(self.outbox, "t"), clock,
+        self.shades = ShadesService(settings, self.store, self.bridge, bms, Telemetry(self.outbox, "t"), clock,
                                     pin_factory=factory)
         self.clock = clock
 
@@ -137,6 +150,43 @@ def test_wind_from_the_bms_retracts_and_shows_on_bacnet(tmp_path: Path) -> None:
             rig.close()
 
     asyncio.run(scenario())
+
+
+def test_a_restart_waits_for_the_first_wind_reading_before_retracting(tmp_path: Path) -> None:
+    """Down for longer than a wind reading stays fresh: the stored lockout state holds until the
+    first BMS poll since the start has answered, so the restart alone moves nothing; a poll that
+    brings no wind then retracts (unknown wind is wind)."""
+    factory, clock = MockFactory(), ManualClock(NOW)
+
+    async def first() -> None:
+        rig = Rig(tmp_path, factory, clock)
+        rig.shades.coordinator.inputs = lambda: _calm(rig)
+        try:
+            async with serving(device=rig.bridge.device):
+                await rig.shades.start()
+                await rig.run_for(11 * 60)
+                assert rig.motor(SOUTH).position_pct == 100 and not rig.shades.coordinator.lockout.state.locked
+        finally:
+            rig.close()
+
+    async def restart() -> None:
+        await clock.advance(30 * 60)                  # killed; the last wind reading is now 30 minutes old
+        bms = PendingBms()
+        rig = Rig(tmp_path, factory, clock, bms)
+        try:
+            async with serving(device=rig.bridge.device):
+                await rig.shades.start()
+                await rig.run_for(60)
+                assert not any(rig.motor(n).up.value or rig.motor(n).down.value for n in (1, 2, 3))
+                assert rig.motor(SOUTH).position_pct == 100 and not rig.shades.coordinator.lockout.state.locked
+                bms.polls_done = 1                    # the first poll failed: the wind is unknown
+                await rig.run_for(2)
+                assert rig.shades.coordinator.lockout.state.locked and rig.motor(SOUTH).up.value
+        finally:
+            rig.close()
+
+    asyncio.run(first())
+    asyncio.run(restart())
 
 
 def _calm(rig: Rig):

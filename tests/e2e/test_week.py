@@ -1,8 +1,10 @@
-"""The whole service through a replayed week (see tests/e2e/week.py for the scene). Takes about
-17 minutes at the default 600x; E2E_DAYS and E2E_SPEED change the length and pace.
+"""The whole service through a replayed stretch of the week (see tests/e2e/week.py for the scene).
 
-Opt-in (E2E=1) while issue 8 is open: its first runs found real problems that are not all fixed
-yet (see the issue's notes), and CI must stay green."""
+By default 3.5 simulated days, Sunday 21:00 to Thursday 09:00, in which every scripted event of the
+week happens (the first training, the windy afternoon, the BMS outage, the occupant's press and its
+hold expiring, the time-series server going away, the kill -9 half-way): about 9 minutes at 600x.
+E2E_DAYS=7 replays the whole week (about 17 minutes); bench/soak.py runs 30 days. E2E_SPEED sets
+the pace. `-m "not e2e"` leaves it out of a quick run."""
 
 from __future__ import annotations
 
@@ -16,12 +18,12 @@ from tests.e2e.week import Week
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(os.environ.get("E2E") != "1", reason="opt-in while issue 8 is open: E2E=1 scripts/test tests/e2e")
-def test_a_replayed_week_with_a_crash_in_the_middle(tmp_path: Path) -> None:
-    week = Week(tmp_path, days=float(os.environ.get("E2E_DAYS", 7)),
+def test_a_replayed_week_with_a_crash_in_the_middle(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    week = Week(tmp_path, days=float(os.environ.get("E2E_DAYS", 3.5)),
                 speed=float(os.environ.get("E2E_SPEED", 600)))
     week.play()
     checks = all_checks(week)
     report = "\n".join([figures(week)] + [check.line() for check in checks])
-    print(report)
+    with capsys.disabled():  # the report is the point of the run: shown even when it passes
+        print("\nend to end:\n" + report)
     assert all(check.ok for check in checks), report

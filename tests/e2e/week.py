@@ -209,6 +209,8 @@ class Week:
             self.exported = self.tsdb.export()
         finally:
             self.tear_down()
+            with open(self.workdir / "bas-reads.jsonl", "w") as out:  # the evidence, for a post-mortem
+                out.writelines(json.dumps(row, default=str) + "\n" for row in self.obs.reads)
         return self.obs
 
     async def _play(self) -> None:
