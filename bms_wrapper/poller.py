@@ -104,13 +104,13 @@ class Poller:
 
     def _say(self, failed: list[tuple[PointRef, BmsError]], recovered: list[PointRef]) -> None:
         """One line per point, or one for all of them when the whole API went down or came back."""
-        everyone = len(self.points) > 1
-        if everyone and len(failed) == len(self.points):
+        several = len(self.points) > 1
+        if several and len(failed) == len(self.points):
             log.warning("BMS: all %d points failed (%s); retrying at the next poll", len(failed), failed[0][1])
         else:
             for ref, exc in failed:
                 log.warning("BMS point %d '%s': %s; retrying at the next poll", ref.externallogid, ref.source, exc)
-        if everyone and len(recovered) == len(self.points):
+        if several and len(recovered) == len(self.points):
             log.info("BMS: all %d points answer again", len(recovered))
         else:
             for ref in recovered:
