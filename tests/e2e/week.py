@@ -47,10 +47,6 @@ START = datetime(2026, 6, 14, 21, 0, tzinfo=TZ)
 SEED_DAYS = 21            # history the building already had (esus trains from 14 days)
 BAS_PRIORITY = 10
 DEVICE_ID = 260001
-#: Points the BAS reads each minute, and the properties it reads of each.
-WATCHED = ["one-hour-future-power", "one-hour-future-power-upper", "power-rate-of-change",
-           "high-load-threshold", "low-load-threshold", "high-load-conditions", "low-load-conditions",
-           "wind-lockout"] + [f"shade-{g}-{p}" for g in (1, 2, 3) for p in ("position", "manual-override", "mode")]
 FLAGS = ["high-load-conditions", "low-load-conditions"]
 SOUTH_UP_SWITCH = 12      # group 2 (south) up push-button in site.example.toml
 RELAY_PINS = {"GPIO17": (1, "up"), "GPIO27": (1, "down"), "GPIO24": (2, "up"), "GPIO25": (2, "down"),
@@ -60,6 +56,14 @@ RELAY_PINS = {"GPIO17": (1, "up"), "GPIO27": (1, "down"), "GPIO24": (2, "up"), "
 SITE = load_site(example_site_path())
 
 
+POINTS = {p.name: p for p in point_table(SITE.power.min_kw, SITE.power.max_kw,
+                                         [ShadeGroupRef(g.number, g.name) for g in SITE.shades.groups])}
+
+
+#: The BAS reads every point each minute (present value and status flags; the forecast's description).
+WATCHED = list(POINTS)
+
+
 def scene_site_text() -> str:
     """The example site, but re-reading 1 h (not 8 h) of each BMS point at every poll: at 600x the
     service polls every half second of real time, and 8 h x 28 points each time is 600 times the load
@@ -67,8 +71,6 @@ def scene_site_text() -> str:
     text = example_site_path().read_text()
     assert "\noverlap_hours = 8 " in text, "site.example.toml changed: update the e2e scene"
     return text.replace("\noverlap_hours = 8 ", "\noverlap_hours = 1 ")
-POINTS = {p.name: p for p in point_table(SITE.power.min_kw, SITE.power.max_kw,
-                                         [ShadeGroupRef(g.number, g.name) for g in SITE.shades.groups])}
 
 
 def spec_named(name: str):
