@@ -1,6 +1,7 @@
 """BMS backfill: 171 points x 1 and 7 days of 1-minute samples from the simulated API with 200 ms
-latency per request (the reply is made within it, as a server's would be), esus (pooled keep-alive session, 8 requests in flight, one request per point
-for up to 8 days, decoding off the request slots) against the upstream approach (one request at a time, a new connection each).
+latency per request (the reply is made within it, as a server's would be), esus (pooled keep-alive
+session, 8 requests in flight, one request per point for up to 8 days, decoding off the request
+slots) against the upstream approach (one request at a time, a new connection each).
 The simulated BMS runs in its own process; each case runs in a fresh process, whose peak RSS is
 reported. Prints wall time, speed-up and peak memory of each.
 

@@ -13,15 +13,14 @@ averaged in real time (at 1x; at N x the same work is squeezed into 1/N of the t
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.e2e.checks import all_checks, figures  # noqa: E402
-from tests.e2e.week import Week  # noqa: E402
+from tests.e2e.checks import all_checks, figures, read_latency_ms  # noqa: E402
+from tests.e2e.week import WATCHED, Week  # noqa: E402
 
 
 def main() -> None:
@@ -43,9 +42,8 @@ def main() -> None:
         simulated_real_s = args.days * 86400
         print(f"CPU: {cpu / args.days:.1f} s per simulated day = {100 * cpu / simulated_real_s:.3f} % of a core "
               f"at 1x (this run: {100 * cpu / real_s:.0f} % of a core at {args.speed:g}x)")
-        latency = sorted(week.obs.read_latency_ms)
-        print(f"BAS ReadPropertyMultiple of {len(week.obs.reads[0]) if week.obs.reads else 0} values: median "
-              f"{statistics.median(latency):.1f} ms, p99 {latency[int(0.99 * (len(latency) - 1))]:.1f} ms")
+        median, p99 = read_latency_ms(week)
+        print(f"BAS ReadPropertyMultiple of {len(WATCHED)} points: median {median:.1f} ms, p99 {p99:.1f} ms")
         depth = [v for key, samples in week.exported.items() if key[0] == "health_outbox_depth" for _, v in samples]
         print(f"outbox depth: max {max(depth, default=0):.0f} lines (the time-series server was down an hour)")
         for check in all_checks(week):

@@ -59,7 +59,8 @@ def values(point: SimPoint, times_s: np.ndarray, faults: Faults | None = None) -
     working = (np.asarray(local.day_of_week) < 5) & (hour >= 8) & (hour < 17)
     kind, source, n = point.kind, point.source.lower(), len(times_s)
     summer = np.maximum(0.0, np.cos(2 * np.pi * (np.asarray(local.day_of_year) - 200) / 365))  # 0 Oct-Apr, 1 in July
-    if kind == "temperature":  # heated to ~21.5 °C in winter; free-running and warm near the cooling setpoint in summer
+    # rooms: heated to ~21.5 °C in winter; free-running and warm, near the cooling setpoint, in summer
+    if kind == "temperature":
         return np.round(21.5 + 2.5 * summer + 1.5 * np.sin(2 * np.pi * (hour - 9) / 24)
                         + 0.2 * _noise(point.externallogid, minute), 2)
     if kind in ("setpoint_heating", "setpoint_cooling"):

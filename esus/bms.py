@@ -45,7 +45,8 @@ def make_adapter(settings: Settings, url: str | None = None, max_in_flight: int 
         url, auth = settings.bms.url, BasicAuth(settings.bms.user, settings.bms.password.get_secret_value())
     else:
         raise BmsError("no BMS configured: set ESUS_BMS_URL, ESUS_BMS_USER and ESUS_BMS_PASSWORD")
-    return AauBmsV1(Transport(url, auth, read_timeout_s=bms.timeout_s, max_in_flight=max_in_flight or bms.max_in_flight))
+    return AauBmsV1(Transport(url, auth, read_timeout_s=bms.timeout_s,
+                              max_in_flight=max_in_flight or bms.max_in_flight))
 
 
 class BmsService:

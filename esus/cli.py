@@ -251,7 +251,8 @@ def utc_time(text: str) -> datetime:
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an ISO 8601 time like 2026-06-01T00:00:00+00:00, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO 8601 time like 2026-06-01T00:00:00+00:00, got {text!r}") from None
     if when.tzinfo is None:
         raise argparse.ArgumentTypeError(f"give the time with its offset (e.g. +00:00), got {text!r}")
     return when.astimezone(UTC)

@@ -178,7 +178,8 @@ def test_backfill_keeps_requests_in_flight_within_the_transport_bound():
         adapter = AauBmsV1(Transport(server.url, BasicAuth("esus", "pw"), max_in_flight=3))
         end = datetime(2026, 3, 2, tzinfo=UTC)
         refs = [PointRef(p.externallogid, p.source, "r", p.kind) for p in points]
-        got = {ref.externallogid: len(samples) for ref, samples in backfill(adapter, refs, end - timedelta(days=2), end, threads=8)}
+        replies = backfill(adapter, refs, end - timedelta(days=2), end, threads=8)
+        got = {ref.externallogid: len(samples) for ref, samples in replies}
         assert got == {p.externallogid: 2 * 1440 for p in points}
         assert server.max_concurrent == 3
         adapter.transport.close()

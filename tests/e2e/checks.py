@@ -266,9 +266,16 @@ def all_checks(week: Week) -> list[Check]:
             + check_shades(week) + [check_tsdb(week, exported), check_memory(week)])
 
 
-def figures(week: Week) -> str:
+def read_latency_ms(week: Week) -> tuple[float, float]:
+    """Median and 99th percentile of the BAS's ReadPropertyMultiple round trips."""
     latency = sorted(week.obs.read_latency_ms)
-    p99 = latency[int(0.99 * (len(latency) - 1))] if latency else float("nan")
+    if not latency:
+        return float("nan"), float("nan")
+    return statistics.median(latency), latency[int(0.99 * (len(latency) - 1))]
+
+
+def figures(week: Week) -> str:
+    p99 = read_latency_ms(week)[1]
     cpu = sum(week.obs.cpu_s)
     return (f"{week.timeline.days:g} simulated days at {week.speed:g}x; BAS: {len(week.obs.writes)} power writes "
             f"accepted, {len(answered(week))} of {len(week.obs.reads)} minute reads answered, read p99 {p99:.1f} ms; "

@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -104,7 +105,7 @@ class Timeline:
 class Observations:
     reads: list[dict] = field(default_factory=list)           # one per simulated minute (None values: no answer)
     writes: list[tuple[datetime, float]] = field(default_factory=list)   # acknowledged power writes
-    write_errors: dict[str, int] = field(default_factory=dict)
+    write_errors: Counter[str] = field(default_factory=Counter)
     cov: list[tuple[datetime, str, int]] = field(default_factory=list)
     subscribed: list[datetime] = field(default_factory=list)  # when the BAS's COV subscriptions were accepted
     read_latency_ms: list[float] = field(default_factory=list)
@@ -124,6 +125,7 @@ class Week:
         self.anchor = time.time() + 30  # the simulated clock reads START 30 s from now (set-up time)
         self.clock = AcceleratedClock(speed, START, self.anchor)
         self.bacnet_port = free_udp_port()
+        self.bacnet_address = f"127.0.0.1:{self.bacnet_port}"
         self.tsdb = VictoriaMetrics(workdir / "tsdb")
         self.faults = Faults()
         self.obs = Observations()
@@ -249,7 +251,6 @@ class Week:
 
     async def _bas(self, client: rb.BACnetClient) -> None:
         replay = MeterReplay(TZ)
-        address = f"127.0.0.1:{self.bacnet_port}"
         power = oid(spec_named("input-power-meter"))
         request = [(oid(spec_named(name)), [(PID.PRESENT_VALUE, None), (PID.STATUS_FLAGS, None)] +
                     ([(PID.DESCRIPTION, None)] if name == "one-hour-future-power" else []))
@@ -260,16 +261,15 @@ class Week:
             now = minute
             kw = round(replay.kw_at(now), 3)
             try:
-                await client.write_property(address, power, PID.PRESENT_VALUE, rb.PropertyValue.real(kw),
+                await client.write_property(self.bacnet_address, power, PID.PRESENT_VALUE, rb.PropertyValue.real(kw),
                                             priority=BAS_PRIORITY)
                 self.obs.writes.append((now, kw))
             except (rb.BacnetError, OSError) as exc:
-                self.obs.write_errors[type(exc).__name__ + ": " + str(exc)[:80]] = \
-                    self.obs.write_errors.get(type(exc).__name__ + ": " + str(exc)[:80], 0) + 1
+                self.obs.write_errors[f"{type(exc).__name__}: {str(exc)[:80]}"] += 1
             row: dict = {"t": now}
             try:
                 started = time.perf_counter()
-                results = await client.read_property_multiple(address, request)
+                results = await client.read_property_multiple(self.bacnet_address, request)
                 self.obs.read_latency_ms.append((time.perf_counter() - started) * 1000)
                 for name, item in zip(WATCHED, results):
                     values = {r["property_id"]: r["value"] for r in item["results"]}
@@ -288,7 +288,6 @@ class Week:
     async def _cov(self, client: rb.BACnetClient) -> None:
         """Subscribe to the flags every 15 simulated minutes for an hour each (a BAS renews early, and
         a restart of the service forgets subscriptions) and log the notifications."""
-        address = f"127.0.0.1:{self.bacnet_port}"
         notes = await client.cov_notifications()
         names = {oid(spec_named(name)).instance: name for name in FLAGS}
 
@@ -306,7 +305,7 @@ class Week:
                     raise RuntimeError("the BAS's COV listener stopped") from listener.exception()
                 try:
                     for n, name in enumerate(FLAGS):
-                        await client.subscribe_cov(address, 40 + n, oid(spec_named(name)), False, 3600)
+                        await client.subscribe_cov(self.bacnet_address, 40 + n, oid(spec_named(name)), False, 3600)
                     self.obs.subscribed.append(self.clock.now())
                 except (rb.BacnetError, OSError):
                     pass
