@@ -2,6 +2,10 @@
 latency per request (the reply is made within it, as a server's would be), esus (pooled keep-alive
 session, 8 requests in flight, one request per point for up to 8 days, decoding off the request
 slots) against the upstream approach (one request at a time, a new connection each).
+Both list the points first, as each does before its backfill. Two baselines:
+- "upstream": what the upstream wrapper (falkecarlsen/esus-tmv23, bms_api_build_aau_dk_v1.py) did
+  with each reply: `pd.read_json`, then `pd.concat` onto everything fetched so far;
+- "sequential": the same requests, decoded by esus's own code: the floor of any one-at-a-time client.
 The simulated BMS runs in its own process; each case runs in a fresh process, whose peak RSS is
 reported. Prints wall time, speed-up and peak memory of each.
 
@@ -15,19 +19,23 @@ keep-alive saves and the upstream paid on every request.
 from __future__ import annotations
 
 import argparse
+import importlib
+import json
 import multiprocessing
 import resource
 import socket
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from io import StringIO
 from pathlib import Path
 
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bms_wrapper.adapters import AauBmsV1  # noqa: E402
-from bms_wrapper.poller import PointRef, backfill  # noqa: E402
+from bms_wrapper.poller import PointRef, backfill, resolve_points  # noqa: E402
 from bms_wrapper.samples import normalise  # noqa: E402
 from bms_wrapper.simulator import DANISH_TIME, Faults, SimPoint, SimulatedBms  # noqa: E402
 from bms_wrapper.transport import BasicAuth, Transport  # noqa: E402
@@ -38,7 +46,8 @@ POINTS = [SimPoint(10_000 + i, f"/bench/point_{i}", KINDS[i % len(KINDS)]) for i
 
 def esus_way(url: str, start: datetime, end: datetime) -> int:
     adapter = AauBmsV1(Transport(url, BasicAuth("esus", "pw"), max_in_flight=8))
-    refs = [PointRef(p.externallogid, p.source, "r", p.kind) for p in POINTS]
+    configured = [PointRef(p.externallogid, p.source, "r", p.kind) for p in POINTS]
+    refs, _ = resolve_points(configured, adapter.list_points())
     count = 0
     for _, samples in backfill(adapter, refs, start, end):
         count += len(samples)  # a CSV writer or the store would take them here, then let them go
@@ -46,16 +55,39 @@ def esus_way(url: str, start: datetime, end: datetime) -> int:
     return count
 
 
-def upstream_way(url: str, start: datetime, end: datetime) -> int:
-    """As the upstream wrapper did: one request per point, sequential, a new connection each."""
+def _one_at_a_time(url: str, start: datetime, end: datetime, decode: Callable[[str, int], int]) -> int:
+    """One request per point, sequential, a new connection each, after the point list."""
+    requests.get(f"{url}/api/v1/metadata", auth=("esus", "pw")).json()
     count = 0
     params = {"starttime": start.astimezone(DANISH_TIME).strftime("%Y-%m-%d %H:%M:%S"),
               "endtime": end.astimezone(DANISH_TIME).strftime("%Y-%m-%d %H:%M:%S")}
     for point in POINTS:
         reply = requests.get(f"{url}/api/v1/trenddata", params={**params, "externallogid": point.externallogid},
                              auth=("esus", "pw"), headers={"Connection": "close"})
-        count += len(normalise(reply.json(), point.externallogid, "", DANISH_TIME))
+        count = decode(reply.text, point.externallogid)
     return count
+
+
+def upstream_way(url: str, start: datetime, end: datetime) -> int:
+    """As the upstream wrapper did with each reply: read_json, then concat onto all so far."""
+    import pandas as pd  # imported by run_case before the clock starts; only this case's memory counts it
+    frames = pd.DataFrame()
+
+    def decode(text: str, _: int) -> int:
+        nonlocal frames
+        frames = pd.concat([frames, pd.read_json(StringIO(text), orient="records")])
+        return len(frames)
+    return _one_at_a_time(url, start, end, decode)
+
+
+def sequential_way(url: str, start: datetime, end: datetime) -> int:
+    count = 0
+
+    def decode(text: str, point: int) -> int:
+        nonlocal count
+        count += len(normalise(json.loads(text), point, "", DANISH_TIME))
+        return count
+    return _one_at_a_time(url, start, end, decode)
 
 
 def serve(port: int, handshake_s: float) -> None:
@@ -64,7 +96,9 @@ def serve(port: int, handshake_s: float) -> None:
 
 
 def run_case(name: str, url: str, days: float, end: datetime, queue: multiprocessing.Queue) -> None:
-    fn = esus_way if name == "esus" else upstream_way
+    fn = {"esus": esus_way, "upstream": upstream_way, "sequential": sequential_way}[name]
+    if name == "upstream":
+        importlib.import_module("pandas")
     started = time.perf_counter()
     count = fn(url, end - timedelta(days=days), end)
     queue.put((time.perf_counter() - started, count, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
@@ -102,8 +136,10 @@ def main() -> None:
             t_esus, n_esus, m_esus = measure("esus", url, days, end)
             line = f"{days:g} day(s): esus {t_esus:6.1f} s for {n_esus:,} samples, peak RSS {m_esus:4.0f} MB"
             if not args.skip_upstream:
-                t_up, n_up, m_up = measure("upstream", url, days, end)
-                line += f" | upstream {t_up:6.1f} s, peak RSS {m_up:4.0f} MB | {t_up / t_esus:4.1f}x faster"
+                for baseline in ("upstream", "sequential"):
+                    t_base, _, m_base = measure(baseline, url, days, end)
+                    line += (f"\n    {baseline:<10} {t_base:6.1f} s, peak RSS {m_base:4.0f} MB: "
+                             f"esus is {t_base / t_esus:4.1f}x faster")
             print(line, flush=True)
     finally:
         server.terminate()
