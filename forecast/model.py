@@ -17,21 +17,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingRegressor
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import Ridge
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from threadpoolctl import ThreadpoolController
 
+from forecast.estimators import LinearModel, TreeEnsemble, fit_linear, fit_trees
 from forecast.features import HORIZON_S, WindowMeans, feature_matrix, feature_names, target
 from forecast.series import Grid
 
-MODEL_VERSION = 2  # 2: weekday-profile features
+MODEL_VERSION = 3  # 2: weekday-profile features; 3: estimators kept as arrays, not scikit-learn objects
 TREE_WEIGHT = 0.7
-#: One OpenMP thread for predictions: a forecast is one row, and OpenMP's worker threads spinning
-#: on a busy core made one take seconds instead of milliseconds (measured on the 2-core test machine).
-_THREADS = ThreadpoolController()
 #: Issue times used for training, at most one per this many seconds (neighbours are near copies).
 TRAIN_STRIDE_S = 300
 
@@ -59,10 +51,8 @@ class ModelFileError(Exception):
 class PowerModel:
     def __init__(self, step_s: int, horizon_s: int = HORIZON_S) -> None:
         self.step_s, self.horizon_s = step_s, horizon_s
-        self.trees = HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05, early_stopping=False,
-                                                   random_state=0)
-        self.linear = make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True),
-                                    StandardScaler(), Ridge(alpha=10.0))
+        self.trees: TreeEnsemble | None = None
+        self.linear: LinearModel | None = None
         self.info: ModelInfo | None = None
 
     def fit(self, grid: Grid, issue: np.ndarray) -> PowerModel:
@@ -79,8 +69,7 @@ class PowerModel:
         if usable.sum() < 100:
             raise ValueError(f"only {int(usable.sum())} usable training rows; need at least 100")
         x, y = x[usable], y[usable]
-        self.trees.fit(x, y)
-        self.linear.fit(x, y)
+        self.trees, self.linear = fit_trees(x, y), fit_linear(x, y)
         self.info = ModelInfo(MODEL_VERSION, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), int(y.size),
                               grid.step_s, time.process_time() - started,
                               features=tuple(feature_names(grid.step_s)))
@@ -92,8 +81,7 @@ class PowerModel:
         out = np.full(len(x), np.nan)
         ok = np.isfinite(x[:, 0])
         if ok.any():
-            with _THREADS.limit(limits=1, user_api="openmp"):
-                out[ok] = TREE_WEIGHT * self.trees.predict(x[ok]) + (1 - TREE_WEIGHT) * self.linear.predict(x[ok])
+            out[ok] = TREE_WEIGHT * self.trees.predict(x[ok]) + (1 - TREE_WEIGHT) * self.linear.predict(x[ok])
         return out
 
     def upper(self, predicted: np.ndarray) -> np.ndarray:
