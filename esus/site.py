@@ -6,6 +6,8 @@ silently ignored is worse than a service that refuses to start.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import tomllib
 from datetime import time
 from pathlib import Path
@@ -181,6 +183,70 @@ class ShadeSettings(Model):
         return self
 
 
+OBJECT_ID = re.compile(r"^(analog|binary|multi-state)-(value|output),(\d{1,7})$")
+
+
+class ShedActionSettings(Model):
+    """A point on another controller that demand response overrides during an event."""
+
+    name: str = Field(min_length=1, max_length=64, description="shown on the operator page")
+    address: str = Field(description="the controller's BACnet/IP address, ip[:port]")
+    object: str = Field(description="object type and instance, e.g. analog-value,3")
+    property: str = Field(default="present-value", pattern=r"^[a-z][a-z-]*$")
+    priority: int = Field(default=10, ge=1, le=16)
+    values: dict[int, float | str] = Field(min_length=1, description="signal level (1-3) -> shed value")
+
+    @field_validator("address")
+    @classmethod
+    def _ip_port(cls, value: str) -> str:
+        host, _, port = value.partition(":")
+        try:
+            ipaddress.ip_address(host)
+            if port and not 1 <= int(port) <= 65535:
+                raise ValueError
+        except ValueError:
+            raise ValueError("expected an IPv4 address with an optional UDP port, e.g. 192.168.1.20:47808") from None
+        return value
+
+    @model_validator(mode="after")
+    def _typed_values(self) -> ShedActionSettings:
+        match = OBJECT_ID.match(self.object)
+        if match is None:
+            raise ValueError(f"object {self.object!r}: expected analog-, binary- or multi-state- value or "
+                             "output and an instance, e.g. analog-value,3")
+        kind = match.group(1)
+        for level, value in self.values.items():
+            if level not in (1, 2, 3):
+                raise ValueError(f"shed action {self.name!r}: signal level {level}; OpenADR's are 1, 2 and 3")
+            ok = (value in ("active", "inactive") if kind == "binary" else
+                  isinstance(value, float) and value.is_integer() and value >= 1 if kind == "multi-state" else
+                  isinstance(value, float))
+            if not ok:
+                expected = {"binary": '"active" or "inactive"', "multi-state": "a state number from 1",
+                            "analog": "a number"}[kind]
+                raise ValueError(f"shed action {self.name!r}: level {level} value {value!r} does not fit "
+                                 f"{self.object}; expected {expected}")
+        return self
+
+    def typed_values(self) -> dict[int, float | int | str]:
+        """The shed values as the point's datatype takes them (a state number is an integer)."""
+        multi_state = self.object.startswith("multi-state")
+        return {level: int(v) if multi_state else v for level, v in self.values.items()}
+
+
+class DemandResponseSettings(Model):
+    stage_delay_s: float = Field(default=5.0, ge=0, le=600, description="between one point's write and the next")
+    actions: list[ShedActionSettings] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> DemandResponseSettings:
+        names = [a.name for a in self.actions]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"shed action name {duplicates[0]!r} is used twice")
+        return self
+
+
 class Site(Model):
     site: SiteInfo
     power: PowerInput = PowerInput()
@@ -188,6 +254,7 @@ class Site(Model):
     history: HistorySettings = HistorySettings()
     bms: BmsSettings = BmsSettings()
     shades: ShadeSettings = ShadeSettings()
+    demand_response: DemandResponseSettings = DemandResponseSettings()
 
 
 def load_site(path: Path) -> Site:

@@ -88,3 +88,32 @@ def test_not_utf8(tmp_path: Path) -> None:
     path = tmp_path / "latin1.toml"
     path.write_bytes("[site]\nname = 'Bygning 1.2 \xe6'\n".encode("latin-1"))
     assert "cannot be read" in error_for(path)
+
+
+def _with_demand_response(site_file: Path) -> Path:
+    """The example's commented demand response block, switched on."""
+    text = site_file.read_text()
+    block = text[text.index("# [demand_response]"):]
+    site_file.write_text(text[:text.index("# [demand_response]")] +
+                         "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in block.splitlines()))
+    return site_file
+
+
+def test_the_example_demand_response_block_is_valid(site_file: Path) -> None:
+    dr = load_site(_with_demand_response(site_file)).demand_response
+    assert [a.name for a in dr.actions] == ["AHU-1 supply air setpoint +2 K", "Chiller demand limit",
+                                            "Corridor lighting off"]
+    assert dr.actions[1].priority == 9 and dr.actions[1].typed_values() == {1: 80.0, 2: 60.0, 3: 40.0}
+    assert dr.actions[2].priority == 10 and dr.actions[2].typed_values() == {2: "inactive"}
+
+
+@pytest.mark.parametrize(("old", "new", "expected"), [
+    ('address = "192.168.1.21"', 'address = "ahu-1"', r"demand_response\.actions\.0\.address = 'ahu-1': expected an IPv4"),
+    ('object = "analog-value,12"', 'object = "analog-input,12"', r"object 'analog-input,12': expected analog-, binary-"),
+    ('values = { 2 = "inactive" }', 'values = { 2 = "off" }', r"level 2 value 'off' does not fit binary-output,7"),
+    ("values = { 1 = 22.0, 2 = 23.0 }", "values = { 4 = 22.0 }", r"signal level 4; OpenADR's are 1, 2 and 3"),
+    ("priority = 9", "priority = 17", r"priority = 17: Input should be less than or equal to 16"),
+    ('name = "Chiller demand limit"', 'name = "Corridor lighting off"', r"shed action name 'Corridor lighting off' is used twice"),
+])
+def test_bad_demand_response_actions(site_file: Path, old: str, new: str, expected: str) -> None:
+    assert re.search(expected, error_for(edited(_with_demand_response(site_file), old, new)))

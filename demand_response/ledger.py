@@ -1,0 +1,117 @@
+"""The override ledger: events as the VTN sent them, and what esus has written to each point.
+
+Every write is recorded here before it goes out, and every outcome after, in SQLite (committed at
+once), so that a process killed in the middle of an event knows on start-up exactly which slots it
+may have written and must release."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from demand_response.actions import Value
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    event_id TEXT PRIMARY KEY, level INTEGER NOT NULL, start_s REAL NOT NULL, end_s REAL NOT NULL,
+    cancelled INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS overrides (
+    action TEXT PRIMARY KEY, value TEXT, state TEXT NOT NULL, until_s REAL, attempts INTEGER NOT NULL,
+    error TEXT, updated_s REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS operator_releases (action TEXT PRIMARY KEY, until_s REAL NOT NULL);
+"""
+
+#: writing: recorded, the write may or may not have reached the device (a kill in between);
+#: active: the device acknowledged the shed value; failed: it did not (retried while the event lasts);
+#: releasing: NULL not yet acknowledged (retried until it is); released: the slot is NULL again.
+STATES = ("writing", "active", "failed", "releasing", "released")
+
+
+@dataclass(frozen=True)
+class Event:
+    event_id: str
+    level: int
+    start_s: float
+    end_s: float
+    cancelled: bool = False
+
+    def active_at(self, now_s: float) -> bool:
+        return not self.cancelled and self.start_s <= now_s < self.end_s
+
+
+@dataclass(frozen=True)
+class Override:
+    action: str
+    value: Value | None
+    state: str
+    until_s: float | None
+    attempts: int
+    error: str | None
+    updated_s: float
+
+
+class Ledger:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, isolation_level=None)  # autocommit: each change is durable at once
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- events ------------------------------------------------------------------------------
+
+    def put_event(self, event: Event) -> None:
+        self.db.execute("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?)",
+                        (event.event_id, event.level, event.start_s, event.end_s, int(event.cancelled)))
+
+    def cancel_event(self, event_id: str) -> bool:
+        return self.db.execute("UPDATE events SET cancelled = 1 WHERE event_id = ?", (event_id,)).rowcount > 0
+
+    def events(self) -> list[Event]:
+        rows = self.db.execute("SELECT event_id, level, start_s, end_s, cancelled FROM events ORDER BY start_s")
+        return [Event(e, lvl, a, b, bool(c)) for e, lvl, a, b, c in rows]
+
+    def forget_events_before(self, end_s: float) -> None:
+        self.db.execute("DELETE FROM events WHERE end_s < ?", (end_s,))
+        self.db.execute("DELETE FROM operator_releases WHERE until_s < ?", (end_s,))
+
+    # -- overrides ---------------------------------------------------------------------------
+
+    def begin(self, action: str, value: Value | None, until_s: float | None, now_s: float) -> None:
+        """Before a write goes out: the shed value, or None for a release (a NULL write)."""
+        state = "writing" if value is not None else "releasing"
+        self.db.execute(
+            "INSERT INTO overrides VALUES (?, ?, ?, ?, 1, NULL, ?) ON CONFLICT(action) DO UPDATE SET "
+            "value = excluded.value, state = excluded.state, until_s = excluded.until_s, "
+            "updated_s = excluded.updated_s, attempts = CASE WHEN overrides.state IN ('active', 'released') "
+            "THEN 1 ELSE overrides.attempts + 1 END",
+            (action, json.dumps(value), state, until_s, now_s))
+
+    def succeeded(self, action: str, now_s: float) -> None:
+        self.db.execute("UPDATE overrides SET state = CASE state WHEN 'releasing' THEN 'released' ELSE 'active' END, "
+                        "attempts = 0, error = NULL, updated_s = ? WHERE action = ?", (now_s, action))
+
+    def failed(self, action: str, error: str, now_s: float) -> None:
+        """A shed write that failed is 'failed'; a release that failed stays 'releasing'."""
+        self.db.execute("UPDATE overrides SET state = CASE state WHEN 'releasing' THEN 'releasing' ELSE 'failed' END, "
+                        "error = ?, updated_s = ? WHERE action = ?", (error, now_s, action))
+
+    def extend(self, action: str, until_s: float | None) -> None:
+        self.db.execute("UPDATE overrides SET until_s = ? WHERE action = ?", (until_s, action))
+
+    def overrides(self) -> dict[str, Override]:
+        rows = self.db.execute("SELECT action, value, state, until_s, attempts, error, updated_s FROM overrides")
+        return {a: Override(a, json.loads(v), s, u, n, e, t) for a, v, s, u, n, e, t in rows}
+
+    # -- operator releases -------------------------------------------------------------------
+
+    def release_by_operator(self, action: str, until_s: float) -> None:
+        self.db.execute("INSERT OR REPLACE INTO operator_releases VALUES (?, ?)", (action, until_s))
+
+    def operator_released(self, now_s: float) -> set[str]:
+        return {a for (a,) in self.db.execute("SELECT action FROM operator_releases WHERE until_s > ?", (now_s,))}

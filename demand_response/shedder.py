@@ -1,0 +1,110 @@
+"""The shedder: brings every action's priority slot to what the current events ask for.
+
+It is a reconciler, not a script of start and end steps: the events and operator releases in the
+ledger decide what each slot should hold now, and `reconcile` writes only the differences. So an
+event's end, a cancellation, an overlapping event, an operator's release, a restart in the middle
+of an event and a retry after a controller did not answer all take the same path."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from demand_response.actions import ShedAction, Value, desired_values
+from demand_response.bacnet_writer import PointWriter, ShedWriteError
+from demand_response.ledger import Event, Ledger, Override
+
+log = logging.getLogger(__name__)
+
+STAGE_DELAY_S = 5.0  # between one controller's write and the next's, so the load steps down gently
+
+
+@dataclass(frozen=True)
+class ShedState:
+    level: int
+    until_s: float | None        # when the latest of the current events ends
+    events: list[Event]          # the events active now
+    overrides: dict[str, Override]
+
+
+class Shedder:
+    def __init__(self, actions: list[ShedAction], ledger: Ledger, writer: PointWriter, *,
+                 stage_delay_s: float = STAGE_DELAY_S, clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        names = [a.name for a in actions]
+        if len(set(names)) != len(names):
+            raise ValueError("shed action names must be unique")
+        self.actions, self.ledger, self.writer = actions, ledger, writer
+        self.stage_delay_s, self.clock, self.sleep = stage_delay_s, clock, sleep
+        self._lock = asyncio.Lock()
+
+    # -- what the VTN and the operator say -----------------------------------------------------
+
+    def add_event(self, event: Event) -> None:
+        self.ledger.put_event(event)
+
+    def cancel_event(self, event_id: str) -> bool:
+        return self.ledger.cancel_event(event_id)
+
+    def release(self, action: str) -> None:
+        """An operator's release: NULL for this action until the current events are over."""
+        if action not in {a.name for a in self.actions}:
+            raise KeyError(f"no shed action named {action!r}")
+        until = self.state().until_s
+        self.ledger.release_by_operator(action, until if until is not None else self.clock())
+
+    def release_all(self) -> None:
+        for action in self.actions:
+            self.release(action.name)
+
+    def state(self) -> ShedState:
+        now = self.clock()
+        active = [e for e in self.ledger.events() if e.active_at(now)]
+        return ShedState(max((e.level for e in active), default=0),
+                         max((e.end_s for e in active), default=None), active, self.ledger.overrides())
+
+    # -- what goes out -------------------------------------------------------------------------
+
+    async def reconcile(self) -> int:
+        """Write what differs from what the slots should hold; returns the number of writes tried.
+        Sheds go out in the site file's order, releases in reverse, `stage_delay_s` apart; a
+        controller that does not answer delays no other."""
+        async with self._lock:
+            state = self.state()
+            desired = desired_values(self.actions, state.level, self.ledger.operator_released(self.clock()))
+            sheds, releases = [], []
+            for action in self.actions:
+                want, have = desired[action.name], state.overrides.get(action.name)
+                if want is not None:
+                    if have is None or have.state != "active" or have.value != want:
+                        sheds.append((action, want))
+                    elif have.until_s != state.until_s:
+                        self.ledger.extend(action.name, state.until_s)
+                elif have is not None and have.state != "released":
+                    releases.append((action, None))
+            changes = sheds + releases[::-1]
+            tasks = []
+            for i, (action, value) in enumerate(changes):
+                if i:
+                    await self.sleep(self.stage_delay_s)
+                self.ledger.begin(action.name, value, state.until_s if value is not None else None, self.clock())
+                tasks.append(asyncio.create_task(self._write(action, value)))
+            await asyncio.gather(*tasks)
+            self.ledger.forget_events_before(self.clock() - 86400)  # a day of history for the page
+            return len(changes)
+
+    async def _write(self, action: ShedAction, value: Value | None) -> None:
+        what = "released (NULL)" if value is None else f"shed to {value!r}"
+        try:
+            await self.writer.write(action, value)
+        except ShedWriteError as exc:
+            self.ledger.failed(action.name, str(exc), self.clock())
+            log.warning("demand response: %s (%s %s) not %s: %s; retrying", action.name, action.address,
+                        action.object_id, what, exc)
+            return
+        self.ledger.succeeded(action.name, self.clock())
+        log.info("demand response: %s (%s %s, priority %d) %s", action.name, action.address, action.object_id,
+                 action.priority, what)

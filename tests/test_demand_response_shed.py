@@ -1,0 +1,232 @@
+"""Demand response sheds: real BACnet writes to bacpypes3 controllers on loopback, the ledger
+across restarts, overlapping and cancelled events, operator releases, a controller that does not answer."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from demand_response.actions import ShedAction
+from demand_response.bacnet_writer import BacnetWriter
+from demand_response.ledger import Event, Ledger
+from demand_response.shedder import Shedder
+from tests.bacnet_harness import free_udp_port
+from tests.dr_targets import Target, start_client, start_target
+
+T0 = 1_780_000_000.0  # epoch seconds; the tests move this clock by hand
+
+
+def in_loop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(test(*args, **kwargs))
+    return run
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def actions(target: Target, *, dead_address: str | None = None) -> list[ShedAction]:
+    return [
+        ShedAction("supply air +3 K", target.address, "analog-value,1", {1: 21.0, 2: 22.0}),
+        ShedAction("chiller limit", target.address, "analog-output,2", {1: 70.0, 2: 50.0}, priority=9),
+        ShedAction("fan off", dead_address or target.address, "binary-output,3", {2: "inactive"}),
+    ]
+
+
+class RecordingWriter(BacnetWriter):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sent: list[tuple[str, object]] = []
+
+    async def write(self, action: ShedAction, value: Any) -> None:
+        self.sent.append((action.name, value))
+        await super().write(action, value)
+
+
+class Scene:
+    def __init__(self, tmp: Path, *, dead_address: str | None = None, writer_timeout_s: float = 2.0) -> None:
+        self.tmp, self.dead_address, self.writer_timeout_s = tmp, dead_address, writer_timeout_s
+        self.clock = Clock()
+        self.pauses: list[float] = []
+
+    async def __aenter__(self) -> Scene:
+        self.target = start_target(701)
+        self.client = start_client()
+        self.start_shedder()
+        return self
+
+    def start_shedder(self) -> None:
+        """A fresh shedder on the same ledger file: what a restart of esus does."""
+        async def pause(seconds: float) -> None:
+            self.pauses.append(seconds)
+            await asyncio.sleep(0)
+        self.ledger = Ledger(self.tmp / "dr.sqlite")
+        self.writer = RecordingWriter(self.client, timeout_s=self.writer_timeout_s)
+        self.shedder = Shedder(actions(self.target, dead_address=self.dead_address), self.ledger, self.writer,
+                               stage_delay_s=5.0, clock=self.clock, sleep=pause)
+
+    def slots(self) -> dict[str, object]:
+        return {"sp": self.target.slot("analog-value,1", 10), "limit": self.target.slot("analog-output,2", 9),
+                "fan": self.target.slot("binary-output,3", 10)}
+
+    def states(self) -> dict[str, str]:
+        return {name: o.state for name, o in self.ledger.overrides().items()}
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.ledger.close()
+        self.target.close()
+        self.client.close()
+
+
+NOTHING = {"sp": None, "limit": None, "fan": None}
+
+
+@in_loop
+async def test_an_event_sheds_in_order_and_its_end_releases_every_slot_in_reverse(tmp_path: Path) -> None:
+    async with Scene(tmp_path) as s:
+        s.shedder.add_event(Event("e1", 2, T0, T0 + 3600))
+        assert await s.shedder.reconcile() == 3
+        assert s.slots() == {"sp": 22.0, "limit": 50.0, "fan": "inactive"}
+        assert s.target.objects["analog-output,2"].presentValue == 50.0
+        assert s.pauses == [5.0, 5.0]                      # staged: one controller point after another
+        assert [name for name, _ in s.writer.sent] == ["supply air +3 K", "chiller limit", "fan off"]
+        assert await s.shedder.reconcile() == 0            # nothing differs: nothing written again
+        s.clock.now = T0 + 3600
+        assert await s.shedder.reconcile() == 3
+        assert s.slots() == NOTHING
+        assert s.target.objects["analog-output,2"].presentValue == 100.0  # back to the controller's own value
+        assert s.writer.sent[3:] == [("fan off", None), ("chiller limit", None), ("supply air +3 K", None)]
+        assert set(s.states().values()) == {"released"}
+
+
+@in_loop
+async def test_overlapping_events_shed_at_the_highest_level_and_release_only_after_the_last(tmp_path: Path) -> None:
+    async with Scene(tmp_path) as s:
+        s.shedder.add_event(Event("moderate", 1, T0, T0 + 3600))
+        s.shedder.add_event(Event("high", 2, T0 + 1800, T0 + 5400))
+        await s.shedder.reconcile()
+        assert s.slots() == {"sp": 21.0, "limit": 70.0, "fan": None}   # the fan sits level 1 out
+        s.clock.now = T0 + 1800
+        await s.shedder.reconcile()
+        assert s.slots() == {"sp": 22.0, "limit": 50.0, "fan": "inactive"}
+        s.clock.now = T0 + 3600                                        # the first ends, the second goes on
+        await s.shedder.reconcile()
+        assert s.slots() == {"sp": 22.0, "limit": 50.0, "fan": "inactive"}
+        assert s.shedder.state().until_s == T0 + 5400
+        s.clock.now = T0 + 5400
+        await s.shedder.reconcile()
+        assert s.slots() == NOTHING
+
+
+@in_loop
+async def test_a_cancelled_event_releases_at_once(tmp_path: Path) -> None:
+    async with Scene(tmp_path) as s:
+        s.shedder.add_event(Event("e1", 2, T0, T0 + 3600))
+        await s.shedder.reconcile()
+        s.clock.now = T0 + 600
+        assert s.shedder.cancel_event("e1")
+        await s.shedder.reconcile()
+        assert s.slots() == NOTHING
+
+
+@in_loop
+async def test_an_operator_release_holds_for_the_event_and_not_for_the_next(tmp_path: Path) -> None:
+    async with Scene(tmp_path) as s:
+        s.shedder.add_event(Event("e1", 2, T0, T0 + 3600))
+        await s.shedder.reconcile()
+        s.shedder.release("chiller limit")
+        await s.shedder.reconcile()
+        assert s.slots() == {"sp": 22.0, "limit": None, "fan": "inactive"}
+        s.clock.now = T0 + 1800
+        assert await s.shedder.reconcile() == 0             # not shed again while the event lasts
+        s.shedder.release_all()
+        await s.shedder.reconcile()
+        assert s.slots() == NOTHING
+        s.shedder.add_event(Event("e2", 1, T0 + 7200, T0 + 9000))
+        s.clock.now = T0 + 7200
+        await s.shedder.reconcile()
+        assert s.slots() == {"sp": 21.0, "limit": 70.0, "fan": None}
+        with pytest.raises(KeyError):
+            s.shedder.release("no such action")
+
+
+@in_loop
+async def test_a_restart_mid_event_knows_what_it_wrote_and_releases_it_when_the_event_is_over(
+        tmp_path: Path) -> None:
+    async with Scene(tmp_path) as s:
+        s.shedder.add_event(Event("e1", 2, T0, T0 + 3600))
+        await s.shedder.reconcile()
+        s.ledger.close()
+        s.start_shedder()                                   # the process was killed; esus starts again
+        assert await s.shedder.reconcile() == 0             # the event goes on: nothing to do
+        assert set(s.states().values()) == {"active"}
+        s.ledger.close()
+        s.clock.now = T0 + 7200                             # down until after the event's end
+        s.start_shedder()
+        assert await s.shedder.reconcile() == 3             # the expired overrides are released at start
+        assert s.slots() == NOTHING
+
+
+@in_loop
+async def test_a_write_the_process_died_during_is_released_after_a_restart(tmp_path: Path) -> None:
+    async with Scene(tmp_path) as s:
+        s.shedder.add_event(Event("e1", 2, T0, T0 + 600))
+        await s.shedder.reconcile()
+        s.ledger.begin("supply air +3 K", 23.0, T0 + 600, T0 + 1)   # recorded, then killed before the answer
+        s.ledger.close()
+        s.clock.now = T0 + 900
+        s.start_shedder()
+        assert s.states()["supply air +3 K"] == "writing"
+        await s.shedder.reconcile()
+        assert s.slots() == NOTHING and set(s.states().values()) == {"released"}
+
+
+@in_loop
+async def test_a_controller_that_does_not_answer_delays_no_other_and_is_retried(tmp_path: Path) -> None:
+    port = free_udp_port()                                  # nothing listens here yet
+    async with Scene(tmp_path, dead_address=f"127.0.0.1:{port}", writer_timeout_s=1.0) as s:
+        s.shedder.add_event(Event("e1", 2, T0, T0 + 3600))
+        await s.shedder.reconcile()
+        assert s.slots() == {"sp": 22.0, "limit": 50.0, "fan": None}
+        fan = s.ledger.overrides()["fan off"]
+        assert fan.state == "failed" and "did not answer" in fan.error and fan.attempts == 1
+        await s.shedder.reconcile()
+        assert s.ledger.overrides()["fan off"].attempts == 2
+        late = start_target(702, port=port)                  # the controller is back
+        try:
+            await s.shedder.reconcile()
+            assert late.slot("binary-output,3", 10) == "inactive"
+            assert s.ledger.overrides()["fan off"].state == "active"
+            s.clock.now = T0 + 3600
+            await s.shedder.reconcile()
+            assert late.slot("binary-output,3", 10) is None
+        finally:
+            late.close()
+
+
+@in_loop
+async def test_a_refused_write_names_the_point_and_the_answer(tmp_path: Path) -> None:
+    async with Scene(tmp_path) as s:
+        s.shedder.actions.append(ShedAction("missing point", s.target.address, "analog-value,99", {1: 1.0}))
+        s.shedder.add_event(Event("e1", 1, T0, T0 + 60))
+        await s.shedder.reconcile()
+        missing = s.ledger.overrides()["missing point"]
+        assert missing.state == "failed"
+        assert "refused analog-value,99 present-value = 1.0 at priority 10" in missing.error
+        assert "unknown-object" in missing.error
+
+
+def test_an_action_takes_the_value_of_the_highest_level_it_has_at_or_below_the_signal() -> None:
+    action = ShedAction("a", "127.0.0.1", "analog-value,1", {2: 5.0, 3: 9.0})
+    assert [action.value_at(level) for level in (0, 1, 2, 3)] == [None, None, 5.0, 9.0]
