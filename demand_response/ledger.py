@@ -15,8 +15,8 @@ from demand_response.actions import Value
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
-    event_id TEXT PRIMARY KEY, level INTEGER NOT NULL, start_s REAL NOT NULL, end_s REAL NOT NULL,
-    cancelled INTEGER NOT NULL DEFAULT 0);
+    event_id TEXT NOT NULL, interval INTEGER NOT NULL, level INTEGER NOT NULL, start_s REAL NOT NULL,
+    end_s REAL NOT NULL, cancelled INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (event_id, interval));
 CREATE TABLE IF NOT EXISTS overrides (
     action TEXT PRIMARY KEY, value TEXT, state TEXT NOT NULL, until_s REAL, attempts INTEGER NOT NULL,
     error TEXT, updated_s REAL NOT NULL);
@@ -31,11 +31,13 @@ STATES = ("writing", "active", "failed", "releasing", "released")
 
 @dataclass(frozen=True)
 class Event:
+    """One interval of an OpenADR event: a signal level from start_s to end_s (epoch seconds)."""
     event_id: str
     level: int
     start_s: float
     end_s: float
     cancelled: bool = False
+    interval: int = 0
 
     def active_at(self, now_s: float) -> bool:
         return not self.cancelled and self.start_s <= now_s < self.end_s
@@ -65,16 +67,23 @@ class Ledger:
 
     # -- events ------------------------------------------------------------------------------
 
-    def put_event(self, event: Event) -> None:
-        self.db.execute("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?)",
-                        (event.event_id, event.level, event.start_s, event.end_s, int(event.cancelled)))
+    def put_event(self, intervals: list[Event]) -> None:
+        """An event as the VTN sent it last: its intervals replace any it had (a modification)."""
+        with self.db:
+            self.db.execute("BEGIN")
+            for event_id in {e.event_id for e in intervals}:
+                self.db.execute("DELETE FROM events WHERE event_id = ?", (event_id,))
+            self.db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",
+                                [(e.event_id, e.interval, e.level, e.start_s, e.end_s, int(e.cancelled))
+                                 for e in intervals])
 
     def cancel_event(self, event_id: str) -> bool:
         return self.db.execute("UPDATE events SET cancelled = 1 WHERE event_id = ?", (event_id,)).rowcount > 0
 
     def events(self) -> list[Event]:
-        rows = self.db.execute("SELECT event_id, level, start_s, end_s, cancelled FROM events ORDER BY start_s")
-        return [Event(e, lvl, a, b, bool(c)) for e, lvl, a, b, c in rows]
+        rows = self.db.execute("SELECT event_id, level, start_s, end_s, cancelled, interval FROM events "
+                               "ORDER BY start_s")
+        return [Event(e, lvl, a, b, bool(c), i) for e, lvl, a, b, c, i in rows]
 
     def forget_events_before(self, end_s: float) -> None:
         self.db.execute("DELETE FROM events WHERE end_s < ?", (end_s,))

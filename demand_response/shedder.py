@@ -43,8 +43,9 @@ class Shedder:
 
     # -- what the VTN and the operator say -----------------------------------------------------
 
-    def add_event(self, event: Event) -> None:
-        self.ledger.put_event(event)
+    def put_event(self, *intervals: Event) -> None:
+        """A new or modified event, as its intervals (all of one event)."""
+        self.ledger.put_event(list(intervals))
 
     def cancel_event(self, event_id: str) -> bool:
         return self.ledger.cancel_event(event_id)

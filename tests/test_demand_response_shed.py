@@ -95,7 +95,7 @@ NOTHING = {"sp": None, "limit": None, "fan": None}
 @in_loop
 async def test_an_event_sheds_in_order_and_its_end_releases_every_slot_in_reverse(tmp_path: Path) -> None:
     async with Scene(tmp_path) as s:
-        s.shedder.add_event(Event("e1", 2, T0, T0 + 3600))
+        s.shedder.put_event(Event("e1", 2, T0, T0 + 3600))
         assert await s.shedder.reconcile() == 3
         assert s.slots() == {"sp": 22.0, "limit": 50.0, "fan": "inactive"}
         assert s.target.objects["analog-output,2"].presentValue == 50.0
@@ -113,8 +113,8 @@ async def test_an_event_sheds_in_order_and_its_end_releases_every_slot_in_revers
 @in_loop
 async def test_overlapping_events_shed_at_the_highest_level_and_release_only_after_the_last(tmp_path: Path) -> None:
     async with Scene(tmp_path) as s:
-        s.shedder.add_event(Event("moderate", 1, T0, T0 + 3600))
-        s.shedder.add_event(Event("high", 2, T0 + 1800, T0 + 5400))
+        s.shedder.put_event(Event("moderate", 1, T0, T0 + 3600))
+        s.shedder.put_event(Event("high", 2, T0 + 1800, T0 + 5400))
         await s.shedder.reconcile()
         assert s.slots() == {"sp": 21.0, "limit": 70.0, "fan": None}   # the fan sits level 1 out
         s.clock.now = T0 + 1800
@@ -132,7 +132,7 @@ async def test_overlapping_events_shed_at_the_highest_level_and_release_only_aft
 @in_loop
 async def test_a_cancelled_event_releases_at_once(tmp_path: Path) -> None:
     async with Scene(tmp_path) as s:
-        s.shedder.add_event(Event("e1", 2, T0, T0 + 3600))
+        s.shedder.put_event(Event("e1", 2, T0, T0 + 3600))
         await s.shedder.reconcile()
         s.clock.now = T0 + 600
         assert s.shedder.cancel_event("e1")
@@ -143,7 +143,7 @@ async def test_a_cancelled_event_releases_at_once(tmp_path: Path) -> None:
 @in_loop
 async def test_an_operator_release_holds_for_the_event_and_not_for_the_next(tmp_path: Path) -> None:
     async with Scene(tmp_path) as s:
-        s.shedder.add_event(Event("e1", 2, T0, T0 + 3600))
+        s.shedder.put_event(Event("e1", 2, T0, T0 + 3600))
         await s.shedder.reconcile()
         s.shedder.release("chiller limit")
         await s.shedder.reconcile()
@@ -153,7 +153,7 @@ async def test_an_operator_release_holds_for_the_event_and_not_for_the_next(tmp_
         s.shedder.release_all()
         await s.shedder.reconcile()
         assert s.slots() == NOTHING
-        s.shedder.add_event(Event("e2", 1, T0 + 7200, T0 + 9000))
+        s.shedder.put_event(Event("e2", 1, T0 + 7200, T0 + 9000))
         s.clock.now = T0 + 7200
         await s.shedder.reconcile()
         assert s.slots() == {"sp": 21.0, "limit": 70.0, "fan": None}
@@ -165,7 +165,7 @@ async def test_an_operator_release_holds_for_the_event_and_not_for_the_next(tmp_
 async def test_a_restart_mid_event_knows_what_it_wrote_and_releases_it_when_the_event_is_over(
         tmp_path: Path) -> None:
     async with Scene(tmp_path) as s:
-        s.shedder.add_event(Event("e1", 2, T0, T0 + 3600))
+        s.shedder.put_event(Event("e1", 2, T0, T0 + 3600))
         await s.shedder.reconcile()
         s.ledger.close()
         s.start_shedder()                                   # the process was killed; esus starts again
@@ -181,7 +181,7 @@ async def test_a_restart_mid_event_knows_what_it_wrote_and_releases_it_when_the_
 @in_loop
 async def test_a_write_the_process_died_during_is_released_after_a_restart(tmp_path: Path) -> None:
     async with Scene(tmp_path) as s:
-        s.shedder.add_event(Event("e1", 2, T0, T0 + 600))
+        s.shedder.put_event(Event("e1", 2, T0, T0 + 600))
         await s.shedder.reconcile()
         s.ledger.begin("supply air +3 K", 23.0, T0 + 600, T0 + 1)   # recorded, then killed before the answer
         s.ledger.close()
@@ -196,7 +196,7 @@ async def test_a_write_the_process_died_during_is_released_after_a_restart(tmp_p
 async def test_a_controller_that_does_not_answer_delays_no_other_and_is_retried(tmp_path: Path) -> None:
     port = free_udp_port()                                  # nothing listens here yet
     async with Scene(tmp_path, dead_address=f"127.0.0.1:{port}", writer_timeout_s=1.0) as s:
-        s.shedder.add_event(Event("e1", 2, T0, T0 + 3600))
+        s.shedder.put_event(Event("e1", 2, T0, T0 + 3600))
         await s.shedder.reconcile()
         assert s.slots() == {"sp": 22.0, "limit": 50.0, "fan": None}
         fan = s.ledger.overrides()["fan off"]
@@ -219,7 +219,7 @@ async def test_a_controller_that_does_not_answer_delays_no_other_and_is_retried(
 async def test_a_refused_write_names_the_point_and_the_answer(tmp_path: Path) -> None:
     async with Scene(tmp_path) as s:
         s.shedder.actions.append(ShedAction("missing point", s.target.address, "analog-value,99", {1: 1.0}))
-        s.shedder.add_event(Event("e1", 1, T0, T0 + 60))
+        s.shedder.put_event(Event("e1", 1, T0, T0 + 60))
         await s.shedder.reconcile()
         missing = s.ledger.overrides()["missing point"]
         assert missing.state == "failed"
