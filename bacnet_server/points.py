@@ -17,6 +17,7 @@ class Access(str, Enum):
 
 
 SHADE_MODES = ("auto", "bas", "manual", "wind", "frost", "fault", "disabled")
+DR_LEVELS = ("normal", "moderate", "high", "special")  # OpenADR SIMPLE levels 0-3, as states 1-4
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,24 @@ def shade_points(group: ShadeGroupRef) -> list[PointSpec]:
     ]
 
 
-def point_table(min_kw: float, max_kw: float, groups: list[ShadeGroupRef]) -> list[PointSpec]:
+def demand_response_points() -> list[PointSpec]:
+    """Present when the site file declares shed actions: the BAS can run its own sequence too."""
+    return [
+        PointSpec("dr-event-active", "binary-value", 5, Access.READ,
+                  "An OpenADR demand response event is active (esus is shedding)"),
+        PointSpec("dr-signal-level", "multi-state-value", 1, Access.READ,
+                  "OpenADR SIMPLE signal level now: " + ", ".join(f"{i} {s}" for i, s in enumerate(DR_LEVELS, 1)),
+                  states=DR_LEVELS),
+        PointSpec("dr-event-end", "analog-value", 9, Access.READ,
+                  "Seconds until the active demand response event ends (0 when none is active)", "seconds", 60.0),
+    ]
+
+
+def point_table(min_kw: float, max_kw: float, groups: list[ShadeGroupRef],
+                demand_response: bool = False) -> list[PointSpec]:
     points = building_points(min_kw, max_kw)
+    if demand_response:
+        points += demand_response_points()
     for group in sorted(groups, key=lambda g: g.number):
         points += shade_points(group)
     return points

@@ -86,16 +86,28 @@ class Shedder:
                         self.ledger.extend(action.name, state.until_s)
                 elif have is not None and have.state != "released":
                     releases.append((action, None))
-            changes = sheds + releases[::-1]
-            tasks = []
-            for i, (action, value) in enumerate(changes):
-                if i:
-                    await self.sleep(self.stage_delay_s)
-                self.ledger.begin(action.name, value, state.until_s if value is not None else None, self.clock())
-                tasks.append(asyncio.create_task(self._write(action, value)))
-            await asyncio.gather(*tasks)
+            await self._apply(sheds + releases[::-1], state.until_s)
             self.ledger.forget_events_before(self.clock() - 86400)  # a day of history for the page
+            return len(sheds) + len(releases)
+
+    async def release_held(self) -> int:
+        """NULL to every slot esus may hold, without an operator release: for a clean stop, since a
+        stopped esus cannot end overrides on time. The next reconcile sheds again if an event lasts."""
+        async with self._lock:
+            held = self.ledger.overrides()
+            changes = [(a, None) for a in reversed(self.actions)
+                       if a.name in held and held[a.name].state != "released"]
+            await self._apply(changes, None)
             return len(changes)
+
+    async def _apply(self, changes: list[tuple[ShedAction, Value | None]], until_s: float | None) -> None:
+        tasks = []
+        for i, (action, value) in enumerate(changes):
+            if i:
+                await self.sleep(self.stage_delay_s)
+            self.ledger.begin(action.name, value, until_s if value is not None else None, self.clock())
+            tasks.append(asyncio.create_task(self._write(action, value)))
+        await asyncio.gather(*tasks)
 
     async def _write(self, action: ShedAction, value: Value | None) -> None:
         what = "released (NULL)" if value is None else f"shed to {value!r}"

@@ -58,6 +58,15 @@ def event_intervals(event: dict[str, Any]) -> list[Event]:
     return out
 
 
+class _ConnectionNoise(logging.Filter):
+    """openleadr logs every failed poll; the VEN says an outage once and its end once instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not message.startswith(("Could not connect to server", "ClientConnectorError", "Request error",
+                                       "No RegistrationID received"))
+
+
 class Ven:
     def __init__(self, config: VenConfig, shedder: Shedder, power_kw: Callable[[], float | None],
                  changed: Callable[[], None]) -> None:
@@ -65,6 +74,10 @@ class Ven:
         self.client: Any = None
         self.registered = False
         self.last_error: str | None = None
+        self.last_contact: float | None = None  # loop time of the VTN's last answer
+        noisy = logging.getLogger("openleadr")
+        if not any(isinstance(f, _ConnectionNoise) for f in noisy.filters):
+            noisy.addFilter(_ConnectionNoise())
 
     async def run(self) -> None:
         """Register, then leave openleadr's scheduler to poll; retry registration while it fails."""
@@ -80,7 +93,7 @@ class Ven:
                     log.info("demand response: registered with the VTN %s as %s", self.config.vtn_url,
                              self.client.ven_id)
                 self.registered, self.last_error = True, None
-                await asyncio.Event().wait()  # openleadr polls from here on, until cancelled
+                await self._watch_contact()  # openleadr polls from here on, until cancelled
             delay = RETRY_S[min(attempt, len(RETRY_S) - 1)]
             self.last_error = f"the VTN {self.config.vtn_url} did not register this VEN"
             if attempt == 0:
@@ -89,6 +102,23 @@ class Ven:
             attempt += 1
             await self._stop_client()
             await asyncio.sleep(delay)
+
+    async def _watch_contact(self) -> None:
+        """Say once when the VTN stops answering polls, and once when it answers again."""
+        loop = asyncio.get_running_loop()
+        while True:
+            period = max(1.0, self.client.poll_frequency.total_seconds()) if self.client.poll_frequency else 10.0
+            await asyncio.sleep(period)
+            silent_s = loop.time() - (self.last_contact or loop.time())
+            if silent_s > 3 * period and self.last_error is None:
+                self.last_error = f"the VTN {self.config.vtn_url} has not answered for {silent_s:.0f} s"
+                log.warning("demand response: %s; events already received keep their times", self.last_error)
+            elif silent_s <= 3 * period and self.last_error is not None:
+                log.info("demand response: the VTN answers again")
+                self.last_error = None
+
+    def _heard(self, *_: Any) -> None:
+        self.last_contact = asyncio.get_running_loop().time()
 
     async def close(self) -> None:
         await self._stop_client()
@@ -107,6 +137,7 @@ class Ven:
                                cert=str(c.cert) if c.cert else None, key=str(c.key) if c.key else None,
                                ca_file=str(c.ca_file) if c.ca_file else None, vtn_fingerprint=c.vtn_fingerprint,
                                disable_signature=not (c.cert and c.key), show_fingerprint=False)
+        client.add_hook("after_receive_xml", self._heard)
         client.add_handler("on_event", self._on_event)
         client.add_handler("on_update_event", self._on_event)
         client.add_report(callback=self._power_reading, resource_id=RESOURCE_ID, measurement="RealPower",

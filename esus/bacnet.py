@@ -21,7 +21,7 @@ POWER_POINT = "input-power-meter"
 def site_points(settings: Settings) -> list[PointSpec]:
     site = settings.site
     groups = [ShadeGroupRef(g.number, g.name) for g in site.shades.groups]
-    return point_table(site.power.min_kw, site.power.max_kw, groups)
+    return point_table(site.power.min_kw, site.power.max_kw, groups, bool(site.demand_response.actions))
 
 
 def device_identity(settings: Settings) -> DeviceIdentity:

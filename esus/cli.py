@@ -30,7 +30,7 @@ def setup_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("urllib3", "matplotlib", "bacpypes3"):
+    for noisy in ("urllib3", "matplotlib", "bacpypes3", "openleadr", "apscheduler", "pymodbus"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 

@@ -29,6 +29,8 @@ KNOWN_KEYS = (
     "ESUS_SITE", "ESUS_STATE_DIR", "ESUS_BMS_URL", "ESUS_BMS_USER", "ESUS_BMS_PASSWORD",
     "ESUS_INFLUX_URL", "ESUS_INFLUX_TOKEN", "ESUS_INFLUX_ORG", "ESUS_INFLUX_BUCKET",
     "ESUS_BACNET_ADDRESS", "ESUS_BACNET_DEVICE_ID", "ESUS_LOG_LEVEL", "ESUS_WEATHER_URL",
+    "ESUS_OADR_VTN_URL", "ESUS_OADR_VEN_NAME", "ESUS_OADR_VEN_ID", "ESUS_OADR_CERT", "ESUS_OADR_KEY",
+    "ESUS_OADR_CA_FILE", "ESUS_OADR_VTN_FINGERPRINT",
 )
 #: Variables that are ours but not settings (they choose the files settings come from).
 META_KEYS = ("ESUS_ENV_FILE", "ESUS_BIND_ADDRESS")  # ESUS_BIND_ADDRESS is for docker-compose.yml
@@ -99,8 +101,15 @@ class EnvSettings(BaseModel):
     ESUS_BACNET_DEVICE_ID: int = Field(default=260001, ge=0, le=4194302)
     ESUS_LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     ESUS_WEATHER_URL: str | None = None
+    ESUS_OADR_VTN_URL: str | None = None
+    ESUS_OADR_VEN_NAME: str | None = Field(default=None, min_length=1, max_length=64)
+    ESUS_OADR_VEN_ID: str | None = None
+    ESUS_OADR_CERT: Path | None = None
+    ESUS_OADR_KEY: Path | None = None
+    ESUS_OADR_CA_FILE: Path | None = None
+    ESUS_OADR_VTN_FINGERPRINT: str | None = None
 
-    @field_validator("ESUS_BMS_URL", "ESUS_INFLUX_URL", mode="before")
+    @field_validator("ESUS_BMS_URL", "ESUS_INFLUX_URL", "ESUS_OADR_VTN_URL", mode="before")
     @classmethod
     def _urls(cls, value: str | None) -> str | None:
         return _http_url(value)
@@ -144,6 +153,14 @@ class EnvSettings(BaseModel):
                        if not getattr(self, k)]
             if missing:
                 raise ValueError(f"ESUS_INFLUX_URL is set, so {', '.join(missing)} must be set too")
+        if self.ESUS_OADR_VTN_URL and not self.ESUS_OADR_VEN_NAME:
+            raise ValueError("ESUS_OADR_VTN_URL is set, so ESUS_OADR_VEN_NAME (the name the VTN knows) is required too")
+        if bool(self.ESUS_OADR_CERT) != bool(self.ESUS_OADR_KEY):
+            raise ValueError("ESUS_OADR_CERT and ESUS_OADR_KEY go together (the VEN's TLS certificate and its key)")
+        for key in ("ESUS_OADR_CERT", "ESUS_OADR_KEY", "ESUS_OADR_CA_FILE"):
+            path = getattr(self, key)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{key} = '{path}': no such file (a PEM file from the VTN operator)")
         return self
 
 
@@ -163,6 +180,17 @@ class InfluxAccess:
 
 
 @dataclass(frozen=True)
+class OadrAccess:
+    vtn_url: str
+    ven_name: str
+    ven_id: str | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    ca_file: Path | None = None
+    vtn_fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     demo: bool
     site_path: Path
@@ -175,6 +203,7 @@ class Settings:
     log_level: str
     env_file: Path | None
     weather_url: str | None = None    # None: clear sky only
+    oadr: OadrAccess | None = None     # None: no demand response VEN
 
 
 def _default_state_dir(demo: bool, environ: Mapping[str, str]) -> Path:
@@ -246,10 +275,13 @@ def load_settings(environ: Mapping[str, str] | None = None, *, demo: bool | None
     influx = (InfluxAccess(env.ESUS_INFLUX_URL, env.ESUS_INFLUX_TOKEN, env.ESUS_INFLUX_ORG or "",
                            env.ESUS_INFLUX_BUCKET or "")
               if env.ESUS_INFLUX_URL and env.ESUS_INFLUX_TOKEN else None)
+    oadr = (OadrAccess(env.ESUS_OADR_VTN_URL, env.ESUS_OADR_VEN_NAME or "", env.ESUS_OADR_VEN_ID,
+                       env.ESUS_OADR_CERT, env.ESUS_OADR_KEY, env.ESUS_OADR_CA_FILE, env.ESUS_OADR_VTN_FINGERPRINT)
+            if env.ESUS_OADR_VTN_URL else None)
     return Settings(demo=demo, site_path=site_path, site=site, state_dir=state_dir, bms=bms,
                     influx=influx, bacnet=env.ESUS_BACNET_ADDRESS, device_id=env.ESUS_BACNET_DEVICE_ID,
                     log_level=env.ESUS_LOG_LEVEL, env_file=used_env_file,
-                    weather_url=_weather_source(env.ESUS_WEATHER_URL, demo))
+                    weather_url=_weather_source(env.ESUS_WEATHER_URL, demo), oadr=oadr)
 
 
 def _weather_source(value: str | None, demo: bool) -> str | None:

@@ -15,6 +15,7 @@ from esus.bacnet import POWER_POINT, BacnetBridge
 from esus.bms import BmsService
 from esus.clock import AcceleratedClock, Clock
 from esus.config import Settings
+from esus.demand import DemandService
 from esus.demo import DemoBas, MeterReplay, seed_history
 from esus.forecasting import ForecastService
 from esus.influx import InfluxSender, InfluxWriter
@@ -95,6 +96,12 @@ class Service:
             self.scheduler.add("shades-telemetry", Every(60, 7), self.shades.minute_tick)
             self.background.append(self.shades.run)
             self.status_parts.append(self.shades.status)
+        self.demand: DemandService | None = None
+        if site.demand_response.actions or settings.oadr is not None:
+            self.demand = DemandService(settings, self.bacnet, self.power, clock)
+            self.closers.append(self.demand.close)
+            self.background.append(self.demand.run)
+            self.status_parts.append(self.demand.status)
 
     async def start(self) -> None:
         """Start the parts that bind or connect; raises StartupError with one line."""

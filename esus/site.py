@@ -183,6 +183,14 @@ class ShadeSettings(Model):
         return self
 
 
+def _is_ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
+
+
 OBJECT_ID = re.compile(r"^(analog|binary|multi-state)-(value|output),(\d{1,7})$")
 
 
@@ -200,12 +208,8 @@ class ShedActionSettings(Model):
     @classmethod
     def _ip_port(cls, value: str) -> str:
         host, _, port = value.partition(":")
-        try:
-            ipaddress.ip_address(host)
-            if port and not 1 <= int(port) <= 65535:
-                raise ValueError
-        except ValueError:
-            raise ValueError("expected an IPv4 address with an optional UDP port, e.g. 192.168.1.20:47808") from None
+        if not _is_ipv4(host) or (port and not (port.isdigit() and 1 <= int(port) <= 65535)):
+            raise ValueError("expected an IPv4 address with an optional UDP port, e.g. 192.168.1.20:47808")
         return value
 
     @model_validator(mode="after")
@@ -234,16 +238,50 @@ class ShedActionSettings(Model):
         return {level: int(v) if multi_state else v for level, v in self.values.items()}
 
 
+class ModbusMeterSettings(Model):
+    """A Modbus TCP power meter for the VTN's reports (demand_response.meter = "modbus")."""
+
+    host: str
+    port: int = Field(default=502, ge=1, le=65535)
+    unit_id: int = Field(default=1, ge=0, le=247)
+    register_address: int = Field(ge=0, le=65535, description="0-based, as in most meters' register maps")
+    register_type: Literal["holding", "input"] = "holding"
+    data_type: Literal["int16", "uint16", "int32", "uint32", "float32", "float64"] = "float32"
+    byte_order: Literal["big", "little"] = "big"
+    word_order: Literal["big", "little"] = "big"
+    scale: float = Field(default=1.0, description="raw value x scale = kW")
+    poll_s: float = Field(default=10.0, ge=1, le=3600)
+    timeout_s: float = Field(default=3.0, gt=0, le=60)
+
+    @field_validator("host")
+    @classmethod
+    def _ip(cls, value: str) -> str:
+        if not _is_ipv4(value):
+            raise ValueError("expected the meter's IPv4 address, e.g. 192.168.1.50")
+        return value
+
+    @field_validator("scale")
+    @classmethod
+    def _nonzero(cls, value: float) -> float:
+        if value == 0:
+            raise ValueError("a scale of 0 would report 0 kW whatever the meter reads")
+        return value
+
+
 class DemandResponseSettings(Model):
     stage_delay_s: float = Field(default=5.0, ge=0, le=600, description="between one point's write and the next")
+    meter: Literal["bacnet", "modbus"] = Field(default="bacnet", description="the power reported to the VTN")
+    modbus: ModbusMeterSettings | None = None
     actions: list[ShedActionSettings] = Field(default_factory=list)
 
     @model_validator(mode="after")
-    def _unique(self) -> DemandResponseSettings:
+    def _consistent(self) -> DemandResponseSettings:
         names = [a.name for a in self.actions]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"shed action name {duplicates[0]!r} is used twice")
+        if self.meter == "modbus" and self.modbus is None:
+            raise ValueError('meter = "modbus" needs a [demand_response.modbus] section (host, register_address, ...)')
         return self
 
 

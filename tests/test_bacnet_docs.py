@@ -19,3 +19,10 @@ def test_esus_bacnet_points_prints_every_point(capsys) -> None:
     out = capsys.readouterr().out
     for name in ("input-power-meter", "one-hour-future-power", "shade-3-mode", "wind-lockout"):
         assert name in out
+
+
+def test_guide_lists_the_demand_response_points() -> None:
+    from bacnet_server.points import demand_response_points
+
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "bacnet-points.md").read_text()
+    assert markdown_table(demand_response_points()) in guide

@@ -230,3 +230,16 @@ async def test_a_refused_write_names_the_point_and_the_answer(tmp_path: Path) ->
 def test_an_action_takes_the_value_of_the_highest_level_it_has_at_or_below_the_signal() -> None:
     action = ShedAction("a", "127.0.0.1", "analog-value,1", {2: 5.0, 3: 9.0})
     assert [action.value_at(level) for level in (0, 1, 2, 3)] == [None, None, 5.0, 9.0]
+
+
+@in_loop
+async def test_a_clean_stop_releases_and_a_start_during_the_event_sheds_again(tmp_path: Path) -> None:
+    async with Scene(tmp_path) as s:
+        s.shedder.put_event(Event("e1", 2, T0, T0 + 3600))
+        await s.shedder.reconcile()
+        assert await s.shedder.release_held() == 3
+        assert s.slots() == NOTHING
+        s.ledger.close()
+        s.start_shedder()
+        assert await s.shedder.reconcile() == 3
+        assert s.slots() == {"sp": 22.0, "limit": 50.0, "fan": "inactive"}

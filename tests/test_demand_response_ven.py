@@ -134,3 +134,27 @@ async def test_an_unreachable_vtn_is_said_once_and_retried_until_it_answers(
     said = [r.getMessage() for r in caplog.records if r.name.startswith("demand_response.ven")]
     assert sum("did not register" in line for line in said) == 1
     assert any("registered with the VTN" in line and "attempts" in line for line in said)
+
+
+@pytest.mark.slow
+@in_loop
+async def test_a_vtn_that_goes_away_is_said_once_and_its_return_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    vtn = await Vtn().start()
+    with caplog.at_level(logging.INFO):
+        async with building(tmp_path, vtn.url) as (ven, target):
+            await wait_until(lambda: ven.registered)
+            event_id = vtn.add_event(level=2, starts_in_s=0, duration_s=600)
+            await wait_until(lambda: slots(target) == (22.0, 50.0))
+            await vtn.stop()
+            await wait_until(lambda: ven.last_error is not None, timeout_s=20)
+            await asyncio.sleep(3)
+            assert slots(target) == (22.0, 50.0)                      # the event goes on without the VTN
+            await vtn.start()
+            await wait_until(lambda: ven.last_error is None, timeout_s=20)
+            assert vtn.opts.get(event_id) == "optIn"
+            await vtn.stop()
+    said = [r.getMessage() for r in caplog.records]
+    assert sum("has not answered" in line for line in said) == 1
+    assert sum("answers again" in line for line in said) == 1
+    assert not [line for line in said if line.startswith("Could not connect")]   # openleadr's per-poll noise

@@ -1,0 +1,130 @@
+"""Demand response in the running service: the VEN, the shedder and its reconcile loop, the power
+the VTN is told, and the dr-* BACnet points. Shed writes go out through esus's own BACnet device
+(one device is client and server on one port)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime
+
+from demand_response.actions import ShedAction
+from demand_response.bacnet_writer import BacnetWriter
+from demand_response.ledger import Ledger
+from demand_response.modbus_meter import ModbusMeter, ModbusMeterConfig
+from demand_response.shedder import Shedder
+from demand_response.ven import Ven, VenConfig
+from esus.bacnet import BacnetBridge
+from esus.clock import Clock
+from esus.config import Settings
+from esus.power import PowerInput
+
+log = logging.getLogger(__name__)
+
+RECONCILE_S = 10.0      # event starts and ends are acted on within this, and failed writes retried
+RELEASE_AT_STOP_S = 15.0
+
+
+class DemandService:
+    def __init__(self, settings: Settings, bacnet: BacnetBridge, power: PowerInput, clock: Clock) -> None:
+        self.settings, self.bacnet, self.power, self.clock = settings, bacnet, power, clock
+        config = settings.site.demand_response
+        self.actions = [ShedAction(a.name, a.address, a.object, a.typed_values(), a.property, a.priority)
+                        for a in config.actions]
+        self.ledger = Ledger(settings.state_dir / "demand-response.db")
+        self.shedder = Shedder(self.actions, self.ledger, BacnetWriter(_DeviceApp(bacnet)),
+                               stage_delay_s=config.stage_delay_s, clock=lambda: self.clock.now().timestamp())
+        self.meter: ModbusMeter | None = None
+        if config.meter == "modbus" and config.modbus is not None:
+            m = config.modbus
+            self.meter = ModbusMeter(ModbusMeterConfig(
+                m.host, m.register_address, m.port, m.unit_id, m.register_type, m.data_type, m.byte_order,
+                m.word_order, m.scale, m.poll_s, m.timeout_s))
+        self.ven: Ven | None = None
+        if settings.oadr is not None:
+            o = settings.oadr
+            self.ven = Ven(VenConfig(o.vtn_url, o.ven_name, o.ven_id, o.cert, o.key, o.ca_file, o.vtn_fingerprint),
+                           self.shedder, self.power_kw, self.wake)
+        elif self.actions:
+            log.warning("shed actions are declared in the site file but ESUS_OADR_VTN_URL is unset: "
+                        "no demand response event will come")
+        self._wake = asyncio.Event()
+
+    def power_kw(self) -> float | None:
+        """The power reported to the VTN: the Modbus meter's, or what the BAS writes (not when stale)."""
+        if self.meter is not None:
+            return self.meter.latest_kw()
+        return None if self.power.is_stale() else self.power.last_value
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        parts = [asyncio.create_task(self.ven.run(), name="openadr-ven")] if self.ven else []
+        if self.meter is not None:
+            parts.append(asyncio.create_task(self.meter.run(), name="modbus-meter"))
+        try:
+            while True:
+                await self.shedder.reconcile()   # the first one releases what outlived its event
+                self._publish()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), RECONCILE_S)
+                self._wake.clear()
+        finally:
+            for part in parts:
+                part.cancel()
+            await asyncio.gather(*parts, return_exceptions=True)
+            if self.ven is not None:
+                await self.ven.close()
+            await self._release_at_stop()
+
+    async def _release_at_stop(self) -> None:
+        """A stopped esus cannot end an event's overrides on time, so a clean stop releases them
+        (a restart during the event writes them again)."""
+        try:
+            released = await asyncio.wait_for(self.shedder.release_held(), RELEASE_AT_STOP_S)
+            if released:
+                log.info("demand response: stopping, so %d override(s) released", released)
+        except asyncio.TimeoutError:
+            log.warning("demand response: not every override was released before stopping; "
+                        "the next start releases them")
+
+    def _publish(self) -> None:
+        if not self.actions:
+            return
+        state = self.shedder.state()
+        now = self.clock.now().timestamp()
+        self.bacnet.publish("dr-event-active", "active" if state.events else "inactive")
+        self.bacnet.publish("dr-signal-level", state.level + 1)
+        self.bacnet.publish("dr-event-end", max(0.0, (state.until_s or now) - now))
+
+    def status(self, now: datetime) -> str:
+        state = self.shedder.state()
+        overrides = [o for o in state.overrides.values() if o.state != "released"]
+        failing = sum(o.state in ("failed", "releasing") and o.error is not None for o in overrides)
+        vtn = "" if self.ven is None else (" (VTN registered)" if self.ven.registered else " (VTN not reached)")
+        if not state.events:
+            held = f", {len(overrides)} override(s) to release" if overrides else ""
+            return f"DR idle{vtn}{held}"
+        until = datetime.fromtimestamp(state.until_s, self.settings.site.site.tz).strftime("%H:%M")
+        return (f"DR level {state.level} until {until}{vtn}: {len(overrides)} override(s)"
+                + (f", {failing} failing" if failing else ""))
+
+    def close(self) -> None:
+        if self.meter is not None:
+            self.meter.close()
+        self.ledger.close()
+
+
+class _DeviceApp:
+    """esus's BACnet application, looked up at write time (it exists once the device has started)."""
+
+    def __init__(self, bacnet: BacnetBridge) -> None:
+        self.bacnet = bacnet
+
+    async def write_property(self, *args: object, **kwargs: object) -> object:
+        app = self.bacnet.device.app
+        if app is None:
+            raise RuntimeError("the BACnet device is not running")
+        return await app.write_property(*args, **kwargs)
