@@ -1,0 +1,81 @@
+"""Demand response inside the running service: a VTN event on loopback sheds a bacpypes3
+controller's point through esus's own BACnet device, the dr-* points show it to the BAS (read by
+an independent stack), and a clean stop releases the override."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pytest
+import rusty_bacnet as rb
+from gpiozero.pins.mock import MockFactory
+
+from esus.clock import RealClock
+from esus.config import example_site_path, load_settings
+from esus.service import Service
+from tests.bacnet_harness import OT, PID, free_udp_port
+from tests.dr_targets import start_target
+from tests.oadr_vtn import Vtn
+from tests.test_demand_response_shed import in_loop
+from tests.test_demand_response_ven import wait_until
+
+
+def site_with_action(tmp: Path, address: str) -> Path:
+    site = tmp / "site.toml"
+    shutil.copy(example_site_path(), site)
+    with site.open("a") as f:
+        f.write(f'''
+[demand_response]
+stage_delay_s = 0.1
+
+[[demand_response.actions]]
+name = "AHU-1 supply air setpoint"
+address = "{address}"
+object = "analog-value,1"
+values = {{ 1 = 21.0, 2 = 22.0 }}
+''')
+    return site
+
+
+@pytest.mark.slow
+@in_loop
+async def test_a_vtn_event_sheds_through_the_service_shows_on_bacnet_and_a_clean_stop_releases(
+        tmp_path: Path) -> None:
+    vtn = await Vtn().start()
+    target = start_target(721)
+    port = free_udp_port()
+    settings = load_settings({
+        "ESUS_SITE": str(site_with_action(tmp_path, target.address)), "ESUS_BACNET_ADDRESS": f"127.0.0.1/8:{port}",
+        "ESUS_STATE_DIR": str(tmp_path / "state"), "ESUS_WEATHER_URL": "off",
+        "ESUS_OADR_VTN_URL": vtn.url, "ESUS_OADR_VEN_NAME": "tmv23"}, demo=False)
+    service = Service(settings, RealClock(), pin_factory=MockFactory())
+    stop = asyncio.Event()
+    running = asyncio.create_task(service.run(stop))
+    try:
+        await wait_until(lambda: service.demand is not None and service.demand.ven.registered, 20)
+        vtn.add_event(level=2, starts_in_s=0, duration_s=600)
+        await wait_until(lambda: target.slot("analog-value,1", 10) == 22.0)
+        async with rb.BACnetClient(interface="127.0.0.1", port=free_udp_port(),
+                                   broadcast_address="127.255.255.255", apdu_timeout_ms=2000) as bas:
+            esus = f"127.0.0.1:{port}"
+
+            async def read(object_type: rb.ObjectType, instance: int) -> object:
+                return (await bas.read_property(esus, rb.ObjectIdentifier(object_type, instance),
+                                                PID.PRESENT_VALUE)).value
+            for _ in range(100):
+                if await read(OT.BINARY_VALUE, 5) == 1:
+                    break
+                await asyncio.sleep(0.1)
+            assert await read(OT.BINARY_VALUE, 5) == 1                    # dr-event-active
+            assert await read(OT.MULTI_STATE_VALUE, 1) == 3               # dr-signal-level: high
+            assert 500 < await read(OT.ANALOG_VALUE, 9) <= 600            # dr-event-end, seconds
+        assert "DR level 2 until" in service.status_line(service.clock.now())
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 60)
+        target_slot = target.slot("analog-value,1", 10)
+        target.close()
+        await vtn.stop()
+    assert target_slot is None                                            # released at the clean stop
