@@ -237,6 +237,27 @@ def cmd_bacnet_points(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_dr_hash_password(args: argparse.Namespace) -> int:
+    """Print the hash for ESUS_DR_PAGE_PASSWORD_HASH; the password is read, never an argument."""
+    import getpass
+
+    from demand_response.passwords import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("operator page password: ")
+        if getpass.getpass("again: ") != password:
+            print("esus: the two passwords differ; nothing printed", file=sys.stderr)
+            return EXIT_BAD_SETTINGS
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    try:
+        print(hash_password(password))
+    except ValueError as exc:
+        print(f"esus: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    return EXIT_OK
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -312,6 +333,12 @@ def build_parser() -> argparse.ArgumentParser:
     bacnet_points = bacnet_commands.add_parser("points", help="the BACnet point list")
     bacnet_points.add_argument("--markdown", action="store_true", help="as a Markdown table")
     bacnet_points.set_defaults(func=cmd_bacnet_points)
+
+    dr = commands.add_parser("dr", help="demand response tools")
+    dr_commands = dr.add_subparsers(dest="dr_command", required=True, metavar="COMMAND")
+    hash_command = dr_commands.add_parser("hash-password", help="the operator page password's hash for .env "
+                                          "(asks for it, or reads one line from stdin)")
+    hash_command.set_defaults(func=cmd_dr_hash_password)
     return parser
 
 

@@ -24,13 +24,15 @@ from esus.errors import SettingsError, first_validation_error
 from esus.site import Site, load_site
 
 DEFAULT_BACNET_PORT = 47808
-SECRET_KEYS = frozenset({"ESUS_BMS_PASSWORD", "ESUS_INFLUX_TOKEN"})
+SECRET_KEYS = frozenset({"ESUS_BMS_PASSWORD", "ESUS_INFLUX_TOKEN", "ESUS_DR_PAGE_PASSWORD_HASH"})
+DEFAULT_DR_PAGE_PORT = 8080
 KNOWN_KEYS = (
     "ESUS_SITE", "ESUS_STATE_DIR", "ESUS_BMS_URL", "ESUS_BMS_USER", "ESUS_BMS_PASSWORD",
     "ESUS_INFLUX_URL", "ESUS_INFLUX_TOKEN", "ESUS_INFLUX_ORG", "ESUS_INFLUX_BUCKET",
     "ESUS_BACNET_ADDRESS", "ESUS_BACNET_DEVICE_ID", "ESUS_LOG_LEVEL", "ESUS_WEATHER_URL",
     "ESUS_OADR_VTN_URL", "ESUS_OADR_VEN_NAME", "ESUS_OADR_VEN_ID", "ESUS_OADR_CERT", "ESUS_OADR_KEY",
-    "ESUS_OADR_CA_FILE", "ESUS_OADR_VTN_FINGERPRINT",
+    "ESUS_OADR_CA_FILE", "ESUS_OADR_VTN_FINGERPRINT", "ESUS_DR_PAGE_ADDRESS", "ESUS_DR_PAGE_USER",
+    "ESUS_DR_PAGE_PASSWORD_HASH",
 )
 #: Variables that are ours but not settings (they choose the files settings come from).
 META_KEYS = ("ESUS_ENV_FILE", "ESUS_BIND_ADDRESS")  # ESUS_BIND_ADDRESS is for docker-compose.yml
@@ -108,6 +110,31 @@ class EnvSettings(BaseModel):
     ESUS_OADR_KEY: Path | None = None
     ESUS_OADR_CA_FILE: Path | None = None
     ESUS_OADR_VTN_FINGERPRINT: str | None = None
+    ESUS_DR_PAGE_ADDRESS: str | None = None
+    ESUS_DR_PAGE_USER: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._@-]{1,64}$")
+    ESUS_DR_PAGE_PASSWORD_HASH: SecretStr | None = None
+
+    @field_validator("ESUS_DR_PAGE_ADDRESS", mode="before")
+    @classmethod
+    def _page_address(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        host, _, port = value.strip().partition(":")
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError("expected this device's OT LAN address and a TCP port, e.g. 192.168.10.20:8080") from None
+        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise ValueError("the port after ':' must be a number from 1 to 65535")
+        return f"{host}:{port or DEFAULT_DR_PAGE_PORT}"
+
+    @field_validator("ESUS_DR_PAGE_PASSWORD_HASH", mode="after")
+    @classmethod
+    def _page_hash(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            from demand_response.passwords import check_format
+            check_format(value.get_secret_value())
+        return value
 
     @field_validator("ESUS_BMS_URL", "ESUS_INFLUX_URL", "ESUS_OADR_VTN_URL", mode="before")
     @classmethod
@@ -157,6 +184,12 @@ class EnvSettings(BaseModel):
             raise ValueError("ESUS_OADR_VTN_URL is set, so ESUS_OADR_VEN_NAME (the name the VTN knows) is required too")
         if bool(self.ESUS_OADR_CERT) != bool(self.ESUS_OADR_KEY):
             raise ValueError("ESUS_OADR_CERT and ESUS_OADR_KEY go together (the VEN's TLS certificate and its key)")
+        if bool(self.ESUS_DR_PAGE_USER) != bool(self.ESUS_DR_PAGE_PASSWORD_HASH):
+            raise ValueError("the operator page needs both ESUS_DR_PAGE_USER and ESUS_DR_PAGE_PASSWORD_HASH "
+                             "(make the hash with `esus dr hash-password`)")
+        if self.ESUS_DR_PAGE_ADDRESS and not self.ESUS_DR_PAGE_USER:
+            raise ValueError("ESUS_DR_PAGE_ADDRESS is set, so ESUS_DR_PAGE_USER and ESUS_DR_PAGE_PASSWORD_HASH "
+                             "are required too (the page always asks for a login)")
         for key in ("ESUS_OADR_CERT", "ESUS_OADR_KEY", "ESUS_OADR_CA_FILE"):
             path = getattr(self, key)
             if path is not None and not path.is_file():
@@ -191,6 +224,14 @@ class OadrAccess:
 
 
 @dataclass(frozen=True)
+class OperatorPageAccess:
+    host: str
+    port: int
+    user: str
+    password_hash: SecretStr
+
+
+@dataclass(frozen=True)
 class Settings:
     demo: bool
     site_path: Path
@@ -204,6 +245,7 @@ class Settings:
     env_file: Path | None
     weather_url: str | None = None    # None: clear sky only
     oadr: OadrAccess | None = None     # None: no demand response VEN
+    dr_page: OperatorPageAccess | None = None  # None: no operator page
 
 
 def _default_state_dir(demo: bool, environ: Mapping[str, str]) -> Path:
@@ -278,10 +320,14 @@ def load_settings(environ: Mapping[str, str] | None = None, *, demo: bool | None
     oadr = (OadrAccess(env.ESUS_OADR_VTN_URL, env.ESUS_OADR_VEN_NAME or "", env.ESUS_OADR_VEN_ID,
                        env.ESUS_OADR_CERT, env.ESUS_OADR_KEY, env.ESUS_OADR_CA_FILE, env.ESUS_OADR_VTN_FINGERPRINT)
             if env.ESUS_OADR_VTN_URL else None)
+    dr_page = None
+    if env.ESUS_DR_PAGE_USER and env.ESUS_DR_PAGE_PASSWORD_HASH:
+        host, _, port = (env.ESUS_DR_PAGE_ADDRESS or f"{env.ESUS_BACNET_ADDRESS.ip}:{DEFAULT_DR_PAGE_PORT}").partition(":")
+        dr_page = OperatorPageAccess(host, int(port), env.ESUS_DR_PAGE_USER, env.ESUS_DR_PAGE_PASSWORD_HASH)
     return Settings(demo=demo, site_path=site_path, site=site, state_dir=state_dir, bms=bms,
                     influx=influx, bacnet=env.ESUS_BACNET_ADDRESS, device_id=env.ESUS_BACNET_DEVICE_ID,
                     log_level=env.ESUS_LOG_LEVEL, env_file=used_env_file,
-                    weather_url=_weather_source(env.ESUS_WEATHER_URL, demo), oadr=oadr)
+                    weather_url=_weather_source(env.ESUS_WEATHER_URL, demo), oadr=oadr, dr_page=dr_page)
 
 
 def _weather_source(value: str | None, demo: bool) -> str | None:

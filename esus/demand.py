@@ -50,6 +50,20 @@ class DemandService:
             log.warning("shed actions are declared in the site file but ESUS_OADR_VTN_URL is unset: "
                         "no demand response event will come")
         self._wake = asyncio.Event()
+        self.page = None
+
+    async def start(self) -> None:
+        """The operator page, bound to the address from settings; raises OSError when it cannot bind."""
+        access = self.settings.dr_page
+        if access is None:
+            return
+        from demand_response.page import OperatorPage, load_secret  # here: aiohttp only where the page is on
+
+        self.page = OperatorPage(self.shedder, self.power_kw, self.wake, user=access.user,
+                                 password_hash=access.password_hash.get_secret_value(),
+                                 secret=load_secret(self.settings.state_dir / "operator-page.key"),
+                                 tz=self.settings.site.site.tz, site_name=self.settings.site.site.name)
+        await self.page.start(access.host, access.port)
 
     def power_kw(self) -> float | None:
         """The power reported to the VTN: the Modbus meter's, or what the BAS writes (not when stale)."""
@@ -77,6 +91,8 @@ class DemandService:
             await asyncio.gather(*parts, return_exceptions=True)
             if self.ven is not None:
                 await self.ven.close()
+            if self.page is not None:
+                await self.page.close()
             await self._release_at_stop()
 
     async def _release_at_stop(self) -> None:

@@ -97,7 +97,7 @@ class Service:
             self.background.append(self.shades.run)
             self.status_parts.append(self.shades.status)
         self.demand: DemandService | None = None
-        if site.demand_response.actions or settings.oadr is not None:
+        if site.demand_response.actions or settings.oadr is not None or settings.dr_page is not None:
             self.demand = DemandService(settings, self.bacnet, self.power, clock)
             self.closers.append(self.demand.close)
             self.background.append(self.demand.run)
@@ -114,6 +114,13 @@ class Service:
             await self.shades.start()
             asyncio.get_running_loop().create_task(self.shades.refresh_weather(self.clock.now()),
                                                    name="first-weather")
+        if self.demand is not None:
+            try:
+                await self.demand.start()
+            except OSError as exc:
+                page = self.settings.dr_page
+                raise StartupError(f"the operator page cannot listen on {page.host}:{page.port} ({exc.strerror}): "
+                                   "set ESUS_DR_PAGE_ADDRESS to this device's OT LAN address and a free port") from None
         if self.settings.demo:
             self._start_demo()
         await self.forecast.start()

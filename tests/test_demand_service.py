@@ -6,20 +6,26 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 from pathlib import Path
 
+import aiohttp
 import pytest
 import rusty_bacnet as rb
 from gpiozero.pins.mock import MockFactory
 
+from demand_response.passwords import hash_password
 from esus.clock import RealClock
 from esus.config import example_site_path, load_settings
-from esus.service import Service
+from esus.service import Service, StartupError
 from tests.bacnet_harness import OT, PID, free_udp_port
 from tests.dr_targets import start_target
-from tests.oadr_vtn import Vtn
+from tests.oadr_vtn import Vtn, free_tcp_port
 from tests.test_demand_response_shed import in_loop
 from tests.test_demand_response_ven import wait_until
+
+
+PASSWORD_HASH = hash_password("correct horse battery")
 
 
 def site_with_action(tmp: Path, address: str) -> Path:
@@ -45,11 +51,12 @@ async def test_a_vtn_event_sheds_through_the_service_shows_on_bacnet_and_a_clean
         tmp_path: Path) -> None:
     vtn = await Vtn().start()
     target = start_target(721)
-    port = free_udp_port()
+    port, page_port = free_udp_port(), free_tcp_port()
     settings = load_settings({
         "ESUS_SITE": str(site_with_action(tmp_path, target.address)), "ESUS_BACNET_ADDRESS": f"127.0.0.1/8:{port}",
         "ESUS_STATE_DIR": str(tmp_path / "state"), "ESUS_WEATHER_URL": "off",
-        "ESUS_OADR_VTN_URL": vtn.url, "ESUS_OADR_VEN_NAME": "tmv23"}, demo=False)
+        "ESUS_OADR_VTN_URL": vtn.url, "ESUS_OADR_VEN_NAME": "tmv23", "ESUS_DR_PAGE_ADDRESS": f"127.0.0.1:{page_port}",
+        "ESUS_DR_PAGE_USER": "operator", "ESUS_DR_PAGE_PASSWORD_HASH": PASSWORD_HASH}, demo=False)
     service = Service(settings, RealClock(), pin_factory=MockFactory())
     stop = asyncio.Event()
     running = asyncio.create_task(service.run(stop))
@@ -72,6 +79,8 @@ async def test_a_vtn_event_sheds_through_the_service_shows_on_bacnet_and_a_clean
             assert await read(OT.MULTI_STATE_VALUE, 1) == 3               # dr-signal-level: high
             assert 500 < await read(OT.ANALOG_VALUE, 9) <= 600            # dr-event-end, seconds
         assert "DR level 2 until" in service.status_line(service.clock.now())
+        async with aiohttp.ClientSession() as web, web.get(f"http://127.0.0.1:{page_port}/") as reply:
+            assert reply.status == 200 and reply.url.path == "/login"      # the operator page, behind a login
     finally:
         stop.set()
         await asyncio.wait_for(running, 60)
@@ -79,3 +88,32 @@ async def test_a_vtn_event_sheds_through_the_service_shows_on_bacnet_and_a_clean
         target.close()
         await vtn.stop()
     assert target_slot is None                                            # released at the clean stop
+
+
+@in_loop
+async def test_an_operator_page_address_in_use_stops_the_start_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        settings = load_settings({
+            "ESUS_BACNET_ADDRESS": f"127.0.0.1/8:{free_udp_port()}", "ESUS_STATE_DIR": str(tmp_path / "state"),
+            "ESUS_WEATHER_URL": "off", "ESUS_DR_PAGE_ADDRESS": f"127.0.0.1:{taken.getsockname()[1]}",
+            "ESUS_DR_PAGE_USER": "operator", "ESUS_DR_PAGE_PASSWORD_HASH": PASSWORD_HASH}, demo=True)
+        service = Service(settings, RealClock(), pin_factory=MockFactory())
+        with pytest.raises(StartupError, match=r"the operator page cannot listen on 127\.0\.0\.1:\d+ .*"
+                                               "set ESUS_DR_PAGE_ADDRESS"):
+            await service.run(asyncio.Event())
+
+
+def test_the_password_hash_command_reads_stdin_and_refuses_a_short_password(monkeypatch, capsys) -> None:
+    import io
+
+    from demand_response.passwords import verify_password
+    from esus.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
+    assert main(["dr", "hash-password"]) == 0
+    assert verify_password("correct horse battery", capsys.readouterr().out.strip())
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["dr", "hash-password"]) != 0
+    assert "at least 10 characters" in capsys.readouterr().err

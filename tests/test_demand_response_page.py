@@ -1,0 +1,174 @@
+"""The operator page in headless Chromium (Debian's): log in, see the event and the meter, release
+one override and find its priority slot NULL on the controller; CSRF, bad credentials, a phone."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+
+from demand_response.actions import ShedAction
+from demand_response.bacnet_writer import BacnetWriter
+from demand_response.ledger import Event, Ledger
+from demand_response.page import COOKIE, MAX_FAILURES, OperatorPage, load_secret
+from demand_response.passwords import hash_password
+from demand_response.shedder import Shedder
+from tests.dr_targets import Target, start_client, start_target
+from tests.oadr_vtn import free_tcp_port
+from tests.test_demand_response_shed import in_loop
+from tests.test_demand_response_ven import wait_until
+
+PASSWORD = "correct horse battery"
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+@dataclass
+class Scene:
+    target: Target
+    shedder: Shedder
+    url: str
+
+
+@contextlib.asynccontextmanager
+async def operator_page(tmp: Path) -> AsyncIterator[Scene]:
+    """Two overrides held for an hour-long level-2 event, and the page that shows them."""
+    target, client = start_target(731), start_client()
+    ledger = Ledger(tmp / "dr.sqlite")
+    shedder = Shedder([ShedAction("AHU-1 supply air <setpoint>", target.address, "analog-value,1", {1: 22.0}),
+                       ShedAction("Chiller limit", target.address, "analog-output,2", {1: 50.0})],
+                      ledger, BacnetWriter(client, timeout_s=2.0), stage_delay_s=0.0)
+    shedder.put_event(Event("e1", 2, time.time() - 60, time.time() + 3600))
+    await shedder.reconcile()
+    wake = asyncio.Event()
+
+    async def reconcile_loop() -> None:
+        while True:
+            await wake.wait()
+            wake.clear()
+            await shedder.reconcile()
+    port = free_tcp_port()
+    page = OperatorPage(shedder, lambda: 42.5, wake.set, user="operator", password_hash=hash_password(PASSWORD),
+                        secret=load_secret(tmp / "page-secret"), tz=ZoneInfo("Europe/Copenhagen"), site_name="TMV23")
+    await page.start("127.0.0.1", port)
+    loop_task = asyncio.create_task(reconcile_loop())
+    try:
+        yield Scene(target, shedder, f"http://127.0.0.1:{port}")
+    finally:
+        loop_task.cancel()
+        await page.close()
+        ledger.close()
+        target.close()
+        client.close()
+
+
+def chromium(width: int, height: int):  # noqa: ANN201 - a selenium WebDriver
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-default-apps", "--disable-extensions", f"--window-size={width},{height}"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+
+
+def operator_session(url: str, width: int, height: int) -> dict:
+    """What an operator does on the page (runs in a thread: selenium blocks)."""
+    from selenium.webdriver.common.by import By
+
+    seen: dict = {}
+    driver = chromium(width, height)
+    driver.implicitly_wait(10)  # each find waits for the page a click leads to
+    try:
+        driver.get(url + "/")
+        seen["redirected_to_login"] = driver.current_url.endswith("/login")
+        driver.find_element(By.NAME, "user").send_keys("operator")
+        driver.find_element(By.NAME, "password").send_keys("wrong password!")
+        driver.find_element(By.TAG_NAME, "button").click()
+        seen["wrong_password"] = driver.find_element(By.CLASS_NAME, "error").text
+        driver.find_element(By.NAME, "user").send_keys("operator")
+        driver.find_element(By.NAME, "password").send_keys(PASSWORD)
+        driver.find_element(By.TAG_NAME, "button").click()
+        seen["event"] = driver.find_element(By.ID, "event").text
+        seen["meter"] = driver.find_element(By.ID, "meter").text
+        seen["fits_the_screen"] = driver.execute_script(
+            "return document.documentElement.scrollWidth <= window.innerWidth")
+        row = driver.find_element(By.CSS_SELECTOR, 'tr[data-action="Chiller limit"]')
+        button = row.find_element(By.TAG_NAME, "button")
+        seen["button_visible"] = button.is_displayed()
+        button.click()
+        seen["note"] = driver.find_element(By.CSS_SELECTOR, "[role=status]").text
+        seen["states"] = {r.get_attribute("data-action"): r.find_element(By.CLASS_NAME, "state").text
+                          for r in driver.find_elements(By.CSS_SELECTOR, "tr[data-action]")}
+    finally:
+        driver.quit()
+    return seen
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("CI"),  # in CI a missing browser fails
+                    reason="needs Debian's chromium and chromium-driver: scripts/test installs them")
+@pytest.mark.parametrize(("width", "height"), [(1280, 900), (390, 844)], ids=["desktop", "phone"])
+@in_loop
+async def test_an_operator_logs_in_sees_the_event_and_releases_one_override(tmp_path: Path, width: int,
+                                                                            height: int) -> None:
+    async with operator_page(tmp_path) as scene:
+        seen = await asyncio.to_thread(operator_session, scene.url, width, height)
+        await wait_until(lambda: scene.target.slot("analog-output,2", 10) is None)
+        assert scene.target.slot("analog-value,1", 10) == 22.0             # the other one still holds
+    assert seen["redirected_to_login"]
+    assert seen["wrong_password"] == "Wrong user or password."
+    assert seen["event"].startswith("Event active: level 2 (high) until")
+    assert seen["meter"] == "Building power: 42.5 kW"
+    assert seen["fits_the_screen"] and seen["button_visible"]
+    assert seen["note"] == "Released Chiller limit"
+    assert seen["states"]["Chiller limit"] == "released by an operator for this event"
+    assert seen["states"]["AHU-1 supply air <setpoint>"] == "overridden"    # and its name shown as text
+
+
+async def logged_in(session: aiohttp.ClientSession, url: str) -> None:
+    async with session.post(url + "/login", data={"user": "operator", "password": PASSWORD},
+                            allow_redirects=False) as reply:
+        assert reply.status == 303
+
+
+@in_loop
+async def test_a_release_without_the_pages_csrf_token_is_refused(tmp_path: Path) -> None:
+    async with operator_page(tmp_path) as scene, \
+            aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:  # keeps 127.0.0.1's cookies
+        async with session.post(scene.url + "/release", data={"action": "Chiller limit"},
+                                allow_redirects=False) as reply:
+            assert reply.status == 303 and reply.headers["Location"] == "/login"   # no session: log in
+        await logged_in(session, scene.url)
+        async with session.post(scene.url + "/release", data={"action": "Chiller limit", "csrf": "forged"}) as reply:
+            assert reply.status == 403
+        assert scene.shedder.ledger.operator_released(0) == set()
+        assert scene.target.slot("analog-output,2", 10) == 50.0
+
+
+@in_loop
+async def test_a_forged_cookie_and_repeated_bad_passwords_get_nowhere(tmp_path: Path) -> None:
+    async with operator_page(tmp_path) as scene:
+        async with aiohttp.ClientSession(cookies={COOKIE: "operator:9999999999:abc:deadbeef"}) as session:
+            async with session.get(scene.url + "/", allow_redirects=False) as reply:
+                assert reply.status == 303
+        async with aiohttp.ClientSession() as session:
+            for _ in range(MAX_FAILURES):
+                async with session.post(scene.url + "/login", data={"user": "operator", "password": "guess"}) as r:
+                    assert r.status == 401
+            async with session.post(scene.url + "/login", data={"user": "operator", "password": PASSWORD}) as r:
+                assert r.status == 429                                   # even the right one, for a while
+            async with session.get(scene.url + "/login") as r:
+                assert r.headers["X-Frame-Options"] == "DENY" and "frame-ancestors 'none'" in \
+                    r.headers["Content-Security-Policy"]
