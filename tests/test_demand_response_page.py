@@ -22,6 +22,7 @@ from demand_response.ledger import Event, Ledger
 from demand_response.page import COOKIE, MAX_FAILURES, OperatorPage, load_secret
 from demand_response.passwords import hash_password
 from demand_response.shedder import Shedder
+from tests.bacnet_harness import free_udp_port
 from tests.dr_targets import Target, start_client, start_target
 from tests.oadr_vtn import free_tcp_port
 from tests.test_demand_response_shed import in_loop
@@ -40,12 +41,14 @@ class Scene:
 
 @contextlib.asynccontextmanager
 async def operator_page(tmp: Path) -> AsyncIterator[Scene]:
-    """Two overrides held for an hour-long level-2 event, and the page that shows them."""
+    """Two overrides held for an hour-long level-2 event, a third that cannot be written, and the page."""
     target, client = start_target(731), start_client()
     ledger = Ledger(tmp / "dr.sqlite")
     shedder = Shedder([ShedAction("AHU-1 supply air <setpoint>", target.address, "analog-value,1", {1: 22.0}),
-                       ShedAction("Chiller limit", target.address, "analog-output,2", {1: 50.0})],
-                      ledger, BacnetWriter(client, timeout_s=2.0), stage_delay_s=0.0)
+                       ShedAction("Chiller limit", target.address, "analog-output,2", {1: 50.0}),
+                       ShedAction("Fan of an offline controller", f"127.0.0.1:{free_udp_port()}", "binary-output,3",
+                                  {1: "inactive"})],
+                      ledger, BacnetWriter(client, timeout_s=1.0), stage_delay_s=0.0)
     shedder.put_event(Event("e1", 2, time.time() - 60, time.time() + 3600))
     await shedder.reconcile()
     wake = asyncio.Event()
@@ -135,6 +138,8 @@ async def test_an_operator_logs_in_sees_the_event_and_releases_one_override(tmp_
     assert seen["note"] == "Released Chiller limit"
     assert seen["states"]["Chiller limit"] == "released by an operator for this event"
     assert seen["states"]["AHU-1 supply air <setpoint>"] == "overridden"    # and its name shown as text
+    offline = seen["states"]["Fan of an offline controller"]
+    assert offline.startswith("not reached, retrying") and "did not answer within 1 s" in offline
 
 
 async def logged_in(session: aiohttp.ClientSession, url: str) -> None:

@@ -28,7 +28,7 @@ from tests.test_demand_response_ven import wait_until
 PASSWORD_HASH = hash_password("correct horse battery")
 
 
-def site_with_action(tmp: Path, address: str) -> Path:
+def site_with_action(tmp: Path, address: str, own_address: str) -> Path:
     site = tmp / "site.toml"
     shutil.copy(example_site_path(), site)
     with site.open("a") as f:
@@ -41,6 +41,12 @@ name = "AHU-1 supply air setpoint"
 address = "{address}"
 object = "analog-value,1"
 values = {{ 1 = 21.0, 2 = 22.0 }}
+
+[[demand_response.actions]]
+name = "Lower the east shades"
+address = "{own_address}"
+object = "analog-value,111"
+values = {{ 2 = 100.0 }}
 ''')
     return site
 
@@ -52,8 +58,9 @@ async def test_a_vtn_event_sheds_through_the_service_shows_on_bacnet_and_a_clean
     vtn = await Vtn().start()
     target = start_target(721)
     port, page_port = free_udp_port(), free_tcp_port()
+    site = site_with_action(tmp_path, target.address, f"127.0.0.1:{port}")
     settings = load_settings({
-        "ESUS_SITE": str(site_with_action(tmp_path, target.address)), "ESUS_BACNET_ADDRESS": f"127.0.0.1/8:{port}",
+        "ESUS_SITE": str(site), "ESUS_BACNET_ADDRESS": f"127.0.0.1/8:{port}",
         "ESUS_STATE_DIR": str(tmp_path / "state"), "ESUS_WEATHER_URL": "off",
         "ESUS_OADR_VTN_URL": vtn.url, "ESUS_OADR_VEN_NAME": "tmv23", "ESUS_DR_PAGE_ADDRESS": f"127.0.0.1:{page_port}",
         "ESUS_DR_PAGE_USER": "operator", "ESUS_DR_PAGE_PASSWORD_HASH": PASSWORD_HASH}, demo=False)
@@ -64,6 +71,7 @@ async def test_a_vtn_event_sheds_through_the_service_shows_on_bacnet_and_a_clean
         await wait_until(lambda: service.demand is not None and service.demand.ven.registered, 20)
         vtn.add_event(level=2, starts_in_s=0, duration_s=600)
         await wait_until(lambda: target.slot("analog-value,1", 10) == 22.0)
+        await wait_until(lambda: service.bacnet.device.commanded("shade-1-command") == 100.0)  # a shade group joins
         async with rb.BACnetClient(interface="127.0.0.1", port=free_udp_port(),
                                    broadcast_address="127.255.255.255", apdu_timeout_ms=2000) as bas:
             esus = f"127.0.0.1:{port}"

@@ -91,18 +91,19 @@ def test_not_utf8(tmp_path: Path) -> None:
 
 
 def _with_demand_response(site_file: Path) -> Path:
-    """The example's commented demand response block, switched on."""
+    """The example's commented demand response block, switched on (its settings, not its prose)."""
     text = site_file.read_text()
-    block = text[text.index("# [demand_response]"):]
-    site_file.write_text(text[:text.index("# [demand_response]")] +
-                         "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in block.splitlines()))
+    head, block = text[:text.index("# [demand_response]")], text[text.index("# [demand_response]"):]
+    setting = re.compile(r"^# (\[|[a-z_0-9]+ = )")
+    site_file.write_text(head + "\n".join(line[2:] if setting.match(line) else line for line in block.splitlines()))
     return site_file
 
 
 def test_the_example_demand_response_block_is_valid(site_file: Path) -> None:
     dr = load_site(_with_demand_response(site_file)).demand_response
     assert [a.name for a in dr.actions] == ["AHU-1 supply air setpoint +2 K", "Chiller demand limit",
-                                            "Corridor lighting off"]
+                                            "Corridor lighting off", "Lower the south shades"]
+    assert dr.meter == "bacnet" and dr.modbus is not None and dr.modbus.register_address == 3059
     assert dr.actions[1].priority == 9 and dr.actions[1].typed_values() == {1: 80.0, 2: 60.0, 3: 40.0}
     assert dr.actions[2].priority == 10 and dr.actions[2].typed_values() == {2: "inactive"}
 
