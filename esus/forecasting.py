@@ -54,6 +54,7 @@ class ForecastService:
         self.trainings = self.training_failures = 0
         self.last_training: dict | None = None
         self.job = train_from_store  # module-level so the spawned process can import it
+        self.training_timeout_s = TRAINING_TIMEOUT_S
         self.model = self._load_model()
         self.recent = RecentPower(store, LIVE_DAYS)
 
@@ -150,17 +151,20 @@ class ForecastService:
         candidate = self.model_path.with_name(self.model_path.name + ".candidate")
         context = multiprocessing.get_context("spawn")
         self.trainings += 1
+        # At low CPU priority: on a small board BACnet and the shades answer first, training waits.
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=os.nice,
+                                   initargs=(TRAINING_NICENESS,))
         try:
-            # At low CPU priority: on a small board BACnet and the shades answer first, training waits.
-            with ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=os.nice,
-                                     initargs=(TRAINING_NICENESS,)) as pool:
-                future = pool.submit(self.job, str(self.store.path), str(candidate), int(due.timestamp()))
-                report = await asyncio.wait_for(asyncio.wrap_future(future), TRAINING_TIMEOUT_S)
+            future = pool.submit(self.job, str(self.store.path), str(candidate), int(due.timestamp()))
+            report = await asyncio.wait_for(asyncio.wrap_future(future), self.training_timeout_s)
         except Exception as exc:  # noqa: BLE001 - a crashed, hung or failing job all keep the old model
             self.training_failures += 1
             log.error("forecast training failed (%s: %s); keeping the %s and retrying next night",
-                      type(exc).__name__, exc, "current model" if self.model else "fallback forecast")
+                      type(exc).__name__, str(exc) or f"no result within {self.training_timeout_s:g} s",
+                      "current model" if self.model else "fallback forecast")
             return
+        finally:
+            end_training_process(pool)
         self.last_training = report
         if self.telemetry is not None:
             self.telemetry.record("model", {"rmse_kw": report["rmse_kw"], "rows": report["rows"],
@@ -186,3 +190,16 @@ class ForecastService:
                                 "model.persistence_rmse_kw": [(due, report["persistence_rmse_kw"])],
                                 "model.train_seconds": [(due, report["train_seconds"])],
                                 "model.rows": [(due, float(report["rows"]))]})
+
+
+def end_training_process(pool: ProcessPoolExecutor) -> None:
+    """Shut the pool down without waiting: a training that hangs, or that a stop of esus no longer
+    wants, is ended instead of blocking the event loop until it finishes."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)

@@ -76,7 +76,7 @@ def test_training_swaps_in_a_sane_model_and_a_restart_reloads_it(tmp_path: Path)
     assert asyncio.run(restart()) == before
 
 
-@pytest.mark.parametrize("job", ["crash", "raise_error"])
+@pytest.mark.parametrize("job", ["crash", "raise_error", "hang"])
 def test_a_failed_training_keeps_the_old_model(tmp_path: Path, job: str, caplog: pytest.LogCaptureFixture) -> None:
     import tests.forecast_jobs as jobs
 
@@ -87,9 +87,9 @@ def test_a_failed_training_keeps_the_old_model(tmp_path: Path, job: str, caplog:
             await service.nightly_training(NOW)
             good = service.model
             mtime = service.model_path.stat().st_mtime_ns
-            service.job = getattr(jobs, job)
+            service.job, service.training_timeout_s = getattr(jobs, job), 5.0
             with caplog.at_level(logging.ERROR):
-                await service.nightly_training(NOW + timedelta(days=1))
+                await asyncio.wait_for(service.nightly_training(NOW + timedelta(days=1)), 30)  # a hang is ended
             assert service.model is good and service.training_failures == 1
             assert service.model_path.stat().st_mtime_ns == mtime
             assert "forecast training failed" in caplog.text and "retrying next night" in caplog.text
@@ -151,3 +151,33 @@ def test_recent_power_window_matches_a_fresh_read_as_minutes_pass(tmp_path: Path
         live, whole = recent.grid(now), power_grid(store, now - 2 * 86400, now + 1)
         assert live.t0_s == whole.t0_s and np.array_equal(live.values, whole.values, equal_nan=True), step
     store.close()
+
+
+def test_a_stop_during_training_ends_the_training_process_at_once(tmp_path: Path) -> None:
+    """systemd stops esus within its timeout even in the middle of a night's training."""
+    import multiprocessing
+    import time
+
+    import tests.forecast_jobs as jobs
+
+    async def scenario() -> float:
+        service, bridge, _ = build(tmp_path)
+        try:
+            await started(service, bridge)
+            service.job = jobs.hang
+            training = asyncio.create_task(service.nightly_training(NOW))
+            await asyncio.sleep(3)                      # the training process is running
+            started_stop = time.monotonic()
+            training.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await training
+            return time.monotonic() - started_stop
+        finally:
+            bridge.close()
+            service.store.close()
+
+    assert asyncio.run(scenario()) < 5
+    deadline = time.monotonic() + 10
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in multiprocessing.active_children() if p.is_alive()]
