@@ -9,6 +9,8 @@ from typing import Any
 
 from openleadr import OpenADRServer
 
+from tests.tls_certs import Certs
+
 VEN_ID = "ven-esus-1"
 
 
@@ -21,18 +23,24 @@ def free_tcp_port() -> int:
 @dataclass
 class Vtn:
     port: int = field(default_factory=free_tcp_port)
+    certs: Certs | None = None   # with these: HTTPS, client certificates required, messages signed
     registrations: list[str] = field(default_factory=list)
     opts: dict[str, str] = field(default_factory=dict)
     power: list[tuple[datetime, float]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/OpenADR2/Simple/2.0b"
+        return f"{'https' if self.certs else 'http'}://127.0.0.1:{self.port}/OpenADR2/Simple/2.0b"
 
     async def start(self) -> Vtn:
+        tls = {}
+        if self.certs is not None:
+            c = self.certs
+            tls = dict(http_cert=str(c.server_cert), http_key=str(c.server_key), http_ca_file=str(c.ca),
+                       cert=str(c.server_cert), key=str(c.server_key), show_fingerprint=False)
         self.server = OpenADRServer(vtn_id="TEST-VTN", http_host="127.0.0.1", http_port=self.port,
                                     requested_poll_freq=timedelta(seconds=1), verify_message_signatures=False,
-                                    show_server_cert_domain=False)
+                                    show_server_cert_domain=False, **tls)
         self.server.add_handler("on_create_party_registration", self._register)
         self.server.add_handler("on_register_report", self._register_report)
         await self.server.run_async()

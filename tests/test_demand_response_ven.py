@@ -31,8 +31,10 @@ async def wait_until(condition: Callable[[], bool], timeout_s: float = 15.0) -> 
 
 
 @contextlib.asynccontextmanager
-async def building(tmp: Path, vtn_url: str, power_kw: float | None = 42.5) -> AsyncIterator[tuple[Ven, Target]]:
+async def building(tmp: Path, vtn: str | VenConfig, power_kw: float | None = 42.5
+                   ) -> AsyncIterator[tuple[Ven, Target]]:
     """esus's demand response parts as the service composes them: VEN, shedder, a reconcile loop."""
+    tmp.mkdir(parents=True, exist_ok=True)
     target, client = start_target(711), start_client()
     ledger = Ledger(tmp / "dr.sqlite")
     shedder = Shedder([ShedAction("setpoint", target.address, "analog-value,1", {1: 21.0, 2: 22.0}),
@@ -46,7 +48,8 @@ async def building(tmp: Path, vtn_url: str, power_kw: float | None = 42.5) -> As
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(wake.wait(), 0.2)
             wake.clear()
-    ven = Ven(VenConfig(vtn_url, "esus-test"), shedder, lambda: power_kw, wake.set)
+    config = vtn if isinstance(vtn, VenConfig) else VenConfig(vtn, "esus-test")
+    ven = Ven(config, shedder, lambda: power_kw, wake.set)
     tasks = [asyncio.create_task(ven.run()), asyncio.create_task(reconcile_loop())]
     try:
         yield ven, target
@@ -158,3 +161,32 @@ async def test_a_vtn_that_goes_away_is_said_once_and_its_return_once(
     assert sum("has not answered" in line for line in said) == 1
     assert sum("answers again" in line for line in said) == 1
     assert not [line for line in said if line.startswith("Could not connect")]   # openleadr's per-poll noise
+
+
+@pytest.mark.slow
+@in_loop
+async def test_a_vtn_behind_tls_takes_the_ven_with_its_client_certificate_and_no_other(tmp_path: Path) -> None:
+    from openleadr.utils import certificate_fingerprint
+
+    from tests.tls_certs import make_certs
+
+    certs = make_certs(tmp_path)
+    vtn = await Vtn(certs=certs).start()
+    try:
+        config = VenConfig(vtn.url, "esus-test", cert=certs.client_cert, key=certs.client_key, ca_file=certs.ca,
+                           vtn_fingerprint=certificate_fingerprint(certs.server_cert.read_bytes()))
+        async with building(tmp_path, config) as (ven, target):
+            await wait_until(lambda: ven.registered)                 # mutual TLS; the VTN's signature checked
+            vtn.add_event(level=2, starts_in_s=0, duration_s=600)
+            await wait_until(lambda: slots(target) == (22.0, 50.0))
+        stranger = VenConfig(vtn.url, "stranger", cert=None, key=None, ca_file=None)
+        async with building(tmp_path / "stranger", stranger) as (ven, _):
+            await asyncio.sleep(3)
+            assert not ven.registered and vtn.registrations == ["esus-test"]
+        impostor_check = VenConfig(vtn.url, "esus-test", cert=certs.client_cert, key=certs.client_key,
+                                   ca_file=certs.ca, vtn_fingerprint="00:11:22:33:44:55:66:77:88:99")
+        async with building(tmp_path / "impostor", impostor_check) as (ven, _):
+            await asyncio.sleep(3)
+            assert not ven.registered                               # a VTN whose signature does not match
+    finally:
+        await vtn.stop()
