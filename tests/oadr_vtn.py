@@ -66,3 +66,9 @@ class Vtn:
 
     async def stop(self) -> None:
         await self.server.stop()
+
+    async def __aenter__(self) -> Vtn:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

@@ -70,48 +70,36 @@ def slots(target: Target) -> tuple[object, object]:
 @pytest.mark.slow
 @in_loop
 async def test_an_event_is_opted_into_shed_at_its_start_and_released_at_its_end(tmp_path: Path) -> None:
-    vtn = await Vtn().start()
-    try:
-        async with building(tmp_path, vtn.url) as (ven, target):
-            await wait_until(lambda: ven.registered)
-            event_id = vtn.add_event(level=2, starts_in_s=2, duration_s=3)
-            await wait_until(lambda: vtn.opts.get(event_id) == "optIn")
-            assert slots(target) == (None, None)                      # not before its start
-            await wait_until(lambda: slots(target) == (22.0, 50.0))
-            await wait_until(lambda: slots(target) == (None, None))   # released at its end
-            await wait_until(lambda: len(vtn.power) >= 2)
-            assert {kw for _, kw in vtn.power} == {42.5}              # the telemetry report
-    finally:
-        await vtn.stop()
+    async with Vtn() as vtn, building(tmp_path, vtn.url) as (ven, target):
+        await wait_until(lambda: ven.registered)
+        event_id = vtn.add_event(level=2, starts_in_s=2, duration_s=3)
+        await wait_until(lambda: vtn.opts.get(event_id) == "optIn")
+        assert slots(target) == (None, None)                      # not before its start
+        await wait_until(lambda: slots(target) == (22.0, 50.0))
+        await wait_until(lambda: slots(target) == (None, None))   # released at its end
+        await wait_until(lambda: len(vtn.power) >= 2)
+        assert {kw for _, kw in vtn.power} == {42.5}              # the telemetry report
 
 
 @pytest.mark.slow
 @in_loop
 async def test_an_event_cancelled_by_the_vtn_is_released_at_once(tmp_path: Path) -> None:
-    vtn = await Vtn().start()
-    try:
-        async with building(tmp_path, vtn.url) as (ven, target):
-            await wait_until(lambda: ven.registered)
-            event_id = vtn.add_event(level=1, starts_in_s=0, duration_s=600)
-            await wait_until(lambda: slots(target) == (21.0, None))   # the chiller sits level 1 out
-            vtn.server.cancel_event(ven_id="ven-esus-1", event_id=event_id)
-            await wait_until(lambda: slots(target) == (None, None))
-    finally:
-        await vtn.stop()
+    async with Vtn() as vtn, building(tmp_path, vtn.url) as (ven, target):
+        await wait_until(lambda: ven.registered)
+        event_id = vtn.add_event(level=1, starts_in_s=0, duration_s=600)
+        await wait_until(lambda: slots(target) == (21.0, None))   # the chiller sits level 1 out
+        vtn.server.cancel_event(ven_id="ven-esus-1", event_id=event_id)
+        await wait_until(lambda: slots(target) == (None, None))
 
 
 @pytest.mark.slow
 @in_loop
 async def test_an_event_without_a_simple_signal_is_opted_out(tmp_path: Path) -> None:
-    vtn = await Vtn().start()
-    try:
-        async with building(tmp_path, vtn.url) as (ven, target):
-            await wait_until(lambda: ven.registered)
-            event_id = vtn.add_event(level=5.0, starts_in_s=0, duration_s=60, signal="ELECTRICITY_PRICE")
-            await wait_until(lambda: vtn.opts.get(event_id) == "optOut")
-            assert slots(target) == (None, None)
-    finally:
-        await vtn.stop()
+    async with Vtn() as vtn, building(tmp_path, vtn.url) as (ven, target):
+        await wait_until(lambda: ven.registered)
+        event_id = vtn.add_event(level=5.0, starts_in_s=0, duration_s=60, signal="ELECTRICITY_PRICE")
+        await wait_until(lambda: vtn.opts.get(event_id) == "optOut")
+        assert slots(target) == (None, None)
 
 
 @pytest.mark.slow
@@ -171,8 +159,7 @@ async def test_a_vtn_behind_tls_takes_the_ven_with_its_client_certificate_and_no
     from tests.tls_certs import make_certs
 
     certs = make_certs(tmp_path)
-    vtn = await Vtn(certs=certs).start()
-    try:
+    async with Vtn(certs=certs) as vtn:
         config = VenConfig(vtn.url, "esus-test", cert=certs.client_cert, key=certs.client_key, ca_file=certs.ca,
                            vtn_fingerprint=certificate_fingerprint(certs.server_cert.read_bytes()))
         async with building(tmp_path, config) as (ven, target):
@@ -188,5 +175,3 @@ async def test_a_vtn_behind_tls_takes_the_ven_with_its_client_certificate_and_no
         async with building(tmp_path / "impostor", impostor_check) as (ven, _):
             await asyncio.sleep(3)
             assert not ven.registered                               # a VTN whose signature does not match
-    finally:
-        await vtn.stop()
