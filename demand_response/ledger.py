@@ -11,7 +11,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from demand_response.actions import Value
+from demand_response.actions import ShedAction, Value
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -19,14 +19,14 @@ CREATE TABLE IF NOT EXISTS events (
     end_s REAL NOT NULL, cancelled INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (event_id, interval));
 CREATE TABLE IF NOT EXISTS overrides (
     action TEXT PRIMARY KEY, value TEXT, state TEXT NOT NULL, until_s REAL, attempts INTEGER NOT NULL,
-    error TEXT, updated_s REAL NOT NULL);
+    error TEXT, updated_s REAL NOT NULL, address TEXT NOT NULL, object_id TEXT NOT NULL, property TEXT NOT NULL,
+    priority INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS operator_releases (action TEXT PRIMARY KEY, until_s REAL NOT NULL);
 """
 
-#: writing: recorded, the write may or may not have reached the device (a kill in between);
-#: active: the device acknowledged the shed value; failed: it did not (retried while the event lasts);
-#: releasing: NULL not yet acknowledged (retried until it is); released: the slot is NULL again.
-STATES = ("writing", "active", "failed", "releasing", "released")
+# An override's state: writing (recorded; the write may or may not have reached the device, as
+# after a kill in between), active (acknowledged), failed (not; retried while the event lasts),
+# releasing (NULL not yet acknowledged; retried until it is), released (the slot is NULL again).
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ class Override:
     attempts: int
     error: str | None
     updated_s: float
+    slot: ShedAction  # the point and priority written, kept so it can be released whatever the site file says now
 
 
 class Ledger:
@@ -91,15 +92,17 @@ class Ledger:
 
     # -- overrides ---------------------------------------------------------------------------
 
-    def begin(self, action: str, value: Value | None, until_s: float | None, now_s: float) -> None:
+    def begin(self, action: ShedAction, value: Value | None, until_s: float | None, now_s: float) -> None:
         """Before a write goes out: the shed value, or None for a release (a NULL write)."""
         state = "writing" if value is not None else "releasing"
         self.db.execute(
-            "INSERT INTO overrides VALUES (?, ?, ?, ?, 1, NULL, ?) ON CONFLICT(action) DO UPDATE SET "
+            "INSERT INTO overrides VALUES (?, ?, ?, ?, 1, NULL, ?, ?, ?, ?, ?) ON CONFLICT(action) DO UPDATE SET "
             "value = excluded.value, state = excluded.state, until_s = excluded.until_s, "
-            "updated_s = excluded.updated_s, attempts = CASE WHEN overrides.state IN ('active', 'released') "
-            "THEN 1 ELSE overrides.attempts + 1 END",
-            (action, json.dumps(value), state, until_s, now_s))
+            "updated_s = excluded.updated_s, address = excluded.address, object_id = excluded.object_id, "
+            "property = excluded.property, priority = excluded.priority, "
+            "attempts = CASE WHEN overrides.state IN ('active', 'released') THEN 1 ELSE overrides.attempts + 1 END",
+            (action.name, json.dumps(value), state, until_s, now_s, action.address, action.object_id,
+             action.property, action.priority))
 
     def succeeded(self, action: str, now_s: float) -> None:
         self.db.execute("UPDATE overrides SET state = CASE state WHEN 'releasing' THEN 'released' ELSE 'active' END, "
@@ -114,8 +117,10 @@ class Ledger:
         self.db.execute("UPDATE overrides SET until_s = ? WHERE action = ?", (until_s, action))
 
     def overrides(self) -> dict[str, Override]:
-        rows = self.db.execute("SELECT action, value, state, until_s, attempts, error, updated_s FROM overrides")
-        return {a: Override(a, json.loads(v), s, u, n, e, t) for a, v, s, u, n, e, t in rows}
+        rows = self.db.execute("SELECT action, value, state, until_s, attempts, error, updated_s, address, "
+                               "object_id, property, priority FROM overrides ORDER BY rowid")
+        return {a: Override(a, json.loads(v), s, u, n, e, t, ShedAction(a, addr, obj, {}, prop, prio))
+                for a, v, s, u, n, e, t, addr, obj, prop, prio in rows}
 
     # -- operator releases -------------------------------------------------------------------
 

@@ -74,6 +74,8 @@ class Shedder:
         Sheds go out in the site file's order, releases in reverse, `stage_delay_s` apart; a
         controller that does not answer delays no other."""
         async with self._lock:
+            orphans = self._orphans()
+            await self._apply(orphans, None)
             state = self.state()
             desired = desired_values(self.actions, state.level, self.ledger.operator_released(self.clock()))
             sheds, releases = [], []
@@ -88,15 +90,21 @@ class Shedder:
                     releases.append((action, None))
             await self._apply(sheds + releases[::-1], state.until_s)
             self.ledger.forget_events_before(self.clock() - 86400)  # a day of history for the page
-            return len(sheds) + len(releases)
+            return len(orphans) + len(sheds) + len(releases)
+
+    def _orphans(self) -> list[tuple[ShedAction, None]]:
+        """Slots held for an action the site file no longer has, or now points elsewhere: released
+        where they were written."""
+        configured = {(a.name, a.address, a.object_id, a.property, a.priority) for a in self.actions}
+        return [(o.slot, None) for o in self.ledger.overrides().values() if o.state != "released" and
+                (o.action, o.slot.address, o.slot.object_id, o.slot.property, o.slot.priority) not in configured]
 
     async def release_held(self) -> int:
         """NULL to every slot esus may hold, without an operator release: for a clean stop, since a
         stopped esus cannot end overrides on time. The next reconcile sheds again if an event lasts."""
         async with self._lock:
             held = self.ledger.overrides()
-            changes = [(a, None) for a in reversed(self.actions)
-                       if a.name in held and held[a.name].state != "released"]
+            changes = [(o.slot, None) for o in reversed(held.values()) if o.state != "released"]
             await self._apply(changes, None)
             return len(changes)
 
@@ -105,7 +113,7 @@ class Shedder:
         for i, (action, value) in enumerate(changes):
             if i:
                 await self.sleep(self.stage_delay_s)
-            self.ledger.begin(action.name, value, until_s if value is not None else None, self.clock())
+            self.ledger.begin(action, value, until_s if value is not None else None, self.clock())
             tasks.append(asyncio.create_task(self._write(action, value)))
         await asyncio.gather(*tasks)
 

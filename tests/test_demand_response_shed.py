@@ -183,7 +183,7 @@ async def test_a_write_the_process_died_during_is_released_after_a_restart(tmp_p
     async with Scene(tmp_path) as s:
         s.shedder.put_event(Event("e1", 2, T0, T0 + 600))
         await s.shedder.reconcile()
-        s.ledger.begin("supply air +3 K", 23.0, T0 + 600, T0 + 1)   # recorded, then killed before the answer
+        s.ledger.begin(s.shedder.actions[0], 23.0, T0 + 600, T0 + 1)   # recorded, then killed before the answer
         s.ledger.close()
         s.clock.now = T0 + 900
         s.start_shedder()
@@ -243,3 +243,22 @@ async def test_a_clean_stop_releases_and_a_start_during_the_event_sheds_again(tm
         s.start_shedder()
         assert await s.shedder.reconcile() == 3
         assert s.slots() == {"sp": 22.0, "limit": 50.0, "fan": "inactive"}
+
+
+@in_loop
+async def test_a_slot_held_for_an_action_since_removed_or_moved_is_released_where_it_was_written(
+        tmp_path: Path) -> None:
+    async with Scene(tmp_path) as s:
+        s.shedder.put_event(Event("e1", 2, T0, T0 + 3600))
+        await s.shedder.reconcile()
+        s.ledger.close()
+        s.start_shedder()                                    # a restart with an edited site file:
+        del s.shedder.actions[2]                             # the fan's action removed,
+        chiller = s.shedder.actions[1]                       # the chiller's moved to priority 8
+        s.shedder.actions[1] = ShedAction(chiller.name, chiller.address, chiller.object_id, chiller.values,
+                                          priority=8)
+        await s.shedder.reconcile()
+        assert s.target.slot("binary-output,3", 10) is None   # released although no action names it now
+        assert s.target.slot("analog-output,2", 9) is None    # the old slot released ...
+        assert s.target.slot("analog-output,2", 8) == 50.0    # ... and the new one shed
+        assert s.slots()["sp"] == 22.0
