@@ -118,8 +118,22 @@ def check_gpio(settings: Settings, environ: dict[str, str] | None = None) -> Che
     return Check("gpio", True, "lgpio and /dev/gpiochip0 available")
 
 
+def check_demand_response(settings: Settings) -> Check:
+    """The VTN reachable, every shed point readable (nothing is written), the Modbus meter read."""
+    config = settings.site.demand_response
+    if not (config.actions or settings.oadr):
+        return Check("dr", True, "not configured (no shed actions, ESUS_OADR_VTN_URL unset)")
+    import asyncio
+
+    from esus.dr_check import probe
+    problems, found = asyncio.run(probe(settings, TIMEOUT_S))
+    if problems:
+        return Check("dr", False, "; ".join(problems))
+    return Check("dr", True, "; ".join(found))
+
+
 CHECKS: list[Callable[[Settings], Check]] = [
-    check_settings, check_store, check_bms, check_influx, check_bacnet, check_gpio]
+    check_settings, check_store, check_bms, check_influx, check_bacnet, check_gpio, check_demand_response]
 
 
 def run_doctor(settings: Settings) -> list[Check]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,14 +9,9 @@ from typing import Any
 from openleadr import OpenADRServer
 
 from tests.tls_certs import Certs
+from tests.tsdb import free_tcp_port
 
 VEN_ID = "ven-esus-1"
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -17,7 +17,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from demand_response.modbus_meter import MeterError, ModbusMeter, ModbusMeterConfig, decode_kw
-from tests.oadr_vtn import free_tcp_port
+from tests.tsdb import free_tcp_port
 from tests.test_demand_response_shed import in_loop
 
 FORMATS = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "float32": "f", "float64": "d"}

@@ -24,7 +24,7 @@ from demand_response.passwords import hash_password
 from demand_response.shedder import Shedder
 from tests.bacnet_harness import free_udp_port
 from tests.dr_targets import Target, start_client, start_target
-from tests.oadr_vtn import free_tcp_port
+from tests.tsdb import free_tcp_port
 from tests.test_demand_response_shed import in_loop
 from tests.test_demand_response_ven import wait_until
 

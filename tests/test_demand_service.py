@@ -20,7 +20,8 @@ from esus.config import example_site_path, load_settings
 from esus.service import Service, StartupError
 from tests.bacnet_harness import OT, PID, free_udp_port
 from tests.dr_targets import start_target
-from tests.oadr_vtn import Vtn, free_tcp_port
+from tests.oadr_vtn import Vtn
+from tests.tsdb import free_tcp_port
 from tests.test_demand_response_shed import in_loop
 from tests.test_demand_response_ven import wait_until
 
@@ -125,3 +126,31 @@ def test_the_password_hash_command_reads_stdin_and_refuses_a_short_password(monk
     monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
     assert main(["dr", "hash-password"]) != 0
     assert "at least 10 characters" in capsys.readouterr().err
+
+
+@in_loop
+async def test_doctor_reads_every_shed_point_and_names_the_one_that_does_not_answer(tmp_path: Path) -> None:
+    from esus.dr_check import probe
+
+    target = start_target(741)
+    try:
+        async with Vtn() as vtn:
+            site = site_with_action(tmp_path, target.address, f"127.0.0.1:{free_udp_port()}")  # the second: nobody
+            settings = load_settings({"ESUS_SITE": str(site), "ESUS_STATE_DIR": str(tmp_path / "state"),
+                                      "ESUS_OADR_VTN_URL": vtn.url, "ESUS_OADR_VEN_NAME": "tmv23"}, demo=False)
+            problems, found = await probe(settings, 1.0)
+            assert found[0] == f"VTN 127.0.0.1:{vtn.port} reachable" and found[1] == "1 of 2 shed points answer"
+            assert problems == [f"'Lower the east shades' ({settings.site.demand_response.actions[1].address} "
+                                "analog-value,111) did not answer within 1 s"]
+        problems, _ = await probe(settings, 1.0)                     # the VTN is gone
+        assert problems[0].startswith(f"VTN 127.0.0.1:{vtn.port} cannot be reached")
+    finally:
+        target.close()
+
+
+def test_doctor_says_demand_response_is_off_when_nothing_is_configured(tmp_path: Path) -> None:
+    from esus.doctor import check_demand_response
+
+    settings = load_settings({"ESUS_STATE_DIR": str(tmp_path / "state")}, demo=True)
+    check = check_demand_response(settings)
+    assert check.ok and "not configured" in check.detail

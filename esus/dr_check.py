@@ -1,0 +1,77 @@
+"""What `esus doctor` asks of demand response before an event needs it: can the VTN be reached,
+does every shed point answer a read (nothing is written), does the Modbus meter give a reading."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urlsplit
+
+from esus.config import Settings
+
+
+async def probe(settings: Settings, timeout_s: float) -> tuple[list[str], list[str]]:
+    """(problems, findings), each a short phrase."""
+    problems, found = [], []
+    if settings.oadr is not None:
+        url = urlsplit(settings.oadr.vtn_url)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(url.hostname, port), timeout_s)
+            writer.close()
+            found.append(f"VTN {url.hostname}:{port} reachable")
+        except (OSError, asyncio.TimeoutError) as exc:
+            problems.append(f"VTN {url.hostname}:{port} cannot be reached ({type(exc).__name__}): "
+                            "check ESUS_OADR_VTN_URL and the firewall")
+    actions = settings.site.demand_response.actions
+    if actions:
+        silent = await _read_shed_points(settings, timeout_s)
+        problems += silent
+        found.append(f"{len(actions) - len(silent)} of {len(actions)} shed points answer")
+    modbus = settings.site.demand_response.modbus
+    if settings.site.demand_response.meter == "modbus" and modbus is not None:
+        from demand_response.modbus_meter import MeterError, ModbusMeter, ModbusMeterConfig
+
+        meter = ModbusMeter(ModbusMeterConfig(modbus.host, modbus.register_address, modbus.port, modbus.unit_id,
+                                              modbus.register_type, modbus.data_type, modbus.byte_order,
+                                              modbus.word_order, modbus.scale, modbus.poll_s, modbus.timeout_s))
+        try:
+            found.append(f"Modbus meter reads {await meter.read_kw():.2f} kW")
+        except MeterError as exc:
+            problems.append(str(exc))
+        finally:
+            meter.close()
+    return problems, found
+
+
+async def _read_shed_points(settings: Settings, timeout_s: float) -> list[str]:
+    """One phrase per shed point that does not answer a ReadProperty of what esus would write."""
+    import socket
+
+    from bacpypes3.apdu import ErrorRejectAbortNack
+    from bacpypes3.app import Application
+    from bacpypes3.local.device import DeviceObject
+    from bacpypes3.local.networkport import NetworkPortObject
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:  # a free port beside esus's own
+        sock.bind((settings.bacnet.ip, 0))
+        port = sock.getsockname()[1]
+    prefix = settings.bacnet.interface.network.prefixlen
+    app = Application.from_object_list([
+        DeviceObject(objectIdentifier=("device", 4194301), objectName="esus-doctor", vendorIdentifier=999),
+        NetworkPortObject(f"{settings.bacnet.ip}/{prefix}:{port}", objectIdentifier=("network-port", 1),
+                          objectName="port-1")])
+    problems = []
+    try:
+        for action in settings.site.demand_response.actions:
+            where = f"'{action.name}' ({action.address} {action.object})"
+            try:
+                await asyncio.wait_for(app.read_property(action.address, action.object, action.property), timeout_s)
+            except asyncio.TimeoutError:
+                problems.append(f"{where} did not answer within {timeout_s:g} s")
+            except ErrorRejectAbortNack as answer:
+                problems.append(f"{where} answered {answer}: check the object and property")
+            except Exception as exc:  # noqa: BLE001 - a bad address or object text
+                problems.append(f"{where}: {type(exc).__name__}: {exc}")
+    finally:
+        app.close()
+    return problems
