@@ -4,6 +4,7 @@ Pure data and one pure function; the site file declares the actions (see site.ex
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 #: OpenADR 2.0b SIMPLE signal levels: 0 normal, 1 moderate, 2 high, 3 special.
@@ -21,6 +22,7 @@ class ShedAction:
     values: dict[int, Value] = field(hash=False)  # signal level -> shed value
     property: str = "present-value"
     priority: int = 10             # a BACnet priority slot, 1-16; 10 is free for non-critical control
+    condition: str | None = None   # a name the composer judges now and then (e.g. a shade group's sunny façade)
 
     def value_at(self, level: int) -> Value | None:
         """The shed value for a signal level: that of the highest configured level at or below it;
@@ -29,7 +31,10 @@ class ShedAction:
         return self.values[max(usable)] if usable else None
 
 
-def desired_values(actions: list[ShedAction], level: int, released: set[str]) -> dict[str, Value | None]:
+def desired_values(actions: list[ShedAction], level: int, released: set[str],
+                   holds: Callable[[str], bool] = lambda condition: True) -> dict[str, Value | None]:
     """What each action's priority slot should hold now: its shed value, or None (NULL, released).
-    `released` are the actions an operator released for the rest of the current events."""
-    return {a.name: None if a.name in released else a.value_at(level) for a in actions}
+    `released` are the actions an operator released for the rest of the current events; an action
+    with a condition takes part only while `holds(condition)`."""
+    return {a.name: None if a.name in released or (a.condition and not holds(a.condition)) else a.value_at(level)
+            for a in actions}

@@ -33,12 +33,13 @@ class ShedState:
 class Shedder:
     def __init__(self, actions: list[ShedAction], ledger: Ledger, writer: PointWriter, *,
                  stage_delay_s: float = STAGE_DELAY_S, clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 holds: Callable[[str], bool] = lambda condition: True) -> None:
         names = [a.name for a in actions]
         if len(set(names)) != len(names):
             raise ValueError("shed action names must be unique")
         self.actions, self.ledger, self.writer = actions, ledger, writer
-        self.stage_delay_s, self.clock, self.sleep = stage_delay_s, clock, sleep
+        self.stage_delay_s, self.clock, self.sleep, self.holds = stage_delay_s, clock, sleep, holds
         self._lock = asyncio.Lock()
 
     # -- what the VTN and the operator say -----------------------------------------------------
@@ -77,7 +78,8 @@ class Shedder:
             orphans = self._orphans()
             await self._apply(orphans, None)
             state = self.state()
-            desired = desired_values(self.actions, state.level, self.ledger.operator_released(self.clock()))
+            desired = desired_values(self.actions, state.level, self.ledger.operator_released(self.clock()),
+                                     self.holds)
             sheds, releases = [], []
             for action in self.actions:
                 want, have = desired[action.name], state.overrides.get(action.name)

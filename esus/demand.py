@@ -30,11 +30,12 @@ class DemandService:
     def __init__(self, settings: Settings, bacnet: BacnetBridge, power: PowerInput, clock: Clock) -> None:
         self.settings, self.bacnet, self.power, self.clock = settings, bacnet, power, clock
         config = settings.site.demand_response
-        self.actions = [ShedAction(a.name, a.address, a.object, a.typed_values(), a.property, a.priority)
-                        for a in config.actions]
+        self.actions = [ShedAction(a.name, a.address, a.object, a.typed_values(), a.property, a.priority,
+                                   a.when_sun_on) for a in config.actions]
         self.ledger = Ledger(settings.state_dir / "demand-response.db")
         self.shedder = Shedder(self.actions, self.ledger, BacnetWriter(_DeviceApp(bacnet)),
-                               stage_delay_s=config.stage_delay_s, clock=lambda: self.clock.now().timestamp())
+                               stage_delay_s=config.stage_delay_s, clock=lambda: self.clock.now().timestamp(),
+                               holds=self.sun_on)
         self.meter: ModbusMeter | None = None
         if config.meter == "modbus" and config.modbus is not None:
             m = config.modbus
@@ -64,6 +65,19 @@ class DemandService:
                                  secret=load_secret(self.settings.state_dir / "operator-page.key"),
                                  tz=self.settings.site.site.tz, site_name=self.settings.site.site.name)
         await self.page.start(access.host, access.port)
+
+    def sun_on(self, group: str) -> bool:
+        """Whether the sun is on this shade group's façade now (pvlib geometry): lowering shades on
+        a façade in shadow sheds nothing and only takes the daylight."""
+        import pandas as pd
+
+        from shades.solar import Facade, site_location, sun_on_facade, sun_position
+
+        site = self.settings.site
+        facade = next(Facade(g.facade_azimuth_deg) for g in site.shades.groups if g.name == group)
+        location = site_location(site.site.latitude, site.site.longitude, site.site.altitude_m, site.site.timezone)
+        sun = sun_position(location, pd.DatetimeIndex([self.clock.now()]))
+        return bool(sun_on_facade(facade, sun).iloc[0])
 
     def power_kw(self) -> float | None:
         """The power reported to the VTN: the Modbus meter's, or what the BAS writes (not when stale)."""

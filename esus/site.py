@@ -203,6 +203,7 @@ class ShedActionSettings(Model):
     property: str = Field(default="present-value", pattern=r"^[a-z][a-z-]*$")
     priority: int = Field(default=10, ge=1, le=16)
     values: dict[int, float | str] = Field(min_length=1, description="signal level (1-3) -> shed value")
+    when_sun_on: str | None = Field(default=None, description="a shade group: act only while the sun is on its façade")
 
     @field_validator("address")
     @classmethod
@@ -293,6 +294,15 @@ class Site(Model):
     bms: BmsSettings = BmsSettings()
     shades: ShadeSettings = ShadeSettings()
     demand_response: DemandResponseSettings = DemandResponseSettings()
+
+    @model_validator(mode="after")
+    def _known_groups(self) -> Site:
+        groups = {g.name for g in self.shades.groups}
+        for action in self.demand_response.actions:
+            if action.when_sun_on is not None and action.when_sun_on not in groups:
+                raise ValueError(f"shed action {action.name!r}: when_sun_on = {action.when_sun_on!r} is not a shade "
+                                 f"group (the site file has {', '.join(sorted(groups)) or 'none'})")
+        return self
 
 
 def load_site(path: Path) -> Site:

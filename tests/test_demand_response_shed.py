@@ -262,3 +262,21 @@ async def test_a_slot_held_for_an_action_since_removed_or_moved_is_released_wher
         assert s.target.slot("analog-output,2", 9) is None    # the old slot released ...
         assert s.target.slot("analog-output,2", 8) == 50.0    # ... and the new one shed
         assert s.slots()["sp"] == 22.0
+
+
+@in_loop
+async def test_an_action_with_a_condition_takes_part_only_while_it_holds(tmp_path: Path) -> None:
+    async with Scene(tmp_path) as s:
+        sunny = {"east": False}
+        s.shedder.holds = lambda condition: sunny[condition]
+        fan = s.shedder.actions[2]
+        s.shedder.actions[2] = ShedAction(fan.name, fan.address, fan.object_id, fan.values, condition="east")
+        s.shedder.put_event(Event("e1", 2, T0, T0 + 3600))
+        await s.shedder.reconcile()
+        assert s.slots() == {"sp": 22.0, "limit": 50.0, "fan": None}       # in the shade: sits it out
+        sunny["east"] = True
+        await s.shedder.reconcile()
+        assert s.slots()["fan"] == "inactive"
+        sunny["east"] = False                                               # the sun moved on
+        await s.shedder.reconcile()
+        assert s.slots() == {"sp": 22.0, "limit": 50.0, "fan": None}

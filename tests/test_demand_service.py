@@ -154,3 +154,21 @@ def test_doctor_says_demand_response_is_off_when_nothing_is_configured(tmp_path:
     settings = load_settings({"ESUS_STATE_DIR": str(tmp_path / "state")}, demo=True)
     check = check_demand_response(settings)
     assert check.ok and "not configured" in check.detail
+
+
+def test_the_sun_is_on_the_east_facade_in_the_morning_and_off_it_in_the_evening(tmp_path: Path) -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from esus.clock import ManualClock
+    from esus.demand import DemandService
+
+    settings = load_settings({"ESUS_STATE_DIR": str(tmp_path / "state")}, demo=True)
+    clock = ManualClock(datetime(2026, 6, 22, 7, 0, tzinfo=ZoneInfo("Europe/Copenhagen")))
+    demand = DemandService(settings, None, None, clock)  # type: ignore[arg-type] - only the geometry is asked
+    try:
+        assert demand.sun_on("east") and not demand.sun_on("west")
+        clock.jump(11 * 3600)                                               # 18:00
+        assert not demand.sun_on("east") and demand.sun_on("west")
+    finally:
+        demand.close()

@@ -104,6 +104,7 @@ def test_the_example_demand_response_block_is_valid(site_file: Path) -> None:
     assert [a.name for a in dr.actions] == ["AHU-1 supply air setpoint +2 K", "Chiller demand limit",
                                             "Corridor lighting off", "Lower the south shades"]
     assert dr.meter == "bacnet" and dr.modbus is not None and dr.modbus.register_address == 3059
+    assert dr.actions[3].when_sun_on == "south" and dr.actions[0].when_sun_on is None
     assert dr.actions[1].priority == 9 and dr.actions[1].typed_values() == {1: 80.0, 2: 60.0, 3: 40.0}
     assert dr.actions[2].priority == 10 and dr.actions[2].typed_values() == {2: "inactive"}
 
@@ -115,6 +116,7 @@ def test_the_example_demand_response_block_is_valid(site_file: Path) -> None:
     ("values = { 1 = 22.0, 2 = 23.0 }", "values = { 4 = 22.0 }", r"signal level 4; OpenADR's are 1, 2 and 3"),
     ("priority = 9", "priority = 17", r"priority = 17: Input should be less than or equal to 16"),
     ('name = "Chiller demand limit"', 'name = "Corridor lighting off"', r"shed action name 'Corridor lighting off' is used twice"),
+    ('when_sun_on = "south"', 'when_sun_on = "north"', r"when_sun_on = 'north' is not a shade group \(the site file has east, south, west\)"),
 ])
 def test_bad_demand_response_actions(site_file: Path, old: str, new: str, expected: str) -> None:
     assert re.search(expected, error_for(edited(_with_demand_response(site_file), old, new)))
