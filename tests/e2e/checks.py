@@ -207,11 +207,14 @@ def check_wind(week: Week, rows: list[dict], events: list) -> Check:
     settled = first_read(rows, wind_on + timedelta(minutes=12))
     retracted = settled is not None and settled["wind-lockout"] == 1 and all(
         settled[f"shade-{g}-position"] == 0 for g in (1, 2, 3))
-    downs_in_wind = [t for t, g, r, on in events if r == "down" and on and wind_on <= t < wind_off]
+    # esus learns of the wind at the first BMS poll after it starts; no shade may go down from then on
+    known = wind_on + timedelta(minutes=SITE.bms.poll_minutes + 2)
+    downs_in_wind = [t for t, g, r, on in events if r == "down" and on and known <= t < wind_off]
     return Check("retracted in the wind, locked until it calmed", retracted and not downs_in_wind,
                  f"at {settled['t'].astimezone(TZ):%a %H:%M} lockout {'on' if settled['wind-lockout'] else 'off'}, "
                  f"positions {[settled[f'shade-{g}-position'] for g in (1, 2, 3)]}; {len(downs_in_wind)} downward "
-                 "runs during the wind" if settled else "no reading after the wind started")
+                 f"runs from the first poll that saw the wind ({known.astimezone(TZ):%H:%M}) until it calmed"
+                 if settled else "no reading after the wind started")
 
 
 def check_occupant(week: Week, rows: list[dict], events: list) -> Check:
