@@ -196,7 +196,7 @@ class OperatorPage:
             raise web.HTTPSeeOther("/login")
         csrf = html.escape(self._csrf(nonce))
         state = self.shedder.state()
-        released = self.shedder.ledger.operator_released(self.clock())
+        released = self.shedder.ledger.operator_released(self.shedder.clock())
         done = request.query.get("done")
         parts = [f"<h1>Demand response{self._site()}</h1>",
                  f'<p class="note" role="status">{html.escape(done)}</p>' if done else ""]

@@ -122,6 +122,8 @@ class BmsService:
                 log.warning("BMS poll failed: %s; retrying at the next poll", exc)
             else:
                 self.last_report = report
+                log.debug("BMS poll due %s: %d new samples in %.2f s (clock)", due.isoformat(), report.new_samples,
+                          (self.clock.now() - due).total_seconds())
                 if report.failures:
                     log.info("BMS poll: %d new samples, %d of %d points failed", report.new_samples,
                              len(report.failures), len(self.poller.points))

@@ -51,24 +51,32 @@ class AcceleratedClock:
 
     def __init__(self, speed: float, start: datetime | None = None, anchor_unix_s: float | None = None) -> None:
         """`start` is the simulated time when the wall clock read `anchor_unix_s` (default: now), so
-        several processes, or one restarted, share one simulated timeline."""
+        several processes, or one restarted, share one simulated timeline. Anchored clocks read the
+        wall clock each time, as every process on the timeline does: had each counted from its own
+        start with the monotonic clock, an adjustment of the wall clock between two starts (one
+        second of NTP slew is ten simulated minutes at 600x) would put them minutes apart."""
         if not speed > 0:
             raise ValueError("speed must be positive")
         self.speed = float(speed)
         self._start = start or datetime.now(UTC)
-        if anchor_unix_s is not None:
-            self._start += timedelta(seconds=(time.time() - anchor_unix_s) * self.speed)
+        self._anchor = anchor_unix_s
         self._real0 = time.monotonic()
+        self._last = float("-inf")
 
     def monotonic(self) -> float:
-        return (time.monotonic() - self._real0) * self.speed
+        if self._anchor is None:
+            return (time.monotonic() - self._real0) * self.speed
+        self._last = max(self._last, (time.time() - self._anchor) * self.speed)  # never backwards
+        return self._last
 
     def now(self) -> datetime:
         return self._start + timedelta(seconds=self.monotonic())
 
     def resume_after(self, when: datetime) -> None:
-        """Make simulated time continue after `when` (a restarted fast demo must not go back in time)."""
-        if when >= self.now():
+        """Make simulated time continue after `when` (a restarted fast demo must not go back in time).
+        An anchored clock is a timeline shared with other processes and is never moved: a process
+        started before the anchor would otherwise run minutes ahead of the rest for its whole life."""
+        if self._anchor is None and when >= self.now():
             self._start += when - self.now() + timedelta(seconds=1)
 
     async def sleep(self, seconds: float) -> None:

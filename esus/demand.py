@@ -26,6 +26,16 @@ RECONCILE_S = 10.0      # event starts and ends are acted on within this, and fa
 RELEASE_AT_STOP_S = 15.0
 
 
+def modbus_meter_config(settings: Settings) -> ModbusMeterConfig | None:
+    """The Modbus TCP meter the VTN's reports come from, when the site file says so."""
+    config = settings.site.demand_response
+    if config.meter != "modbus" or config.modbus is None:
+        return None
+    m = config.modbus
+    return ModbusMeterConfig(m.host, m.register_address, m.port, m.unit_id, m.register_type, m.data_type,
+                             m.byte_order, m.word_order, m.scale, m.poll_s, m.timeout_s)
+
+
 class DemandService:
     def __init__(self, settings: Settings, bacnet: BacnetBridge, power: PowerInput, clock: Clock) -> None:
         self.settings, self.bacnet, self.power, self.clock = settings, bacnet, power, clock
@@ -36,12 +46,8 @@ class DemandService:
         self.shedder = Shedder(self.actions, self.ledger, BacnetWriter(_DeviceApp(bacnet)),
                                stage_delay_s=config.stage_delay_s, clock=lambda: self.clock.now().timestamp(),
                                holds=self.sun_on)
-        self.meter: ModbusMeter | None = None
-        if config.meter == "modbus" and config.modbus is not None:
-            m = config.modbus
-            self.meter = ModbusMeter(ModbusMeterConfig(
-                m.host, m.register_address, m.port, m.unit_id, m.register_type, m.data_type, m.byte_order,
-                m.word_order, m.scale, m.poll_s, m.timeout_s))
+        meter = modbus_meter_config(settings)
+        self.meter = ModbusMeter(meter) if meter is not None else None
         self.ven: Ven | None = None
         if settings.oadr is not None:
             o = settings.oadr

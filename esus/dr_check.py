@@ -7,6 +7,7 @@ import asyncio
 from urllib.parse import urlsplit
 
 from esus.config import Settings
+from esus.demand import modbus_meter_config
 
 
 async def probe(settings: Settings, timeout_s: float) -> tuple[list[str], list[str]]:
@@ -27,13 +28,11 @@ async def probe(settings: Settings, timeout_s: float) -> tuple[list[str], list[s
         silent = await _read_shed_points(settings, timeout_s)
         problems += silent
         found.append(f"{len(actions) - len(silent)} of {len(actions)} shed points answer")
-    modbus = settings.site.demand_response.modbus
-    if settings.site.demand_response.meter == "modbus" and modbus is not None:
-        from demand_response.modbus_meter import MeterError, ModbusMeter, ModbusMeterConfig
+    config = modbus_meter_config(settings)
+    if config is not None:
+        from demand_response.modbus_meter import MeterError, ModbusMeter
 
-        meter = ModbusMeter(ModbusMeterConfig(modbus.host, modbus.register_address, modbus.port, modbus.unit_id,
-                                              modbus.register_type, modbus.data_type, modbus.byte_order,
-                                              modbus.word_order, modbus.scale, modbus.poll_s, modbus.timeout_s))
+        meter = ModbusMeter(config)
         try:
             found.append(f"Modbus meter reads {await meter.read_kw():.2f} kW")
         except MeterError as exc:

@@ -172,3 +172,31 @@ def test_the_sun_is_on_the_east_facade_in_the_morning_and_off_it_in_the_evening(
         assert not demand.sun_on("east") and demand.sun_on("west")
     finally:
         demand.close()
+
+
+@in_loop
+async def test_with_a_modbus_meter_the_vtn_is_told_its_reading_and_doctor_reads_it(tmp_path: Path) -> None:
+    from esus.clock import RealClock as Clock
+    from esus.demand import DemandService
+    from esus.dr_check import probe
+    from tests.test_demand_response_meter import meter_server, registers
+
+    async with meter_server(registers(37.25, "float32"), unit=1) as port:
+        site = tmp_path / "site.toml"
+        shutil.copy(example_site_path(), site)
+        with site.open("a") as f:
+            f.write(f'\n[demand_response]\nmeter = "modbus"\n\n[demand_response.modbus]\nhost = "127.0.0.1"\n'
+                    f'port = {port}\nregister_address = 0\npoll_s = 1\n')
+        settings = load_settings({"ESUS_SITE": str(site), "ESUS_STATE_DIR": str(tmp_path / "state"),
+                                  "ESUS_OADR_VTN_URL": "http://127.0.0.1:9/vtn", "ESUS_OADR_VEN_NAME": "tmv23"},
+                                 demo=False)
+        problems, found = await probe(settings, 1.0)
+        assert found == ["Modbus meter reads 37.25 kW"] and problems[0].startswith("VTN 127.0.0.1:9 cannot be reached")
+        demand = DemandService(settings, None, None, Clock())  # type: ignore[arg-type] - the meter is all it needs
+        reading = asyncio.create_task(demand.meter.run())
+        try:
+            await wait_until(lambda: demand.power_kw() is not None, 10)
+            assert demand.power_kw() == 37.25
+        finally:
+            reading.cancel()
+            demand.close()

@@ -211,3 +211,39 @@ def test_midnight_job_through_a_dst_week() -> None:
     runs = asyncio.run(scenario())
     assert [r.day for r in runs] == [27, 28, 29, 30, 31, 1, 2]
     assert all((r.hour, r.minute) == (0, 0) for r in runs)
+
+
+def test_processes_on_one_anchored_timeline_agree_after_the_wall_clock_is_adjusted(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 600x one second of NTP slew is ten simulated minutes: a process started after it must
+    still read the same simulated time as one started before (the end-to-end scene's BAS, BMS and
+    the service are such processes)."""
+    import esus.clock as clock_module
+    from esus.clock import AcceleratedClock
+
+    wall = [1_000_000.0]
+    monkeypatch.setattr(clock_module.time, "time", lambda: wall[0])
+    start = datetime(2026, 6, 14, 19, 0, tzinfo=UTC)
+    early = AcceleratedClock(600, start, anchor_unix_s=1_000_030.0)
+    assert early.now() == start - timedelta(seconds=30 * 600)     # before the anchor: before the start
+    wall[0] += 31.0                                                # 30 s of set-up, and 1 s of slew
+    late = AcceleratedClock(600, start, anchor_unix_s=1_000_030.0)
+    assert early.now() == late.now() == start + timedelta(seconds=600)
+    wall[0] -= 0.5                                                 # a step back: time stands still, never reverses
+    assert early.now() == start + timedelta(seconds=600)
+
+
+def test_an_anchored_clock_is_not_moved_by_history_that_lies_ahead_of_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The end-to-end service started before the anchor found seeded history ahead of its clock,
+    jumped to it and ran ten simulated minutes ahead of the BMS all its life (its wind went stale)."""
+    import esus.clock as clock_module
+    from esus.clock import AcceleratedClock
+
+    monkeypatch.setattr(clock_module.time, "time", lambda: 1_000_000.0)
+    start = datetime(2026, 6, 14, 19, 0, tzinfo=UTC)
+    anchored = AcceleratedClock(600, start, anchor_unix_s=1_000_001.0)
+    anchored.resume_after(start - timedelta(minutes=2))
+    assert anchored.now() == start - timedelta(seconds=600)
+    demo = AcceleratedClock(600, start)                            # a fast demo restarted: it does move on
+    demo.resume_after(start + timedelta(hours=1))
+    assert demo.now() > start + timedelta(hours=1)

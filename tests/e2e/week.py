@@ -142,7 +142,7 @@ class Week:
                 "ESUS_INFLUX_URL": self.tsdb.url, "ESUS_INFLUX_TOKEN": "e2e", "ESUS_INFLUX_ORG": "esus",
                 "ESUS_INFLUX_BUCKET": "esus",
                 "ESUS_BACNET_ADDRESS": f"127.0.0.1/8:{self.bacnet_port}", "ESUS_BACNET_DEVICE_ID": str(DEVICE_ID),
-                "ESUS_WEATHER_URL": "off", "ESUS_LOG_LEVEL": "INFO",
+                "ESUS_WEATHER_URL": "off", "ESUS_LOG_LEVEL": os.environ.get("E2E_LOG_LEVEL", "INFO"),
                 "PYTHONPATH": str(ROOT)}
 
     def set_up(self) -> None:
