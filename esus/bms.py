@@ -98,9 +98,9 @@ class BmsService:
         self.store.set_state(f"bms.mark.{ref.externallogid}", when.isoformat())
 
     def _sink(self, ref: PointRef, samples: list[Sample]) -> None:
-        self.store.append_many({series_name(ref.externallogid): [(s.time, s.value) for s in samples]})
         tags = {"point": str(ref.externallogid), "room": ref.room, "kind": ref.kind, "unit": ref.unit}
-        self.telemetry.record_many([line("bms", {"value": s.value}, s.time, tags, self.telemetry.site) for s in samples])
+        self.telemetry.keep({series_name(ref.externallogid): [(s.time, s.value) for s in samples]},
+                            [line("bms", {"value": s.value}, s.time, tags, self.telemetry.site) for s in samples])
         self.latest[ref.externallogid] = samples[-1]
 
     def _resolve(self) -> None:

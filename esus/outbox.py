@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS lines (id INTEGER PRIMARY KEY AUTOINCREMENT, line TEX
 CREATE TABLE IF NOT EXISTS dead (id INTEGER PRIMARY KEY, line TEXT NOT NULL, status INTEGER NOT NULL,
                                  message TEXT NOT NULL, at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS marks (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 DEFAULT_MAX_LINES = 2_000_000  # about 250 MB of SQLite at typical esus line lengths
 
@@ -62,13 +63,25 @@ class Outbox:
         self._conn.execute("INSERT INTO counters(name, value) VALUES (?, ?) "
                            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value", (name, by))
 
-    def put(self, lines: list[str]) -> None:
-        """Commit lines to disk (one transaction); drop the oldest beyond the bound, counting them."""
+    def mark(self, name: str) -> int:
+        """How far a source's lines have been taken (0 if never): see `put`."""
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM marks WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else 0
+
+    def put(self, lines: list[str], mark: tuple[str, int] | None = None) -> None:
+        """Commit lines to disk (one transaction); drop the oldest beyond the bound, counting them.
+
+        `mark` (name, value) is committed with the lines, so a source that hands over its lines
+        from another file can tell after a kill which of them arrived."""
         if not lines:
             return
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             self._conn.executemany("INSERT INTO lines(line) VALUES (?)", [(line,) for line in lines])
+            if mark is not None:
+                self._conn.execute("INSERT INTO marks(name, value) VALUES (?, ?) "
+                                   "ON CONFLICT(name) DO UPDATE SET value = excluded.value", mark)
             self._depth += len(lines)
             excess = self._depth - self.max_lines
             if excess > 0:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import numpy as np
 
 from esus.clock import Clock
-from esus.store import HistoryStore
+from esus.telemetry import Telemetry, line
 
 log = logging.getLogger(__name__)
 
@@ -22,18 +21,18 @@ class PowerValueError(ValueError):
 
 
 class PowerInput:
-    """Accepts power writes within the configured range and files them in the history store."""
+    """Accepts power writes within the configured range and keeps them: in the history store, and
+    on their way to InfluxDB."""
 
-    def __init__(self, store: HistoryStore, clock: Clock, *, min_kw: float, max_kw: float,
+    def __init__(self, telemetry: Telemetry, clock: Clock, *, min_kw: float, max_kw: float,
                  stale_after: timedelta) -> None:
-        self.store, self.clock = store, clock
+        self.telemetry, self.store, self.clock = telemetry, telemetry.store, clock
         self.min_kw, self.max_kw, self.stale_after = min_kw, max_kw, stale_after
-        latest = store.latest(POWER_SERIES)
+        latest = self.store.latest(POWER_SERIES)
         self.last_value: float | None = latest[1] if latest else None
         self.last_write: datetime | None = latest[0] if latest else None
         self.writes = 0
         self.rejected = 0
-        self.listeners: list[Callable[[datetime, float], None]] = []
 
     def validate(self, value: object) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
@@ -54,10 +53,8 @@ class PowerInput:
             self.rejected += 1
             raise
         now = self.clock.now()
-        self.store.append(POWER_SERIES, now, kw)
+        self.telemetry.keep({POWER_SERIES: [(now, kw)]}, [line("power", {"input_kw": kw}, now, None, self.telemetry.site)])
         self.last_value, self.last_write, self.writes = kw, now, self.writes + 1
-        for listener in self.listeners:
-            listener(now, kw)
         return kw
 
     def mark_missing(self) -> None:

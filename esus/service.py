@@ -54,12 +54,14 @@ class Service:
         latest = self.store.latest(POWER_SERIES)
         if isinstance(clock, AcceleratedClock) and latest is not None:
             clock.resume_after(latest[0])
-        self.power = PowerInput(self.store, clock, min_kw=site.power.min_kw, max_kw=site.power.max_kw,
+        self.outbox = Outbox(settings.state_dir / "outbox.db")
+        self.telemetry = Telemetry(self.outbox, site.site.name, self.store)
+        relayed = self.telemetry.relay()
+        if relayed:
+            log.info("%d telemetry lines kept before a stop were moved to the InfluxDB outbox", relayed)
+        self.power = PowerInput(self.telemetry, clock, min_kw=site.power.min_kw, max_kw=site.power.max_kw,
                                 stale_after=timedelta(minutes=site.power.stale_after_minutes))
         self.bacnet = BacnetBridge(settings, self.power)
-        self.outbox = Outbox(settings.state_dir / "outbox.db")
-        self.telemetry = Telemetry(self.outbox, site.site.name)
-        self.power.listeners.append(lambda at, kw: self.telemetry.record("power", {"input_kw": kw}, at))
         self.forecast = ForecastService(settings, self.store, self.power, self.bacnet, clock, self.telemetry)
         self.scheduler = Scheduler(clock)
         self.status_parts: list[StatusPart] = [self._power_status, self.forecast.status, self.bacnet.status]

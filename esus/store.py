@@ -12,6 +12,7 @@ import json
 import logging
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -38,6 +39,10 @@ CREATE TABLE IF NOT EXISTS state (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL,
     updated INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS relay (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    line TEXT NOT NULL
 );
 """
 
@@ -103,6 +108,10 @@ class HistoryStore:
             self._conn = self._open_or_replace()
         for sid, name in self._conn.execute("SELECT id, name FROM series"):
             self._series[name] = sid
+        self.identity: str = self.get_state("store.identity") or ""
+        if not self.identity and not readonly:  # a fresh file: its relay ids start again at 1
+            self.identity = uuid.uuid4().hex
+            self.set_state("store.identity", self.identity)
 
     def _open_or_replace(self) -> sqlite3.Connection:
         conn = None
@@ -159,8 +168,13 @@ class HistoryStore:
     def append(self, series: str, t: datetime | float, value: float) -> None:
         self.append_many({series: [(t, value)]})
 
-    def append_many(self, rows: dict[str, Iterable[tuple[datetime | float, float]]]) -> int:
-        """Insert or overwrite samples of several series in one transaction; returns the count."""
+    def append_many(self, rows: dict[str, Iterable[tuple[datetime | float, float]]],
+                    relay: Iterable[str] = ()) -> int:
+        """Insert or overwrite samples of several series in one transaction; returns the count.
+
+        `relay` (the samples' telemetry lines) is committed in the same transaction, to be moved to
+        the outbox afterwards (`relayed`, `forget_relayed`): the two files cannot share a
+        transaction, and a kill between two commits must not keep a sample and lose its line."""
         count = 0
         with self._transaction() as conn:
             for name, samples in rows.items():
@@ -170,7 +184,19 @@ class HistoryStore:
                     "INSERT INTO samples(series, ts, value) VALUES (?, ?, ?) "
                     "ON CONFLICT(series, ts) DO UPDATE SET value = excluded.value", batch)
                 count += len(batch)
+            conn.executemany("INSERT INTO relay(line) VALUES (?)", [(text,) for text in relay])
         return count
+
+    def relayed(self, after_id: int, limit: int = 10_000) -> list[tuple[int, str]]:
+        """Relay lines with id > after_id, oldest first: (id, line)."""
+        with self._lock:
+            return self._conn.execute("SELECT id, line FROM relay WHERE id > ? ORDER BY id LIMIT ?",
+                                      (after_id, limit)).fetchall()
+
+    def forget_relayed(self, up_to_id: int) -> None:
+        """Drop relay lines the outbox has committed (its mark says up to which id)."""
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM relay WHERE id <= ?", (up_to_id,))
 
     def range(self, series: str, start: datetime | float, end: datetime | float) -> tuple[np.ndarray, np.ndarray]:
         """Samples with start <= t < end: (epoch seconds int64, values float64), oldest first."""

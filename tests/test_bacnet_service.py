@@ -11,8 +11,10 @@ import rusty_bacnet as rb
 from esus.bacnet import BacnetBridge
 from esus.clock import ManualClock
 from esus.config import load_settings
+from esus.outbox import Outbox
 from esus.power import POWER_SERIES, PowerInput
 from esus.store import HistoryStore
+from esus.telemetry import Telemetry
 from tests.bacnet_harness import PID, Session, bits, free_udp_port, serving
 
 
@@ -21,8 +23,8 @@ def make_bridge(tmp_path: Path) -> tuple[BacnetBridge, ManualClock]:
                               "ESUS_STATE_DIR": str(tmp_path / "state"), "ESUS_BACNET_DEVICE_ID": "599"},
                              demo=True)
     clock = ManualClock(datetime(2026, 6, 1, 10, tzinfo=UTC))
-    power = PowerInput(HistoryStore(tmp_path / "h.db"), clock, min_kw=-50, max_kw=500,
-                       stale_after=timedelta(minutes=5))
+    telemetry = Telemetry(Outbox(tmp_path / "o.db"), "t", HistoryStore(tmp_path / "h.db"))
+    power = PowerInput(telemetry, clock, min_kw=-50, max_kw=500, stale_after=timedelta(minutes=5))
     return BacnetBridge(settings, power), clock
 
 

@@ -33,7 +33,7 @@ class Rig:
         self.settings = load_settings(env)
         self.store = HistoryStore(self.settings.state_dir / "history.db")
         self.outbox = Outbox(self.settings.state_dir / "outbox.db")
-        self.service = BmsService(self.settings, self.store, Telemetry(self.outbox, "TMV23"), clock)
+        self.service = BmsService(self.settings, self.store, Telemetry(self.outbox, "TMV23", self.store), clock)
 
     def poll(self, clock: ManualClock) -> None:
         asyncio.run(self.service.poll(clock.now()))

@@ -12,8 +12,10 @@ import pytest
 
 from esus.clock import ManualClock, settle
 from esus.demo import LOOP_MINUTES, DemoBas, MeterReplay, seed_history
+from esus.outbox import Outbox
 from esus.power import POWER_SERIES, PowerInput, PowerValueError
 from esus.store import HistoryStore
+from esus.telemetry import Telemetry
 
 CPH = ZoneInfo("Europe/Copenhagen")
 
@@ -48,8 +50,8 @@ def test_replay_covers_a_dst_night(replay: MeterReplay) -> None:
 
 
 def make_power(tmp_path: Path, clock: ManualClock) -> PowerInput:
-    return PowerInput(HistoryStore(tmp_path / "h.db"), clock, min_kw=-10, max_kw=100,
-                      stale_after=timedelta(minutes=5))
+    telemetry = Telemetry(Outbox(tmp_path / "o.db"), "t", HistoryStore(tmp_path / "h.db"))
+    return PowerInput(telemetry, clock, min_kw=-10, max_kw=100, stale_after=timedelta(minutes=5))
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -11.0, 100.5, "12", None, True, [1.0]])
@@ -72,7 +74,7 @@ def test_power_goes_stale_and_recovers(tmp_path: Path) -> None:
     assert power.is_stale()
     power.write(4.0)
     assert not power.is_stale()
-    reopened = PowerInput(power.store, clock, min_kw=0, max_kw=1, stale_after=timedelta(minutes=5))
+    reopened = PowerInput(power.telemetry, clock, min_kw=0, max_kw=1, stale_after=timedelta(minutes=5))
     assert reopened.last_value == 4.0 and not reopened.is_stale()
 
 

@@ -14,8 +14,10 @@ from esus.bacnet import BacnetBridge
 from esus.clock import ManualClock
 from esus.config import load_settings
 from esus.forecasting import ForecastService
+from esus.outbox import Outbox
 from esus.power import POWER_SERIES, PowerInput
 from esus.store import HistoryStore
+from esus.telemetry import Telemetry
 from tests.bacnet_harness import free_udp_port
 from tests.synthetic import office_power
 
@@ -30,7 +32,8 @@ def build(tmp_path: Path, days: int = 16) -> tuple[ForecastService, BacnetBridge
         grid = office_power(days, step_s=60, start_s=int(NOW.timestamp()) - days * 86400)
         store.append_many({POWER_SERIES: list(zip(grid.times_s().tolist(), grid.values.tolist()))})
     clock = ManualClock(NOW)
-    power = PowerInput(store, clock, min_kw=-50, max_kw=500, stale_after=timedelta(minutes=5))
+    power = PowerInput(Telemetry(Outbox(tmp_path / "o.db"), "t", store), clock, min_kw=-50, max_kw=500,
+                       stale_after=timedelta(minutes=5))
     bridge = BacnetBridge(settings, power)
     return ForecastService(settings, store, power, bridge, clock), bridge, clock
 

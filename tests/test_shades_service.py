@@ -44,9 +44,10 @@ class Rig:
                                   "ESUS_STATE_DIR": str(tmp_path / "state")}, demo=True)
         self.store = HistoryStore(settings.state_dir / "history.db")
         self.outbox = Outbox(settings.state_dir / "outbox.db")
-        power = PowerInput(self.store, clock, min_kw=-50, max_kw=500, stale_after=timedelta(minutes=5))
+        telemetry = Telemetry(self.outbox, "t", self.store)
+        power = PowerInput(telemetry, clock, min_kw=-50, max_kw=500, stale_after=timedelta(minutes=5))
         self.bridge = BacnetBridge(settings, power)
-        self.shades = ShadesService(settings, self.store, self.bridge, bms, Telemetry(self.outbox, "t"), clock,
+        self.shades = ShadesService(settings, self.store, self.bridge, bms, telemetry, clock,
                                     pin_factory=factory)
         self.clock = clock
 

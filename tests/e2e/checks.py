@@ -245,9 +245,10 @@ def check_tsdb(week: Week, exported: dict) -> Check:
     extra = len(in_tsdb) - len(set(in_tsdb)) + len(set(in_tsdb) - set(times.tolist()))
     outage = week.timeline.tsdb_outage
     during = sum(outage[0].timestamp() <= t < outage[1].timestamp() for t in in_tsdb)
+    named = ", ".join(f"{datetime.fromtimestamp(t, TZ):%a %H:%M:%S}" for t in sorted(missing)[:5])
     return Check("every power sample in the time-series server exactly once", not missing and not extra,
-                 f"{times.size} samples stored, {len(in_tsdb)} in the server, {len(missing)} missing, {extra} extra; "
-                 f"{during} of them from the hour the server was down")
+                 f"{times.size} samples stored, {len(in_tsdb)} in the server, {len(missing)} missing"
+                 f"{f' ({named})' if named else ''}, {extra} extra; {during} of them from the hour the server was down")
 
 
 def check_memory(week: Week) -> Check:

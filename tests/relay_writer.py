@@ -1,0 +1,20 @@
+"""Helper process for the relay kill -9 test: keeps power samples the way the service does and
+reports each one on stdout once `keep` has returned."""
+
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from esus.outbox import Outbox
+from esus.store import HistoryStore
+from esus.telemetry import Telemetry, line
+
+state, start = Path(sys.argv[1]), int(sys.argv[2])
+telemetry = Telemetry(Outbox(state / "outbox.db"), "t", HistoryStore(state / "history.db"))
+t0 = datetime(2026, 1, 1, tzinfo=UTC)
+n = start
+while True:
+    at = t0 + timedelta(minutes=n)
+    telemetry.keep({"power.input_kw": [(at, float(n))]}, [line("power", {"input_kw": float(n)}, at, None, "t")])
+    print(n, flush=True)
+    n += 1
