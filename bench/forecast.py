@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import multiprocessing
-import resource
 import statistics
 import sys
 import time
@@ -59,14 +58,29 @@ def train_once(queue: multiprocessing.Queue) -> None:
     from forecast.training import train_validated
 
     grid = ninety_days()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = reset_peak_rss_mb()  # reading the CSV peaks higher than training: start the peak here
     with threadpool_limits(1):
         started = time.process_time()
         wall = time.monotonic()
         result = train_validated(grid)
         cpu, wall = time.process_time() - started, time.monotonic() - wall
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    queue.put((cpu, wall, (after - before) / 1024, result.rmse_kw, result.persistence_rmse_kw))
+    queue.put((cpu, wall, peak_rss_mb() - before, result.rmse_kw, result.persistence_rmse_kw))
+
+
+def status_mb(field: str) -> float:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(field + ":")) / 1024
+
+
+def reset_peak_rss_mb() -> float:
+    """Reset this process's peak RSS (Linux: clear_refs 5) and return the RSS now, in MB."""
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+    return status_mb("VmRSS")
+
+
+def peak_rss_mb() -> float:
+    return status_mb("VmHWM")
 
 
 def training_figures(rounds: int) -> None:

@@ -128,6 +128,10 @@ def features(grid: Grid, issue: np.ndarray, means: WindowMeans | None = None,
         # the same weekday over the last weeks: buildings run weekly schedules (late starts on some days)
         cols["weekday_profile_kw"] = np.nanmedian(weekly_target, axis=1)
         cols["weekday_profile_change_kw"] = cols["weekday_profile_kw"] - np.nanmedian(weekly_now, axis=1)
+    # "now, moved as the building moved before": the level now plus each reference's change to the
+    # target window. Trees cannot add two columns; given the sums they split on the analog forecasts.
+    for reference in ("profile_change_kw", "weekday_profile_change_kw", "day_ago_change_kw", "week_ago_change_kw"):
+        cols[f"now_plus_{reference}"] = cols["mean_now_kw"] + cols[reference]
     local = grid.local_times_s(k + h.ahead)
     cols["target_hour_of_day"] = (local % DAY_S) / 3600.0
     weekday = ((local // DAY_S) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
