@@ -13,12 +13,13 @@ from demand_response.actions import ShedAction
 from demand_response.bacnet_writer import BacnetWriter
 from demand_response.ledger import Ledger
 from demand_response.modbus_meter import ModbusMeter, ModbusMeterConfig
-from demand_response.shedder import Shedder
+from demand_response.shedder import ShedState, Shedder
 from demand_response.ven import Ven, VenConfig
 from esus.bacnet import BacnetBridge
 from esus.clock import Clock
 from esus.config import Settings
 from esus.power import PowerInput
+from esus.telemetry import Telemetry, line
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,11 @@ def modbus_meter_config(settings: Settings) -> ModbusMeterConfig | None:
 
 
 class DemandService:
-    def __init__(self, settings: Settings, bacnet: BacnetBridge, power: PowerInput, clock: Clock) -> None:
+    def __init__(self, settings: Settings, bacnet: BacnetBridge, power: PowerInput, clock: Clock,
+                 telemetry: Telemetry | None = None) -> None:
         self.settings, self.bacnet, self.power, self.clock = settings, bacnet, power, clock
+        self.telemetry = telemetry
+        self._recorded: tuple[object, float] | None = None   # what was last logged, and when
         config = settings.site.demand_response
         self.actions = [ShedAction(a.name, a.address, a.object, a.typed_values(), a.property, a.priority,
                                    a.when_sun_on) for a in config.actions]
@@ -134,6 +138,31 @@ class DemandService:
         self.bacnet.publish("dr-event-active", "active" if state.events else "inactive")
         self.bacnet.publish("dr-signal-level", state.level + 1)
         self.bacnet.publish("dr-event-end", max(0.0, (state.until_s or now) - now))
+        self._record(state, now)
+
+    def _record(self, state: ShedState, now_s: float) -> None:
+        """Log to InfluxDB on any change of event or override, and once a minute besides."""
+        if self.telemetry is None:
+            return
+        actions = {}
+        for action in self.actions:
+            o = state.overrides.get(action.name)
+            failing = o is not None and o.error is not None and o.state in ("failed", "releasing")
+            actions[action.name] = {"shed": o is not None and o.state == "active",
+                                    "pending": o is not None and o.state in ("writing", "releasing"),
+                                    "failing": failing, "reason": o.error if failing else ""}
+        snapshot = (bool(state.events), state.level, tuple(tuple(a.values()) for a in actions.values()))
+        if self._recorded is not None and self._recorded[0] == snapshot and now_s - self._recorded[1] < 60:
+            return
+        self._recorded = (snapshot, now_s)
+        at, site = self.clock.now(), self.telemetry.site
+        self.telemetry.record_many([line("demand_response", {
+            "event_active": bool(state.events), "signal_level": state.level,
+            "seconds_to_end": max(0.0, (state.until_s or now_s) - now_s),
+            "overrides_shed": sum(a["shed"] for a in actions.values()),
+            "overrides_failing": sum(a["failing"] for a in actions.values()), "report_kw": self.power_kw(),
+        }, at, None, site)] + [line("dr_override", fields, at, {"action": name}, site)
+                               for name, fields in actions.items()])
 
     def status(self, now: datetime) -> str:
         state = self.shedder.state()

@@ -100,7 +100,7 @@ class Service:
             self.status_parts.append(self.shades.status)
         self.demand: DemandService | None = None
         if site.demand_response.actions or settings.oadr is not None or settings.dr_page is not None:
-            self.demand = DemandService(settings, self.bacnet, self.power, clock)
+            self.demand = DemandService(settings, self.bacnet, self.power, clock, self.telemetry)
             self.closers.append(self.demand.close)
             self.background.append(self.demand.run)
             self.status_parts.append(self.demand.status)

@@ -64,6 +64,18 @@ SCHEMA: dict[str, Measurement] = {
         "poa_forecast_wm2": "W/m², forecast façade irradiance",
         "avoided_gain_kwh": "kWh, avoided solar gain so far today",
     }),
+    "demand_response": Measurement("Demand response, on change and once a minute (only with shed actions)", (), {
+        "event_active": "1 = an OpenADR event is active", "signal_level": "0 normal, 1 moderate, 2 high, 3 special",
+        "seconds_to_end": "s, until the latest active event ends (0 with none)",
+        "overrides_shed": "actions whose shed value the controller has acknowledged",
+        "overrides_failing": "actions whose last write or release failed (retrying)",
+        "report_kw": "kW, the power reported to the VTN (Modbus meter or the BAS's)",
+    }),
+    "dr_override": Measurement("Each shed action, on change and once a minute", ("action",), {
+        "shed": "1 = the shed value is acknowledged in the action's priority slot",
+        "pending": "1 = a write or a release is on its way, not yet acknowledged",
+        "failing": "1 = the last write or release failed (retrying)",
+    }, string_fields=("reason",)),
     "health": Measurement("Service health, once a minute", (), {
         "outbox_depth": "lines waiting for InfluxDB", "outbox_dropped": "lines dropped since install (full outbox)",
         "outbox_dead": "lines refused by InfluxDB (dead letter)",

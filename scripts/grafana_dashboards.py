@@ -59,6 +59,12 @@ DASHBOARDS = {
         panel("Model RMSE vs persistence (held-out day)", [flux("model", ["rmse_kw", "persistence_rmse_kw"], fn="last")],
               unit="kwatt", width=12),
         panel("BAS stopped writing power", [flux("power", ["stale"], fn="max")], kind="state-timeline", width=12),
+        panel("Demand response: event and signal level (0 normal to 3 special)",
+              [flux("demand_response", ["event_active", "signal_level"], fn="max")], kind="state-timeline", width=12,
+              description="Empty when no shed actions are declared in the site file."),
+        panel("Shed overrides acknowledged, and failing (retrying)",
+              [flux("dr_override", ["shed", "failing"], fn="max")], kind="state-timeline", width=12,
+              description="One row per shed action and field; the operator page can release any of them."),
     ]),
     "esus-rooms": dashboard("esus-rooms", "esus: rooms", [
         panel("Room temperatures and setpoints",

@@ -88,6 +88,14 @@ async def test_a_vtn_event_sheds_through_the_service_shows_on_bacnet_and_a_clean
             assert await read(OT.MULTI_STATE_VALUE, 1) == 3               # dr-signal-level: high
             assert 500 < await read(OT.ANALOG_VALUE, 9) <= 600            # dr-event-end, seconds
         assert "DR level 2 until" in service.status_line(service.clock.now())
+        # and in InfluxDB's outbox (no server configured here, so the lines wait there)
+        shed_lines = lambda: [text for text in service.outbox.oldest(100_000).lines  # noqa: E731
+                              if text.startswith("dr_override,") and "shed=1" in text]
+        await wait_until(lambda: {"AHU-1\\ supply\\ air\\ setpoint", "Lower\\ the\\ east\\ shades"} <=
+                         {text.split("action=")[1].split(",site=")[0] for text in shed_lines()}, 20)
+        summary = [text for text in service.outbox.oldest(100_000).lines if text.startswith("demand_response,")]
+        assert any("event_active=1" in text and "signal_level=2" in text and "overrides_shed=2" in text
+                   for text in summary), summary[-3:]
         async with aiohttp.ClientSession() as web, web.get(f"http://127.0.0.1:{page_port}/") as reply:
             assert reply.status == 200 and reply.url.path == "/login"      # the operator page, behind a login
     finally:
@@ -200,3 +208,54 @@ async def test_with_a_modbus_meter_the_vtn_is_told_its_reading_and_doctor_reads_
         finally:
             reading.cancel()
             demand.close()
+
+
+def test_demand_response_is_logged_on_change_and_once_a_minute_with_the_failing_controller_named(
+        tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from demand_response.ledger import Event, Override
+    from demand_response.shedder import ShedState
+    from esus.clock import ManualClock
+    from esus.demand import DemandService
+    from esus.outbox import Outbox
+    from esus.store import HistoryStore
+    from esus.telemetry import Telemetry
+
+    site = site_with_action(tmp_path, "127.0.0.1:47809", "127.0.0.1:47810")
+    settings = load_settings({"ESUS_SITE": str(site), "ESUS_STATE_DIR": str(tmp_path / "state")}, demo=False)
+    clock = ManualClock(datetime(2026, 6, 22, 12, 0, tzinfo=UTC))
+    telemetry = Telemetry(Outbox(tmp_path / "outbox.db"), "tmv23", HistoryStore(tmp_path / "history.db"))
+    demand = DemandService(settings, None, None, clock, telemetry)  # type: ignore[arg-type] - only logging is asked
+    demand.power_kw = lambda: 41.5  # type: ignore[method-assign]
+    ahu, shades = demand.actions
+    now = clock.now().timestamp()
+    event = Event("e1", 2, now - 60, now + 540)
+    state = ShedState(2, now + 540, [event], {
+        ahu.name: Override(ahu.name, 22.0, "active", now + 540, 1, None, now, ahu),
+        shades.name: Override(shades.name, 100.0, "failed", now + 540, 3, "no answer from 127.0.0.1:47810", now,
+                              shades)})
+
+    def lines() -> list[str]:
+        batch = telemetry.outbox.oldest(1000)
+        return batch.lines if batch else []
+    try:
+        demand._record(state, now)
+        first = lines()
+        assert len(first) == 3
+        assert first[0].startswith("demand_response,site=tmv23 ") and "event_active=1" in first[0] \
+            and "signal_level=2" in first[0] and "overrides_shed=1" in first[0] \
+            and "overrides_failing=1" in first[0] and "report_kw=41.5" in first[0] and "seconds_to_end=540" in first[0]
+        assert "shed=1" in first[1] and "failing=0" in first[1] and 'reason=""' in first[1]
+        assert "shed=0" in first[2] and "failing=1" in first[2] and 'reason="no answer from 127.0.0.1:47810"' in first[2]
+        demand._record(state, now + 10)              # nothing changed, within the minute: nothing logged
+        assert len(lines()) == 3
+        demand._record(state, now + 60)              # once a minute even without a change
+        assert len(lines()) == 6
+        ended = ShedState(0, None, [], {})
+        demand._record(ended, now + 61)              # a change is logged at once
+        assert len(lines()) == 9 and "event_active=0" in lines()[6] and "seconds_to_end=0" in lines()[6]
+    finally:
+        demand.close()
+        telemetry.outbox.close()
+        telemetry.store.close()
