@@ -53,7 +53,8 @@ class PowerInput:
             self.rejected += 1
             raise
         now = self.clock.now()
-        self.telemetry.keep({POWER_SERIES: [(now, kw)]}, [line("power", {"input_kw": kw}, now, None, self.telemetry.site)])
+        self.telemetry.keep({POWER_SERIES: [(now, kw)]},
+                            [line("power", {"input_kw": kw}, now, None, self.telemetry.site)])
         self.last_value, self.last_write, self.writes = kw, now, self.writes + 1
         return kw
 

@@ -2,9 +2,10 @@
 
 Chosen by the walk-forward backtest on the open-dsm meters (`bench/forecast.py`): on the 1-minute
 data the 0.7/0.3 blend with ridge scores 20.6 % CV(RMSE) (persistence 44.7 %, last week 32.1 %);
-gradient boosting alone, a ridge alone, other blend weights, more or regularised trees all scored
-worse or within noise. Trees handle the regimes (equipment on/off, weekends); the linear part
-extrapolates levels the trees have not seen. The 90 % upper bound adds the 90th percentile of the held-out day's errors.
+gradient boosting alone, other blend weights, and more, fewer or regularised trees scored worse or
+within noise. Trees handle the regimes (equipment on/off, weekends); the linear part extrapolates
+levels the trees have not seen. The 90 % upper bound adds the 90th percentile of the held-out
+day's errors.
 """
 
 from __future__ import annotations

@@ -247,7 +247,8 @@ def test_demand_response_is_logged_on_change_and_once_a_minute_with_the_failing_
             and "signal_level=2" in first[0] and "overrides_shed=1" in first[0] \
             and "overrides_failing=1" in first[0] and "report_kw=41.5" in first[0] and "seconds_to_end=540" in first[0]
         assert "shed=1" in first[1] and "failing=0" in first[1] and 'reason=""' in first[1]
-        assert "shed=0" in first[2] and "failing=1" in first[2] and 'reason="no answer from 127.0.0.1:47810"' in first[2]
+        assert "shed=0" in first[2] and "failing=1" in first[2]
+        assert 'reason="no answer from 127.0.0.1:47810"' in first[2]
         demand._record(state, now + 10)              # nothing changed, within the minute: nothing logged
         assert len(lines()) == 3
         demand._record(state, now + 60)              # once a minute even without a change
