@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from demand_response.actions import ShedAction
 from demand_response.bacnet_writer import BacnetWriter
@@ -20,6 +22,11 @@ from esus.clock import Clock
 from esus.config import Settings
 from esus.power import PowerInput
 from esus.telemetry import Telemetry, line
+
+if TYPE_CHECKING:
+    from pvlib.location import Location
+
+    from shades.solar import Facade
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +88,20 @@ class DemandService:
         a façade in shadow sheds nothing and only takes the daylight."""
         import pandas as pd
 
-        from shades.solar import Facade, site_location, sun_on_facade, sun_position
+        from shades.solar import sun_on_facade, sun_position
 
-        site = self.settings.site
-        facade = next(Facade(g.facade_azimuth_deg) for g in site.shades.groups if g.name == group)
-        location = site_location(site.site.latitude, site.site.longitude, site.site.altitude_m, site.site.timezone)
+        location, facades = self._sun_geometry
         sun = sun_position(location, pd.DatetimeIndex([self.clock.now()]))
-        return bool(sun_on_facade(facade, sun).iloc[0])
+        return bool(sun_on_facade(facades[group], sun).iloc[0])
+
+    @functools.cached_property
+    def _sun_geometry(self) -> tuple[Location, dict[str, Facade]]:
+        """The site and its façades, built on first use (only shade actions with when_sun_on ask)."""
+        from esus.shading import location_of
+        from shades.solar import Facade
+
+        groups = self.settings.site.shades.groups
+        return location_of(self.settings), {g.name: Facade(g.facade_azimuth_deg) for g in groups}
 
     def power_kw(self) -> float | None:
         """The power reported to the VTN: the Modbus meter's, or what the BAS writes (not when stale)."""

@@ -9,6 +9,7 @@ import logging
 from datetime import UTC, date, datetime, time, timedelta
 
 import pandas as pd
+from pvlib.location import Location
 
 from bacnet_server.points import SHADE_MODES
 from esus.bms import BmsService
@@ -32,6 +33,12 @@ BMS_MAX_AGE = timedelta(minutes=15)
 FIRST_POLL_GRACE = timedelta(minutes=10)
 
 
+def location_of(settings: Settings) -> Location:
+    """The site's pvlib Location, from the site file."""
+    info = settings.site.site
+    return site_location(info.latitude, info.longitude, info.altitude_m, info.timezone)
+
+
 def pin_factory_for(settings: Settings) -> object | None:
     """Mock pins in the demo (nothing is switched); gpiozero's default (lgpio) on a site."""
     if settings.demo:
@@ -47,8 +54,7 @@ class ShadesService:
         self.telemetry, self.clock = telemetry, clock
         site = settings.site
         self.shades, self.tz = site.shades, site.site.tz
-        self.location = site_location(site.site.latitude, site.site.longitude, site.site.altitude_m,
-                                      site.site.timezone)
+        self.location = location_of(settings)
         source = OpenMeteo(site.site.latitude, site.site.longitude, settings.weather_url) \
             if settings.weather_url else None
         self.weather = WeatherService(source, WeatherCache(settings.state_dir / "weather.json"), clock.now)
@@ -224,7 +230,7 @@ class ShadesService:
 def day_plan(settings: Settings, day: date) -> tuple[list[GroupPlan], str]:
     """Each group's plan for `day` from the site file and the forecast (clear sky when it has none)."""
     site = settings.site
-    location = site_location(site.site.latitude, site.site.longitude, site.site.altitude_m, site.site.timezone)
+    location = location_of(settings)
     source = OpenMeteo(site.site.latitude, site.site.longitude, settings.weather_url) \
         if settings.weather_url else None
     service = WeatherService(source, WeatherCache(settings.state_dir / "weather.json"),
