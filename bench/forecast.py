@@ -105,10 +105,10 @@ def forecast_latency() -> None:
     forecast."""
     import tempfile
 
-    from esus.forecasting import LIVE_DAYS
-    from esus.power import POWER_SERIES
-    from esus.store import HistoryStore
-    from esus.training_job import RecentPower
+    from esus.parts.forecasting import LIVE_DAYS
+    from esus.parts.power import POWER_SERIES
+    from esus.state.store import HistoryStore
+    from esus.parts.training_job import RecentPower
     from forecast.training import forecast_now, train_validated
 
     grid = ninety_days()

@@ -15,10 +15,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from esus.influx import InfluxWriter  # noqa: E402
-from esus.outbox import Outbox  # noqa: E402
+from esus.state.influx import InfluxWriter  # noqa: E402
+from esus.state.outbox import Outbox  # noqa: E402
 from esus.service import resident_mb  # noqa: E402
-from esus.telemetry import line  # noqa: E402
+from esus.state.telemetry import line  # noqa: E402
 from tests.test_influx import sender_for  # noqa: E402
 from tests.tsdb import VictoriaMetrics  # noqa: E402
 

@@ -20,8 +20,8 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 
-from esus.config import example_site_path
-from esus.site import load_site
+from esus.settings.config import example_site_path
+from esus.settings.site import load_site
 from shades.planner import GroupDay, oracle_gain_kwh, plan_day
 from shades.solar import Facade, clear_sky_wm2, cloudy_sky_wm2, facade_irradiance_wm2, site_location, sun_position
 from shades.weather import Weather

@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from esus.outbox import Outbox  # noqa: E402
-from esus.store import HistoryStore  # noqa: E402
-from esus.telemetry import Telemetry, line  # noqa: E402
+from esus.state.outbox import Outbox  # noqa: E402
+from esus.state.store import HistoryStore  # noqa: E402
+from esus.state.telemetry import Telemetry, line  # noqa: E402
 
 DAYS, SERIES = 90, 20
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -1,3 +1,3 @@
-from esus.cli import main
+from esus.cli.main import main
 
 raise SystemExit(main())

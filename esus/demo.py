@@ -17,10 +17,10 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from esus.clock import Clock
-from esus.power import POWER_SERIES
-from esus.scheduler import Every
-from esus.store import HistoryStore
+from esus.runtime.clock import Clock
+from esus.parts.power import POWER_SERIES
+from esus.runtime.scheduler import Every
+from esus.state.store import HistoryStore
 
 log = logging.getLogger(__name__)
 

@@ -11,21 +11,21 @@ from datetime import datetime, time, timedelta
 
 from bacnet_server.app import BacnetStartError
 from bacnet_server.client import BasClient
-from esus.bacnet import POWER_POINT, BacnetBridge
-from esus.bms import BmsService
-from esus.clock import AcceleratedClock, Clock
-from esus.config import Settings
-from esus.demand import DemandService
+from esus.parts.bacnet import POWER_POINT, BacnetBridge
+from esus.parts.bms import BmsService
+from esus.runtime.clock import AcceleratedClock, Clock
+from esus.settings.config import Settings
+from esus.parts.demand import DemandService
 from esus.demo import DemoBas, MeterReplay, seed_history
-from esus.forecasting import ForecastService
-from esus.influx import InfluxSender, InfluxWriter
-from esus.outbox import Outbox
-from esus.systemd import notify, watchdog_period_s
-from esus.telemetry import Telemetry
-from esus.power import POWER_SERIES, PowerInput
-from esus.scheduler import DailyAt, Every, Scheduler
-from esus.shading import ShadesService
-from esus.store import HistoryStore
+from esus.parts.forecasting import ForecastService
+from esus.state.influx import InfluxSender, InfluxWriter
+from esus.state.outbox import Outbox
+from esus.runtime.systemd import notify, watchdog_period_s
+from esus.state.telemetry import Telemetry
+from esus.parts.power import POWER_SERIES, PowerInput
+from esus.runtime.scheduler import DailyAt, Every, Scheduler
+from esus.parts.shading import ShadesService
+from esus.state.store import HistoryStore
 
 log = logging.getLogger(__name__)
 status_log = logging.getLogger("esus.status")

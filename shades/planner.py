@@ -23,7 +23,7 @@ from shades.weather import Weather
 
 
 class GroupConfig(Protocol):
-    """What the planner needs of a shade group (esus.site.ShadeGroup has it)."""
+    """What the planner needs of a shade group (esus.settings.site.ShadeGroup has it)."""
 
     number: int
     name: str
@@ -35,7 +35,7 @@ class GroupConfig(Protocol):
 
 
 class ShadeConfig(Protocol):
-    """The building-wide shading settings (esus.site.ShadeSettings has them)."""
+    """The building-wide shading settings (esus.settings.site.ShadeSettings has them)."""
 
     occupied_from: time
     occupied_until: time

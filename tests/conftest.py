@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from esus.config import example_site_path
+from esus.settings.config import example_site_path
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -5,9 +5,9 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from esus.outbox import Outbox
-from esus.store import HistoryStore
-from esus.telemetry import Telemetry, line
+from esus.state.outbox import Outbox
+from esus.state.store import HistoryStore
+from esus.state.telemetry import Telemetry, line
 
 state, start = Path(sys.argv[1]), int(sys.argv[2])
 telemetry = Telemetry(Outbox(state / "outbox.db"), "t", HistoryStore(state / "history.db"))

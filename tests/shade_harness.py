@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from gpiozero.pins.mock import MockFactory
 
-from esus.config import example_site_path
-from esus.site import load_site
+from esus.settings.config import example_site_path
+from esus.settings.site import load_site
 from shades.coordinator import Inputs, ShadeCoordinator
 from shades.lockout import LockoutSettings
 from shades.planner import GroupDay

@@ -3,7 +3,7 @@
 import sys
 from datetime import UTC, datetime, timedelta
 
-from esus.store import HistoryStore
+from esus.state.store import HistoryStore
 
 path, start_batch = sys.argv[1], int(sys.argv[2])
 store = HistoryStore(path)

@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from bacnet_server.points import markdown_table
-from esus.bacnet import site_points
-from esus.config import load_settings
+from esus.parts.bacnet import site_points
+from esus.settings.config import load_settings
 
 
 def test_guide_table_matches_the_device() -> None:
@@ -14,7 +14,7 @@ def test_guide_table_matches_the_device() -> None:
 
 
 def test_esus_bacnet_points_prints_every_point(capsys) -> None:
-    from esus.cli import main
+    from esus.cli.main import main
     assert main(["bacnet", "points"]) == 0
     out = capsys.readouterr().out
     for name in ("input-power-meter", "one-hour-future-power", "shade-3-mode", "wind-lockout"):

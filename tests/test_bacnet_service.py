@@ -8,13 +8,13 @@ from pathlib import Path
 
 import rusty_bacnet as rb
 
-from esus.bacnet import BacnetBridge
-from esus.clock import ManualClock
-from esus.config import load_settings
-from esus.outbox import Outbox
-from esus.power import POWER_SERIES, PowerInput
-from esus.store import HistoryStore
-from esus.telemetry import Telemetry
+from esus.parts.bacnet import BacnetBridge
+from esus.runtime.clock import ManualClock
+from esus.settings.config import load_settings
+from esus.state.outbox import Outbox
+from esus.parts.power import POWER_SERIES, PowerInput
+from esus.state.store import HistoryStore
+from esus.state.telemetry import Telemetry
 from tests.bacnet_harness import PID, Session, bits, free_udp_port, serving
 
 

@@ -15,12 +15,12 @@ from bms_wrapper.adapters import AauBmsV1
 from bms_wrapper.poller import PointRef, backfill
 from bms_wrapper.simulator import Faults, SimPoint, SimulatedBms
 from bms_wrapper.transport import BasicAuth, Transport
-from esus.bms import BmsService, series_name
-from esus.clock import ManualClock
-from esus.config import load_settings
-from esus.outbox import Outbox
-from esus.store import HistoryStore
-from esus.telemetry import Telemetry
+from esus.parts.bms import BmsService, series_name
+from esus.runtime.clock import ManualClock
+from esus.settings.config import load_settings
+from esus.state.outbox import Outbox
+from esus.state.store import HistoryStore
+from esus.state.telemetry import Telemetry
 
 NOW = datetime(2026, 6, 10, 12, 0, 30, tzinfo=UTC)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from esus.cli import build_parser, main
+from esus.cli.main import build_parser, main
 from tests.conftest import esus_env
 
 

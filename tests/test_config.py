@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from esus.cli import main
-from esus.config import load_settings, parse_bacnet_address
-from esus.errors import EXIT_BAD_SETTINGS, SettingsError
+from esus.cli.main import main
+from esus.settings.config import load_settings, parse_bacnet_address
+from esus.settings.errors import EXIT_BAD_SETTINGS, SettingsError
 
 
 def configured(site_file: Path, tmp_path: Path, **extra: str) -> dict[str, str]:

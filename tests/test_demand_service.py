@@ -15,8 +15,8 @@ import rusty_bacnet as rb
 from gpiozero.pins.mock import MockFactory
 
 from demand_response.passwords import hash_password
-from esus.clock import RealClock
-from esus.config import example_site_path, load_settings
+from esus.runtime.clock import RealClock
+from esus.settings.config import example_site_path, load_settings
 from esus.service import Service, StartupError
 from tests.bacnet_harness import OT, PID, free_udp_port
 from tests.dr_targets import start_target
@@ -126,7 +126,7 @@ def test_the_password_hash_command_reads_stdin_and_refuses_a_short_password(monk
     import io
 
     from demand_response.passwords import verify_password
-    from esus.cli import main
+    from esus.cli.main import main
 
     monkeypatch.setattr("sys.stdin", io.StringIO("correct horse battery\n"))
     assert main(["dr", "hash-password"]) == 0
@@ -138,7 +138,7 @@ def test_the_password_hash_command_reads_stdin_and_refuses_a_short_password(monk
 
 @in_loop
 async def test_doctor_reads_every_shed_point_and_names_the_one_that_does_not_answer(tmp_path: Path) -> None:
-    from esus.dr_check import probe
+    from esus.cli.dr_check import probe
 
     target = start_target(741)
     try:
@@ -157,7 +157,7 @@ async def test_doctor_reads_every_shed_point_and_names_the_one_that_does_not_ans
 
 
 def test_doctor_says_demand_response_is_off_when_nothing_is_configured(tmp_path: Path) -> None:
-    from esus.doctor import check_demand_response
+    from esus.cli.doctor import check_demand_response
 
     settings = load_settings({"ESUS_STATE_DIR": str(tmp_path / "state")}, demo=True)
     check = check_demand_response(settings)
@@ -168,8 +168,8 @@ def test_the_sun_is_on_the_east_facade_in_the_morning_and_off_it_in_the_evening(
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
-    from esus.clock import ManualClock
-    from esus.demand import DemandService
+    from esus.runtime.clock import ManualClock
+    from esus.parts.demand import DemandService
 
     settings = load_settings({"ESUS_STATE_DIR": str(tmp_path / "state")}, demo=True)
     clock = ManualClock(datetime(2026, 6, 22, 7, 0, tzinfo=ZoneInfo("Europe/Copenhagen")))
@@ -184,9 +184,9 @@ def test_the_sun_is_on_the_east_facade_in_the_morning_and_off_it_in_the_evening(
 
 @in_loop
 async def test_with_a_modbus_meter_the_vtn_is_told_its_reading_and_doctor_reads_it(tmp_path: Path) -> None:
-    from esus.clock import RealClock as Clock
-    from esus.demand import DemandService
-    from esus.dr_check import probe
+    from esus.runtime.clock import RealClock as Clock
+    from esus.parts.demand import DemandService
+    from esus.cli.dr_check import probe
     from tests.test_demand_response_meter import meter_server, registers
 
     async with meter_server(registers(37.25, "float32"), unit=1) as port:
@@ -216,11 +216,11 @@ def test_demand_response_is_logged_on_change_and_once_a_minute_with_the_failing_
 
     from demand_response.ledger import Event, Override
     from demand_response.shedder import ShedState
-    from esus.clock import ManualClock
-    from esus.demand import DemandService
-    from esus.outbox import Outbox
-    from esus.store import HistoryStore
-    from esus.telemetry import Telemetry
+    from esus.runtime.clock import ManualClock
+    from esus.parts.demand import DemandService
+    from esus.state.outbox import Outbox
+    from esus.state.store import HistoryStore
+    from esus.state.telemetry import Telemetry
 
     site = site_with_action(tmp_path, "127.0.0.1:47809", "127.0.0.1:47810")
     settings = load_settings({"ESUS_SITE": str(site), "ESUS_STATE_DIR": str(tmp_path / "state")}, demo=False)

@@ -10,12 +10,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from esus.clock import ManualClock, settle
+from esus.runtime.clock import ManualClock, settle
 from esus.demo import LOOP_MINUTES, DemoBas, MeterReplay, seed_history
-from esus.outbox import Outbox
-from esus.power import POWER_SERIES, PowerInput, PowerValueError
-from esus.store import HistoryStore
-from esus.telemetry import Telemetry
+from esus.state.outbox import Outbox
+from esus.parts.power import POWER_SERIES, PowerInput, PowerValueError
+from esus.state.store import HistoryStore
+from esus.state.telemetry import Telemetry
 
 CPH = ZoneInfo("Europe/Copenhagen")
 

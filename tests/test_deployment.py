@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from esus.systemd import notify, watchdog_period_s
-from esus.telemetry import SCHEMA, schema_markdown
+from esus.runtime.systemd import notify, watchdog_period_s
+from esus.state.telemetry import SCHEMA, schema_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_schema_doc_is_current() -> None:
     assert schema_markdown() in (ROOT / "docs" / "influx-schema.md").read_text(), \
-        "docs/influx-schema.md is out of date with esus/telemetry.py"
+        "docs/influx-schema.md is out of date with esus/state/telemetry.py"
 
 
 def test_compose_file_pins_versions_binds_localhost_and_checks_health() -> None:

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from esus.cli import main
-from esus.config import load_settings
+from esus.cli.main import main
+from esus.settings.config import load_settings
 from bacnet_server.app import port_is_free
 from tests.bacnet_harness import free_udp_port
 from tests.tsdb import free_tcp_port
-from esus.doctor import check_bacnet, check_bms, check_influx, run_doctor
+from esus.cli.doctor import check_bacnet, check_bms, check_influx, run_doctor
 
 
 class FakeBms(http.server.BaseHTTPRequestHandler):
@@ -105,7 +105,7 @@ def test_loopback_bacnet_outside_the_demo_is_a_warning(site_file: Path, tmp_path
 
 def test_gpio_without_hardware_says_what_to_do(site_file: Path, tmp_path: Path) -> None:
     settings = settings_with(site_file, tmp_path)
-    from esus.doctor import check_gpio
+    from esus.cli.doctor import check_gpio
     check = check_gpio(settings, environ={})
     if not Path("/dev/gpiochip0").exists():
         assert not check.ok and "GPIOZERO_PIN_FACTORY=mock" in check.detail
@@ -113,7 +113,7 @@ def test_gpio_without_hardware_says_what_to_do(site_file: Path, tmp_path: Path) 
 
 
 def test_doctor_reads_an_existing_store(site_file: Path, tmp_path: Path) -> None:
-    from esus.store import HistoryStore
+    from esus.state.store import HistoryStore
     settings = settings_with(site_file, tmp_path, ESUS_BACNET_ADDRESS=f"127.0.0.1/8:{free_udp_port()}")
     with HistoryStore(settings.state_dir / "history.db") as store:
         store.append("x", 0, 1.0)

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from esus.bacnet import BacnetBridge
-from esus.clock import ManualClock
-from esus.config import load_settings
-from esus.forecasting import ForecastService
-from esus.outbox import Outbox
-from esus.power import POWER_SERIES, PowerInput
-from esus.store import HistoryStore
-from esus.telemetry import Telemetry
+from esus.parts.bacnet import BacnetBridge
+from esus.runtime.clock import ManualClock
+from esus.settings.config import load_settings
+from esus.parts.forecasting import ForecastService
+from esus.state.outbox import Outbox
+from esus.parts.power import POWER_SERIES, PowerInput
+from esus.state.store import HistoryStore
+from esus.state.telemetry import Telemetry
 from tests.bacnet_harness import free_udp_port
 from tests.synthetic import office_power
 
@@ -135,7 +135,7 @@ def test_recent_power_window_matches_a_fresh_read_as_minutes_pass(tmp_path: Path
     a gap in the writes and a jump of the clock."""
     import numpy as np
 
-    from esus.training_job import RecentPower, power_grid
+    from esus.parts.training_job import RecentPower, power_grid
 
     store = HistoryStore(tmp_path / "h.db")
     t0 = 1_780_000_000 // 60 * 60

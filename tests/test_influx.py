@@ -18,10 +18,10 @@ import pytest
 import requests
 from pydantic import SecretStr
 
-from esus.config import InfluxAccess
-from esus.influx import InfluxSender, InfluxWriter, SendError
-from esus.outbox import Outbox
-from esus.telemetry import SCHEMA, SchemaError, line
+from esus.settings.config import InfluxAccess
+from esus.state.influx import InfluxSender, InfluxWriter, SendError
+from esus.state.outbox import Outbox
+from esus.state.telemetry import SCHEMA, SchemaError, line
 from tests.tsdb import VictoriaMetrics, free_tcp_port
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
@@ -179,8 +179,8 @@ def test_outage_then_kill_9_then_restart_loses_and_duplicates_nothing(tmp_path: 
         if service.poll() is None:
             service.kill()
 
-    from esus.power import POWER_SERIES
-    from esus.store import HistoryStore
+    from esus.parts.power import POWER_SERIES
+    from esus.state.store import HistoryStore
     with HistoryStore(state / "history.db", readonly=True) as store:
         written_s, values = store.range(POWER_SERIES, int(time.time()) - 3 * 86400, int(time.time()) + 86400)
     stored = tsdb.export('{__name__="power_input_kw"}')[("power_input_kw", ("site", "TMV23"))]

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from esus.clock import ManualClock, settle
-from esus.scheduler import DailyAt, Every, Scheduler, ticks_between
+from esus.runtime.clock import ManualClock, settle
+from esus.runtime.scheduler import DailyAt, Every, Scheduler, ticks_between
 
 CPH = ZoneInfo("Europe/Copenhagen")
 
@@ -218,8 +218,8 @@ def test_processes_on_one_anchored_timeline_agree_after_the_wall_clock_is_adjust
     """At 600x one second of NTP slew is ten simulated minutes: a process started after it must
     still read the same simulated time as one started before (the end-to-end scene's BAS, BMS and
     the service are such processes)."""
-    import esus.clock as clock_module
-    from esus.clock import AcceleratedClock
+    import esus.runtime.clock as clock_module
+    from esus.runtime.clock import AcceleratedClock
 
     wall = [1_000_000.0]
     monkeypatch.setattr(clock_module.time, "time", lambda: wall[0])
@@ -236,8 +236,8 @@ def test_processes_on_one_anchored_timeline_agree_after_the_wall_clock_is_adjust
 def test_an_anchored_clock_is_not_moved_by_history_that_lies_ahead_of_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """The end-to-end service started before the anchor found seeded history ahead of its clock,
     jumped to it and ran ten simulated minutes ahead of the BMS all its life (its wind went stale)."""
-    import esus.clock as clock_module
-    from esus.clock import AcceleratedClock
+    import esus.runtime.clock as clock_module
+    from esus.runtime.clock import AcceleratedClock
 
     monkeypatch.setattr(clock_module.time, "time", lambda: 1_000_000.0)
     start = datetime(2026, 6, 14, 19, 0, tzinfo=UTC)

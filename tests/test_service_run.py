@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from esus.clock import ManualClock
-from esus.config import load_settings
+from esus.runtime.clock import ManualClock
+from esus.settings.config import load_settings
 from esus.service import Service
 from tests.bacnet_harness import free_udp_port
 

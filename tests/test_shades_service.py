@@ -11,14 +11,14 @@ from pathlib import Path
 import rusty_bacnet as rb
 from gpiozero.pins.mock import MockFactory
 
-from esus.bacnet import BacnetBridge
-from esus.clock import ManualClock
-from esus.config import load_settings
-from esus.outbox import Outbox
-from esus.power import PowerInput
-from esus.shading import ShadesService
-from esus.store import HistoryStore
-from esus.telemetry import Telemetry
+from esus.parts.bacnet import BacnetBridge
+from esus.runtime.clock import ManualClock
+from esus.settings.config import load_settings
+from esus.state.outbox import Outbox
+from esus.parts.power import PowerInput
+from esus.parts.shading import ShadesService
+from esus.state.store import HistoryStore
+from esus.state.telemetry import Telemetry
 from tests.bacnet_harness import free_udp_port, serving
 
 NOW = datetime(2026, 6, 22, 8, 0, tzinfo=UTC)   # 10:00 local: sun on the south façade

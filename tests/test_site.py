@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from esus.config import example_site_path
-from esus.errors import SettingsError
-from esus.site import load_site
+from esus.settings.config import example_site_path
+from esus.settings.errors import SettingsError
+from esus.settings.site import load_site
 
 
 def edited(site_file: Path, old: str, new: str, count: int = 1) -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from esus.store import HistoryStore
+from esus.state.store import HistoryStore
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 

@@ -1,7 +1,7 @@
 """Samples kept in the history store reach the outbox exactly once, whatever instant a kill lands on.
 
 The store and the outbox are two SQLite files, which cannot share a transaction: the samples'
-lines are committed with the samples and handed to the outbox with a mark (esus.telemetry)."""
+lines are committed with the samples and handed to the outbox with a mark (esus.state.telemetry)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from esus.outbox import Outbox
-from esus.store import HistoryStore, move_aside
-from esus.telemetry import Telemetry, line
+from esus.state.outbox import Outbox
+from esus.state.store import HistoryStore, move_aside
+from esus.state.telemetry import Telemetry, line
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SERIES = "power.input_kw"

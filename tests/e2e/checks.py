@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
-from esus.power import POWER_SERIES
-from esus.store import HistoryStore
+from esus.parts.power import POWER_SERIES
+from esus.state.store import HistoryStore
 from shades.solar import Facade, site_location, sun_on_facade, sun_position
 from tests.e2e.week import FLAGS, RELAY_PINS, SITE, START, TZ, Week, local
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory, MockPin
 
-from esus.cli import setup_logging
-from esus.clock import AcceleratedClock, Clock
-from esus.config import load_settings
+from esus.cli.main import setup_logging
+from esus.runtime.clock import AcceleratedClock, Clock
+from esus.settings.config import load_settings
 from esus.service import Service, install_signal_handlers
 
 #: How long the occupant keeps a button pressed (simulated seconds; the debounce needs 50 ms).

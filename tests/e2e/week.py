@@ -31,11 +31,11 @@ from zoneinfo import ZoneInfo
 import rusty_bacnet as rb
 
 from bms_wrapper.simulator import Faults, SimPoint, SimulatedBms
-from esus.clock import AcceleratedClock
-from esus.config import example_site_path
+from esus.runtime.clock import AcceleratedClock
+from esus.settings.config import example_site_path
 from esus.demo import MeterReplay, seed_history
-from esus.site import load_site
-from esus.store import HistoryStore
+from esus.settings.site import load_site
+from esus.state.store import HistoryStore
 from bacnet_server.points import ShadeGroupRef, point_table
 from tests.bacnet_harness import free_udp_port, oid
 from tests.tsdb import VictoriaMetrics

@@ -11,13 +11,13 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
-from esus.bacnet import BacnetBridge
-from esus.clock import Clock
-from esus.config import Settings
-from esus.power import POWER_SERIES, PowerInput
-from esus.store import HistoryStore
-from esus.telemetry import Telemetry
-from esus.training_job import RecentPower, train_from_store
+from esus.parts.bacnet import BacnetBridge
+from esus.runtime.clock import Clock
+from esus.settings.config import Settings
+from esus.parts.power import POWER_SERIES, PowerInput
+from esus.state.store import HistoryStore
+from esus.state.telemetry import Telemetry
+from esus.parts.training_job import RecentPower, train_from_store
 from forecast.features import WEEKDAY_PROFILE_WEEKS
 from forecast.loadstate import DwellFlag, Thresholds, interval_means, rate_of_change_kw_per_min, thresholds
 from forecast.model import ModelFileError, PowerModel

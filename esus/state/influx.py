@@ -19,9 +19,9 @@ from influxdb_client import InfluxDBClient, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
-from esus.clock import Clock
-from esus.config import InfluxAccess
-from esus.outbox import Outbox
+from esus.runtime.clock import Clock
+from esus.settings.config import InfluxAccess
+from esus.state.outbox import Outbox
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ from demand_response.ledger import Ledger
 from demand_response.modbus_meter import ModbusMeter, ModbusMeterConfig
 from demand_response.shedder import ShedState, Shedder
 from demand_response.ven import Ven, VenConfig
-from esus.bacnet import BacnetBridge
-from esus.clock import Clock
-from esus.config import Settings
-from esus.power import PowerInput
-from esus.telemetry import Telemetry, line
+from esus.parts.bacnet import BacnetBridge
+from esus.runtime.clock import Clock
+from esus.settings.config import Settings
+from esus.parts.power import PowerInput
+from esus.state.telemetry import Telemetry, line
 
 if TYPE_CHECKING:
     from pvlib.location import Location
@@ -97,7 +97,7 @@ class DemandService:
     @functools.cached_property
     def _sun_geometry(self) -> tuple[Location, dict[str, Facade]]:
         """The site and its façades, built on first use (only shade actions with when_sun_on ask)."""
-        from esus.shading import location_of
+        from esus.parts.shading import location_of
         from shades.solar import Facade
 
         groups = self.settings.site.shades.groups

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from esus.power import POWER_SERIES
-from esus.store import HistoryStore
+from esus.parts.power import POWER_SERIES
+from esus.state.store import HistoryStore
 
 #: Live forecasting and training work on a 1-minute grid of the BAS writes.
 GRID_STEP_S = 60

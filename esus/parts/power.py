@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from esus.clock import Clock
-from esus.telemetry import Telemetry, line
+from esus.runtime.clock import Clock
+from esus.state.telemetry import Telemetry, line
 
 log = logging.getLogger(__name__)
 

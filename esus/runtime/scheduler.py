@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from esus.clock import Clock
+from esus.runtime.clock import Clock
 
 log = logging.getLogger(__name__)
 

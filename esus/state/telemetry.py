@@ -14,8 +14,8 @@ from datetime import datetime
 
 from influxdb_client import Point, WritePrecision
 
-from esus.outbox import Outbox
-from esus.store import HistoryStore
+from esus.state.outbox import Outbox
+from esus.state.store import HistoryStore
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ from bms_wrapper.poller import Poller, PointRef, PollReport, resolve_points
 from bms_wrapper.samples import Sample
 from bms_wrapper.simulator import SimPoint, SimulatedBms
 from bms_wrapper.transport import BasicAuth, BmsError, Transport
-from esus.clock import Clock
-from esus.config import Settings
-from esus.store import HistoryStore
-from esus.telemetry import Telemetry, line
+from esus.runtime.clock import Clock
+from esus.settings.config import Settings
+from esus.state.store import HistoryStore
+from esus.state.telemetry import Telemetry, line
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 
-from esus.clock import AcceleratedClock, Clock, RealClock
-from esus.config import Settings, load_settings
-from esus.errors import EXIT_BAD_SETTINGS, SettingsError
+from esus.runtime.clock import AcceleratedClock, Clock, RealClock
+from esus.settings.config import Settings, load_settings
+from esus.settings.errors import EXIT_BAD_SETTINGS, SettingsError
 
 log = logging.getLogger("esus")
 
@@ -62,7 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from esus.doctor import run_doctor
+    from esus.cli.doctor import run_doctor
 
     checks = run_doctor(_settings(args))
     for check in checks:
@@ -109,7 +109,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def _bms_adapter(settings: Settings, max_in_flight: int | None = None) -> Iterator:
     """The configured BMS, or in the demo a simulated one; closed (and stopped) afterwards."""
-    from esus.bms import make_adapter, start_simulator
+    from esus.parts.bms import make_adapter, start_simulator
 
     simulator = start_simulator(settings) if settings.bms is None and settings.demo else None
     adapter = make_adapter(settings, simulator.url if simulator else None, max_in_flight)
@@ -125,7 +125,7 @@ def cmd_shades_plan(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from esus.shading import day_plan
+    from esus.parts.shading import day_plan
     from shades.planner import plan_json
     from shades.report import plan_plot, plan_text
 
@@ -150,7 +150,7 @@ def cmd_shades_plan(args: argparse.Namespace) -> int:
 def cmd_bms_points(args: argparse.Namespace) -> int:
     from bms_wrapper.poller import resolve_points
     from bms_wrapper.transport import BmsError
-    from esus.bms import configured_points
+    from esus.parts.bms import configured_points
 
     settings = _settings(args)
     configured = configured_points(settings)
@@ -181,7 +181,7 @@ def cmd_bms_backfill(args: argparse.Namespace) -> int:
 
     from bms_wrapper.poller import backfill, resolve_points
     from bms_wrapper.transport import BmsError
-    from esus.bms import configured_points
+    from esus.parts.bms import configured_points
 
     settings = _settings(args)
     days = min(args.days, BMS_BUFFER_DAYS)
@@ -227,7 +227,7 @@ def cmd_bms_backfill(args: argparse.Namespace) -> int:
 
 def cmd_bacnet_points(args: argparse.Namespace) -> int:
     from bacnet_server.points import format_table, markdown_table
-    from esus.bacnet import device_identity, site_points
+    from esus.parts.bacnet import device_identity, site_points
 
     settings = _settings(args)
     points = site_points(settings)

@@ -10,8 +10,8 @@ from pathlib import Path
 import requests
 
 from bacnet_server.app import port_is_free
-from esus.config import Settings
-from esus.store import HistoryStore
+from esus.settings.config import Settings
+from esus.state.store import HistoryStore
 
 TIMEOUT_S = 5.0
 
@@ -56,7 +56,7 @@ def check_bms(settings: Settings) -> Check:
         return Check("bms", True, what, warning=not settings.demo)
     from bms_wrapper.poller import resolve_points
     from bms_wrapper.transport import BmsError, RetryPolicy
-    from esus.bms import configured_points, make_adapter
+    from esus.parts.bms import configured_points, make_adapter
 
     adapter = make_adapter(settings)
     adapter.transport.retry = RetryPolicy(attempts=1)
@@ -125,7 +125,7 @@ def check_demand_response(settings: Settings) -> Check:
         return Check("dr", True, "not configured (no shed actions, ESUS_OADR_VTN_URL unset)")
     import asyncio
 
-    from esus.dr_check import probe
+    from esus.cli.dr_check import probe
     problems, found = asyncio.run(probe(settings, TIMEOUT_S))
     if problems:
         return Check("dr", False, "; ".join(problems))

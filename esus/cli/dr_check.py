@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import urlsplit
 
-from esus.config import Settings
-from esus.demand import modbus_meter_config
+from esus.settings.config import Settings
+from esus.parts.demand import modbus_meter_config
 
 
 async def probe(settings: Settings, timeout_s: float) -> tuple[list[str], list[str]]:

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from esus.errors import SettingsError, first_validation_error
+from esus.settings.errors import SettingsError, first_validation_error
 
 #: BCM pins that a relay or switch may use. 0-8 have pull-ups at boot and would glitch a relay.
 PIN_RANGE = range(9, 28)

@@ -12,12 +12,12 @@ import pandas as pd
 from pvlib.location import Location
 
 from bacnet_server.points import SHADE_MODES
-from esus.bms import BmsService
-from esus.clock import Clock
-from esus.config import Settings
-from esus.bacnet import BacnetBridge
-from esus.store import HistoryStore
-from esus.telemetry import Telemetry
+from esus.parts.bms import BmsService
+from esus.runtime.clock import Clock
+from esus.settings.config import Settings
+from esus.parts.bacnet import BacnetBridge
+from esus.state.store import HistoryStore
+from esus.state.telemetry import Telemetry
 from shades.coordinator import GroupStatus, Inputs, ShadeCoordinator
 from shades.lockout import LockoutSettings
 from shades.planner import GroupDay, GroupPlan, plan_day

@@ -20,8 +20,8 @@ from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from shades.weather import OPEN_METEO_URL
-from esus.errors import SettingsError, first_validation_error
-from esus.site import Site, load_site
+from esus.settings.errors import SettingsError, first_validation_error
+from esus.settings.site import Site, load_site
 
 DEFAULT_BACNET_PORT = 47808
 SECRET_KEYS = frozenset({"ESUS_BMS_PASSWORD", "ESUS_INFLUX_TOKEN", "ESUS_DR_PAGE_PASSWORD_HASH"})

@@ -1,0 +1,1 @@
+"""The `esus` command line and `esus doctor`."""

@@ -1,0 +1,1 @@
+"""The machinery every part runs on: the clock, the scheduler, the supervisor, systemd."""
