@@ -18,7 +18,7 @@ from typing import Any
 
 from bacpypes3.apdu import SimpleAckPDU
 from bacpypes3.app import Application
-from bacpypes3.basetypes import BinaryPV, PropertyIdentifier, Reliability
+from bacpypes3.basetypes import BinaryPV, DeviceStatus, PropertyIdentifier, Reliability
 from bacpypes3.errors import ExecutionError
 from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.primitivedata import Boolean, Null, ObjectType, Real, Unsigned
@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 WILDCARD_INSTANCE = 4194303
 BIND_TIMEOUT_S = 5.0
+DEVICE_DESCRIPTION = "esus edge service: power forecast, load flags, shades"
+#: Room for the failing parts in the device's description (front ends show about this much).
+FAULT_TEXT_CHARS = 200
 
 
 class BacnetStartError(Exception):
@@ -188,6 +191,7 @@ class BacnetDevice:
         self.app: EsusApplication | None = None
         self._listeners: dict[str, list[Callable[[PointMixin], None]]] = {}
         self.writes = 0
+        self.faults: list[str] = []
 
     async def start(self) -> None:
         """Bind and serve; raises BacnetStartError when the port is taken or the address is wrong."""
@@ -199,12 +203,13 @@ class BacnetDevice:
                             objectName=self.identity.name, vendorIdentifier=self.identity.vendor_identifier,
                             applicationSoftwareVersion=self.identity.software_version,
                             firmwareRevision=self.identity.software_version,
-                            description="esus edge service: power forecast, load flags, shades")
+                            description=DEVICE_DESCRIPTION)
         network_port = NetworkPortObject(self.identity.address, objectIdentifier=("network-port", 1),
                                          objectName="network-port-1")
         self.objects = {spec.name: make_object(spec) for spec in self.points}
         self.app = EsusApplication.from_object_list([device, network_port, *self.objects.values()])
         self.app.on_point_write = self._written
+        self.set_system_status(self.faults)
         link = next(iter(self.app.link_layers.values()))
         try:
             await asyncio.wait_for(link.server._local_transport_ready.wait(), BIND_TIMEOUT_S)
@@ -219,6 +224,18 @@ class BacnetDevice:
         if self.app is not None:
             self.app.close()
             self.app = None
+
+    def set_system_status(self, faults: list[str]) -> None:
+        """systemStatus operational, or non-operational with the failing parts named in the
+        device's description (what a BAS alarms on, and what its technician reads first)."""
+        self.faults = list(faults)
+        device = self.app.device_object if self.app is not None else None
+        if device is None:
+            return  # applied at start
+        device.systemStatus = DeviceStatus.nonOperational if faults else DeviceStatus.operational
+        text = DEVICE_DESCRIPTION if not faults else f"FAULT {'; '.join(faults)}"[:FAULT_TEXT_CHARS]
+        if str(device.description) != text:
+            device.description = text
 
     def on_write(self, name: str, listener: Callable[[PointMixin], None]) -> None:
         """Call `listener(obj)` after each accepted BAS write of the named point's presentValue."""

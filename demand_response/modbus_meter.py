@@ -8,7 +8,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -57,10 +57,13 @@ def register_count(data_type: DataType) -> int:
 
 
 class ModbusMeter:
-    def __init__(self, config: ModbusMeterConfig, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, config: ModbusMeterConfig, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        """`clock` and `sleep` pace the polls and judge staleness (the service's clock); the
+        Modbus timeouts are the network's, in real seconds."""
         from pymodbus.client import AsyncModbusTcpClient
 
-        self.config, self.clock = config, clock
+        self.config, self.clock, self.sleep = config, clock, sleep
         self.client = AsyncModbusTcpClient(config.host, port=config.port, timeout=config.timeout_s, retries=0,
                                            reconnect_delay=0)
         self.reading: tuple[float, float] | None = None  # (kW, clock time)
@@ -99,7 +102,7 @@ class ModbusMeter:
                 if self.last_error is not None:
                     log.info("demand response: the Modbus meter answers again (%.2f kW)", kw)
                 self.reading, self.last_error = (kw, self.clock()), None
-            await asyncio.sleep(self.config.poll_s)
+            await self.sleep(self.config.poll_s)
 
     def latest_kw(self) -> float | None:
         """The newest reading, or None when there is none from the last few periods."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -69,8 +69,11 @@ class _ConnectionNoise(logging.Filter):
 
 class Ven:
     def __init__(self, config: VenConfig, shedder: Shedder, power_kw: Callable[[], float | None],
-                 changed: Callable[[], None]) -> None:
+                 changed: Callable[[], None], sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        """`sleep` paces the registration retries (the service's clock). The contact watch stays in
+        real seconds: it measures openleadr's own polling, which runs on real time."""
         self.config, self.shedder, self.power_kw, self.changed = config, shedder, power_kw, changed
+        self.sleep = sleep
         self.client: Any = None
         self.registered = False
         self.last_error: str | None = None
@@ -101,7 +104,7 @@ class Ven:
                             "retrying every few minutes", self.last_error, self.config.ven_name)
             attempt += 1
             await self._stop_client()
-            await asyncio.sleep(delay)
+            await self.sleep(delay)
 
     async def _watch_contact(self) -> None:
         """Say once when the VTN stops answering polls, and once when it answers again."""

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, time, timedelta
 
 from bacnet_server.app import BacnetStartError
@@ -24,6 +26,8 @@ from esus.runtime.systemd import notify, watchdog_period_s
 from esus.state.telemetry import Telemetry
 from esus.parts.power import POWER_SERIES, PowerInput
 from esus.runtime.scheduler import DailyAt, Every, Scheduler
+from esus.runtime.supervisor import Health, Loop, Supervisor
+from esus.state.files import StateFiles
 from esus.parts.shading import ShadesService
 from esus.state.store import HistoryStore
 
@@ -44,17 +48,21 @@ StatusPart = Callable[[datetime], str]
 
 
 class Service:
-    """Owns the store, the clock and the scheduler; each subsystem adds its jobs and status."""
+    """Owns the store, the clock, the scheduler and the supervisor; each part adds its jobs, its
+    background loop and its status. A part that fails is that part's fault: see `Health`."""
 
     def __init__(self, settings: Settings, clock: Clock, pin_factory: object | None = None) -> None:
         self.settings, self.clock = settings, clock
         site = settings.site
         self.tz = site.site.tz
-        self.store = HistoryStore(settings.state_dir / "history.db")
+        self.files = StateFiles(settings.state_dir)
+        self.store = HistoryStore(self.files.history)
         latest = self.store.latest(POWER_SERIES)
         if isinstance(clock, AcceleratedClock) and latest is not None:
             clock.resume_after(latest[0])
-        self.outbox = Outbox(settings.state_dir / "outbox.db")
+        self.health = Health(clock)
+        self.supervisor = Supervisor(self.health, clock)
+        self.outbox = Outbox(self.files.outbox)
         self.telemetry = Telemetry(self.outbox, site.site.name, self.store)
         relayed = self.telemetry.relay()
         if relayed:
@@ -63,10 +71,12 @@ class Service:
                                 stale_after=timedelta(minutes=site.power.stale_after_minutes))
         self.bacnet = BacnetBridge(settings, self.power)
         self.forecast = ForecastService(settings, self.store, self.power, self.bacnet, clock, self.telemetry)
-        self.scheduler = Scheduler(clock)
+        self.scheduler = Scheduler(clock, self.health)
         self.status_parts: list[StatusPart] = [self._power_status, self.forecast.status, self.bacnet.status]
-        self.background: list[Callable[[], object]] = []
+        self.background: dict[str, Loop] = {}   # part name -> its loop, kept running by the supervisor
         self.closers: list[Callable[[], None]] = []
+        self._once: set[asyncio.Task[None]] = set()
+        self.health.listeners.append(self._show_health)
         self.scheduler.add("bacnet-refresh", Every(60, 4), self.bacnet.minute_tick)
         self.scheduler.add("forecast", Every(60, 5), self.forecast.minute_tick)
         self.scheduler.add("status", Every(60, 6), self.minute_tick)
@@ -79,7 +89,7 @@ class Service:
             sender = InfluxSender(settings.influx)
             self.closers.append(sender.close)
             self.writer = InfluxWriter(self.outbox, sender.send, clock)
-            self.background.append(self.writer.run)
+            self.background["influxdb-writer"] = self.writer.run
         self.scheduler.add("retention", DailyAt(time(0, 0), self.tz), self.nightly_retention)
         self.bms: BmsService | None = None
         if settings.bms is not None or settings.demo:
@@ -92,17 +102,17 @@ class Service:
         self.shades: ShadesService | None = None
         if site.shades.groups:
             self.shades = ShadesService(settings, self.store, self.bacnet, self.bms, self.telemetry, clock,
-                                        pin_factory)
+                                        pin_factory, self.health)
             self.closers.append(self.shades.close)
             self.scheduler.add("shades-weather", Every(600, 23), self.shades.refresh_weather)
             self.scheduler.add("shades-telemetry", Every(60, 7), self.shades.minute_tick)
-            self.background.append(self.shades.run)
+            self.background["shades"] = self.shades.run
             self.status_parts.append(self.shades.status)
         self.demand: DemandService | None = None
         if site.demand_response.actions or settings.oadr is not None or settings.dr_page is not None:
             self.demand = DemandService(settings, self.bacnet, self.power, clock, self.telemetry)
             self.closers.append(self.demand.close)
-            self.background.append(self.demand.run)
+            self.background["demand-response"] = self.demand.run
             self.status_parts.append(self.demand.status)
 
     async def start(self) -> None:
@@ -114,8 +124,7 @@ class Service:
         self.closers.append(self.bacnet.close)
         if self.shades is not None:
             await self.shades.start()
-            asyncio.get_running_loop().create_task(self.shades.refresh_weather(self.clock.now()),
-                                                   name="first-weather")
+            self.once("shades-weather", self.shades.refresh_weather(self.clock.now()))
         if self.demand is not None:
             try:
                 await self.demand.start()
@@ -127,7 +136,13 @@ class Service:
             self._start_demo()
         await self.forecast.start()
         if self.bms is not None:
-            asyncio.get_running_loop().create_task(self.bms.poll(self.clock.now()), name="first-bms-poll")
+            self.once("bms", self.bms.poll(self.clock.now()))
+
+    def once(self, part: str, job: Awaitable[None]) -> None:
+        """Run a part's job once, now, in the background; its failure is the part's (see Health)."""
+        task = asyncio.get_running_loop().create_task(self.supervisor.once(part, job), name=f"{part}:now")
+        self._once.add(task)
+        task.add_done_callback(self._once.discard)
 
     def _start_demo(self) -> None:
         replay = MeterReplay(self.tz)
@@ -145,7 +160,7 @@ class Service:
             await client.write_real(target, "analog-value,1", kw, DEMO_BAS_PRIORITY)
 
         log.info("demo: a simulated BAS on UDP port %d writes %s once a minute", address.port + 1, POWER_POINT)
-        self.background.append(DemoBas(replay, write_power, self.clock).run)
+        self.background["demo-bas"] = DemoBas(replay, write_power, self.clock).run
 
     def _power_status(self, now: datetime) -> str:
         if self.power.last_value is None:
@@ -158,7 +173,25 @@ class Service:
 
     def status_line(self, now: datetime) -> str:
         stamp = now.astimezone(self.tz).strftime("%Y-%m-%d %H:%M %Z")
-        return " | ".join([stamp] + [part(now) for part in self.status_parts])
+        faults = self.health.summary()
+        return " | ".join([stamp] + [part(now) for part in self.status_parts] + ([faults] if faults else []))
+
+    def _show_health(self, health: Health) -> None:
+        """Every change of a part's health: the BACnet device's systemStatus and the doctor's file."""
+        self.bacnet.device.set_system_status([f"{p.name}: {p.error}" for p in health.failing()])
+        self._write_health()
+
+    def _write_health(self, stopped: datetime | None = None) -> None:
+        report = {"pid": os.getpid(), "updated": self.clock.now().isoformat(),
+                  "stopped": stopped.isoformat() if stopped else None,
+                  "parts": {p.name: p.to_dict() for p in self.health.parts.values()}}
+        path = self.files.health
+        partial = path.with_name(path.name + ".tmp")
+        try:
+            partial.write_text(json.dumps(report, indent=1))
+            os.replace(partial, path)
+        except OSError as exc:  # a full disk must not stop the service: the other displays still work
+            log.warning("cannot write %s (%s): esus doctor will not see the parts' health", path, exc.strerror)
 
     async def minute_tick(self, due: datetime) -> None:
         now = self.clock.now()
@@ -190,29 +223,27 @@ class Service:
             raise
         log.info("esus started (%s mode, site %s, state %s)", mode, self.settings.site.site.name,
                  self.settings.state_dir)
+        self._write_health()
         notify("READY=1")
-        tasks = [asyncio.create_task(self.scheduler.run(), name="scheduler")]
-        tasks += [asyncio.create_task(factory(), name=getattr(factory, "__qualname__", "task"))
-                  for factory in self.background]
-        stopper = asyncio.create_task(stop.wait(), name="stop")
+        loops = {"scheduler": self.scheduler.run, **self.background}
+        tasks = [asyncio.create_task(self.supervisor.keep_running(name, loop), name=name)
+                 for name, loop in loops.items()]
         try:
-            done, _ = await asyncio.wait(tasks + [stopper], return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task is not stopper and task.exception() is not None:
-                    raise task.exception()
-                if task is not stopper:  # the parts run until stopped: one that returns is a bug, said aloud
-                    log.error("%s ended on its own; stopping esus (systemd restarts it)", task.get_name())
+            await stop.wait()
         finally:
-            for task in tasks + [stopper]:
+            for task in tasks + list(self._once):
                 task.cancel()
-            for task in tasks + [stopper]:
+            for task in tasks + list(self._once):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             notify("STOPPING=1")
+            if self.demand is not None:
+                await self.demand.stop()
             # let worker threads (a BMS poll, a forecast) finish before their store is closed
             await asyncio.get_running_loop().shutdown_default_executor()
             if self.writer is not None:
                 self.writer.flush()
+            self._write_health(stopped=self.clock.now())
             self.close()
 
     def close(self) -> None:

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from gpiozero import OutputDevice
 from pvlib.location import Location
 
-from shades.lockout import Lockout, LockoutSettings
+from shades.lockout import Lockout, LockoutSettings, LockoutState
 from shades.motor import DOWN, STOPPED, UP, ShadeMotor
 from shades.outlook import shading_day
 from shades.planner import GroupConfig, GroupDay, ShadeConfig, policy_settings
@@ -166,7 +166,17 @@ class ShadeCoordinator:
     def press(self, number: int, direction: str) -> None:
         """A wall-switch press: stop if moving, else all the way; starts (or restarts) the hold."""
         c = self.groups[number]
+        try:
+            self._press(c, direction)
+        except Exception as exc:  # noqa: BLE001 - a press that fails is the group's fault, not the loop's
+            self.fault(c, exc, f"a {direction} press: ")
+
+    def _press(self, c: GroupController, direction: str) -> None:
+        number = c.group.number
         name, now = c.group.name, self.now()
+        if c.decision.mode == "fault":
+            log.info("shade %s: %s press refused: the group is in fault (%s)", name, direction, c.decision.reason)
+            return
         c.motor.tick()
         if self.lockout.state.locked:
             if direction == DOWN or c.motor.direction == UP:
@@ -201,45 +211,84 @@ class ShadeCoordinator:
         return day
 
     def evaluate(self) -> None:
-        """Tick the motors and run the policy for every group (cheap: call it often)."""
-        now, inputs = self.now(), self.inputs()
-        if inputs.wind_pending and inputs.wind_mps is None:  # a restart is no reason to move
-            lock = self.lockout.state
-        else:
-            lock = self.lockout.update(now.timestamp(), inputs.wind_mps,
-                                       inputs.wind_at.timestamp() if inputs.wind_at else None,
-                                       inputs.outdoor_c, inputs.precipitation)
-        self.save("shades.lockout", self.lockout.to_dict())
-        weather = self.weather()
+        """Tick the motors and run the policy for every group (cheap: call it often).
+
+        A failure belongs to the group it happens in: its relays go off, its mode says fault with
+        the reason, the other groups go on, and it is tried again at the next evaluation. A failure
+        before any group is reached (the inputs, the lockout) is every group's."""
+        now = self.now()
+        try:
+            inputs = self.inputs()
+            if inputs.wind_pending and inputs.wind_mps is None:  # a restart is no reason to move
+                lock = self.lockout.state
+            else:
+                lock = self.lockout.update(now.timestamp(), inputs.wind_mps,
+                                           inputs.wind_at.timestamp() if inputs.wind_at else None,
+                                           inputs.outdoor_c, inputs.precipitation)
+            self.save("shades.lockout", self.lockout.to_dict())
+            weather = self.weather()
+        except Exception as exc:  # noqa: BLE001 - no group can be judged without its inputs
+            for c in self.groups.values():
+                self.fault(c, exc, "reading the inputs: ")
+            return
         today = now.astimezone(self.tz).date()
         for c in self.groups.values():
-            c.motor.tick()
-            st = c.state
-            if st.moves_day != today.isoformat():
-                st.moves_day, st.auto_moves_today = today.isoformat(), 0
-            day = self._group_day(c, today, weather)
-            rooms = inputs.rooms.get(c.group.number, ())
-            st.season, season_reason = choose_season(rooms, day.outdoor_max_c, today.month,
-                                                     self.config.cooling_outdoor_max_c,
-                                                     self.config.comfort_margin_k, st.season)
-            measured = inputs.measured_wm2.get(c.group.number)
-            shading, shading_reason = shading_day(day.window, measured, self.config.sunny_on_wm2,
-                                                  self.config.sunny_off_wm2, st.shading_day == today.isoformat())
-            st.shading_day = today.isoformat() if shading else None
-            hold = _when(st.hold_until)
-            if hold is not None and now >= hold:
-                log.info("shade %s: the wall-switch hold has ended; automation resumes", c.group.name)
-                st.hold_until = hold = None
-            situation = day.situation(
-                now, self.tz, c.motor.position_pct, season=st.season, season_reason=season_reason,
-                shading=shading, shading_reason=shading_reason, measured_wm2=measured,
-                lockout=lock.kind if lock.locked else None, lockout_reason=lock.reason,
-                bas_command_pct=inputs.bas_commands.get(c.group.number),
-                automation_enabled=inputs.automation_enabled, hold_until=hold,
-                last_auto_move=_when(st.last_auto_move), auto_moves_today=st.auto_moves_today)
-            decision = decide(situation, self.policy)
-            self._apply(c, decision, now)
+            try:
+                self._evaluate_group(c, now, today, inputs, lock, weather)
+            except Exception as exc:  # noqa: BLE001 - one group's fault never stops the others
+                self.fault(c, exc)
+
+    def _evaluate_group(self, c: GroupController, now: datetime, today: date, inputs: Inputs,
+                        lock: LockoutState, weather: Weather) -> None:
+        c.motor.tick()
+        st = c.state
+        if st.moves_day != today.isoformat():
+            st.moves_day, st.auto_moves_today = today.isoformat(), 0
+        day = self._group_day(c, today, weather)
+        rooms = inputs.rooms.get(c.group.number, ())
+        st.season, season_reason = choose_season(rooms, day.outdoor_max_c, today.month,
+                                                 self.config.cooling_outdoor_max_c,
+                                                 self.config.comfort_margin_k, st.season)
+        measured = inputs.measured_wm2.get(c.group.number)
+        shading, shading_reason = shading_day(day.window, measured, self.config.sunny_on_wm2,
+                                              self.config.sunny_off_wm2, st.shading_day == today.isoformat())
+        st.shading_day = today.isoformat() if shading else None
+        hold = _when(st.hold_until)
+        if hold is not None and now >= hold:
+            log.info("shade %s: the wall-switch hold has ended; automation resumes", c.group.name)
+            st.hold_until = hold = None
+        situation = day.situation(
+            now, self.tz, c.motor.position_pct, season=st.season, season_reason=season_reason,
+            shading=shading, shading_reason=shading_reason, measured_wm2=measured,
+            lockout=lock.kind if lock.locked else None, lockout_reason=lock.reason,
+            bas_command_pct=inputs.bas_commands.get(c.group.number),
+            automation_enabled=inputs.automation_enabled, hold_until=hold,
+            last_auto_move=_when(st.last_auto_move), auto_moves_today=st.auto_moves_today)
+        decision = decide(situation, self.policy)
+        self._apply(c, decision, now)
+        self._persist(c)
+
+    def fault(self, c: GroupController, exc: BaseException, where: str = "") -> None:
+        """Relays off (the blind stops where it is), mode fault with the reason, said once per cause.
+
+        The group keeps its applied decision: back from a fault it moves at the next change of
+        decision, as after a restart, never because the fault ended."""
+        reason = (f"fault: {where}{type(exc).__name__}: {exc}"[:160]
+                  + f"; relays off, retried every {EVALUATE_EVERY_S:g} s")
+        for switch_off in (c.motor.stop, c.motor.up.off, c.motor.down.off):
+            try:
+                switch_off()
+            except Exception:  # noqa: BLE001 - switch off all that can be switched off
+                log.exception("shade %s: switching the relays off failed", c.group.name)
+        if (c.decision.mode, c.decision.reason) != ("fault", reason):
+            log.error("shade %s: %s", c.group.name, reason, exc_info=exc if c.decision.mode != "fault" else None)
+        c.decision = Decision(None, "fault", reason)
+        try:
             self._persist(c)
+        except Exception:  # noqa: BLE001 - the state may be what failed; the status is still shown
+            status = c.status()
+            self._last_status[c.group.number] = status
+            self.on_status(status)
 
     def _apply(self, c: GroupController, decision: Decision, now: datetime) -> None:
         st, motor = c.state, c.motor

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -176,19 +177,47 @@ def test_a_failing_job_keeps_its_schedule(caplog: pytest.LogCaptureFixture) -> N
 
         scheduler = Scheduler(clock)
         scheduler.add("broken", Every(60), broken)
-        beats: list[int] = []
-        scheduler.heartbeat = lambda: beats.append(1)
         task = run_scheduler(clock, scheduler)
         await settle()
         for _ in range(3):
             await clock.advance(60)
         await stop(task)
-        assert len(beats) == 3
         return scheduler
 
-    stats = asyncio.run(scenario()).jobs[0].stats
+    scheduler = asyncio.run(scenario())
+    stats = scheduler.jobs[0].stats
     assert (stats.runs, stats.failures) == (0, 3)
-    assert "broken failed for the tick at 2026-01-01T00:01:00+00:00" in caplog.text
+    assert "broken failed for the tick at 2026-01-01T00:01:00+00:00 (RuntimeError: boom)" in caplog.text
+    assert caplog.text.count("RuntimeError: boom") == 2, "one line and one traceback for the same cause"
+    assert scheduler.health.summary() == "FAULT broken: RuntimeError: boom"
+
+
+def test_a_job_that_fails_then_works_is_said_to_recover_once(caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> Scheduler:
+        clock = ManualClock(utc(2026, 1, 1))
+        outcomes = iter([RuntimeError("one"), RuntimeError("one"), OSError("disk full"), None, None])
+
+        async def flaky(due: datetime) -> None:
+            outcome = next(outcomes)
+            if outcome is not None:
+                raise outcome
+
+        scheduler = Scheduler(clock)
+        scheduler.add("flaky", Every(60), flaky)
+        task = run_scheduler(clock, scheduler)
+        await settle()
+        for _ in range(5):
+            await clock.advance(60)
+        await stop(task)
+        return scheduler
+
+    with caplog.at_level(logging.INFO, logger="esus.runtime.supervisor"):
+        scheduler = asyncio.run(scenario())
+    lines = [r.getMessage() for r in caplog.records if r.name == "esus.runtime.supervisor"]
+    assert len(lines) == 3, lines   # the first cause, the change of cause, the recovery
+    assert "(RuntimeError: one)" in lines[0] and "(OSError: disk full)" in lines[1]
+    assert lines[2].startswith("flaky recovered after 180 s")
+    assert scheduler.health.summary() == ""
 
 
 def test_midnight_job_through_a_dst_week() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ import requests
 from bacnet_server.app import port_is_free
 from esus.settings.config import Settings
 from esus.state.store import HistoryStore
+from esus.state.files import StateFiles
 
 TIMEOUT_S = 5.0
 
@@ -28,6 +30,40 @@ class Check:
         return f"{word:<5}{self.name:<10}{self.detail}"
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # another user's process (the esus service user): it is there
+        return True
+    return True
+
+
+def check_service(settings: Settings) -> Check:
+    """The running service's parts, from the file it keeps in the state directory."""
+    path = StateFiles(settings.state_dir).health
+    try:
+        report = json.loads(path.read_text())
+        parts = report["parts"]
+        pid = int(report["pid"])
+    except FileNotFoundError:
+        return Check("service", True, f"esus has not run with the state directory {settings.state_dir}")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return Check("service", True, f"{path} is unreadable ({exc}); esus rewrites it at its next change",
+                     warning=True)
+    if report.get("stopped"):
+        return Check("service", True, f"esus is not running (stopped cleanly at {report['stopped']})")
+    if not _alive(pid):
+        return Check("service", True, f"esus is not running: process {pid} ended without a clean stop "
+                     f"(last update {report.get('updated')}); see `journalctl -u esus`", warning=True)
+    failing = {name: part for name, part in parts.items() if part.get("error")}
+    if failing:
+        return Check("service", False, f"esus (pid {pid}) runs with {len(failing)} part(s) failing: " + "; ".join(
+            f"{name} since {part.get('since')}: {part['error']}" for name, part in failing.items()))
+    return Check("service", True, f"esus (pid {pid}) is running; every part is running")
+
+
 def check_settings(settings: Settings) -> Check:
     site = settings.site
     mode = "demo (no .env found)" if settings.demo else f"from {settings.env_file or 'the environment'}"
@@ -36,7 +72,7 @@ def check_settings(settings: Settings) -> Check:
 
 
 def check_store(settings: Settings) -> Check:
-    path = settings.state_dir / "history.db"
+    path = StateFiles(settings.state_dir).history
     if not path.exists():
         return Check("store", True, f"{path} will be created at first start")
     try:
@@ -133,7 +169,7 @@ def check_demand_response(settings: Settings) -> Check:
 
 
 CHECKS: list[Callable[[Settings], Check]] = [
-    check_settings, check_store, check_bms, check_influx, check_bacnet, check_gpio, check_demand_response]
+    check_settings, check_service, check_store, check_bms, check_influx, check_bacnet, check_gpio, check_demand_response]
 
 
 def run_doctor(settings: Settings) -> list[Check]:

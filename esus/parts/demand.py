@@ -5,7 +5,6 @@ the VTN is told, and the dr-* BACnet points. Shed writes go out through esus's o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from datetime import datetime
@@ -18,10 +17,11 @@ from demand_response.modbus_meter import ModbusMeter, ModbusMeterConfig
 from demand_response.shedder import ShedState, Shedder
 from demand_response.ven import Ven, VenConfig
 from esus.parts.bacnet import BacnetBridge
-from esus.runtime.clock import Clock
+from esus.runtime.clock import Clock, sleep_or_wake
 from esus.settings.config import Settings
 from esus.parts.power import PowerInput
 from esus.state.telemetry import Telemetry, line
+from esus.state.files import StateFiles
 
 if TYPE_CHECKING:
     from pvlib.location import Location
@@ -53,17 +53,17 @@ class DemandService:
         config = settings.site.demand_response
         self.actions = [ShedAction(a.name, a.address, a.object, a.typed_values(), a.property, a.priority,
                                    a.when_sun_on) for a in config.actions]
-        self.ledger = Ledger(settings.state_dir / "demand-response.db")
+        self.ledger = Ledger(StateFiles(settings.state_dir).demand_response)
         self.shedder = Shedder(self.actions, self.ledger, BacnetWriter(_DeviceApp(bacnet)),
                                stage_delay_s=config.stage_delay_s, clock=lambda: self.clock.now().timestamp(),
-                               holds=self.sun_on)
+                               sleep=clock.sleep, holds=self.sun_on)
         meter = modbus_meter_config(settings)
-        self.meter = ModbusMeter(meter) if meter is not None else None
+        self.meter = ModbusMeter(meter, clock.monotonic, clock.sleep) if meter is not None else None
         self.ven: Ven | None = None
         if settings.oadr is not None:
             o = settings.oadr
             self.ven = Ven(VenConfig(o.vtn_url, o.ven_name, o.ven_id, o.cert, o.key, o.ca_file, o.vtn_fingerprint),
-                           self.shedder, self.power_kw, self.wake)
+                           self.shedder, self.power_kw, self.wake, sleep=clock.sleep)
         elif self.actions:
             log.warning("shed actions are declared in the site file but ESUS_OADR_VTN_URL is unset: "
                         "no demand response event will come")
@@ -79,7 +79,7 @@ class DemandService:
 
         self.page = OperatorPage(self.shedder, self.power_kw, self.wake, user=access.user,
                                  password_hash=access.password_hash.get_secret_value(),
-                                 secret=load_secret(self.settings.state_dir / "operator-page.key"),
+                                 secret=load_secret(StateFiles(self.settings.state_dir).page_key),
                                  tz=self.settings.site.site.tz, site_name=self.settings.site.site.name)
         await self.page.start(access.host, access.port)
 
@@ -113,6 +113,7 @@ class DemandService:
         self._wake.set()
 
     async def run(self) -> None:
+        """Reconcile until cancelled, with the VEN and the meter beside it (restarted with it)."""
         parts = [asyncio.create_task(self.ven.run(), name="openadr-ven")] if self.ven else []
         if self.meter is not None:
             parts.append(asyncio.create_task(self.meter.run(), name="modbus-meter"))
@@ -120,18 +121,19 @@ class DemandService:
             while True:
                 await self.shedder.reconcile()   # the first one releases what outlived its event
                 self._publish()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), RECONCILE_S)
-                self._wake.clear()
+                await sleep_or_wake(self.clock, RECONCILE_S, self._wake)
         finally:
             for part in parts:
                 part.cancel()
             await asyncio.gather(*parts, return_exceptions=True)
             if self.ven is not None:
                 await self.ven.close()
-            if self.page is not None:
-                await self.page.close()
-            await self._release_at_stop()
+
+    async def stop(self) -> None:
+        """At a stop of esus: the page closed, and what the overrides hold released."""
+        if self.page is not None:
+            await self.page.close()
+        await self._release_at_stop()
 
     async def _release_at_stop(self) -> None:
         """A stopped esus cannot end an event's overrides on time, so a clean stop releases them

@@ -18,6 +18,7 @@ from esus.parts.power import POWER_SERIES, PowerInput
 from esus.state.store import HistoryStore
 from esus.state.telemetry import Telemetry
 from esus.parts.training_job import RecentPower, train_from_store
+from esus.state.files import StateFiles
 from forecast.features import WEEKDAY_PROFILE_WEEKS
 from forecast.loadstate import DwellFlag, Thresholds, interval_means, rate_of_change_kw_per_min, thresholds
 from forecast.model import ModelFileError, PowerModel
@@ -45,7 +46,7 @@ class ForecastService:
         self.settings, self.store, self.power, self.bacnet, self.clock = settings, store, power, bacnet, clock
         self.telemetry = telemetry
         self.config = settings.site.forecast
-        self.model_path = settings.state_dir / "model" / "power-model.pkl"
+        self.model_path = StateFiles(settings.state_dir).model
         dwell_s = self.config.flag_dwell_minutes * 60
         self.high, self.low = DwellFlag(dwell_s), DwellFlag(dwell_s)
         self.thresholds: Thresholds | None = None

@@ -14,10 +14,12 @@ from pvlib.location import Location
 from bacnet_server.points import SHADE_MODES
 from esus.parts.bms import BmsService
 from esus.runtime.clock import Clock
+from esus.runtime.supervisor import Health
 from esus.settings.config import Settings
 from esus.parts.bacnet import BacnetBridge
 from esus.state.store import HistoryStore
 from esus.state.telemetry import Telemetry
+from esus.state.files import StateFiles
 from shades.coordinator import GroupStatus, Inputs, ShadeCoordinator
 from shades.lockout import LockoutSettings
 from shades.planner import GroupDay, GroupPlan, plan_day
@@ -49,15 +51,17 @@ def pin_factory_for(settings: Settings) -> object | None:
 
 class ShadesService:
     def __init__(self, settings: Settings, store: HistoryStore, bacnet: BacnetBridge, bms: BmsService | None,
-                 telemetry: Telemetry, clock: Clock, pin_factory: object | None = None) -> None:
+                 telemetry: Telemetry, clock: Clock, pin_factory: object | None = None,
+                 health: Health | None = None) -> None:
         self.settings, self.store, self.bacnet, self.bms = settings, store, bacnet, bms
         self.telemetry, self.clock = telemetry, clock
+        self.health = health if health is not None else Health(clock)
         site = settings.site
         self.shades, self.tz = site.shades, site.site.tz
         self.location = location_of(settings)
         source = OpenMeteo(site.site.latitude, site.site.longitude, settings.weather_url) \
             if settings.weather_url else None
-        self.weather = WeatherService(source, WeatherCache(settings.state_dir / "weather.json"), clock.now)
+        self.weather = WeatherService(source, WeatherCache(StateFiles(settings.state_dir).weather), clock.now)
         self.room_points = self._room_points()
         self.started = False
         self.created_at = clock.now()
@@ -117,6 +121,11 @@ class ShadesService:
             self._publish(c.status())
 
     def _publish(self, status: GroupStatus) -> None:
+        part = f"shade {status.name}"
+        if status.mode == "fault":
+            self.health.failed(part, status.reason, logged=True)   # the coordinator said it
+        else:
+            self.health.recovered(part)
         self._record(status, self.clock.now())
         if not self.started:
             return
@@ -233,7 +242,7 @@ def day_plan(settings: Settings, day: date) -> tuple[list[GroupPlan], str]:
     location = location_of(settings)
     source = OpenMeteo(site.site.latitude, site.site.longitude, settings.weather_url) \
         if settings.weather_url else None
-    service = WeatherService(source, WeatherCache(settings.state_dir / "weather.json"),
+    service = WeatherService(source, WeatherCache(StateFiles(settings.state_dir).weather),
                              lambda: datetime.now(UTC))
     try:
         weather = service.refresh()

@@ -136,6 +136,18 @@ class ManualClock:
         self._set(self._now + timedelta(seconds=seconds))
 
 
+async def sleep_or_wake(clock: Clock, seconds: float, wake: asyncio.Event) -> None:
+    """Sleep `seconds` of the clock's time, or until `wake` is set (then clear it)."""
+    sleeper = asyncio.ensure_future(clock.sleep(seconds))
+    waker = asyncio.ensure_future(wake.wait())
+    try:
+        await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        sleeper.cancel()
+        waker.cancel()
+    wake.clear()
+
+
 async def settle(rounds: int = 20) -> None:
     """Let ready tasks run (a few event-loop turns)."""
     for _ in range(rounds):

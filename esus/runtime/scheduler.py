@@ -17,6 +17,7 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from esus.runtime.clock import Clock
+from esus.runtime.supervisor import Health
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +100,14 @@ def ticks_between(trigger: Trigger, after: datetime, before: datetime, limit: in
 
 
 class Scheduler:
-    """Runs each job on its trigger, one run of a job at a time, jobs independent of each other."""
+    """Runs each job on its trigger, one run of a job at a time, jobs independent of each other.
+    A job that fails is reported to `health` under its name (logged once per change of cause) and
+    runs again at its next tick."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, health: Health | None = None) -> None:
         self.clock = clock
+        self.health = health if health is not None else Health(clock)
         self.jobs: list[ScheduledJob] = []
-        self.heartbeat: Callable[[], None] | None = None  # called after every run (watchdog)
 
     def add(self, name: str, trigger: Trigger, func: Job) -> ScheduledJob:
         job = ScheduledJob(name, trigger, func)
@@ -126,15 +129,14 @@ class Scheduler:
             job.stats.max_lag_s = max(job.stats.max_lag_s, lag)
             try:
                 await job.func(due)
-                job.stats.runs += 1
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:  # noqa: BLE001 - a job's failure is its own; the others go on
                 job.stats.failures += 1
-                log.exception("%s failed for the tick at %s; it runs again at its next tick",
-                              job.name, due.isoformat())
-            if self.heartbeat is not None:
-                self.heartbeat()
+                self.health.failed(job.name, exc, what=f"failed for the tick at {due.isoformat()}")
+            else:
+                job.stats.runs += 1
+                self.health.recovered(job.name)
             now = self.clock.now()
             following = job.trigger.next_after(max(now, due))
             skipped = ticks_between(job.trigger, due, following)

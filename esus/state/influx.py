@@ -135,4 +135,4 @@ class InfluxWriter:
                          self.failures, self.outbox.depth)
                 self.failures, self.last_error = 0, None
             if not sent:
-                await asyncio.sleep(IDLE_POLL_S)
+                await self.clock.sleep(IDLE_POLL_S)

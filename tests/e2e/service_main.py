@@ -71,7 +71,7 @@ def main() -> None:
         stop = asyncio.Event()
         install_signal_handlers(stop)
         service = Service(settings, clock, pin_factory=factory)
-        service.background.append(lambda: occupant(factory, clock, presses))
+        service.background["occupant"] = lambda: occupant(factory, clock, presses)
         await service.run(stop)
 
     asyncio.run(run())

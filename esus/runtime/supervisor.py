@@ -1,0 +1,156 @@
+"""Faults stay in the part where they happen.
+
+Every part of the service (a scheduled job, a background loop, a shade group) reports to one
+`Health`: a failure is logged once per change of cause, shown on the status line, by `esus doctor`
+and on the BACnet device, and the part is retried while the others go on. `Supervisor` runs the
+background loops: a loop that crashes, or returns, is restarted after a backoff on the injected
+clock. Only a hung event loop ends the process (systemd's watchdog sees it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from esus.runtime.clock import Clock
+
+log = logging.getLogger(__name__)
+
+#: A restarted loop that has run this long (clock seconds) without failing counts as recovered.
+HEALTHY_AFTER_S = 60.0
+FIRST_BACKOFF_S = 1.0
+MAX_BACKOFF_S = 300.0
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a person: the exception's type and message."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else "no message"
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+@dataclass
+class PartHealth:
+    name: str
+    error: str | None = None          # None: running as it should
+    since: datetime | None = None     # when the current failure began
+    failures: int = 0                 # failures since the service started
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"error": self.error, "since": self.since.isoformat() if self.since else None,
+                "failures": self.failures}
+
+
+@dataclass
+class Health:
+    """The health of every part, by name; `listeners` hear every change (BACnet, the doctor's file)."""
+
+    clock: Clock
+    parts: dict[str, PartHealth] = field(default_factory=dict)
+    listeners: list[Callable[[Health], None]] = field(default_factory=list)
+
+    def failed(self, name: str, exc: BaseException | str, *, what: str = "failed", logged: bool = False) -> None:
+        """Record a failure; logged (with its traceback the first time) only when its cause changes,
+        and not here when the part has `logged` it itself."""
+        error = exc if isinstance(exc, str) else describe(exc)
+        part = self.parts.setdefault(name, PartHealth(name))
+        part.failures += 1
+        if part.error == error:
+            return
+        first = part.error is None
+        if first:
+            part.since = self.clock.now()
+        part.error = error
+        if not logged:
+            trace = exc if isinstance(exc, BaseException) and first else None
+            log.error("%s %s (%s); the other parts go on, and it is retried", name, what, error, exc_info=trace)
+        self._changed()
+
+    def recovered(self, name: str) -> None:
+        part = self.parts.setdefault(name, PartHealth(name))
+        if part.error is None:
+            return
+        since = part.since
+        part.error, part.since = None, None
+        lasted = f" after {(self.clock.now() - since).total_seconds():.0f} s" if since else ""
+        log.info("%s recovered%s", name, lasted)
+        self._changed()
+
+    def forget(self, name: str) -> None:
+        """A part that no longer exists (a group removed from the site file) is no longer failing."""
+        if self.parts.pop(name, None) is not None:
+            self._changed()
+
+    def failing(self) -> list[PartHealth]:
+        return [p for p in self.parts.values() if not p.ok]
+
+    def summary(self) -> str:
+        """'' when all is well, else the failing parts with their causes."""
+        failing = self.failing()
+        if not failing:
+            return ""
+        return "FAULT " + "; ".join(f"{p.name}: {p.error}" for p in failing)
+
+    def _changed(self) -> None:
+        for listener in self.listeners:
+            try:
+                listener(self)
+            except Exception:  # noqa: BLE001 - showing a fault must not become another one
+                log.exception("showing the service's health failed")
+
+
+Loop = Callable[[], Awaitable[object]]
+
+
+class Supervisor:
+    """Runs background loops until cancelled, restarting each after a crash with backoff."""
+
+    def __init__(self, health: Health, clock: Clock, *, first_backoff_s: float = FIRST_BACKOFF_S,
+                 max_backoff_s: float = MAX_BACKOFF_S, healthy_after_s: float = HEALTHY_AFTER_S) -> None:
+        self.health, self.clock = health, clock
+        self.first_backoff_s, self.max_backoff_s, self.healthy_after_s = first_backoff_s, max_backoff_s, \
+            healthy_after_s
+        self.restarts: dict[str, int] = {}
+
+    async def keep_running(self, name: str, loop: Loop) -> None:
+        backoff = self.first_backoff_s
+        while True:
+            started = self.clock.monotonic()
+            watcher = asyncio.create_task(self._mark_recovered(name), name=f"{name}:health")
+            try:
+                await loop()
+                failure: BaseException | str = "ended on its own"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any crash of a part is that part's fault
+                failure = exc
+            finally:
+                watcher.cancel()
+            if self.clock.monotonic() - started >= self.healthy_after_s:
+                backoff = self.first_backoff_s   # it ran well for a while: start the backoff afresh
+            self.health.failed(name, failure, what="stopped")
+            self.restarts[name] = self.restarts.get(name, 0) + 1
+            await self.clock.sleep(backoff * random.uniform(0.8, 1.0))
+            backoff = min(self.max_backoff_s, backoff * 2)
+
+    async def once(self, name: str, job: Awaitable[object]) -> None:
+        """Run one job of a part now (a first poll at start); its failure or success is the part's."""
+        try:
+            await job
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the part's fault, shown and retried at its next tick
+            self.health.failed(name, exc)
+        else:
+            self.health.recovered(name)
+
+    async def _mark_recovered(self, name: str) -> None:
+        await self.clock.sleep(self.healthy_after_s)
+        self.health.recovered(name)
