@@ -246,7 +246,7 @@ class BacnetDevice:
         for listener in self._listeners.get(obj.spec.name, []):
             try:
                 listener(obj)
-            except Exception:  # noqa: BLE001 - a listener must not break the BACnet reply
+            except Exception:  # a listener must not break the BACnet reply
                 log.exception("handling the BACnet write of %s failed", obj.spec.name)
 
     def set_value(self, name: str, value: Any, reliability: str = "noFaultDetected") -> None:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import logging
 
-from bacpypes3.app import Application
 from bacpypes3.apdu import ErrorRejectAbortNack
+from bacpypes3.app import Application
 from bacpypes3.local.device import DeviceObject
 from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.primitivedata import Real

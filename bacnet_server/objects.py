@@ -11,10 +11,15 @@ from __future__ import annotations
 import inspect
 import math
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 from bacpypes3.basetypes import (
-    EngineeringUnits, EventState, ObjectTypesSupported, Reliability, Segmentation, ServicesSupported,
+    EngineeringUnits,
+    EventState,
+    ObjectTypesSupported,
+    Reliability,
+    Segmentation,
+    ServicesSupported,
 )
 from bacpypes3.local.analog import AnalogValueObject
 from bacpypes3.local.binary import BinaryValueObject
@@ -43,6 +48,8 @@ class FastAttributes:
     is an async @property; that is a class-level fact, so it is cached per class here. This
     roughly doubles ReadProperty throughput; the rare async path still goes through bacpypes3.
     """
+
+    _elements: ClassVar[dict[str, Any]]   # bacpypes3's property table of the class mixed into
 
     def __getattribute__(self, attr: str) -> Any:
         if attr[0] == "_":
@@ -79,7 +86,7 @@ class EsusDevice(FastAttributes, DeviceObject):
     maxApduLengthAccepted = 1476
 
     @property
-    def protocolServicesSupported(self) -> ServicesSupported:  # type: ignore[override]
+    def protocolServicesSupported(self) -> ServicesSupported:
         return _bits(ServicesSupported, CONFIRMED_SERVICES + UNCONFIRMED_SERVICES)
 
     @protocolServicesSupported.setter
@@ -87,7 +94,7 @@ class EsusDevice(FastAttributes, DeviceObject):
         """Computed; writes are refused before they get here."""
 
     @property
-    def protocolObjectTypesSupported(self) -> ObjectTypesSupported:  # type: ignore[override]
+    def protocolObjectTypesSupported(self) -> ObjectTypesSupported:
         return _bits(ObjectTypesSupported, OBJECT_TYPES)
 
     @protocolObjectTypesSupported.setter
@@ -99,6 +106,12 @@ class PointMixin(FastAttributes):
     """What every esus point object does beyond bacpypes3."""
 
     _spec: PointSpec
+    # properties of the bacpypes3 object this is mixed into (untyped there)
+    presentValue: Any
+    outOfService: Any
+    reliability: Any
+    description: Any
+    covIncrement: Any
 
     @property
     def spec(self) -> PointSpec:

@@ -8,10 +8,10 @@ always owns AV 100+10g, AV 101+10g, BV 100+10g and MSV 100+10g.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class Access(str, Enum):
+class Access(StrEnum):
     READ = "read"                # written only by esus; a write answers write-access-denied
     COMMANDABLE = "commandable"  # priority array + relinquish default
 
@@ -136,8 +136,8 @@ def format_table(points: list[PointSpec]) -> str:
     rows = [(f"{p.short_type} {p.instance}", p.name, p.access.value, p.units or "", p.description)
             for p in points]
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(4)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header[:4], widths)) + "  " + header[4]]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4] for r in rows]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header[:4], widths, strict=True)) + "  " + header[4]]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4] for r in rows]
     return "\n".join(lines)
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import math
 import re
-from itertools import repeat
+from datetime import UTC, datetime, timedelta, timezone
+from itertools import pairwise, repeat
 from operator import itemgetter
 from typing import NamedTuple
-from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -146,6 +146,6 @@ def gaps(samples: list[Sample], factor: float = 3.0, min_gap: timedelta = timede
     """Spans longer than `factor` x the typical interval (and at least `min_gap`) without samples."""
     if len(samples) < 3:
         return []
-    steps = sorted((b.time - a.time) for a, b in zip(samples, samples[1:]))
+    steps = sorted((b.time - a.time) for a, b in pairwise(samples))
     limit = max(steps[len(steps) // 2] * factor, min_gap)
-    return [(a.time, b.time) for a, b in zip(samples, samples[1:]) if b.time - a.time > limit]
+    return [(a.time, b.time) for a, b in pairwise(samples) if b.time - a.time > limit]

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -80,7 +81,7 @@ def values(point: SimPoint, times_s: np.ndarray, faults: Faults | None = None) -
 
 
 class _Server(ThreadingHTTPServer):
-    def handle_error(self, request: object, client_address: object) -> None:
+    def handle_error(self, request: Any, client_address: Any) -> None:
         if not isinstance(sys.exc_info()[1], ConnectionError):  # a client killed mid-request is no error here
             super().handle_error(request, client_address)
 
@@ -104,7 +105,7 @@ class SimulatedBms:
     @property
     def url(self) -> str:
         host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> SimulatedBms:
         self.thread = threading.Thread(target=self.server.serve_forever, name="simulated-bms", daemon=True)
@@ -133,7 +134,7 @@ class SimulatedBms:
             zones = ['"Europe/Copenhagen"' if f.tzinfo == "name" else "null"] * len(times)
         ident = point.externallogid
         out = [f'{{"externallogid": {ident}, "timestamp": "{t}", "timestamp_tzinfo": {z}, "value": {v!r}}}'
-               for t, z, v in zip(stamps, zones, values(point, times, f).tolist())]
+               for t, z, v in zip(stamps, zones, values(point, times, f).tolist(), strict=True)]
         if f.partial and len(out) > 3:
             third = len(out) // 3
             out = out[:third] + out[2 * third:]
@@ -172,7 +173,7 @@ class SimulatedBms:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self.reply_due = time.monotonic() + bms.faults.latency_s
                 with bms._lock:
                     bms.requests += 1

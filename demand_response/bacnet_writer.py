@@ -36,7 +36,7 @@ class BacnetWriter:
             reply = await asyncio.wait_for(
                 self.app.write_property(action.address, action.object_id, action.property, encoded,
                                         priority=action.priority), self.timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ShedWriteError(f"{action.address} did not answer within {self.timeout_s:g} s") from None
         except ErrorRejectAbortNack as answer:  # bacpypes3 raises the device's error (a BaseException)
             reply = answer

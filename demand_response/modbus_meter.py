@@ -45,6 +45,8 @@ def decode_kw(registers: list[int], config: ModbusMeterConfig) -> float:
         registers = [((r & 0xFF) << 8) | (r >> 8) for r in registers]
     kind = ModbusTcpClient.DATATYPE[config.data_type.upper()]
     raw = ModbusTcpClient.convert_from_registers(registers, kind, word_order=config.word_order)
+    if isinstance(raw, list | str):
+        raise MeterError(f"the meter's registers decode to {raw!r} ({config.data_type}), not a number")
     value = float(raw) * config.scale
     if not math.isfinite(value):
         raise MeterError(f"the meter's registers decode to {value} ({config.data_type}): check data_type and "
@@ -81,7 +83,7 @@ class ModbusMeter:
                     else self.client.read_input_registers)
             reply = await asyncio.wait_for(
                 read(c.register, count=register_count(c.data_type), device_id=c.unit_id), c.timeout_s + 1)
-        except (ModbusException, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, ModbusException, OSError) as exc:
             self.client.close()
             raise MeterError(f"{where}: {type(exc).__name__}: {exc or 'no answer'}") from None
         if reply.isError():

@@ -213,12 +213,13 @@ class OperatorPage:
         for action in self.shedder.actions:
             override = state.overrides.get(action.name)
             shown = STATE_TEXT.get(override.state, override.state) if override else "not overridden"
-            retrying = override is not None and override.error and override.state in ("writing", "failed", "releasing")
-            if retrying:
+            retrying = override.error if override is not None and override.state in (
+                "writing", "failed", "releasing") else None
+            if override is not None and retrying:
                 shown = "not reached, retrying" if override.state != "releasing" else "release not confirmed, retrying"
             if action.name in released:
                 shown = "released by an operator for this event"
-            error = f'<div class="error">{html.escape(override.error)}</div>' if retrying else ""
+            error = f'<div class="error">{html.escape(retrying)}</div>' if retrying else ""
             value = "" if not override or override.value is None else html.escape(str(override.value))
             button = ""
             if override and override.state != "released" and action.name not in released:

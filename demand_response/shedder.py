@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from demand_response.actions import ShedAction, Value, desired_values
@@ -80,7 +80,8 @@ class Shedder:
             state = self.state()
             desired = desired_values(self.actions, state.level, self.ledger.operator_released(self.clock()),
                                      self.holds)
-            sheds, releases = [], []
+            sheds: list[tuple[ShedAction, Value | None]] = []
+            releases: list[tuple[ShedAction, Value | None]] = []
             for action in self.actions:
                 want, have = desired[action.name], state.overrides.get(action.name)
                 if want is not None:
@@ -110,7 +111,7 @@ class Shedder:
             await self._apply(changes, None)
             return len(changes)
 
-    async def _apply(self, changes: list[tuple[ShedAction, Value | None]], until_s: float | None) -> None:
+    async def _apply(self, changes: Sequence[tuple[ShedAction, Value | None]], until_s: float | None) -> None:
         tasks = []
         for i, (action, value) in enumerate(changes):
             if i:

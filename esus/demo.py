@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from esus.runtime.clock import Clock
 from esus.parts.power import POWER_SERIES
+from esus.runtime.clock import Clock
 from esus.runtime.scheduler import Every
 from esus.state.store import HistoryStore
 

@@ -13,23 +13,23 @@ from datetime import datetime, time, timedelta
 
 from bacnet_server.app import BacnetStartError
 from bacnet_server.client import BasClient
+from esus.demo import DemoBas, MeterReplay, seed_history
 from esus.parts.bacnet import POWER_POINT, BacnetBridge
 from esus.parts.bms import BmsService
-from esus.runtime.clock import AcceleratedClock, Clock
-from esus.settings.config import Settings
 from esus.parts.demand import DemandService
-from esus.demo import DemoBas, MeterReplay, seed_history
 from esus.parts.forecasting import ForecastService
-from esus.state.influx import InfluxSender, InfluxWriter
-from esus.state.outbox import Outbox
-from esus.runtime.systemd import notify, watchdog_period_s
-from esus.state.telemetry import Telemetry
 from esus.parts.power import POWER_SERIES, PowerInput
+from esus.parts.shading import ShadesService
+from esus.runtime.clock import AcceleratedClock, Clock
 from esus.runtime.scheduler import DailyAt, Every, Scheduler
 from esus.runtime.supervisor import Health, Loop, Supervisor
+from esus.runtime.systemd import notify, watchdog_period_s
+from esus.settings.config import Settings
 from esus.state.files import StateFiles
-from esus.parts.shading import ShadesService
+from esus.state.influx import InfluxSender, InfluxWriter
+from esus.state.outbox import Outbox
 from esus.state.store import HistoryStore
+from esus.state.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 status_log = logging.getLogger("esus.status")
@@ -130,7 +130,8 @@ class Service:
                 await self.demand.start()
             except OSError as exc:
                 page = self.settings.dr_page
-                raise StartupError(f"the operator page cannot listen on {page.host}:{page.port} ({exc.strerror}): "
+                where = f"{page.host}:{page.port}" if page else "its address"
+                raise StartupError(f"the operator page cannot listen on {where} ({exc.strerror}): "
                                    "set ESUS_DR_PAGE_ADDRESS to this device's OT LAN address and a free port") from None
         if self.settings.demo:
             self._start_demo()
@@ -166,7 +167,7 @@ class Service:
         if self.power.last_value is None:
             return "power: no BAS write yet"
         mean = self.power.mean_kw(15, now)
-        stale = "  STALE (no write for over %g min)" % self.settings.site.power.stale_after_minutes \
+        stale = f"  STALE (no write for over {self.settings.site.power.stale_after_minutes:g} min)" \
             if self.power.is_stale(now) else ""
         mean_text = f"{mean:.2f}" if mean is not None else "-"
         return f"power {self.power.last_value:.2f} kW (15-min mean {mean_text}){stale}"

@@ -133,6 +133,8 @@ def plot(result: BacktestResult, out: Path, title: str, days_shown: int = 7) -> 
     import matplotlib.pyplot as plt
 
     grid = result.grid
+    if grid is None:
+        raise ValueError("the backtest result carries no grid to plot")
     h = Horizon(result.interval_s)
     ok = result.rows()
     target_time = pd.to_datetime(grid.local_times_s(result.issue + h.ahead), unit="s")

@@ -62,7 +62,7 @@ def fit_trees(x: np.ndarray, y: np.ndarray) -> TreeEnsemble:
     offsets = np.cumsum([0] + [len(t) for t in tables[:-1]])
     nodes = np.concatenate(tables)
     index = np.arange(len(nodes))
-    children = {side: np.concatenate([t[side].astype(np.intp) + o for t, o in zip(tables, offsets)])
+    children = {side: np.concatenate([t[side].astype(np.intp) + o for t, o in zip(tables, offsets, strict=True)])
                 for side in ("left", "right")}
     leaf = nodes["is_leaf"].astype(bool)
     if nodes["is_categorical"].any():

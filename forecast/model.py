@@ -53,9 +53,10 @@ class ModelFileError(Exception):
 class PowerModel:
     def __init__(self, step_s: int, horizon_s: int = HORIZON_S) -> None:
         self.step_s, self.horizon_s = step_s, horizon_s
-        self.trees: TreeEnsemble | None = None
-        self.linear: LinearModel | None = None
-        self.info: ModelInfo | None = None
+        # set by `fit` (a model is used only once fitted, or loaded from a fitted one's file)
+        self.trees: TreeEnsemble
+        self.linear: LinearModel
+        self.info: ModelInfo
 
     def fit(self, grid: Grid, issue: np.ndarray) -> PowerModel:
         """Train on issue slots whose target window has ended within the grid."""
@@ -108,6 +109,12 @@ class PowerModel:
             raise ModelFileError(f"no model at {path}") from None
         except Exception as exc:  # noqa: BLE001 - any unpickling failure means the file is unusable
             raise ModelFileError(f"{path} cannot be loaded ({type(exc).__name__}: {exc})") from None
-        if not isinstance(model, PowerModel) or model.info is None or model.info.version != MODEL_VERSION:
+        if not isinstance(model, PowerModel) or getattr(model, "info", None) is None \
+                or model.info.version != MODEL_VERSION:
             raise ModelFileError(f"{path} is not a version-{MODEL_VERSION} esus power model")
+        expected = tuple(feature_names(model.step_s))
+        if model.info.features != expected:
+            differ = sorted(set(model.info.features) ^ set(expected)) or ["their order"]
+            raise ModelFileError(f"{path} was trained on other features than this esus computes "
+                                 f"(differing: {', '.join(differ[:5])})")
         return model

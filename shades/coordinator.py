@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from gpiozero import OutputDevice
@@ -86,6 +86,23 @@ class GroupStatus:
     moves_today: int
 
 
+class GroupWiring(GroupConfig, Protocol):
+    """A shade group as the coordinator drives it: the planner's view plus its pins and travel times."""
+
+    @property
+    def up_relay_pin(self) -> int: ...
+    @property
+    def down_relay_pin(self) -> int: ...
+    @property
+    def up_switch_pin(self) -> int | None: ...
+    @property
+    def down_switch_pin(self) -> int | None: ...
+    @property
+    def travel_down_s(self) -> float: ...
+    @property
+    def travel_up_s(self) -> float: ...
+
+
 def _when(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
@@ -93,7 +110,7 @@ def _when(text: str | None) -> datetime | None:
 class GroupController:
     """One shade group: its motor, its switches, its state."""
 
-    def __init__(self, group: GroupConfig, state: GroupState, monotonic: Callable[[], float],
+    def __init__(self, group: GroupWiring, state: GroupState, monotonic: Callable[[], float],
                  pin_factory: object | None, on_press: Callable[[int, str], None]) -> None:
         self.group, self.state = group, state
         if state.was_moving:  # killed mid-run: the blind stopped somewhere between start and target
@@ -127,7 +144,7 @@ class GroupController:
 
 
 class ShadeCoordinator:
-    def __init__(self, config: ShadeConfig, groups: list[GroupConfig], location: Location, tz: ZoneInfo,
+    def __init__(self, config: ShadeConfig, groups: Sequence[GroupWiring], location: Location, tz: ZoneInfo,
                  now: Callable[[], datetime], monotonic: Callable[[], float], *,
                  load: Callable[[str], dict | None], save: Callable[[str, dict], None],
                  inputs: Callable[[], Inputs], weather: Callable[[], Weather] = clear_sky,
@@ -278,7 +295,7 @@ class ShadeCoordinator:
         for switch_off in (c.motor.stop, c.motor.up.off, c.motor.down.off):
             try:
                 switch_off()
-            except Exception:  # noqa: BLE001 - switch off all that can be switched off
+            except Exception:  # switch off all that can be switched off
                 log.exception("shade %s: switching the relays off failed", c.group.name)
         if (c.decision.mode, c.decision.reason) != ("fault", reason):
             log.error("shade %s: %s", c.group.name, reason, exc_info=exc if c.decision.mode != "fault" else None)

@@ -35,9 +35,8 @@ class Lockout:
     def update(self, now_s: float, wind_mps: float | None, wind_at_s: float | None,
                temperature_c: float | None = None, precipitation: bool = False) -> LockoutState:
         s, st = self.settings, self.state
-        known = wind_mps is not None and wind_at_s is not None and now_s - wind_at_s <= s.stale_after_s
         frost = temperature_c is not None and temperature_c < 0 and precipitation
-        if not known:
+        if wind_mps is None or wind_at_s is None or now_s - wind_at_s > s.stale_after_s:
             self._lock("wind", "wind reading missing or stale: treated as wind")
         elif wind_mps >= s.retract_mps:
             self._lock("wind", f"wind {wind_mps:.1f} m/s >= {s.retract_mps:g} m/s")

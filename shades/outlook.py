@@ -14,8 +14,14 @@ import pandas as pd
 from pvlib.location import Location
 
 from shades.solar import (
-    Facade, angle_of_incidence_deg, clear_sky_wm2, cloudy_sky_wm2, facade_irradiance_wm2, profile_angle_deg,
-    sun_on_facade, sun_position,
+    Facade,
+    angle_of_incidence_deg,
+    clear_sky_wm2,
+    cloudy_sky_wm2,
+    facade_irradiance_wm2,
+    profile_angle_deg,
+    sun_on_facade,
+    sun_position,
 )
 from shades.weather import Weather
 

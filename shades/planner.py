@@ -23,15 +23,22 @@ from shades.weather import Weather
 
 
 class GroupConfig(Protocol):
-    """What the planner needs of a shade group (esus.settings.site.ShadeGroup has it)."""
+    """What the planner needs of a shade group (esus.settings.site.ShadeGroup has it; read-only)."""
 
-    number: int
-    name: str
-    facade_azimuth_deg: float
-    window_height_m: float
-    window_area_m2: float
-    g_value: float
-    shade_factor_fc: float
+    @property
+    def number(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def facade_azimuth_deg(self) -> float: ...
+    @property
+    def window_height_m(self) -> float: ...
+    @property
+    def window_area_m2(self) -> float: ...
+    @property
+    def g_value(self) -> float: ...
+    @property
+    def shade_factor_fc(self) -> float: ...
 
 
 class ShadeConfig(Protocol):
@@ -156,9 +163,10 @@ def plan_day(group_day: GroupDay, tz: ZoneInfo, start_position_pct: float = 0.0,
         s = group_day.situation(now, tz, position, season=season, season_reason=season_reason, shading=shading,
                                 shading_reason=shading_reason, last_auto_move=last_move, auto_moves_today=moves)
         decision: Decision = decide(s, p)
-        moved = decision.target_pct is not None and abs(decision.target_pct - position) >= 0.5
-        if moved:
-            position, last_move, moves = float(decision.target_pct), now, moves + 1
+        target = decision.target_pct
+        moved = target is not None and abs(target - position) >= 0.5
+        if target is not None and moved:
+            position, last_move, moves = float(target), now, moves + 1
         positions.append(position)
         plan.steps.append(PlanStep(now, position, decision.mode, decision.reason, s.sun_on_facade, s.poa_wm2, moved))
     plan.moves = moves

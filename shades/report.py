@@ -37,7 +37,7 @@ def plan_plot(plans: list[GroupPlan], day: date, weather_source: str, tz: ZoneIn
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(len(plans), 1, figsize=(11, 2.6 * len(plans) + 0.6), sharex=True, squeeze=False)
-    for ax, plan in zip(axes[:, 0], plans):
+    for ax, plan in zip(axes[:, 0], plans, strict=True):
         times = [s.time.astimezone(tz) for s in plan.steps]
         ax.fill_between(times, [s.poa_wm2 for s in plan.steps], color="#f2b632", alpha=0.45, step="post",
                         label="façade irradiance (W/m²)")

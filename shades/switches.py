@@ -7,6 +7,7 @@ the debouncing is ours and testable: after an accepted edge, further edges are i
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 
@@ -49,7 +50,7 @@ class WallSwitch:
         if self.debouncer.edge(pressed):
             try:
                 self.on_press()
-            except Exception:  # noqa: BLE001 - gpiozero's thread must not die with our bug
+            except Exception:  # gpiozero's thread must not die with our bug
                 log.exception("handling a wall-switch press failed")
 
     def close(self) -> None:
@@ -61,7 +62,7 @@ class SwitchPair:
 
     def __init__(self, up_pin: int | None, down_pin: int | None, on_press: Callable[[str], None],
                  monotonic: Callable[[], float], pin_factory: object | None = None) -> None:
-        self.switches = [WallSwitch(pin, lambda d=direction: on_press(d), monotonic, pin_factory=pin_factory)
+        self.switches = [WallSwitch(pin, functools.partial(on_press, direction), monotonic, pin_factory=pin_factory)
                          for direction, pin in (("up", up_pin), ("down", down_pin)) if pin is not None]
 
     def close(self) -> None:

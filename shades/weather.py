@@ -111,7 +111,7 @@ class OpenMeteo:
     def __init__(self, latitude: float, longitude: float, url: str = OPEN_METEO_URL,
                  timeout_s: float = 10.0, session: requests.Session | None = None) -> None:
         self.url, self.timeout_s = url, timeout_s
-        self.params = {"latitude": f"{latitude:.4f}", "longitude": f"{longitude:.4f}",
+        self.params: dict[str, str | int] = {"latitude": f"{latitude:.4f}", "longitude": f"{longitude:.4f}",
                        "hourly": ",".join(HOURLY), "wind_speed_unit": "ms", "timeformat": "unixtime",
                        "timezone": "UTC", "past_days": 1, "forecast_days": 3}
         self.session = session or requests.Session()

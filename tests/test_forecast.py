@@ -179,3 +179,17 @@ def test_a_quiet_held_out_day_does_not_reject_a_good_model() -> None:
     assert not is_sane(TrainingResult(None, 9.0, 0.32, 1400, 3.7))[0]          # garbage is still garbage
     assert not is_sane(TrainingResult(None, 1.17, 0.32, 1400))[0]              # no week before: day alone
     assert not is_sane(TrainingResult(None, float("inf"), 0.32, 1400, 3.7))[0]
+
+
+def test_a_model_trained_on_other_features_is_refused(tmp_path) -> None:
+    """The model keeps its feature names; a file from code that computed other features (same
+    version number, a forgotten bump) must not be fed columns in another meaning."""
+    import dataclasses
+
+    result = train_validated(office_power(28, step_s=300, seed=2))
+    model = result.model
+    model.info = dataclasses.replace(model.info, features=(*model.info.features[:-1], "a_feature_since_renamed"))
+    path = tmp_path / "m.pkl"
+    model.save(path)
+    with pytest.raises(ModelFileError, match="trained on other features.*a_feature_since_renamed"):
+        PowerModel.load(path)

@@ -12,8 +12,8 @@ import requests
 
 from bacnet_server.app import port_is_free
 from esus.settings.config import Settings
-from esus.state.store import HistoryStore
 from esus.state.files import StateFiles
+from esus.state.store import HistoryStore
 
 TIMEOUT_S = 5.0
 
@@ -169,7 +169,8 @@ def check_demand_response(settings: Settings) -> Check:
 
 
 CHECKS: list[Callable[[Settings], Check]] = [
-    check_settings, check_service, check_store, check_bms, check_influx, check_bacnet, check_gpio, check_demand_response]
+    check_settings, check_service, check_store, check_bms, check_influx, check_bacnet, check_gpio,
+    check_demand_response]
 
 
 def run_doctor(settings: Settings) -> list[Check]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import urlsplit
 
-from esus.settings.config import Settings
 from esus.parts.demand import modbus_meter_config
+from esus.settings.config import Settings
 
 
 async def probe(settings: Settings, timeout_s: float) -> tuple[list[str], list[str]]:
@@ -20,7 +20,7 @@ async def probe(settings: Settings, timeout_s: float) -> tuple[list[str], list[s
             _, writer = await asyncio.wait_for(asyncio.open_connection(url.hostname, port), timeout_s)
             writer.close()
             found.append(f"VTN {url.hostname}:{port} reachable")
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             problems.append(f"VTN {url.hostname}:{port} cannot be reached ({type(exc).__name__}): "
                             "check ESUS_OADR_VTN_URL and the firewall")
     actions = settings.site.demand_response.actions
@@ -65,7 +65,7 @@ async def _read_shed_points(settings: Settings, timeout_s: float) -> list[str]:
             where = f"'{action.name}' ({action.address} {action.object})"
             try:
                 await asyncio.wait_for(app.read_property(action.address, action.object, action.property), timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 problems.append(f"{where} did not answer within {timeout_s:g} s")
             except ErrorRejectAbortNack as answer:
                 problems.append(f"{where} answered {answer}: check the object and property")

@@ -165,7 +165,8 @@ def cmd_bms_points(args: argparse.Namespace) -> int:
     print(f"{len(listed)} points in the BMS; {len(usable)} of {len(configured)} configured points found")
     print(f"{'externallogid':>13}  {'room':<7} {'kind':<17} {'unit':<5} {'status':<8} source")
     for ref in configured:
-        state = "ok" if ref.externallogid in ids else "renamed" if any(p.source == ref.source for p in usable) else "MISSING"
+        renamed = any(p.source == ref.source for p in usable)
+        state = "ok" if ref.externallogid in ids else "renamed" if renamed else "MISSING"
         print(f"{ref.externallogid:>13}  {ref.room:<7} {ref.kind:<17} {ref.unit:<5} {state:<8} {ref.source}")
     for message in messages:
         print(f"note: {message}")

@@ -10,8 +10,8 @@ from typing import Any
 from bacnet_server.app import BacnetDevice, DeviceIdentity
 from bacnet_server.points import PointSpec, ShadeGroupRef, point_table
 from esus import __version__
-from esus.settings.config import Settings
 from esus.parts.power import PowerInput, PowerValueError
+from esus.settings.config import Settings
 
 log = logging.getLogger(__name__)
 

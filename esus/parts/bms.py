@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from bms_wrapper.adapters import AauBmsV1
-from bms_wrapper.poller import Poller, PointRef, PollReport, resolve_points
+from bms_wrapper.poller import PointRef, Poller, PollReport, resolve_points
 from bms_wrapper.samples import Sample
 from bms_wrapper.simulator import SimPoint, SimulatedBms
 from bms_wrapper.transport import BasicAuth, BmsError, Transport

@@ -14,18 +14,19 @@ from demand_response.actions import ShedAction
 from demand_response.bacnet_writer import BacnetWriter
 from demand_response.ledger import Ledger
 from demand_response.modbus_meter import ModbusMeter, ModbusMeterConfig
-from demand_response.shedder import ShedState, Shedder
+from demand_response.shedder import Shedder, ShedState
 from demand_response.ven import Ven, VenConfig
 from esus.parts.bacnet import BacnetBridge
+from esus.parts.power import PowerInput
 from esus.runtime.clock import Clock, sleep_or_wake
 from esus.settings.config import Settings
-from esus.parts.power import PowerInput
-from esus.state.telemetry import Telemetry, line
 from esus.state.files import StateFiles
+from esus.state.telemetry import Telemetry, line
 
 if TYPE_CHECKING:
     from pvlib.location import Location
 
+    from demand_response.page import OperatorPage
     from shades.solar import Facade
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class DemandService:
             log.warning("shed actions are declared in the site file but ESUS_OADR_VTN_URL is unset: "
                         "no demand response event will come")
         self._wake = asyncio.Event()
-        self.page = None
+        self.page: OperatorPage | None = None
 
     async def start(self) -> None:
         """The operator page, bound to the address from settings; raises OSError when it cannot bind."""
@@ -142,7 +143,7 @@ class DemandService:
             released = await asyncio.wait_for(self.shedder.release_held(), RELEASE_AT_STOP_S)
             if released:
                 log.info("demand response: stopping, so %d override(s) released", released)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("demand response: not every override was released before stopping; "
                         "the next start releases them")
 
@@ -160,13 +161,13 @@ class DemandService:
         """Log to InfluxDB on any change of event or override, and once a minute besides."""
         if self.telemetry is None:
             return
-        actions = {}
+        actions: dict[str, dict[str, bool | str]] = {}
         for action in self.actions:
             o = state.overrides.get(action.name)
-            failing = o is not None and o.error is not None and o.state in ("failed", "releasing")
+            error = o.error if o is not None and o.state in ("failed", "releasing") else None
             actions[action.name] = {"shed": o is not None and o.state == "active",
                                     "pending": o is not None and o.state in ("writing", "releasing"),
-                                    "failing": failing, "reason": o.error if failing else ""}
+                                    "failing": error is not None, "reason": error or ""}
         snapshot = (bool(state.events), state.level, tuple(tuple(a.values()) for a in actions.values()))
         if self._recorded is not None and self._recorded[0] == snapshot and now_s - self._recorded[1] < 60:
             return
@@ -175,8 +176,8 @@ class DemandService:
         self.telemetry.record_many([line("demand_response", {
             "event_active": bool(state.events), "signal_level": state.level,
             "seconds_to_end": max(0.0, (state.until_s or now_s) - now_s),
-            "overrides_shed": sum(a["shed"] for a in actions.values()),
-            "overrides_failing": sum(a["failing"] for a in actions.values()), "report_kw": self.power_kw(),
+            "overrides_shed": sum(a["shed"] is True for a in actions.values()),
+            "overrides_failing": sum(a["failing"] is True for a in actions.values()), "report_kw": self.power_kw(),
         }, at, None, site)] + [line("dr_override", fields, at, {"action": name}, site)
                                for name, fields in actions.items()])
 
@@ -185,7 +186,7 @@ class DemandService:
         overrides = [o for o in state.overrides.values() if o.state != "released"]
         failing = sum(o.state in ("failed", "releasing") and o.error is not None for o in overrides)
         vtn = "" if self.ven is None else (" (VTN registered)" if self.ven.registered else " (VTN not reached)")
-        if not state.events:
+        if not state.events or state.until_s is None:
             held = f", {len(overrides)} override(s) to release" if overrides else ""
             return f"DR idle{vtn}{held}"
         until = datetime.fromtimestamp(state.until_s, self.settings.site.site.tz).strftime("%H:%M")

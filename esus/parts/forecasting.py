@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from esus.parts.bacnet import BacnetBridge
+from esus.parts.power import POWER_SERIES, PowerInput
+from esus.parts.training_job import RecentPower, train_from_store
 from esus.runtime.clock import Clock
 from esus.settings.config import Settings
-from esus.parts.power import POWER_SERIES, PowerInput
+from esus.state.files import StateFiles
 from esus.state.store import HistoryStore
 from esus.state.telemetry import Telemetry
-from esus.parts.training_job import RecentPower, train_from_store
-from esus.state.files import StateFiles
 from forecast.features import WEEKDAY_PROFILE_WEEKS
 from forecast.loadstate import DwellFlag, Thresholds, interval_means, rate_of_change_kw_per_min, thresholds
 from forecast.model import ModelFileError, PowerModel
@@ -110,13 +110,11 @@ class ForecastService:
         publish = self.bacnet.publish
         stale = self.power.is_stale(now)
         fresh = live.forecast if live.forecast is not None and not stale else None
-        if fresh is not None:
-            publish("one-hour-future-power", live.forecast.kw)
-            publish("one-hour-future-power-upper", live.forecast.upper_kw)
+        if fresh is not None:   # its history is in InfluxDB (power.forecast_kw), not in the store
+            publish("one-hour-future-power", fresh.kw)
+            publish("one-hour-future-power-upper", fresh.upper_kw)
             self.bacnet.device.set_description("one-hour-future-power",
-                                               f"{FORECAST_DESCRIPTION} (method: {live.forecast.method})")
-            self.store.append_many({"forecast.one_hour_kw": [(now, live.forecast.kw)],
-                                    "forecast.one_hour_upper_kw": [(now, live.forecast.upper_kw)]})
+                                               f"{FORECAST_DESCRIPTION} (method: {fresh.method})")
         if live.slope_kw_per_min is not None:
             publish("power-rate-of-change", live.slope_kw_per_min)
         if self.thresholds is not None:
@@ -170,9 +168,11 @@ class ForecastService:
         if self.telemetry is not None:
             self.telemetry.record("model", {"rmse_kw": report["rmse_kw"], "rows": report["rows"],
                                             "persistence_rmse_kw": report["persistence_rmse_kw"],
-                                            "train_seconds": report["cpu_seconds"], "accepted": report["sane"]}, due)
-        log.info("forecast training: held-out RMSE %.2f kW vs persistence %.2f kW, %d rows, %.1f s",
-                 report["rmse_kw"], report["persistence_rmse_kw"], report["rows"], report["train_seconds"])
+                                            "cpu_s": report["cpu_s"], "wall_s": report["wall_s"],
+                                            "accepted": report["sane"]}, due)
+        log.info("forecast training: held-out RMSE %.2f kW vs persistence %.2f kW, %d rows, fit %.1f s CPU "
+                 "(%.1f s wall)", report["rmse_kw"], report["persistence_rmse_kw"], report["rows"], report["cpu_s"],
+                 report["wall_s"])
         if not report["sane"]:
             log.warning("new forecast model rejected (%s); keeping the %s", report["why"],
                         "current model" if self.model else "fallback forecast")
@@ -187,10 +187,6 @@ class ForecastService:
         self.model = model
         self.bacnet.publish("model-rmse", report["rmse_kw"])
         self.bacnet.publish("model-training-time", model.info.train_seconds)
-        self.store.append_many({"model.rmse_kw": [(due, report["rmse_kw"])],
-                                "model.persistence_rmse_kw": [(due, report["persistence_rmse_kw"])],
-                                "model.train_seconds": [(due, report["train_seconds"])],
-                                "model.rows": [(due, float(report["rows"]))]})
 
 
 def end_training_process(pool: ProcessPoolExecutor) -> None:

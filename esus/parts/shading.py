@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from datetime import UTC, date, datetime, time, timedelta
@@ -12,14 +13,14 @@ import pandas as pd
 from pvlib.location import Location
 
 from bacnet_server.points import SHADE_MODES
+from esus.parts.bacnet import BacnetBridge
 from esus.parts.bms import BmsService
 from esus.runtime.clock import Clock
 from esus.runtime.supervisor import Health
 from esus.settings.config import Settings
-from esus.parts.bacnet import BacnetBridge
+from esus.state.files import StateFiles
 from esus.state.store import HistoryStore
 from esus.state.telemetry import Telemetry
-from esus.state.files import StateFiles
 from shades.coordinator import GroupStatus, Inputs, ShadeCoordinator
 from shades.lockout import LockoutSettings
 from shades.planner import GroupDay, GroupPlan, plan_day
@@ -63,6 +64,7 @@ class ShadesService:
             if settings.weather_url else None
         self.weather = WeatherService(source, WeatherCache(StateFiles(settings.state_dir).weather), clock.now)
         self.room_points = self._room_points()
+        self.irradiance_points = {g.number: g.irradiance_point for g in self.shades.groups}
         self.started = False
         self.created_at = clock.now()
         self._saved: dict[str, str] = {}
@@ -76,7 +78,7 @@ class ShadesService:
         self.gain_kwh: dict[int, float] = {}
         self._gain_day: str | None = None
         for name in self._command_points():
-            bacnet.device.on_write(name, lambda obj, n=name: self._command_written(n))
+            bacnet.device.on_write(name, functools.partial(self._command_written, name))
         if bms is not None:
             bms.listeners.append(self.coordinator.wake.set)
 
@@ -102,7 +104,7 @@ class ShadesService:
     def _command_points(self) -> list[str]:
         return [ENABLE_POINT] + [f"shade-{g.number}-command" for g in self.shades.groups]
 
-    def _command_written(self, name: str) -> None:
+    def _command_written(self, name: str, _obj: object = None) -> None:
         """Keep the BAS's command (it survives a restart) and act on it now."""
         slot = self.bacnet.device.command_slot(name)
         self._save(f"shades.bas.{name}", {"slot": list(slot) if slot else None})
@@ -208,7 +210,7 @@ class ShadesService:
             if c.day is None:
                 continue
             row = c.day.row(now)
-            measured = self._bms(c.group.irradiance_point)
+            measured = self._bms(self.irradiance_points[c.group.number])
             poa = measured if measured is not None else float(row["poa_wm2"])
             g = c.group
             minute = pd.Series([poa, poa], index=pd.DatetimeIndex([now - timedelta(minutes=1), now]))

@@ -78,4 +78,4 @@ def train_from_store(db_path: str, candidate_path: str, until_s: int, days: int 
     info = result.model.info
     return {"sane": sane, "why": why, "rmse_kw": result.rmse_kw,
             "persistence_rmse_kw": result.persistence_rmse_kw, "rows": info.rows,
-            "train_seconds": time.monotonic() - started, "cpu_seconds": info.train_seconds}
+            "wall_s": time.monotonic() - started, "cpu_s": info.train_seconds}

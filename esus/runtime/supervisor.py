@@ -102,7 +102,7 @@ class Health:
         for listener in self.listeners:
             try:
                 listener(self)
-            except Exception:  # noqa: BLE001 - showing a fault must not become another one
+            except Exception:  # showing a fault must not become another one
                 log.exception("showing the service's health failed")
 
 

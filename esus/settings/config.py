@@ -10,18 +10,19 @@ import difflib
 import ipaddress
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Literal, Mapping
+from typing import Literal
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from shades.weather import OPEN_METEO_URL
 from esus.settings.errors import SettingsError, first_validation_error
 from esus.settings.site import Site, load_site
+from shades.weather import OPEN_METEO_URL
 
 DEFAULT_BACNET_PORT = 47808
 SECRET_KEYS = frozenset({"ESUS_BMS_PASSWORD", "ESUS_INFLUX_TOKEN", "ESUS_DR_PAGE_PASSWORD_HASH"})
@@ -322,7 +323,8 @@ def load_settings(environ: Mapping[str, str] | None = None, *, demo: bool | None
             if env.ESUS_OADR_VTN_URL else None)
     dr_page = None
     if env.ESUS_DR_PAGE_USER and env.ESUS_DR_PAGE_PASSWORD_HASH:
-        host, _, port = (env.ESUS_DR_PAGE_ADDRESS or f"{env.ESUS_BACNET_ADDRESS.ip}:{DEFAULT_DR_PAGE_PORT}").partition(":")
+        address = env.ESUS_DR_PAGE_ADDRESS or f"{env.ESUS_BACNET_ADDRESS.ip}:{DEFAULT_DR_PAGE_PORT}"
+        host, _, port = address.partition(":")
         dr_page = OperatorPageAccess(host, int(port), env.ESUS_DR_PAGE_USER, env.ESUS_DR_PAGE_PASSWORD_HASH)
     return Settings(demo=demo, site_path=site_path, site=site, state_dir=state_dir, bms=bms,
                     influx=influx, bacnet=env.ESUS_BACNET_ADDRESS, device_id=env.ESUS_BACNET_DEVICE_ID,

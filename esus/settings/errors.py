@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -16,7 +17,7 @@ class SettingsError(Exception):
     """A setting is wrong; the message names the key, the value and what is expected."""
 
 
-def _describe(error: dict[str, Any], hide: frozenset[str]) -> str:
+def _describe(error: ErrorDetails, hide: frozenset[str]) -> str:
     loc = [str(part) for part in error["loc"]]
     key = ".".join(loc) if loc else "(top level)"
     kind = error["type"]

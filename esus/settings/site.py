@@ -165,7 +165,8 @@ class ShadeSettings(Model):
         if self.sunny_off_wm2 >= self.sunny_on_wm2:
             raise ValueError(f"sunny_off_wm2 ({self.sunny_off_wm2}) must be below sunny_on_wm2 ({self.sunny_on_wm2})")
         if self.occupied_from >= self.occupied_until:
-            raise ValueError(f"occupied_from ({self.occupied_from}) must be before occupied_until ({self.occupied_until})")
+            raise ValueError(f"occupied_from ({self.occupied_from}) must be before "
+                             f"occupied_until ({self.occupied_until})")
         if any(not 1 <= d <= 7 for d in self.occupied_weekdays):
             raise ValueError("occupied_weekdays are ISO weekdays from 1 (Monday) to 7 (Sunday)")
         for attribute in ("number", "name"):

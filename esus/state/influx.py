@@ -59,7 +59,7 @@ class InfluxSender:
     def send(self, lines: list[str]) -> None:
         try:
             self.write_api.write(bucket=self.access.bucket, org=self.access.org, record="\n".join(lines),
-                                 write_precision=PRECISION)
+                                 write_precision=PRECISION)  # type: ignore[arg-type] # a str constant there
         except ApiException as exc:
             raise SendError(exc.status, _server_message(exc)) from None
         except Exception as exc:  # noqa: BLE001 - urllib3 raises many kinds for a server that is away
@@ -87,7 +87,7 @@ class InfluxWriter:
             if len(lines) == 1:
                 log.error("InfluxDB refused a line (HTTP %s: %s); moved to the dead letter: %s",
                           exc.status, exc.message, lines[0][:200])
-                self.outbox.bury(ids, lines, exc.status, exc.message)
+                self.outbox.bury(ids, lines, exc.status or 0, exc.message)
                 return
             half = len(lines) // 2
             self.deliver(ids[:half], lines[:half])

@@ -121,7 +121,7 @@ class Outbox:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             self._conn.executemany("INSERT OR REPLACE INTO dead(id, line, status, message, at) VALUES (?, ?, ?, ?, ?)",
-                                   [(i, line, status, message[:2000], now) for i, line in zip(ids, lines)])
+                                   [(i, line, status, message[:2000], now) for i, line in zip(ids, lines, strict=True)])
             removed = sum(self._conn.execute("DELETE FROM lines WHERE id = ?", (i,)).rowcount for i in ids)
             self._bump("dead", removed)
             self._conn.execute("COMMIT")

@@ -13,7 +13,7 @@ import logging
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -168,7 +168,7 @@ class HistoryStore:
     def append(self, series: str, t: datetime | float, value: float) -> None:
         self.append_many({series: [(t, value)]})
 
-    def append_many(self, rows: dict[str, Iterable[tuple[datetime | float, float]]],
+    def append_many(self, rows: Mapping[str, Iterable[tuple[datetime | float, float]]],
                     relay: Iterable[str] = ()) -> int:
         """Insert or overwrite samples of several series in one transaction; returns the count.
 

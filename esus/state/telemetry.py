@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -42,7 +43,8 @@ SCHEMA: dict[str, Measurement] = {
     "model": Measurement("Forecast model, after each training", (), {
         "rmse_kw": "kW, RMSE on the last held-out day",
         "persistence_rmse_kw": "kW, persistence's RMSE on the same day",
-        "train_seconds": "s, CPU time of the fit",
+        "cpu_s": "s, CPU time of the fit (what model-training-time shows on BACnet)",
+        "wall_s": "s, wall time of the training process (reading history, fit, validation, saving)",
         "rows": "training rows",
         "accepted": "1 = swapped in, 0 = rejected as not sane",
     }),
@@ -101,7 +103,7 @@ class SchemaError(ValueError):
     pass
 
 
-def line(measurement: str, fields: dict[str, float | bool | str | None], at: datetime,
+def line(measurement: str, fields: Mapping[str, float | bool | str | None], at: datetime,
          tags: dict[str, str] | None = None, site: str = "") -> str | None:
     """One line of line protocol, or None when no field has a value. Unknown names are errors."""
     spec = SCHEMA.get(measurement)
@@ -110,10 +112,10 @@ def line(measurement: str, fields: dict[str, float | bool | str | None], at: dat
     point = Point(measurement).time(int(at.timestamp() * 1000), WritePrecision.MS)
     if site:
         point.tag("site", site)
-    for key, value in (tags or {}).items():
+    for key, tag in (tags or {}).items():
         if key not in spec.tags:
             raise SchemaError(f"{measurement} has no tag {key!r}")
-        point.tag(key, str(value))
+        point.tag(key, str(tag))
     count = 0
     for key, value in fields.items():
         if value is None:
