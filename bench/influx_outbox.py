@@ -36,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     lines = make_lines(args.points)
     with tempfile.TemporaryDirectory() as tmp:
-        outbox = Outbox(Path(tmp) / "outbox.db")
+        outbox = Outbox(HistoryStore(Path(tmp) / "outbox.db"))
         rss_empty = resident_mb()
         started = time.perf_counter()
         for i in range(0, len(lines), 60):  # as the service does: a minute's worth per commit
@@ -66,7 +66,7 @@ def main() -> None:
             print(f"server holds {stored:,} distinct points (expected {len(lines):,})")
         finally:
             server.stop()
-            outbox.close()
+            outbox.store.close()
 
 
 if __name__ == "__main__":

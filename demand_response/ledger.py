@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,12 +68,22 @@ class Ledger:
     def close(self) -> None:
         self.db.close()
 
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (esus's one SQLite idiom)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
     # -- events ------------------------------------------------------------------------------
 
     def put_event(self, intervals: list[Event]) -> None:
         """An event as the VTN sent it last: its intervals replace any it had (a modification)."""
-        with self.db:
-            self.db.execute("BEGIN")
+        with self._transaction():
             for event_id in {e.event_id for e in intervals}:
                 self.db.execute("DELETE FROM events WHERE event_id = ?", (event_id,))
             self.db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?)",

@@ -62,11 +62,9 @@ class Service:
             clock.resume_after(latest[0])
         self.health = Health(clock)
         self.supervisor = Supervisor(self.health, clock)
-        self.outbox = Outbox(self.files.outbox)
-        self.telemetry = Telemetry(self.outbox, site.site.name, self.store)
-        relayed = self.telemetry.relay()
-        if relayed:
-            log.info("%d telemetry lines kept before a stop were moved to the InfluxDB outbox", relayed)
+        self.outbox = Outbox(self.store)
+        self.outbox.take_over(self.files.outbox)
+        self.telemetry = Telemetry(self.outbox, site.site.name)
         self.power = PowerInput(self.telemetry, clock, min_kw=site.power.min_kw, max_kw=site.power.max_kw,
                                 stale_after=timedelta(minutes=site.power.stale_after_minutes))
         self.bacnet = BacnetBridge(settings, self.power)
@@ -251,7 +249,6 @@ class Service:
         for closer in reversed(self.closers):
             closer()
         self.closers.clear()
-        self.outbox.close()
         self.store.close()
         log.info("esus stopped")
 

@@ -23,7 +23,7 @@ def make_bridge(tmp_path: Path) -> tuple[BacnetBridge, ManualClock]:
                               "ESUS_STATE_DIR": str(tmp_path / "state"), "ESUS_BACNET_DEVICE_ID": "599"},
                              demo=True)
     clock = ManualClock(datetime(2026, 6, 1, 10, tzinfo=UTC))
-    telemetry = Telemetry(Outbox(tmp_path / "o.db"), "t", HistoryStore(tmp_path / "h.db"))
+    telemetry = Telemetry(Outbox(HistoryStore(tmp_path / "h.db")), "t")
     power = PowerInput(telemetry, clock, min_kw=-50, max_kw=500, stale_after=timedelta(minutes=5))
     return BacnetBridge(settings, power), clock
 

@@ -32,8 +32,8 @@ class Rig:
                "ESUS_BMS_USER": "esus", "ESUS_BMS_PASSWORD": "pw"}
         self.settings = load_settings(env)
         self.store = HistoryStore(self.settings.state_dir / "history.db")
-        self.outbox = Outbox(self.settings.state_dir / "outbox.db")
-        self.service = BmsService(self.settings, self.store, Telemetry(self.outbox, "TMV23", self.store), clock)
+        self.outbox = Outbox(self.store)
+        self.service = BmsService(self.settings, self.store, Telemetry(self.outbox, "TMV23"), clock)
 
     def poll(self, clock: ManualClock) -> None:
         asyncio.run(self.service.poll(clock.now()))
@@ -43,7 +43,6 @@ class Rig:
 
     def close(self) -> None:
         self.service.close()
-        self.outbox.close()
         self.store.close()
 
 

@@ -225,7 +225,7 @@ def test_demand_response_is_logged_on_change_and_once_a_minute_with_the_failing_
     site = site_with_action(tmp_path, "127.0.0.1:47809", "127.0.0.1:47810")
     settings = load_settings({"ESUS_SITE": str(site), "ESUS_STATE_DIR": str(tmp_path / "state")}, demo=False)
     clock = ManualClock(datetime(2026, 6, 22, 12, 0, tzinfo=UTC))
-    telemetry = Telemetry(Outbox(tmp_path / "outbox.db"), "tmv23", HistoryStore(tmp_path / "history.db"))
+    telemetry = Telemetry(Outbox(HistoryStore(tmp_path / "history.db")), "tmv23")
     demand = DemandService(settings, None, None, clock, telemetry)  # type: ignore[arg-type] - only logging is asked
     demand.power_kw = lambda: 41.5  # type: ignore[method-assign]
     ahu, shades = demand.actions
@@ -258,5 +258,5 @@ def test_demand_response_is_logged_on_change_and_once_a_minute_with_the_failing_
         assert len(lines()) == 9 and "event_active=0" in lines()[6] and "seconds_to_end=0" in lines()[6]
     finally:
         demand.close()
-        telemetry.outbox.close()
+        telemetry.outbox.store.close()
         telemetry.store.close()

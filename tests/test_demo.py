@@ -50,7 +50,7 @@ def test_replay_covers_a_dst_night(replay: MeterReplay) -> None:
 
 
 def make_power(tmp_path: Path, clock: ManualClock) -> PowerInput:
-    telemetry = Telemetry(Outbox(tmp_path / "o.db"), "t", HistoryStore(tmp_path / "h.db"))
+    telemetry = Telemetry(Outbox(HistoryStore(tmp_path / "h.db")), "t")
     return PowerInput(telemetry, clock, min_kw=-10, max_kw=100, stale_after=timedelta(minutes=5))
 
 

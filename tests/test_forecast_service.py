@@ -32,7 +32,7 @@ def build(tmp_path: Path, days: int = 16) -> tuple[ForecastService, BacnetBridge
         grid = office_power(days, step_s=60, start_s=int(NOW.timestamp()) - days * 86400)
         store.append_many({POWER_SERIES: list(zip(grid.times_s().tolist(), grid.values.tolist()))})
     clock = ManualClock(NOW)
-    power = PowerInput(Telemetry(Outbox(tmp_path / "o.db"), "t", store), clock, min_kw=-50, max_kw=500,
+    power = PowerInput(Telemetry(Outbox(store), "t"), clock, min_kw=-50, max_kw=500,
                        stale_after=timedelta(minutes=5))
     bridge = BacnetBridge(settings, power)
     return ForecastService(settings, store, power, bridge, clock), bridge, clock

@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from esus.settings.config import InfluxAccess
 from esus.state.influx import InfluxSender, InfluxWriter, SendError
 from esus.state.outbox import Outbox
+from esus.state.store import HistoryStore
 from esus.state.telemetry import SCHEMA, SchemaError, line
 from tests.tsdb import VictoriaMetrics, free_tcp_port
 
@@ -55,19 +56,19 @@ def test_line_protocol_keeps_numbers_float_and_time_in_ms() -> None:
 
 
 def test_outbox_is_bounded_and_counts_what_it_drops(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    outbox = Outbox(tmp_path / "o.db", max_lines=100)
+    outbox = Outbox(HistoryStore(tmp_path / "o.db"), max_lines=100)
     outbox.put(power_lines(60))
     outbox.put(power_lines(60, T0 + timedelta(days=1)))
     assert outbox.depth == 100 and outbox.counter("dropped") == 20
     assert outbox.oldest(1).lines[0] == power_lines(60)[20]  # the oldest went first
     assert "dropped the 20 oldest" in caplog.text
-    outbox.close()
-    reopened = Outbox(tmp_path / "o.db", max_lines=100)
+    outbox.store.close()
+    reopened = Outbox(HistoryStore(tmp_path / "o.db"), max_lines=100)
     assert reopened.depth == 100 and reopened.counter("dropped") == 20
 
 
 def test_every_line_arrives_exactly_once(tmp_path: Path, tsdb: VictoriaMetrics) -> None:
-    outbox = Outbox(tmp_path / "o.db")
+    outbox = Outbox(HistoryStore(tmp_path / "o.db"))
     lines = power_lines(12_000)
     outbox.put(lines)
     writer = InfluxWriter(outbox, sender_for(tsdb.url).send, clock=None)
@@ -83,7 +84,7 @@ def test_every_line_arrives_exactly_once(tmp_path: Path, tsdb: VictoriaMetrics) 
 
 
 def test_server_away_keeps_lines_and_backs_off(tmp_path: Path) -> None:
-    outbox = Outbox(tmp_path / "o.db")
+    outbox = Outbox(HistoryStore(tmp_path / "o.db"))
     outbox.put(power_lines(10))
     writer = InfluxWriter(outbox, sender_for(f"http://127.0.0.1:{free_tcp_port()}").send, clock=None)
     with pytest.raises(SendError) as caught:
@@ -121,7 +122,7 @@ def test_a_refused_batch_goes_to_the_dead_letter_and_the_rest_flows(tmp_path: Pa
     front = http.server.ThreadingHTTPServer(("127.0.0.1", 0), PoisonFront)
     threading.Thread(target=front.serve_forever, daemon=True).start()
     try:
-        outbox = Outbox(tmp_path / "o.db")
+        outbox = Outbox(HistoryStore(tmp_path / "o.db"))
         lines = power_lines(40)
         lines[17] = line("bms", {"value": 1.0}, T0, tags={"point": "poison"}, site="TMV23")
         outbox.put(lines)
@@ -149,11 +150,8 @@ def test_outage_then_kill_9_then_restart_loses_and_duplicates_nothing(tmp_path: 
     command = [sys.executable, "-m", "esus", "run", "--demo", "--speed", "120"]
 
     def depth() -> int:
-        outbox = Outbox(state / "outbox.db")
-        try:
-            return outbox.depth
-        finally:
-            outbox.close()
+        with HistoryStore(state / "history.db", readonly=True) as store, store.reading() as conn:
+            return conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
 
     started_s = int(time.time())
     service = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -180,7 +178,6 @@ def test_outage_then_kill_9_then_restart_loses_and_duplicates_nothing(tmp_path: 
             service.kill()
 
     from esus.parts.power import POWER_SERIES
-    from esus.state.store import HistoryStore
     with HistoryStore(state / "history.db", readonly=True) as store:
         written_s, values = store.range(POWER_SERIES, int(time.time()) - 3 * 86400, int(time.time()) + 86400)
     stored = tsdb.export('{__name__="power_input_kw"}')[("power_input_kw", ("site", "TMV23"))]

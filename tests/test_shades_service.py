@@ -43,8 +43,8 @@ class Rig:
         settings = load_settings({"ESUS_BACNET_ADDRESS": f"127.0.0.1/8:{free_udp_port()}",
                                   "ESUS_STATE_DIR": str(tmp_path / "state")}, demo=True)
         self.store = HistoryStore(settings.state_dir / "history.db")
-        self.outbox = Outbox(settings.state_dir / "outbox.db")
-        telemetry = Telemetry(self.outbox, "t", self.store)
+        self.outbox = Outbox(self.store)
+        telemetry = Telemetry(self.outbox, "t")
         power = PowerInput(telemetry, clock, min_kw=-50, max_kw=500, stale_after=timedelta(minutes=5))
         self.bridge = BacnetBridge(settings, power)
         self.shades = ShadesService(settings, self.store, self.bridge, bms, telemetry, clock,
@@ -64,7 +64,6 @@ class Rig:
 
     def close(self) -> None:
         self.shades.close()
-        self.outbox.close()
         self.store.close()
 
 

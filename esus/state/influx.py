@@ -3,7 +3,8 @@
 Oldest lines first; a batch is deleted only after a 2xx. A 400/422 batch is split in halves until
 the refused lines are found: those go to the dead letter, the rest of the batch flows. While the
 server is away the writer backs off (exponential, jittered, at most a minute) and the lines wait
-on disk.
+on disk. An idle writer does not poll: the outbox wakes it when lines are put, and it gathers for a
+second before it sends, so a burst of lines goes in one request. All waits are on the injected clock.
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ from influxdb_client import InfluxDBClient, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
-from esus.runtime.clock import Clock
+from esus.runtime.clock import Clock, sleep_or_wake
 from esus.settings.config import InfluxAccess
 from esus.state.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
 BATCH_LINES = 5000
-IDLE_POLL_S = 1.0
+GATHER_S = 1.0            # after a wake, so the lines of one tick go in one request
+IDLE_CHECK_S = 60.0       # an idle writer looks anyway this often (lines put by another process)
 FINAL_FLUSH_S = 5.0
 MAX_BACKOFF_S = 60.0
 PRECISION = WritePrecision.MS
@@ -74,8 +76,9 @@ class InfluxWriter:
                  batch_lines: int = BATCH_LINES) -> None:
         self.outbox, self.send, self.clock, self.batch_lines = outbox, send, clock, batch_lines
         self.failures = 0          # consecutive failed attempts (0 = healthy)
-        self.sent_batches = 0
         self.last_error: str | None = None
+        self._waiting = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def deliver(self, ids: list[int], lines: list[str]) -> None:
         """Send one batch; on a 400/422 isolate the refused lines. Raises SendError to retry later."""
@@ -101,7 +104,6 @@ class InfluxWriter:
         if batch is None:
             return False
         self.deliver(batch.ids, batch.lines)
-        self.sent_batches += 1
         return True
 
     def flush(self, budget_s: float = FINAL_FLUSH_S) -> None:
@@ -117,7 +119,21 @@ class InfluxWriter:
     def backoff_s(self) -> float:
         return min(MAX_BACKOFF_S, 2.0 ** min(self.failures, 6)) * random.uniform(0.5, 1.0)
 
+    def _lines_put(self) -> None:
+        """From the outbox, in any thread: wake the writer."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._waiting.set)
+
     async def run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.outbox.on_put = self._lines_put
+        try:
+            await self._send_forever()
+        finally:
+            self.outbox.on_put = None
+
+    async def _send_forever(self) -> None:
         while True:
             try:
                 sent = await asyncio.to_thread(self.step)
@@ -135,4 +151,5 @@ class InfluxWriter:
                          self.failures, self.outbox.depth)
                 self.failures, self.last_error = 0, None
             if not sent:
-                await self.clock.sleep(IDLE_POLL_S)
+                await sleep_or_wake(self.clock, IDLE_CHECK_S, self._waiting)
+                await self.clock.sleep(GATHER_S)

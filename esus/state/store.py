@@ -1,9 +1,10 @@
-"""History store: time series and small state in one SQLite file (WAL).
+"""History store: time series, small state and the InfluxDB outbox in one SQLite file (WAL).
 
 Series are kept as (series id, UTC epoch seconds, value) in a clustered primary key, so a range
 read of one series is one index scan. Every write is a transaction with synchronous=FULL: a
-`kill -9` or a power cut loses nothing that was committed. A file that SQLite cannot read is moved
-aside (never deleted) and a fresh one started.
+`kill -9` or a power cut loses nothing that was committed. A sample and its InfluxDB line are
+committed in one transaction (`esus.state.telemetry`), which is why the outbox lives in this file.
+A file that SQLite cannot read is moved aside (never deleted) and a fresh one started.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import json
 import logging
 import sqlite3
 import threading
-import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from esus.state.sqlite import CorruptStoreError, connect, connect_readonly, integrity, move_aside, transaction
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +42,9 @@ CREATE TABLE IF NOT EXISTS state (
     value TEXT NOT NULL,
     updated INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS relay (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    line TEXT NOT NULL
-);
 """
+
+Rows = Mapping[str, Iterable[tuple[datetime | float, float]]]
 
 
 def epoch_s(t: datetime | float | int) -> int:
@@ -56,42 +56,13 @@ def epoch_s(t: datetime | float | int) -> int:
     return int(t)
 
 
-class CorruptStoreError(Exception):
-    pass
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    return conn
-
-
-def _integrity(conn: sqlite3.Connection, thorough: bool = False) -> str:
-    """'ok', or SQLite's description of the first damage found."""
-    row = conn.execute("PRAGMA integrity_check" if thorough else "PRAGMA quick_check").fetchone()
-    return row[0] if row else "no answer from the integrity check"
-
-
 def _check(conn: sqlite3.Connection) -> None:
-    result = _integrity(conn)
+    result = integrity(conn)
     if result != "ok":
         raise CorruptStoreError(result)
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise CorruptStoreError(f"schema version {version} is newer than this esus ({SCHEMA_VERSION})")
-
-
-def move_aside(path: Path, stamp: datetime | None = None) -> Path:
-    """Rename a database and its WAL/SHM files to `<name>.corrupt-<time>`; returns the new path."""
-    suffix = f".corrupt-{(stamp or datetime.now(UTC)).strftime('%Y%m%dT%H%M%SZ')}"
-    target = path.with_name(path.name + suffix)
-    for extra in ("", "-wal", "-shm"):
-        source = path.with_name(path.name + extra)
-        if source.exists():
-            source.rename(path.with_name(path.name + suffix + extra))
-    return target
 
 
 class HistoryStore:
@@ -101,22 +72,14 @@ class HistoryStore:
         self.path = Path(path)
         self._lock = threading.RLock()
         self._series: dict[str, int] = {}
-        if readonly:
-            self._conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30,
-                                         isolation_level=None, check_same_thread=False)
-        else:
-            self._conn = self._open_or_replace()
+        self._conn = connect_readonly(self.path) if readonly else self._open_or_replace()
         for sid, name in self._conn.execute("SELECT id, name FROM series"):
             self._series[name] = sid
-        self.identity: str = self.get_state("store.identity") or ""
-        if not self.identity and not readonly:  # a fresh file: its relay ids start again at 1
-            self.identity = uuid.uuid4().hex
-            self.set_state("store.identity", self.identity)
 
     def _open_or_replace(self) -> sqlite3.Connection:
         conn = None
         try:
-            conn = _connect(self.path)
+            conn = connect(self.path)
             _check(conn)
         except (sqlite3.DatabaseError, CorruptStoreError) as exc:
             if conn is not None:
@@ -124,7 +87,7 @@ class HistoryStore:
             moved = move_aside(self.path)
             log.warning("history store %s could not be read (%s); moved it to %s and started a "
                         "fresh one. Keep the old file for inspection or delete it.", self.path, exc, moved)
-            conn = _connect(self.path)
+            conn = connect(self.path)
         conn.executescript(SCHEMA)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         return conn
@@ -136,7 +99,7 @@ class HistoryStore:
     def integrity(self, thorough: bool = False) -> str:
         """'ok', or what SQLite found damaged (thorough: the full integrity_check)."""
         with self._lock:
-            return _integrity(self._conn, thorough)
+            return integrity(self._conn, thorough)
 
     def __enter__(self) -> HistoryStore:
         return self
@@ -145,15 +108,21 @@ class HistoryStore:
         self.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One transaction on this file (the outbox writes its lines in the same one)."""
+        try:
+            with transaction(self._conn, self._lock) as conn:
+                yield conn
+        except BaseException:
+            with self._lock:   # series created in the rolled-back transaction are gone again
+                self._series = dict((name, sid) for sid, name in self._conn.execute("SELECT id, name FROM series"))
+            raise
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection, for reads, held for this thread alone."""
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+            yield self._conn
 
     def _series_id(self, conn: sqlite3.Connection, name: str) -> int:
         sid = self._series.get(name)
@@ -168,35 +137,22 @@ class HistoryStore:
     def append(self, series: str, t: datetime | float, value: float) -> None:
         self.append_many({series: [(t, value)]})
 
-    def append_many(self, rows: Mapping[str, Iterable[tuple[datetime | float, float]]],
-                    relay: Iterable[str] = ()) -> int:
-        """Insert or overwrite samples of several series in one transaction; returns the count.
+    def append_many(self, rows: Rows) -> int:
+        """Insert or overwrite samples of several series in one transaction; returns the count."""
+        with self.transaction() as conn:
+            return self.insert_samples(conn, rows)
 
-        `relay` (the samples' telemetry lines) is committed in the same transaction, to be moved to
-        the outbox afterwards (`relayed`, `forget_relayed`): the two files cannot share a
-        transaction, and a kill between two commits must not keep a sample and lose its line."""
+    def insert_samples(self, conn: sqlite3.Connection, rows: Rows) -> int:
+        """The inserts of `append_many`, inside a transaction the caller holds."""
         count = 0
-        with self._transaction() as conn:
-            for name, samples in rows.items():
-                sid = self._series_id(conn, name)
-                batch = [(sid, epoch_s(t), float(v)) for t, v in samples]
-                conn.executemany(
-                    "INSERT INTO samples(series, ts, value) VALUES (?, ?, ?) "
-                    "ON CONFLICT(series, ts) DO UPDATE SET value = excluded.value", batch)
-                count += len(batch)
-            conn.executemany("INSERT INTO relay(line) VALUES (?)", [(text,) for text in relay])
+        for name, samples in rows.items():
+            sid = self._series_id(conn, name)
+            batch = [(sid, epoch_s(t), float(v)) for t, v in samples]
+            conn.executemany(
+                "INSERT INTO samples(series, ts, value) VALUES (?, ?, ?) "
+                "ON CONFLICT(series, ts) DO UPDATE SET value = excluded.value", batch)
+            count += len(batch)
         return count
-
-    def relayed(self, after_id: int, limit: int = 10_000) -> list[tuple[int, str]]:
-        """Relay lines with id > after_id, oldest first: (id, line)."""
-        with self._lock:
-            return self._conn.execute("SELECT id, line FROM relay WHERE id > ? ORDER BY id LIMIT ?",
-                                      (after_id, limit)).fetchall()
-
-    def forget_relayed(self, up_to_id: int) -> None:
-        """Drop relay lines the outbox has committed (its mark says up to which id)."""
-        with self._transaction() as conn:
-            conn.execute("DELETE FROM relay WHERE id <= ?", (up_to_id,))
 
     def range(self, series: str, start: datetime | float, end: datetime | float) -> tuple[np.ndarray, np.ndarray]:
         """Samples with start <= t < end: (epoch seconds int64, values float64), oldest first."""
@@ -247,7 +203,7 @@ class HistoryStore:
         """Delete samples older than the cut-off, series by series (each an index range)."""
         cutoff, deleted = epoch_s(older_than), 0
         for name in self.series_names():
-            with self._transaction() as conn:
+            with self.transaction() as conn:
                 deleted += conn.execute("DELETE FROM samples WHERE series = ? AND ts < ?",
                                         (self._series_id(conn, name), cutoff)).rowcount
         return deleted
@@ -257,7 +213,7 @@ class HistoryStore:
     def set_state(self, key: str, value: Any, now: datetime | None = None) -> None:
         """Store a JSON-serialisable value under a key (shade positions, holds, marks...)."""
         stamp = epoch_s(now or datetime.now(UTC))
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             conn.execute("INSERT INTO state(key, value, updated) VALUES (?, ?, ?) "
                          "ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated = excluded.updated",
                          (key, json.dumps(value), stamp))
@@ -274,5 +230,5 @@ class HistoryStore:
         return {k: json.loads(v) for k, v in rows}
 
     def delete_state(self, key: str) -> None:
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             conn.execute("DELETE FROM state WHERE key = ?", (key,))

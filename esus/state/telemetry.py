@@ -8,7 +8,6 @@ are 0.0/1.0; timestamps are UTC milliseconds. Tag `site` is on every point.
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,7 +15,7 @@ from datetime import datetime
 from influxdb_client import Point, WritePrecision
 
 from esus.state.outbox import Outbox
-from esus.state.store import HistoryStore
+from esus.state.store import Rows
 
 
 @dataclass(frozen=True)
@@ -134,18 +133,14 @@ def line(measurement: str, fields: Mapping[str, float | bool | str | None], at: 
 
 
 class Telemetry:
-    """Builds lines and commits them to the outbox.
+    """Builds lines and commits them to the outbox. Lines that describe samples kept in the
+    history store (power, BMS) are committed with their samples in one transaction: a kill at
+    any instant leaves every kept sample's line on its way to InfluxDB exactly once."""
 
-    Lines that describe samples kept in the history store (power, BMS) go through the store: the
-    samples and their lines are one transaction there, and `relay` hands the lines to the outbox
-    with a mark. So a kill at any instant leaves every kept sample's line exactly once on its way
-    to InfluxDB, never lost between the two files and never sent twice."""
+    def __init__(self, outbox: Outbox, site: str) -> None:
+        self.outbox, self.site, self.store = outbox, site, outbox.store
 
-    def __init__(self, outbox: Outbox, site: str, store: HistoryStore) -> None:
-        self.outbox, self.site, self.store = outbox, site, store
-        self._relaying = threading.Lock()
-
-    def record(self, measurement: str, fields: dict[str, float | bool | str | None], at: datetime,
+    def record(self, measurement: str, fields: Mapping[str, float | bool | str | None], at: datetime,
                tags: dict[str, str] | None = None) -> None:
         text = line(measurement, fields, at, tags, self.site)
         if text:
@@ -154,20 +149,7 @@ class Telemetry:
     def record_many(self, lines: list[str | None]) -> None:
         self.outbox.put([text for text in lines if text])
 
-    def keep(self, rows: dict[str, list[tuple[datetime, float]]], lines: list[str | None]) -> None:
-        """Store samples in the history and send their lines, with nothing lost between the two."""
-        self.store.append_many(rows, relay=[text for text in lines if text])
-        self.relay()
-
-    def relay(self) -> int:
-        """Move the store's relay lines to the outbox (at start: what a kill left); returns the count."""
-        moved = 0
-        with self._relaying:
-            mark_name = f"relay.{self.store.identity}"
-            mark = self.outbox.mark(mark_name)
-            while batch := self.store.relayed(mark):
-                mark = batch[-1][0]
-                self.outbox.put([text for _, text in batch], mark=(mark_name, mark))
-                self.store.forget_relayed(mark)  # also what a kill after an outbox commit left behind
-                moved += len(batch)
-        return moved
+    def keep(self, rows: Rows, lines: list[str | None]) -> None:
+        """Store samples in the history and their lines in the outbox: one commit."""
+        self.outbox.put([text for text in lines if text],
+                        with_samples=lambda conn: self.store.insert_samples(conn, rows))

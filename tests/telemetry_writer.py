@@ -1,4 +1,4 @@
-"""Helper process for the relay kill -9 test: keeps power samples the way the service does and
+"""Helper process for the outbox kill -9 test: keeps power samples the way the service does and
 reports each one on stdout once `keep` has returned."""
 
 import sys
@@ -10,7 +10,7 @@ from esus.state.store import HistoryStore
 from esus.state.telemetry import Telemetry, line
 
 state, start = Path(sys.argv[1]), int(sys.argv[2])
-telemetry = Telemetry(Outbox(state / "outbox.db"), "t", HistoryStore(state / "history.db"))
+telemetry = Telemetry(Outbox(HistoryStore(state / "history.db")), "t")
 t0 = datetime(2026, 1, 1, tzinfo=UTC)
 n = start
 while True:
