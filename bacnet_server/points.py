@@ -39,10 +39,6 @@ class PointSpec:
     active_text: str = "active"
 
     @property
-    def writable(self) -> bool:
-        return self.access is Access.COMMANDABLE
-
-    @property
     def short_type(self) -> str:
         return {"analog-value": "AV", "binary-value": "BV", "multi-state-value": "MSV"}[self.object_type]
 

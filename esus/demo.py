@@ -1,4 +1,6 @@
-"""The embedded demo: a real building's meter replayed as if the BAS were writing it.
+"""The embedded demo: the service with simulated parts, built here and handed to it (the service
+itself has no demo branch): a simulated BMS, gpiozero's mock pins, and a real building's meter
+seeded into the history and written over BACnet by a simulated BAS, as a BAS would.
 
 The open-dsm 1-minute eGauge data (July-August 2022) is mapped onto the present by weekday and
 local time of day, looping every eight weeks, so a Monday morning in the demo is a real Monday
@@ -10,21 +12,36 @@ from __future__ import annotations
 import csv
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
+from gpiozero.pins.mock import MockFactory
 
+from bacnet_server.client import BasClient
+from bms_wrapper.adapters import AauBmsV1
+from bms_wrapper.simulator import SimPoint, SimulatedBms
+from bms_wrapper.transport import BasicAuth
+from esus.parts.bacnet import POWER_POINT
+from esus.parts.bms import adapter_for
 from esus.parts.power import POWER_SERIES
 from esus.runtime.clock import Clock
 from esus.runtime.scheduler import Every
+from esus.service import Service
+from esus.settings.config import Settings
 from esus.state.store import HistoryStore
 
 log = logging.getLogger(__name__)
 
 METER_FILE = "egauge_1min_2022-07_08.csv"
+#: History seeded at start, so that thresholds and forecasts have data from the first minute.
+SEED_DAYS = 35
+#: The simulated BAS writes input-power-meter at this priority, from the next UDP port.
+BAS_PRIORITY = 10
+BAS_INSTANCE = 4194000
+BMS_USER, BMS_PASSWORD = "esus", "esus-demo"
 LOOP_MINUTES = 8 * 7 * 24 * 60  # whole weeks, so weekdays line up
 
 
@@ -84,3 +101,56 @@ class DemoBas:
                 await self.write(self.replay.kw_at(due))
             except Exception as exc:  # noqa: BLE001 - a failed write is what a BAS would log, and go on
                 log.warning("demo BAS: writing power failed: %s", exc)
+
+
+def start_simulated_bms(settings: Settings, clock: Clock | None = None) -> SimulatedBms:
+    """The site file's BMS points, served by the simulator on loopback."""
+    points = [SimPoint(p.externallogid, p.source, p.kind) for p in settings.site.bms.points]
+    simulator = SimulatedBms(points, BMS_USER, BMS_PASSWORD, now=clock.now if clock else lambda: datetime.now(UTC))
+    return simulator.start()
+
+
+def simulated_bms_adapter(settings: Settings, simulator: SimulatedBms, max_in_flight: int | None = None) -> AauBmsV1:
+    return adapter_for(settings, simulator.url, BasicAuth(BMS_USER, BMS_PASSWORD), max_in_flight)
+
+
+def demo_service(settings: Settings, clock: Clock) -> Service:
+    """The service with the demo's parts: the simulated BMS (unless .env names a real one), mock
+    pins, the meter history seeded and a simulated BAS writing it each minute."""
+    simulator = start_simulated_bms(settings, clock) if settings.bms is None else None
+    try:
+        service = Service(settings, clock, pin_factory=MockFactory(),
+                          bms_adapter=simulated_bms_adapter(settings, simulator) if simulator else None)
+    except BaseException:
+        if simulator is not None:
+            simulator.stop()
+        raise
+    if simulator is not None:
+        service.closers.append(simulator.stop)
+    replay = MeterReplay(settings.site.site.tz)
+    seeded = seed_history(service.store, replay, clock.now(), SEED_DAYS)
+    if seeded:
+        log.info("demo: seeded %d minutes of replayed meter history", seeded)
+    bas = SimulatedBas(settings)
+    service.closers.append(bas.close)
+    log.info("demo: a simulated BAS on UDP port %d writes %s once a minute", settings.bacnet.port + 1, POWER_POINT)
+    service.background["demo-bas"] = DemoBas(replay, bas.write_power, clock).run
+    return service
+
+
+class SimulatedBas:
+    """The BAS side of the demo: a BACnet device on the next port that writes the power point."""
+
+    def __init__(self, settings: Settings) -> None:
+        address = settings.bacnet
+        self.client = BasClient(f"{address.ip}/{address.interface.network.prefixlen}:{address.port + 1}",
+                                BAS_INSTANCE)
+        self.target = f"{address.ip}:{address.port}"
+
+    async def write_power(self, kw: float) -> None:
+        if self.client.app is None:   # started on first use, in the running event loop
+            self.client.start()
+        await self.client.write_real(self.target, "analog-value,1", kw, BAS_PRIORITY)
+
+    def close(self) -> None:
+        self.client.close()

@@ -11,11 +11,12 @@ import signal
 from collections.abc import Awaitable, Callable
 from datetime import datetime, time, timedelta
 
+from gpiozero.pins import Factory
+
 from bacnet_server.app import BacnetStartError
-from bacnet_server.client import BasClient
-from esus.demo import DemoBas, MeterReplay, seed_history
-from esus.parts.bacnet import POWER_POINT, BacnetBridge
-from esus.parts.bms import BmsService
+from bms_wrapper.adapters import AauBmsV1
+from esus.parts.bacnet import BacnetBridge
+from esus.parts.bms import BmsService, make_adapter
 from esus.parts.demand import DemandService
 from esus.parts.forecasting import ForecastService
 from esus.parts.power import POWER_SERIES, PowerInput
@@ -34,12 +35,6 @@ from esus.state.telemetry import Telemetry
 log = logging.getLogger(__name__)
 status_log = logging.getLogger("esus.status")
 
-#: History the demo seeds so that thresholds and forecasts have data from the first minute.
-DEMO_SEED_DAYS = 35
-#: The demo BAS writes input-power-meter at this priority, from the next UDP port.
-DEMO_BAS_PRIORITY = 10
-DEMO_BAS_INSTANCE = 4194000
-
 
 class StartupError(Exception):
     """A part could not start; the message says what to do."""
@@ -51,7 +46,10 @@ class Service:
     """Owns the store, the clock, the scheduler and the supervisor; each part adds its jobs, its
     background loop and its status. A part that fails is that part's fault: see `Health`."""
 
-    def __init__(self, settings: Settings, clock: Clock, pin_factory: object | None = None) -> None:
+    def __init__(self, settings: Settings, clock: Clock, *, pin_factory: Factory | None = None,
+                 bms_adapter: AauBmsV1 | None = None) -> None:
+        """`pin_factory` and `bms_adapter` replace the site's own devices (the demo's, a test's):
+        by default gpiozero's pin library and the BMS from settings."""
         self.settings, self.clock = settings, clock
         site = settings.site
         self.tz = site.site.tz
@@ -90,8 +88,10 @@ class Service:
             self.background["influxdb-writer"] = self.writer.run
         self.scheduler.add("retention", DailyAt(time(0, 0), self.tz), self.nightly_retention)
         self.bms: BmsService | None = None
-        if settings.bms is not None or settings.demo:
-            self.bms = BmsService(settings, self.store, self.telemetry, clock)
+        if bms_adapter is None and settings.bms is not None:
+            bms_adapter = make_adapter(settings)
+        if bms_adapter is not None:
+            self.bms = BmsService(settings, self.store, self.telemetry, clock, bms_adapter)
             self.closers.append(self.bms.close)
             self.scheduler.add("bms", Every(site.bms.poll_minutes * 60, 17), self.bms.poll)
             self.status_parts.append(self.bms.status)
@@ -131,8 +131,6 @@ class Service:
                 where = f"{page.host}:{page.port}" if page else "its address"
                 raise StartupError(f"the operator page cannot listen on {where} ({exc.strerror}): "
                                    "set ESUS_DR_PAGE_ADDRESS to this device's OT LAN address and a free port") from None
-        if self.settings.demo:
-            self._start_demo()
         await self.forecast.start()
         if self.bms is not None:
             self.once("bms", self.bms.poll(self.clock.now()))
@@ -142,24 +140,6 @@ class Service:
         task = asyncio.get_running_loop().create_task(self.supervisor.once(part, job), name=f"{part}:now")
         self._once.add(task)
         task.add_done_callback(self._once.discard)
-
-    def _start_demo(self) -> None:
-        replay = MeterReplay(self.tz)
-        seeded = seed_history(self.store, replay, self.clock.now(), DEMO_SEED_DAYS)
-        if seeded:
-            log.info("demo: seeded %d minutes of replayed meter history", seeded)
-        address = self.settings.bacnet
-        client = BasClient(f"{address.ip}/{address.interface.network.prefixlen}:{address.port + 1}",
-                           DEMO_BAS_INSTANCE)
-        client.start()
-        self.closers.append(client.close)
-        target = f"{address.ip}:{address.port}"
-
-        async def write_power(kw: float) -> None:
-            await client.write_real(target, "analog-value,1", kw, DEMO_BAS_PRIORITY)
-
-        log.info("demo: a simulated BAS on UDP port %d writes %s once a minute", address.port + 1, POWER_POINT)
-        self.background["demo-bas"] = DemoBas(replay, write_power, self.clock).run
 
     def _power_status(self, now: datetime) -> str:
         if self.power.last_value is None:

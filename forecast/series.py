@@ -39,9 +39,6 @@ class Grid:
             return t
         return t + self.utc_offset_s[np.clip(index, 0, len(self.values) - 1)]
 
-    def index_at(self, t_s: int) -> int:
-        return int((t_s - self.t0_s) // self.step_s)
-
     def slice(self, start: int, stop: int) -> Grid:
         offsets = None if self.utc_offset_s is None else self.utc_offset_s[start:stop]
         return Grid(self.t0_s + start * self.step_s, self.step_s, self.values[start:stop], offsets)

@@ -116,7 +116,7 @@ class Forecast:
     method: str  # "model", "seasonal naive (last week)", "persistence"
 
 
-def forecast_now(grid: Grid, model: PowerModel | None, margin_kw: float | None = None) -> Forecast | None:
+def forecast_now(grid: Grid, model: PowerModel | None) -> Forecast | None:
     """Forecast at the grid's last slot with the best method the data allows; None if none can."""
     issue = np.array([len(grid) - 1])
     means = WindowMeans(grid.values)
@@ -124,7 +124,7 @@ def forecast_now(grid: Grid, model: PowerModel | None, margin_kw: float | None =
     recent = grid.values[-day_slots(grid):]
     recent = recent[np.isfinite(recent)]
     spread = float(np.std(recent)) if recent.size > 1 else 0.0
-    fallback_margin = margin_kw if margin_kw is not None else 1.2816 * spread  # one-sided 90 % (normal)
+    fallback_margin = 1.2816 * spread  # one-sided 90 % (normal)
     if model is not None and model.step_s == grid.step_s:
         value = float(model.predict(grid, issue, means)[0])
         if np.isfinite(value):

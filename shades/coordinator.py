@@ -18,11 +18,12 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from gpiozero import OutputDevice
+from gpiozero.pins import Factory
 from pvlib.location import Location
 
 from shades.lockout import Lockout, LockoutSettings, LockoutState
 from shades.motor import DOWN, STOPPED, UP, ShadeMotor
-from shades.outlook import shading_day
+from shades.outlook import is_shading_day
 from shades.planner import GroupConfig, GroupDay, ShadeConfig, policy_settings
 from shades.policy import Decision, choose_season, decide
 from shades.switches import SwitchPair
@@ -63,11 +64,14 @@ class GroupState:
     moves_day: str | None = None
     auto_moves_today: int = 0
     season: str | None = None
-    shading_day: str | None = None    # the date shading was switched on for, if any
+    shading_date: str | None = None   # the date shading was switched on for, if any
 
     @classmethod
     def from_dict(cls, data: dict | None) -> GroupState:
-        known = {k: v for k, v in (data or {}).items() if k in cls.__dataclass_fields__}
+        data = dict(data or {})
+        if "shading_day" in data:   # its name before 0.2
+            data.setdefault("shading_date", data.pop("shading_day"))
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
 
@@ -111,7 +115,7 @@ class GroupController:
     """One shade group: its motor, its switches, its state."""
 
     def __init__(self, group: GroupWiring, state: GroupState, monotonic: Callable[[], float],
-                 pin_factory: object | None, on_press: Callable[[int, str], None]) -> None:
+                 pin_factory: Factory | None, on_press: Callable[[int, str], None]) -> None:
         self.group, self.state = group, state
         if state.was_moving:  # killed mid-run: the blind stopped somewhere between start and target
             log.warning("shade %s: the service stopped while it moved; position %.0f %% is an estimate until "
@@ -139,8 +143,11 @@ class GroupController:
         self.state.was_moving = self.motor.direction != STOPPED or self.motor.pending is not None
 
     def close(self) -> None:
+        """Relays off, then the devices this controller built are released."""
         self.switches.close()
         self.motor.close()
+        self.motor.up.close()
+        self.motor.down.close()
 
 
 class ShadeCoordinator:
@@ -148,7 +155,7 @@ class ShadeCoordinator:
                  now: Callable[[], datetime], monotonic: Callable[[], float], *,
                  load: Callable[[str], dict | None], save: Callable[[str, dict], None],
                  inputs: Callable[[], Inputs], weather: Callable[[], Weather] = clear_sky,
-                 pin_factory: object | None = None, on_status: Callable[[GroupStatus], None] | None = None,
+                 pin_factory: Factory | None = None, on_status: Callable[[GroupStatus], None] | None = None,
                  hold_minutes: float = 120.0, lockout: LockoutSettings | None = None) -> None:
         self.config, self.location, self.tz = config, location, tz
         self.now, self.monotonic = now, monotonic
@@ -267,9 +274,9 @@ class ShadeCoordinator:
                                                  self.config.cooling_outdoor_max_c,
                                                  self.config.comfort_margin_k, st.season)
         measured = inputs.measured_wm2.get(c.group.number)
-        shading, shading_reason = shading_day(day.window, measured, self.config.sunny_on_wm2,
-                                              self.config.sunny_off_wm2, st.shading_day == today.isoformat())
-        st.shading_day = today.isoformat() if shading else None
+        shading, shading_reason = is_shading_day(day.window, measured, self.config.sunny_on_wm2,
+                                              self.config.sunny_off_wm2, st.shading_date == today.isoformat())
+        st.shading_date = today.isoformat() if shading else None
         hold = _when(st.hold_until)
         if hold is not None and now >= hold:
             log.info("shade %s: the wall-switch hold has ended; automation resumes", c.group.name)
@@ -313,6 +320,7 @@ class ShadeCoordinator:
         if changed or decision.reason != c.decision.reason:
             log.log(logging.INFO if changed else logging.DEBUG, "shade %s: %s (%s)", c.group.name,
                     decision.reason, decision.mode)
+            log.debug("shade %s: why: %s", c.group.name, decision.explain())
         c.decision = decision
         target = decision.target_pct
         if target is None:

@@ -55,7 +55,6 @@ class ShadeMotor:
         self.referenced = referenced
         self.run: Run | None = None
         self.pending: float | None = None   # a target waiting for the reversal dead time
-        self.last_direction = STOPPED
         self._all_off()  # whatever the pins were: off. Never on at construction.
         # The previous process may have died with a relay closed: construction counts as a stop,
         # so the first move waits the dead time too (found by the property test).
@@ -116,7 +115,6 @@ class ShadeMotor:
         self.pending = None
         if self.run is not None:
             self._position = self._position_at(now)
-            self.last_direction = self.run.direction
             self.run = None
             self.stopped_at_s = now
         self._all_off()
@@ -155,6 +153,5 @@ class ShadeMotor:
             self._start(target, now)
 
     def close(self) -> None:
+        """Relays off. The relays stay open devices: whoever built them closes them."""
         self.stop()
-        self.up.close()
-        self.down.close()

@@ -61,10 +61,6 @@ class SunWindow:
     end: datetime
     peak_wm2: float
 
-    def describe(self, tz: ZoneInfo) -> str:
-        return (f"sun on the façade {self.start.astimezone(tz):%H:%M}-{self.end.astimezone(tz):%H:%M}, "
-                f"forecast peak {self.peak_wm2:.0f} W/m²")
-
 
 def sun_window(frame: pd.DataFrame, day_hours: tuple[time, time]) -> SunWindow | None:
     """When the sun is on the façade; the peak counts only `day_hours` (local), when it matters."""
@@ -77,7 +73,7 @@ def sun_window(frame: pd.DataFrame, day_hours: tuple[time, time]) -> SunWindow |
     return SunWindow(on.index[0].to_pydatetime(), (on.index[-1] + STEP).to_pydatetime(), peak)
 
 
-def shading_day(window: SunWindow | None, measured_wm2: float | None, on_wm2: float, off_wm2: float,
+def is_shading_day(window: SunWindow | None, measured_wm2: float | None, on_wm2: float, off_wm2: float,
                 previous: bool) -> tuple[bool, str]:
     """Is today a day to shade pre-emptively? Hysteresis: it turns on at `on_wm2` and off only
     below `off_wm2`, so a forecast that wobbles around the threshold does not move the blinds."""

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from pvlib.location import Location
 
-from shades.outlook import STEP, SunWindow, facade_day, shading_day, sun_window
-from shades.policy import Decision, PolicySettings, Situation, choose_season, decide
+from shades.outlook import STEP, SunWindow, facade_day, is_shading_day, sun_window
+from shades.policy import Decision, PolicySettings, Situation, TraceStep, choose_season, decide
 from shades.solar import Facade, avoided_gain_kwh, glare_position_pct
 from shades.weather import Weather
 
@@ -128,6 +128,7 @@ class PlanStep:
     sun_on_facade: bool
     poa_wm2: float
     moved: bool = False
+    trace: tuple[TraceStep, ...] = ()
 
 
 @dataclass
@@ -153,7 +154,7 @@ def plan_day(group_day: GroupDay, tz: ZoneInfo, start_position_pct: float = 0.0,
     p = policy_settings(config)
     season, season_reason = choose_season(rooms, group_day.outdoor_max_c, day.month, config.cooling_outdoor_max_c,
                                           config.comfort_margin_k, previous_season)
-    shading, shading_reason = shading_day(group_day.window, None, config.sunny_on_wm2, config.sunny_off_wm2, False)
+    shading, shading_reason = is_shading_day(group_day.window, None, config.sunny_on_wm2, config.sunny_off_wm2, False)
     plan = GroupPlan(group_day.group.name, group_day.group.facade_azimuth_deg, season=season,
                      season_reason=season_reason, shading_reason=shading_reason)
     position, last_move, moves = start_position_pct, None, 0
@@ -168,7 +169,8 @@ def plan_day(group_day: GroupDay, tz: ZoneInfo, start_position_pct: float = 0.0,
         if target is not None and moved:
             position, last_move, moves = float(target), now, moves + 1
         positions.append(position)
-        plan.steps.append(PlanStep(now, position, decision.mode, decision.reason, s.sun_on_facade, s.poa_wm2, moved))
+        plan.steps.append(PlanStep(now, position, decision.mode, decision.reason, s.sun_on_facade, s.poa_wm2, moved,
+                                   decision.trace))
     plan.moves = moves
     poa = actual_poa_wm2 if actual_poa_wm2 is not None else group_day.frame["poa_wm2"]
     shaded = pd.Series(positions, index=group_day.frame.index) / 100.0
@@ -205,7 +207,8 @@ def plan_json(plans: list[GroupPlan], day: date, weather_source: str, every: tim
             if on_grid or step.moved:
                 timeline.append({"time": step.time.isoformat(), "position": round(step.position, 1),
                                  "mode": step.mode, "reason": step.reason, "sun_on_facade": step.sun_on_facade,
-                                 "poa_wm2": round(step.poa_wm2, 1), "moved": step.moved})
+                                 "poa_wm2": round(step.poa_wm2, 1), "moved": step.moved,
+                                 "trace": [{"rule": t.rule, "outcome": t.outcome, "why": t.why} for t in step.trace]})
         groups[plan.group] = {"facade_azimuth": plan.facade_azimuth, "moves": plan.moves,
                               "avoided_gain_kwh": round(plan.avoided_gain_kwh, 3), "season": plan.season,
                               "season_reason": plan.season_reason, "timeline": timeline}

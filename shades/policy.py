@@ -5,12 +5,16 @@ Highest first: wind/frost safety -> BAS command -> wall-switch hold -> BAS kill 
 automation (pre-emptive cooling, night, cooling, heating with glare control) -> default.
 Automatic decisions then pass the rate limits (minimum interval, minimum change, daily cap);
 safety, the BAS and the occupant are never rate-limited. Everything here is pure.
+
+A handler returns a Decision when its rule applies, else the reason it passed; the decision keeps
+the whole trace (which rule matched, which passed and why), for the one who asks why a blind did
+not move (`esus shades plan --json`, the log at DEBUG).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -58,6 +62,16 @@ class Situation:
 
 
 @dataclass(frozen=True)
+class TraceStep:
+    rule: str
+    outcome: str      # "passed", "matched", or "limited" (matched, then held back by a rate limit)
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.rule} {self.outcome} ({self.why})"
+
+
+@dataclass(frozen=True)
 class Decision:
     """Where the group should be (None: leave it), the mode shown on BACnet, and why."""
 
@@ -65,33 +79,37 @@ class Decision:
     mode: str
     reason: str
     automatic: bool = False
+    trace: tuple[TraceStep, ...] = field(default=(), compare=False)
+
+    def explain(self) -> str:
+        return " > ".join(str(step) for step in self.trace)
 
 
-Handler = Callable[[Situation, PolicySettings], Decision | None]
+Handler = Callable[[Situation, PolicySettings], "Decision | str"]
 
 
-def wind_frost(s: Situation, p: PolicySettings) -> Decision | None:
+def wind_frost(s: Situation, p: PolicySettings) -> Decision | str:
     if s.lockout:
         return Decision(0.0, s.lockout, f"retracted: {s.lockout_reason}")
-    return None
+    return "no wind or frost lockout"
 
 
-def bas_command(s: Situation, p: PolicySettings) -> Decision | None:
+def bas_command(s: Situation, p: PolicySettings) -> Decision | str:
     if s.bas_command_pct is not None:
         return Decision(float(s.bas_command_pct), "bas", f"BAS command {s.bas_command_pct:.0f} %")
-    return None
+    return "no BAS command (shade-g-command relinquished)"
 
 
-def wall_switch(s: Situation, p: PolicySettings) -> Decision | None:
+def wall_switch(s: Situation, p: PolicySettings) -> Decision | str:
     if s.hold_until is not None and s.now < s.hold_until:
         return Decision(None, "manual", f"wall switch: held until {s.hhmm(s.hold_until)}")
-    return None
+    return "no wall-switch hold"
 
 
-def kill_switch(s: Situation, p: PolicySettings) -> Decision | None:
+def kill_switch(s: Situation, p: PolicySettings) -> Decision | str:
     if not s.automation_enabled:
         return Decision(None, "disabled", "automation disabled by the BAS (shade-automation-enable)")
-    return None
+    return "automation enabled"
 
 
 def _in_cooling_window(s: Situation, p: PolicySettings) -> bool:
@@ -99,25 +117,31 @@ def _in_cooling_window(s: Situation, p: PolicySettings) -> bool:
             and s.sun_start - p.lead <= s.now < s.sun_end)
 
 
-def preemptive_cooling(s: Situation, p: PolicySettings) -> Decision | None:
+def preemptive_cooling(s: Situation, p: PolicySettings) -> Decision | str:
     """Cooling on a sunny day: down from `lead` before the sun reaches the façade until it has left."""
     if _in_cooling_window(s, p):
         assert s.sun_start is not None and s.sun_end is not None
         when = "ahead of the sun" if s.now < s.sun_start else "sun on the façade"
         return Decision(100.0, "auto", f"cooling, {when} {s.hhmm(s.sun_start)}-{s.hhmm(s.sun_end)} "
                                        f"({s.shading_reason})", automatic=True)
-    return None
+    if s.season != COOLING:
+        return f"not the cooling season ({s.season}{': ' + s.season_reason if s.season_reason else ''})"
+    if not s.shading_day:
+        return f"not a shading day ({s.shading_reason})" if s.shading_reason else "not a shading day"
+    if s.sun_start is None or s.sun_end is None:
+        return "the sun does not reach the façade today"
+    return f"outside {s.hhmm(s.sun_start - p.lead)}-{s.hhmm(s.sun_end)} (sun on the façade, with the lead)"
 
 
-def night(s: Situation, p: PolicySettings) -> Decision | None:
+def night(s: Situation, p: PolicySettings) -> Decision | str:
     if not s.sun_up:
         return Decision(p.night_position_pct, "auto", "night position", automatic=True)
-    return None
+    return "the sun is up"
 
 
-def cooling(s: Situation, p: PolicySettings) -> Decision | None:
+def cooling(s: Situation, p: PolicySettings) -> Decision | str:
     if s.season != COOLING:
-        return None
+        return f"season is {s.season}"
     if not s.shading_day:
         why = f"no sunny forecast ({s.shading_reason})"
     elif s.sun_end is not None and s.now >= s.sun_end:
@@ -127,9 +151,9 @@ def cooling(s: Situation, p: PolicySettings) -> Decision | None:
     return Decision(0.0, "auto", f"cooling, up: {why}", automatic=True)
 
 
-def heating(s: Situation, p: PolicySettings) -> Decision | None:
+def heating(s: Situation, p: PolicySettings) -> Decision | str:
     if s.season != HEATING:
-        return None
+        return f"season is {s.season}"
     if s.occupied and s.sun_on_facade and s.poa_wm2 >= p.glare_min_wm2 and s.glare_pct > 0:
         return Decision(s.glare_pct, "auto", f"heating, glare control: sun in front at {s.poa_wm2:.0f} W/m²",
                         automatic=True)
@@ -144,26 +168,36 @@ CHAIN: Sequence[Handler] = (wind_frost, bas_command, wall_switch, kill_switch,
                             preemptive_cooling, night, cooling, heating)
 
 
-def rate_limited(d: Decision, s: Situation, p: PolicySettings) -> Decision:
-    """Automatic moves: not for a small change, not too soon after the last, not too many a day."""
+def rate_limit(d: Decision, s: Situation, p: PolicySettings) -> str | None:
+    """Why an automatic move is held back (a small change, too soon after the last, too many a
+    day), or None when it may go."""
     if not d.automatic or d.target_pct is None:
-        return d
+        return None
     if abs(d.target_pct - s.position_pct) < p.min_change_pct:
-        return replace(d, target_pct=None)  # already there, or close enough not to bother anyone
+        return f"within {p.min_change_pct:g} % of the position: already there"
     if s.last_auto_move is not None and s.now - s.last_auto_move < p.min_move_interval:
-        return replace(d, target_pct=None,
-                       reason=f"{d.reason} (next move from {s.hhmm(s.last_auto_move + p.min_move_interval)})")
+        return f"next move from {s.hhmm(s.last_auto_move + p.min_move_interval)}"
     if s.auto_moves_today >= p.max_moves_per_day:
-        return replace(d, target_pct=None, reason=f"{d.reason} (daily cap of {p.max_moves_per_day} moves reached)")
-    return d
+        return f"daily cap of {p.max_moves_per_day} moves reached"
+    return None
 
 
 def decide(s: Situation, p: PolicySettings, chain: Sequence[Handler] = CHAIN) -> Decision:
+    trace: list[TraceStep] = []
     for handler in chain:
-        decision = handler(s, p)
-        if decision is not None:
-            return rate_limited(decision, s, p)
-    return default(s, p)
+        outcome = handler(s, p)
+        if isinstance(outcome, str):
+            trace.append(TraceStep(handler.__name__, "passed", outcome))
+            continue
+        held = rate_limit(outcome, s, p)
+        if held is None:
+            trace.append(TraceStep(handler.__name__, "matched", outcome.reason))
+            return replace(outcome, trace=tuple(trace))
+        trace.append(TraceStep(handler.__name__, "limited", held))
+        reason = outcome.reason if held.endswith("already there") else f"{outcome.reason} ({held})"
+        return replace(outcome, target_pct=None, reason=reason, trace=tuple(trace))
+    decision = default(s, p)
+    return replace(decision, trace=(*trace, TraceStep("default", "matched", decision.reason)))
 
 
 def choose_season(rooms: Sequence[tuple[str, float | None, float | None, float | None]],

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 
 from gpiozero import Button
+from gpiozero.pins import Factory
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class WallSwitch:
     """One push-button; calls `on_press()` once per debounced press (from gpiozero's thread)."""
 
     def __init__(self, pin: int, on_press: Callable[[], None], monotonic: Callable[[], float],
-                 settle_s: float = DEFAULT_SETTLE_S, pin_factory: object | None = None) -> None:
+                 settle_s: float = DEFAULT_SETTLE_S, pin_factory: Factory | None = None) -> None:
         self.debouncer = Debouncer(monotonic, settle_s)
         self.on_press = on_press
         # Buttons to ground with the internal pull-up; no gpiozero bounce_time: we debounce.
@@ -61,7 +62,7 @@ class SwitchPair:
     """The up and down buttons of one shade group, either of which may be absent."""
 
     def __init__(self, up_pin: int | None, down_pin: int | None, on_press: Callable[[str], None],
-                 monotonic: Callable[[], float], pin_factory: object | None = None) -> None:
+                 monotonic: Callable[[], float], pin_factory: Factory | None = None) -> None:
         self.switches = [WallSwitch(pin, functools.partial(on_press, direction), monotonic, pin_factory=pin_factory)
                          for direction, pin in (("up", up_pin), ("down", down_pin)) if pin is not None]
 

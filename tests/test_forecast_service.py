@@ -4,6 +4,7 @@ restarts, and publishes to BACnet."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -184,3 +185,49 @@ def test_a_stop_during_training_ends_the_training_process_at_once(tmp_path: Path
     while multiprocessing.active_children() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [p for p in multiprocessing.active_children() if p.is_alive()]
+
+
+PARENT = """
+import multiprocessing, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from esus.parts.training_job import training_process_setup
+import tests.forecast_jobs as jobs
+
+pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                           initializer=training_process_setup, initargs=(10,))
+pool.submit(jobs.hang)
+time.sleep(2)
+print(*[p.pid for p in multiprocessing.active_children()], flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_kill_9_of_esus_ends_its_training_process_too(tmp_path: Path) -> None:
+    """Outside systemd nothing else would end it: a training whose parent is gone runs on for
+    nothing (found as a 190 MB process left after a test's service was killed)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parent.parent
+    parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, text=True, cwd=root,
+                              env=dict(os.environ, PYTHONPATH=str(root)))
+    children: list[int] = []
+    try:
+        children = [int(pid) for pid in parent.stdout.readline().split()]   # type: ignore[union-attr]
+        assert children, "the training process did not start"
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in children):
+            time.sleep(0.1)
+        alive = [pid for pid in children if Path(f"/proc/{pid}").exists()
+                 and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]]
+        assert not alive, f"training process(es) {alive} outlived their parent"
+    finally:
+        parent.kill()
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

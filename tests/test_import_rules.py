@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOMAIN = ("bms_wrapper", "bacnet_server", "forecast", "shades", "demand_response")
 #: esus's rooms, lowest first; a module may import its own room and the rooms below it.
-ESUS_FLOORS = {"settings": 0, "runtime": 0, "state": 1, "parts": 2, "demo": 3, "service": 4, "cli": 5,
+ESUS_FLOORS = {"settings": 0, "runtime": 0, "state": 1, "parts": 2, "service": 3, "demo": 4, "cli": 5,
                "__main__": 6}
 
 

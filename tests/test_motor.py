@@ -118,6 +118,8 @@ class MotorMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         self.motor.close()
+        self.motor.up.close()
+        self.motor.down.close()
 
 
 MotorMachine.TestCase.settings = settings(max_examples=500, stateful_step_count=40, deadline=None)

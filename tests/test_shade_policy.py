@@ -155,3 +155,21 @@ def test_season_from_rooms_then_forecast_then_hysteresis_then_calendar() -> None
     assert choose_season(middle, 17.0, 1, 18.0, 1.0, COOLING) == (COOLING, "unchanged (between the thresholds)")
     assert choose_season((), None, 7, 18.0, 1.0, None)[0] == COOLING
     assert choose_season((), None, 12, 18.0, 1.0, None)[0] == HEATING
+
+
+def test_the_decision_keeps_its_whole_trace() -> None:
+    """Which rule matched, which passed and why, and a rate limit that held a move back."""
+    s = BASE
+    decision = decide(s, PolicySettings())
+    rules = [(t.rule, t.outcome) for t in decision.trace]
+    assert rules[:4] == [("wind_frost", "passed"), ("bas_command", "passed"), ("wall_switch", "passed"),
+                         ("kill_switch", "passed")]
+    assert rules[-1] == ("preemptive_cooling", "matched") and decision.target_pct == 100.0
+    assert decision.trace[0].why == "no wind or frost lockout"
+    soon = decide(replace(s, last_auto_move=s.now - timedelta(minutes=5)), PolicySettings())
+    assert soon.target_pct is None and soon.trace[-1].outcome == "limited"
+    assert soon.trace[-1].why.startswith("next move from") and "preemptive_cooling limited" in soon.explain()
+    night = decide(replace(s, sun_up=False, sun_start=None, sun_end=None), PolicySettings())
+    passed = {t.rule: t.why for t in night.trace if t.outcome == "passed"}
+    assert passed["preemptive_cooling"] == "the sun does not reach the façade today"
+    assert night.trace[-1].rule == "night"

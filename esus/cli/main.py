@@ -51,7 +51,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         install_signal_handlers(stop)
-        await Service(settings, clock).run(stop)
+        if settings.demo:
+            from esus.demo import demo_service
+            service = demo_service(settings, clock)
+        else:
+            service = Service(settings, clock)
+        await service.run(stop)
 
     try:
         asyncio.run(main())
@@ -109,10 +114,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def _bms_adapter(settings: Settings, max_in_flight: int | None = None) -> Iterator:
     """The configured BMS, or in the demo a simulated one; closed (and stopped) afterwards."""
-    from esus.parts.bms import make_adapter, start_simulator
+    from esus.demo import simulated_bms_adapter, start_simulated_bms
+    from esus.parts.bms import make_adapter
 
-    simulator = start_simulator(settings) if settings.bms is None and settings.demo else None
-    adapter = make_adapter(settings, simulator.url if simulator else None, max_in_flight)
+    simulator = start_simulated_bms(settings) if settings.bms is None and settings.demo else None
+    adapter = simulated_bms_adapter(settings, simulator, max_in_flight) if simulator else \
+        make_adapter(settings, max_in_flight)
     try:
         yield adapter
     finally:

@@ -1,5 +1,6 @@
 """The BMS in the service: the five-minute poller, samples into the history store and InfluxDB,
-high-water marks in the store's state, and (in the demo) a simulated BMS."""
+high-water marks in the store's state. The adapter it polls is built outside (the site's from
+settings, the demo's simulated one) and handed in."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from bms_wrapper.adapters import AauBmsV1
 from bms_wrapper.poller import PointRef, Poller, PollReport, resolve_points
 from bms_wrapper.samples import Sample
-from bms_wrapper.simulator import SimPoint, SimulatedBms
 from bms_wrapper.transport import BasicAuth, BmsError, Transport
 from esus.runtime.clock import Clock
 from esus.settings.config import Settings
@@ -19,9 +19,6 @@ from esus.state.store import HistoryStore
 from esus.state.telemetry import Telemetry, line
 
 log = logging.getLogger(__name__)
-
-DEMO_USER, DEMO_PASSWORD = "esus", "esus-demo"
-
 
 def series_name(point: int) -> str:
     return f"bms.{point}"
@@ -31,29 +28,27 @@ def configured_points(settings: Settings) -> list[PointRef]:
     return [PointRef(p.externallogid, p.source, p.room, p.kind, p.unit) for p in settings.site.bms.points]
 
 
-def start_simulator(settings: Settings, clock: Clock | None = None) -> SimulatedBms:
-    points = [SimPoint(p.externallogid, p.source, p.kind) for p in settings.site.bms.points]
-    simulator = SimulatedBms(points, DEMO_USER, DEMO_PASSWORD, now=clock.now if clock else lambda: datetime.now(UTC))
-    return simulator.start()
-
-
-def make_adapter(settings: Settings, url: str | None = None, max_in_flight: int | None = None) -> AauBmsV1:
+def adapter_for(settings: Settings, url: str, auth: BasicAuth, max_in_flight: int | None = None) -> AauBmsV1:
+    """An AAU BMS API v1 adapter at `url` with the site file's timeouts and concurrency."""
     bms = settings.site.bms
-    if url is not None:
-        auth = BasicAuth(DEMO_USER, DEMO_PASSWORD)
-    elif settings.bms is not None:
-        url, auth = settings.bms.url, BasicAuth(settings.bms.user, settings.bms.password.get_secret_value())
-    else:
-        raise BmsError("no BMS configured: set ESUS_BMS_URL, ESUS_BMS_USER and ESUS_BMS_PASSWORD")
     return AauBmsV1(Transport(url, auth, read_timeout_s=bms.timeout_s,
                               max_in_flight=max_in_flight or bms.max_in_flight))
 
 
+def make_adapter(settings: Settings, max_in_flight: int | None = None) -> AauBmsV1:
+    """The site's BMS from settings; raises BmsError when none is configured."""
+    if settings.bms is None:
+        raise BmsError("no BMS configured: set ESUS_BMS_URL, ESUS_BMS_USER and ESUS_BMS_PASSWORD")
+    auth = BasicAuth(settings.bms.user, settings.bms.password.get_secret_value())
+    return adapter_for(settings, settings.bms.url, auth, max_in_flight)
+
+
 class BmsService:
-    def __init__(self, settings: Settings, store: HistoryStore, telemetry: Telemetry, clock: Clock) -> None:
+    def __init__(self, settings: Settings, store: HistoryStore, telemetry: Telemetry, clock: Clock,
+                 adapter: AauBmsV1) -> None:
+        """Takes over `adapter` (closed with this service)."""
         self.settings, self.store, self.telemetry, self.clock = settings, store, telemetry, clock
-        self.simulator = start_simulator(settings, clock) if settings.demo and settings.bms is None else None
-        self.adapter = make_adapter(settings, self.simulator.url if self.simulator else None)
+        self.adapter = adapter
         self.configured = configured_points(settings)
         bms = settings.site.bms
         self.poller = Poller(self.adapter, self.configured, known=self._known, get_mark=self._get_mark,
@@ -68,8 +63,6 @@ class BmsService:
 
     def close(self) -> None:
         self.adapter.transport.close()
-        if self.simulator is not None:
-            self.simulator.stop()
 
     @property
     def errors(self) -> int:

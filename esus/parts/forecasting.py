@@ -13,7 +13,7 @@ from datetime import datetime
 
 from esus.parts.bacnet import BacnetBridge
 from esus.parts.power import POWER_SERIES, PowerInput
-from esus.parts.training_job import RecentPower, train_from_store
+from esus.parts.training_job import RecentPower, train_from_store, training_process_setup
 from esus.runtime.clock import Clock
 from esus.settings.config import Settings
 from esus.state.files import StateFiles
@@ -151,7 +151,7 @@ class ForecastService:
         context = multiprocessing.get_context("spawn")
         self.trainings += 1
         # At low CPU priority: on a small board BACnet and the shades answer first, training waits.
-        pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=os.nice,
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=training_process_setup,
                                    initargs=(TRAINING_NICENESS,))
         try:
             future = pool.submit(self.job, str(self.store.path), str(candidate), int(due.timestamp()))

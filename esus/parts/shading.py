@@ -10,6 +10,7 @@ import logging
 from datetime import UTC, date, datetime, time, timedelta
 
 import pandas as pd
+from gpiozero.pins import Factory
 from pvlib.location import Location
 
 from bacnet_server.points import SHADE_MODES
@@ -42,17 +43,9 @@ def location_of(settings: Settings) -> Location:
     return site_location(info.latitude, info.longitude, info.altitude_m, info.timezone)
 
 
-def pin_factory_for(settings: Settings) -> object | None:
-    """Mock pins in the demo (nothing is switched); gpiozero's default (lgpio) on a site."""
-    if settings.demo:
-        from gpiozero.pins.mock import MockFactory
-        return MockFactory()
-    return None
-
-
 class ShadesService:
     def __init__(self, settings: Settings, store: HistoryStore, bacnet: BacnetBridge, bms: BmsService | None,
-                 telemetry: Telemetry, clock: Clock, pin_factory: object | None = None,
+                 telemetry: Telemetry, clock: Clock, pin_factory: Factory | None = None,
                  health: Health | None = None) -> None:
         self.settings, self.store, self.bacnet, self.bms = settings, store, bacnet, bms
         self.telemetry, self.clock = telemetry, clock
@@ -73,7 +66,7 @@ class ShadesService:
         self.coordinator = ShadeCoordinator(
             self.shades, list(self.shades.groups), self.location, self.tz, clock.now, clock.monotonic,
             load=self._load, save=self._save, inputs=self.inputs, weather=self.weather.weather,
-            pin_factory=pin_factory if pin_factory is not None else pin_factory_for(settings),
+            pin_factory=pin_factory,
             on_status=self._publish, hold_minutes=self.shades.manual_hold_minutes, lockout=lockout)
         self.gain_kwh: dict[int, float] = {}
         self._gain_day: str | None = None
@@ -85,18 +78,22 @@ class ShadesService:
     # -- state in the history store --------------------------------------------------------------
 
     def _load(self, key: str) -> dict | None:
-        text = self.store.get_state(key)
-        try:
-            return json.loads(text) if text else None
-        except ValueError:
+        value = self.store.get_state(key)
+        if isinstance(value, str):   # before 0.2 the state was JSON text inside the JSON column
+            try:
+                value = json.loads(value)
+            except ValueError:
+                value = None
+        if value is not None and not isinstance(value, dict):
             log.warning("stored state %s is unreadable: starting it afresh", key)
             return None
+        return value
 
     def _save(self, key: str, value: dict) -> None:
         """Write only what changed: the coordinator saves every group on every pass."""
         text = json.dumps(value, sort_keys=True)
         if self._saved.get(key) != text:
-            self.store.set_state(key, text)
+            self.store.set_state(key, value)
             self._saved[key] = text
 
     # -- BACnet ----------------------------------------------------------------------------------

@@ -47,7 +47,7 @@ class SiteInfo(Model):
         return ZoneInfo(self.timezone)
 
 
-class PowerInput(Model):
+class PowerSettings(Model):
     """Range and freshness of the building power the BAS writes into input-power-meter."""
 
     min_kw: float = -100.0
@@ -55,7 +55,7 @@ class PowerInput(Model):
     stale_after_minutes: float = Field(default=5.0, gt=0, le=1440)
 
     @model_validator(mode="after")
-    def _ordered(self) -> PowerInput:
+    def _ordered(self) -> PowerSettings:
         if self.min_kw >= self.max_kw:
             raise ValueError(f"min_kw ({self.min_kw}) must be below max_kw ({self.max_kw})")
         return self
@@ -289,7 +289,7 @@ class DemandResponseSettings(Model):
 
 class Site(Model):
     site: SiteInfo
-    power: PowerInput = PowerInput()
+    power: PowerSettings = PowerSettings()
     forecast: ForecastSettings = ForecastSettings()
     history: HistorySettings = HistorySettings()
     bms: BmsSettings = BmsSettings()
