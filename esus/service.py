@@ -144,7 +144,7 @@ class Service:
     def _power_status(self, now: datetime) -> str:
         if self.power.last_value is None:
             return "power: no BAS write yet"
-        mean = self.power.mean_kw(15, now)
+        mean = self.forecast.live.mean_15min_kw if self.forecast.live else None
         stale = f"  STALE (no write for over {self.settings.site.power.stale_after_minutes:g} min)" \
             if self.power.is_stale(now) else ""
         mean_text = f"{mean:.2f}" if mean is not None else "-"

@@ -154,6 +154,9 @@ def test_recent_power_window_matches_a_fresh_read_as_minutes_pass(tmp_path: Path
             store.append_many({POWER_SERIES: [(float(now - 60 * i), 5.0) for i in range(200)]})
         live, whole = recent.grid(now), power_grid(store, now - 2 * 86400, now + 1)
         assert live.t0_s == whole.t0_s and np.array_equal(live.values, whole.values, equal_nan=True), step
+        last_t, last_v = recent.last(900, now)   # the 15 minutes the mean and the slope are taken from
+        read_t, read_v = store.range(POWER_SERIES, now - 900, now + 1)
+        assert np.array_equal(last_t, read_t) and np.array_equal(last_v, read_v), step
     store.close()
 
 

@@ -231,7 +231,7 @@ async def test_a_background_loop_that_crashes_is_restarted_with_backoff(
             setattr(target, name, broken_async)
         else:
             setattr(target, name, broken)
-        service.supervisor.healthy_after_s = 0.5
+        service.supervisor.healthy_after_s = 3.0   # longer than the writer's one second between requests
 
     async with running_service(tmp_path, prepare) as r:
         await shows_fault(r, part)

@@ -92,7 +92,7 @@ class ForecastService:
         """Forecast, 15-minute mean and slope from the recent history (runs in a worker thread)."""
         now_s = int(now.timestamp())
         grid = self.recent.grid(now_s)
-        recent_t, recent_v = self.store.range(POWER_SERIES, now_s - 15 * 60, now_s + 1)
+        recent_t, recent_v = self.recent.last(15 * 60, now_s)
         mean = float(recent_v.mean()) if recent_v.size else None
         slope = rate_of_change_kw_per_min(recent_t, recent_v)
         forecast = forecast_now(grid, self.model) if grid is not None else None

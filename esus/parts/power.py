@@ -65,9 +65,3 @@ class PowerInput:
     def is_stale(self, now: datetime | None = None) -> bool:
         now = now or self.clock.now()
         return self.last_write is None or now - self.last_write > self.stale_after
-
-    def mean_kw(self, minutes: float, now: datetime | None = None) -> float | None:
-        """Mean of the readings in the last `minutes` (None when there are none)."""
-        now = now or self.clock.now()
-        _, values = self.store.range(POWER_SERIES, now - timedelta(minutes=minutes), now + timedelta(seconds=1))
-        return float(values.mean()) if values.size else None

@@ -34,7 +34,8 @@ def _grid(times: np.ndarray, values: np.ndarray):
 
 class RecentPower:
     """The last `days` of power, kept in memory and topped up from the store each minute: the
-    live forecast reads a few new rows, not four weeks of history, every minute."""
+    live forecast reads a few new rows, not four weeks of history, every minute. The one source
+    of recent power: the forecast's grid, the 15-minute mean and the slope all come from it."""
 
     #: Re-read this much before the newest cached sample: a late or corrected write is picked up.
     REREAD_S = 600
@@ -58,6 +59,11 @@ class RecentPower:
             self.times, self.values = self.store.range(POWER_SERIES, start, end)
         self._covered = (start, end)
         return _grid(self.times, self.values)
+
+    def last(self, seconds: int, now_s: int) -> tuple[np.ndarray, np.ndarray]:
+        """The cached samples of the `seconds` up to `now_s` (after `grid(now_s)` has topped up)."""
+        keep = (self.times >= now_s - seconds) & (self.times <= now_s)
+        return self.times[keep], self.values[keep]
 
 
 def training_process_setup(niceness: int) -> None:

@@ -4,7 +4,10 @@ Oldest lines first; a batch is deleted only after a 2xx. A 400/422 batch is spli
 the refused lines are found: those go to the dead letter, the rest of the batch flows. While the
 server is away the writer backs off (exponential, jittered, at most a minute) and the lines wait
 on disk. An idle writer does not poll: the outbox wakes it when lines are put, and it gathers for a
-second before it sends, so a burst of lines goes in one request. All waits are on the injected clock.
+second before it sends, so a burst of lines goes in one request. Its waits are on the injected
+clock, but for one: requests are at least a real second apart, because that pace is the server's
+and the network's, not the building's (on a 600x clock a one-second gather would otherwise be
+hundreds of requests a second, each a commit in the history file the BACnet writes wait for).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -28,6 +32,7 @@ log = logging.getLogger(__name__)
 
 BATCH_LINES = 5000
 GATHER_S = 1.0            # after a wake, so the lines of one tick go in one request
+MIN_SEND_INTERVAL_S = 1.0  # real seconds between two requests (see above)
 IDLE_CHECK_S = 60.0       # an idle writer looks anyway this often (lines put by another process)
 FINAL_FLUSH_S = 5.0
 MAX_BACKOFF_S = 60.0
@@ -79,6 +84,7 @@ class InfluxWriter:
         self.last_error: str | None = None
         self._waiting = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._sent_at = -math.inf   # time.monotonic() of the last request
 
     def deliver(self, ids: list[int], lines: list[str]) -> None:
         """Send one batch; on a 400/422 isolate the refused lines. Raises SendError to retry later."""
@@ -135,6 +141,8 @@ class InfluxWriter:
 
     async def _send_forever(self) -> None:
         while True:
+            await asyncio.sleep(max(0.0, self._sent_at + MIN_SEND_INTERVAL_S - time.monotonic()))
+            self._sent_at = time.monotonic()
             try:
                 sent = await asyncio.to_thread(self.step)
             except SendError as exc:

@@ -71,14 +71,29 @@ def check_forecasts(week: Week) -> list[Check]:
         return [Check("forecast", False, "no forecast from a trained model was ever published")]
     after = [r for r in rows if r["t"] >= first_model["t"]]
     refilling = restart_refill(week)  # the fallback may speak while the last 15 minutes refill (next check)
+    restarted = week.obs.starts[-1] if len(week.obs.starts) > 1 else None
+
+    def refill(r: dict) -> bool:
+        """Read while the restarted service refilled its input: by the minute it stands for, or
+        (a read this BAS made late, across the restart) by when it was answered."""
+        if refilling is None:
+            return False
+        return refilling[0] <= r["t"] < refilling[1] or (
+            restarted is not None and restarted <= r.get("at", r["t"]) < refilling[1])
+
     bad = [r["t"] for r in after if not r["one-hour-future-power.fault"]
-           and "method: model" not in r["one-hour-future-power.description"]
-           and not (refilling and refilling[0] <= r["t"] < refilling[1])]
+           and "method: model" not in r["one-hour-future-power.description"] and not refill(r)]
     faulted = sum(r["one-hour-future-power.fault"] for r in after)
     minutes = int((week.timeline.end - first_model["t"]).total_seconds() // 60)
-    checks = [Check("forecast every minute after the first training", not bad and len(after) >= 0.95 * minutes,
-                    f"model from {first_model['t'].astimezone(TZ):%a %H:%M}; {len(after)} of {minutes} minutes "
-                    f"answered, {faulted} with a fault flag, {len(bad)} without the model")]
+    # The BAS skips the minutes it falls behind the 600x clock on a busy machine: that lag is the
+    # test's own and is said, not counted against the service, which is judged on what was asked.
+    asked = sum(r["t"] >= first_model["t"] for r in week.obs.reads)
+    lag = f"; the test's BAS fell behind the clock and skipped {minutes - asked} minutes" if asked < minutes else ""
+    judged = asked >= 0.5 * minutes   # below that the run says too little to pass
+    checks = [Check("forecast every minute after the first training",
+                    judged and not bad and len(after) >= 0.95 * asked,
+                    f"model from {first_model['t'].astimezone(TZ):%a %H:%M}; {len(after)} of {asked} minutes read "
+                    f"answered, {faulted} with a fault flag, {len(bad)} without the model{lag}")]
     if len(week.obs.starts) > 1:
         log = (week.workdir / f"service-{week.processes}.log").read_text()
         reloaded = "forecast model loaded" in log and "no model: training now" not in log

@@ -281,6 +281,7 @@ class Week:
                 row["answered"] = False
             else:
                 row["answered"] = True
+            row["at"] = self.clock.now()   # when it was answered: later than "t" when this BAS lags
             self.obs.reads.append(row)
             minute = max(minute + timedelta(minutes=1),
                          self.clock.now().replace(second=0, microsecond=0) + timedelta(minutes=1))
