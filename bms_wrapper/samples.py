@@ -49,7 +49,7 @@ def _number(value: object) -> float | None:
     if isinstance(value, bool):
         return float(value)
     try:
-        number = float(value)  # type: ignore[arg-type]
+        number = float(value)  # type: ignore[arg-type] # any JSON value: the except takes what is no number
     except (TypeError, ValueError):
         return None
     return number if math.isfinite(number) else None

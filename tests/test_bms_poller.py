@@ -15,7 +15,7 @@ from bms_wrapper.adapters import AauBmsV1
 from bms_wrapper.poller import PointRef, backfill
 from bms_wrapper.simulator import Faults, SimPoint, SimulatedBms
 from bms_wrapper.transport import BasicAuth, Transport
-from esus.parts.bms import BmsService, series_name
+from esus.parts.bms import BmsService, make_adapter, series_name
 from esus.runtime.clock import ManualClock
 from esus.settings.config import load_settings
 from esus.state.outbox import Outbox
@@ -33,7 +33,8 @@ class Rig:
         self.settings = load_settings(env)
         self.store = HistoryStore(self.settings.state_dir / "history.db")
         self.outbox = Outbox(self.store)
-        self.service = BmsService(self.settings, self.store, Telemetry(self.outbox, "TMV23"), clock)
+        self.service = BmsService(self.settings, self.store, Telemetry(self.outbox, "TMV23"), clock,
+                                  make_adapter(self.settings))
 
     def poll(self, clock: ManualClock) -> None:
         asyncio.run(self.service.poll(clock.now()))
