@@ -115,8 +115,9 @@ class Supervisor:
     def __init__(self, health: Health, clock: Clock, *, first_backoff_s: float = FIRST_BACKOFF_S,
                  max_backoff_s: float = MAX_BACKOFF_S, healthy_after_s: float = HEALTHY_AFTER_S) -> None:
         self.health, self.clock = health, clock
-        self.first_backoff_s, self.max_backoff_s, self.healthy_after_s = first_backoff_s, max_backoff_s, \
-            healthy_after_s
+        self.first_backoff_s = first_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.healthy_after_s = healthy_after_s
         self.restarts: dict[str, int] = {}
 
     async def keep_running(self, name: str, loop: Loop) -> None:
