@@ -1,48 +1,99 @@
-"""A small BAS-side client: writes a point of another device the way a BAS does.
+"""Reads and writes other devices' properties: the one BACnet client of esus.
 
-The demo uses it to write the replayed meter into input-power-meter over real BACnet/IP.
+bacpypes3 reports a device's Error, Reject or Abort by raising it from one call and returning it from
+another (and returns a string or None for a reply it cannot decode); here each of these, a timeout and a
+bad address become one `BacnetClientError` whose text says who refused what and why. The client works
+through a bacpypes3 Application: esus's own device (a device is client and server on one port), or a
+device of its own on a port beside it (the demo's BAS, `esus doctor`).
 """
 
 from __future__ import annotations
 
-import logging
+import asyncio
+from collections.abc import Callable
+from typing import Any
 
 from bacpypes3.apdu import ErrorRejectAbortNack
 from bacpypes3.app import Application
 from bacpypes3.local.device import DeviceObject
 from bacpypes3.local.networkport import NetworkPortObject
-from bacpypes3.primitivedata import Real
+from bacpypes3.primitivedata import Null
 
-log = logging.getLogger(__name__)
-
-
-class BacnetWriteError(Exception):
-    pass
+TIMEOUT_S = 10.0
 
 
-class BasClient:
-    """A minimal BACnet device that writes presentValues to a target device."""
+class BacnetClientError(Exception):
+    """A device refused a request, did not answer, or the request could not be made."""
 
-    def __init__(self, address: str, instance: int, name: str = "esus-demo-bas") -> None:
-        self.address, self.instance, self.name = address, instance, name
-        self.app: Application | None = None
 
-    def start(self) -> None:
-        device = DeviceObject(objectIdentifier=("device", self.instance), objectName=self.name,
-                              vendorIdentifier=999)
-        port = NetworkPortObject(self.address, objectIdentifier=("network-port", 1), objectName="port-1")
-        self.app = Application.from_object_list([device, port])
+class BacnetClient:
+    """ReadProperty and WriteProperty with one error type and a deadline on each request."""
 
-    async def write_real(self, target: str, object_id: str, value: float, priority: int) -> None:
-        """WriteProperty presentValue; raises BacnetWriteError with the device's answer."""
-        if self.app is None:
-            raise RuntimeError("start() the client first")
-        reply = await self.app.write_property(target, object_id, "present-value", Real(value),
-                                              priority=priority)
+    def __init__(self, app: Application | Callable[[], Application | None], timeout_s: float = TIMEOUT_S) -> None:
+        """`app` is an Application, or a function giving the one in use (None while it is not running)."""
+        self._app, self.timeout_s = app, timeout_s
+        self._own: Application | None = None
+
+    @classmethod
+    def own_device(cls, address: str, instance: int, name: str, timeout_s: float = TIMEOUT_S) -> BacnetClient:
+        """A client with a device of its own at `address` ("ip/prefix:port"), built on first use (in the
+        running event loop, as bacpypes3 needs) and closed by `close`."""
+        client = cls(lambda: None, timeout_s)
+
+        def device() -> Application:
+            if client._own is None:
+                client._own = Application.from_object_list([
+                    DeviceObject(objectIdentifier=("device", instance), objectName=name, vendorIdentifier=999),
+                    NetworkPortObject(address, objectIdentifier=("network-port", 1), objectName="port-1")])
+            return client._own
+
+        client._app = device
+        return client
+
+    def application(self) -> Application:
+        app = self._app() if callable(self._app) else self._app
+        if app is None:
+            raise BacnetClientError("the BACnet device is not running")
+        return app
+
+    async def read(self, address: str, object_id: str, property: str = "present-value") -> Any:
+        """The property's value, cast to its datatype."""
+        what = f"{address} {object_id} {property}"
+        value = await self._ask(what, self.application().read_property(address, object_id, property))
+        if value is None:   # bacpypes3's answer to a reply that is not a ReadPropertyACK
+            raise BacnetClientError(f"{what}: the answer was not a value")
+        return value
+
+    async def write(self, address: str, object_id: str, value: Any, *, property: str = "present-value",
+                    priority: int | None = None) -> None:
+        """Write `value` (cast to the property's datatype); None writes NULL, which relinquishes `priority`."""
+        shown = "NULL" if value is None else repr(value)
+        at = "" if priority is None else f" at priority {priority}"
+        what = f"{address} {object_id} {property} = {shown}{at}"
+        encoded = Null(()) if value is None else value
+        reply = await self._ask(what, self.application().write_property(address, object_id, property, encoded,
+                                                                         priority=priority))
+        if reply is not None:   # a simple ACK returns None
+            raise BacnetClientError(f"{what}: unexpected reply {reply!r}")
+
+    async def _ask(self, what: str, request: Any) -> Any:
+        try:
+            reply = await asyncio.wait_for(request, self.timeout_s)
+        except TimeoutError:
+            raise BacnetClientError(f"{what}: no answer within {self.timeout_s:g} s") from None
+        except ErrorRejectAbortNack as answer:   # a BaseException in bacpypes3
+            reply = answer
+        except (ValueError, TypeError, KeyError, AttributeError, OSError) as exc:
+            # a value the datatype cannot take, an unknown object type or property text, a bad address
+            raise BacnetClientError(f"{what}: {type(exc).__name__}: {exc}") from None
         if isinstance(reply, ErrorRejectAbortNack):
-            raise BacnetWriteError(f"{target} refused {object_id} = {value}: {reply}")
+            raise BacnetClientError(f"{what}: refused: {reply}")
+        if isinstance(reply, str):   # bacpypes3's "-no object class-" and "-no property type-"
+            raise BacnetClientError(f"{what}: {reply.strip('-')}")
+        return reply
 
     def close(self) -> None:
-        if self.app is not None:
-            self.app.close()
-            self.app = None
+        """Closes the device this client built, if any (an Application handed in stays its owner's)."""
+        if self._own is not None:
+            self._own.close()
+            self._own = None

@@ -12,14 +12,25 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from demand_response.actions import ShedAction, Value, desired_values
-from demand_response.bacnet_writer import PointWriter, ShedWriteError
 from demand_response.ledger import Event, Ledger, Override
 
 log = logging.getLogger(__name__)
 
 STAGE_DELAY_S = 5.0  # between one controller's write and the next's, so the load steps down gently
+
+
+class ShedWriteError(Exception):
+    """A controller did not take a write (refused it, or did not answer)."""
+
+
+class PointWriter(Protocol):
+    """Writes an action's shed value to its point, or NULL at its priority when value is None (the composer
+    gives one over BACnet); raises ShedWriteError with one line saying why a write was not taken."""
+
+    async def write(self, action: ShedAction, value: Value | None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -126,8 +137,7 @@ class Shedder:
             await self.writer.write(action, value)
         except ShedWriteError as exc:
             self.ledger.failed(action.name, str(exc), self.clock())
-            log.warning("demand response: %s (%s %s) not %s: %s; retrying", action.name, action.address,
-                        action.object_id, what, exc)
+            log.warning("demand response: %s not %s: %s; retrying", action.name, what, exc)
             return
         self.ledger.succeeded(action.name, self.clock())
         log.info("demand response: %s (%s %s, priority %d) %s", action.name, action.address, action.object_id,

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from gpiozero.pins.mock import MockFactory
 
-from bacnet_server.client import BasClient
+from bacnet_server.client import BacnetClient
 from bms_wrapper.adapters import AauBmsV1
 from bms_wrapper.simulator import SimPoint, SimulatedBms
 from bms_wrapper.transport import BasicAuth
@@ -143,14 +143,12 @@ class SimulatedBas:
 
     def __init__(self, settings: Settings) -> None:
         address = settings.bacnet
-        self.client = BasClient(f"{address.ip}/{address.interface.network.prefixlen}:{address.port + 1}",
-                                BAS_INSTANCE)
+        self.client = BacnetClient.own_device(
+            f"{address.ip}/{address.interface.network.prefixlen}:{address.port + 1}", BAS_INSTANCE, "esus-demo-bas")
         self.target = f"{address.ip}:{address.port}"
 
     async def write_power(self, kw: float) -> None:
-        if self.client.app is None:   # started on first use, in the running event loop
-            self.client.start()
-        await self.client.write_real(self.target, "analog-value,1", kw, BAS_PRIORITY)
+        await self.client.write(self.target, "analog-value,1", kw, priority=BAS_PRIORITY)
 
     def close(self) -> None:
         self.client.close()

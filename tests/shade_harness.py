@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 from gpiozero.pins.mock import MockFactory
 
+from esus.parts.shading import lockout_settings
 from esus.settings.config import example_site_path
 from esus.settings.site import load_site
 from shades.coordinator import Inputs, ShadeCoordinator
-from shades.lockout import LockoutSettings
 from shades.planner import GroupDay
 from shades.solar import site_location
 
@@ -75,8 +75,7 @@ class Rig:
             SHADES, list(SHADES.groups), LOCATION, TZ, self.time.now, self.time.monotonic,
             load=self.saved.get, save=self.saved.__setitem__, inputs=lambda: self.inputs,
             pin_factory=self.factory, hold_minutes=SHADES.manual_hold_minutes,
-            lockout=LockoutSettings(SHADES.wind_retract_mps, SHADES.wind_release_mps,
-                                    SHADES.wind_release_minutes * 60))
+            lockout=lockout_settings(SHADES))
         for number, c in self.coordinator.groups.items():
             for relay_name in ("up", "down"):
                 self._watch(number, relay_name, getattr(c.motor, relay_name))

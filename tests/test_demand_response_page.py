@@ -16,12 +16,13 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 
+from bacnet_server.client import BacnetClient
 from demand_response.actions import ShedAction
-from demand_response.bacnet_writer import BacnetWriter
 from demand_response.ledger import Event, Ledger
 from demand_response.page import COOKIE, MAX_FAILURES, OperatorPage, load_secret
 from demand_response.passwords import hash_password
 from demand_response.shedder import Shedder
+from esus.parts.demand import ShedPointWriter
 from tests.bacnet_harness import free_udp_port
 from tests.dr_targets import Target, start_client, start_target
 from tests.tsdb import free_tcp_port
@@ -48,7 +49,7 @@ async def operator_page(tmp: Path) -> AsyncIterator[Scene]:
                        ShedAction("Chiller limit", target.address, "analog-output,2", {1: 50.0}),
                        ShedAction("Fan of an offline controller", f"127.0.0.1:{free_udp_port()}", "binary-output,3",
                                   {1: "inactive"})],
-                      ledger, BacnetWriter(client, timeout_s=1.0), stage_delay_s=0.0)
+                      ledger, ShedPointWriter(BacnetClient(client, timeout_s=1.0)), stage_delay_s=0.0)
     shedder.put_event(Event("e1", 2, time.time() - 60, time.time() + 3600))
     await shedder.reconcile()
     wake = asyncio.Event()
@@ -139,7 +140,7 @@ async def test_an_operator_logs_in_sees_the_event_and_releases_one_override(tmp_
     assert seen["states"]["Chiller limit"] == "released by an operator for this event"
     assert seen["states"]["AHU-1 supply air <setpoint>"] == "overridden"    # and its name shown as text
     offline = seen["states"]["Fan of an offline controller"]
-    assert offline.startswith("not reached, retrying") and "did not answer within 1 s" in offline
+    assert offline.startswith("not reached, retrying") and "no answer within 1 s" in offline
 
 
 async def logged_in(session: aiohttp.ClientSession, url: str) -> None:

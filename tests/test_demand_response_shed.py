@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 
+from bacnet_server.client import BacnetClient
 from demand_response.actions import ShedAction
-from demand_response.bacnet_writer import BacnetWriter
 from demand_response.ledger import Event, Ledger
 from demand_response.shedder import Shedder
+from esus.parts.demand import ShedPointWriter
 from tests.bacnet_harness import free_udp_port
 from tests.dr_targets import Target, start_client, start_target
 
@@ -44,7 +45,7 @@ def actions(target: Target, *, dead_address: str | None = None) -> list[ShedActi
     ]
 
 
-class RecordingWriter(BacnetWriter):
+class RecordingWriter(ShedPointWriter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.sent: list[tuple[str, object]] = []
@@ -72,7 +73,7 @@ class Scene:
             self.pauses.append(seconds)
             await asyncio.sleep(0)
         self.ledger = Ledger(self.tmp / "dr.sqlite")
-        self.writer = RecordingWriter(self.client, timeout_s=self.writer_timeout_s)
+        self.writer = RecordingWriter(BacnetClient(self.client, timeout_s=self.writer_timeout_s))
         self.shedder = Shedder(actions(self.target, dead_address=self.dead_address), self.ledger, self.writer,
                                stage_delay_s=5.0, clock=self.clock, sleep=pause)
 
@@ -200,7 +201,7 @@ async def test_a_controller_that_does_not_answer_delays_no_other_and_is_retried(
         await s.shedder.reconcile()
         assert s.slots() == {"sp": 22.0, "limit": 50.0, "fan": None}
         fan = s.ledger.overrides()["fan off"]
-        assert fan.state == "failed" and "did not answer" in fan.error and fan.attempts == 1
+        assert fan.state == "failed" and "no answer within" in fan.error and fan.attempts == 1
         await s.shedder.reconcile()
         assert s.ledger.overrides()["fan off"].attempts == 2
         late = start_target(702, port=port)                  # the controller is back
@@ -223,7 +224,7 @@ async def test_a_refused_write_names_the_point_and_the_answer(tmp_path: Path) ->
         await s.shedder.reconcile()
         missing = s.ledger.overrides()["missing point"]
         assert missing.state == "failed"
-        assert "refused analog-value,99 present-value = 1.0 at priority 10" in missing.error
+        assert "analog-value,99 present-value = 1.0 at priority 10: refused" in missing.error
         assert "unknown-object" in missing.error
 
 

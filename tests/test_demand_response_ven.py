@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from demand_response import ven as ven_module
+from bacnet_server.client import BacnetClient
 from demand_response.actions import ShedAction
-from demand_response.bacnet_writer import BacnetWriter
 from demand_response.ledger import Ledger
 from demand_response.shedder import Shedder
+from esus.parts.demand import ShedPointWriter
 from demand_response.ven import Ven, VenConfig
 from tests.dr_targets import Target, start_client, start_target
 from tests.oadr_vtn import Vtn
@@ -39,7 +40,7 @@ async def building(tmp: Path, vtn: str | VenConfig, power_kw: float | None = 42.
     ledger = Ledger(tmp / "dr.sqlite")
     shedder = Shedder([ShedAction("setpoint", target.address, "analog-value,1", {1: 21.0, 2: 22.0}),
                        ShedAction("chiller", target.address, "analog-output,2", {2: 50.0})],
-                      ledger, BacnetWriter(client, timeout_s=2.0), stage_delay_s=0.05)
+                      ledger, ShedPointWriter(BacnetClient(client, timeout_s=2.0)), stage_delay_s=0.05)
     wake = asyncio.Event()
 
     async def reconcile_loop() -> None:

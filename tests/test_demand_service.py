@@ -148,8 +148,9 @@ async def test_doctor_reads_every_shed_point_and_names_the_one_that_does_not_ans
                                       "ESUS_OADR_VTN_URL": vtn.url, "ESUS_OADR_VEN_NAME": "tmv23"}, demo=False)
             problems, found = await probe(settings, 1.0)
             assert found[0] == f"VTN 127.0.0.1:{vtn.port} reachable" and found[1] == "1 of 2 shed points answer"
-            assert problems == [f"'Lower the east shades' ({settings.site.demand_response.actions[1].address} "
-                                "analog-value,111) did not answer within 1 s"]
+            silent = settings.site.demand_response.actions[1].address
+            assert problems == [f"'Lower the east shades': {silent} analog-value,111 present-value: no answer "
+                                "within 1 s: check the address, object and property"]
         problems, _ = await probe(settings, 1.0)                     # the VTN is gone
         assert problems[0].startswith(f"VTN 127.0.0.1:{vtn.port} cannot be reached")
     finally:

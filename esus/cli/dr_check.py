@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 from esus.parts.demand import modbus_meter_config
 from esus.settings.config import Settings
 
+DOCTOR_INSTANCE = 4194301   # a device instance of its own while the doctor asks
+
 
 async def probe(settings: Settings, timeout_s: float) -> tuple[list[str], list[str]]:
     """(problems, findings), each a short phrase."""
@@ -46,31 +48,21 @@ async def _read_shed_points(settings: Settings, timeout_s: float) -> list[str]:
     """One phrase per shed point that does not answer a ReadProperty of what esus would write."""
     import socket
 
-    from bacpypes3.apdu import ErrorRejectAbortNack
-    from bacpypes3.app import Application
-    from bacpypes3.local.device import DeviceObject
-    from bacpypes3.local.networkport import NetworkPortObject
+    from bacnet_server.client import BacnetClient, BacnetClientError
 
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:  # a free port beside esus's own
         sock.bind((settings.bacnet.ip, 0))
         port = sock.getsockname()[1]
     prefix = settings.bacnet.interface.network.prefixlen
-    app = Application.from_object_list([
-        DeviceObject(objectIdentifier=("device", 4194301), objectName="esus-doctor", vendorIdentifier=999),
-        NetworkPortObject(f"{settings.bacnet.ip}/{prefix}:{port}", objectIdentifier=("network-port", 1),
-                          objectName="port-1")])
+    client = BacnetClient.own_device(f"{settings.bacnet.ip}/{prefix}:{port}", DOCTOR_INSTANCE, "esus-doctor",
+                                     timeout_s)
     problems = []
     try:
         for action in settings.site.demand_response.actions:
-            where = f"'{action.name}' ({action.address} {action.object})"
             try:
-                await asyncio.wait_for(app.read_property(action.address, action.object, action.property), timeout_s)
-            except TimeoutError:
-                problems.append(f"{where} did not answer within {timeout_s:g} s")
-            except ErrorRejectAbortNack as answer:
-                problems.append(f"{where} answered {answer}: check the object and property")
-            except Exception as exc:  # noqa: BLE001 - a bad address or object text
-                problems.append(f"{where}: {type(exc).__name__}: {exc}")
+                await client.read(action.address, action.object, action.property)
+            except BacnetClientError as exc:
+                problems.append(f"'{action.name}': {exc}: check the address, object and property")
     finally:
-        app.close()
+        client.close()
     return problems

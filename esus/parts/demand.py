@@ -10,12 +10,12 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from demand_response.actions import ShedAction
-from demand_response.bacnet_writer import BacnetWriter
+from bacnet_server.client import BacnetClient, BacnetClientError
+from demand_response.actions import ShedAction, Value
 from demand_response.ledger import Ledger
 from demand_response.modbus_meter import ModbusMeter, ModbusMeterConfig
-from demand_response.shedder import Shedder, ShedState
-from demand_response.ven import Ven, VenConfig
+from demand_response.shedder import Shedder, ShedState, ShedWriteError
+from demand_response.ven import Ven
 from esus.parts.bacnet import BacnetBridge
 from esus.parts.power import PowerInput
 from esus.runtime.clock import Clock, sleep_or_wake
@@ -41,8 +41,16 @@ def modbus_meter_config(settings: Settings) -> ModbusMeterConfig | None:
     if config.meter != "modbus" or config.modbus is None:
         return None
     m = config.modbus
-    return ModbusMeterConfig(m.host, m.register_address, m.port, m.unit_id, m.register_type, m.data_type,
-                             m.byte_order, m.word_order, m.scale, m.poll_s, m.timeout_s)
+    return ModbusMeterConfig(host=m.host, register=m.register_address, port=m.port, unit_id=m.unit_id,
+                             register_type=m.register_type, data_type=m.data_type, byte_order=m.byte_order,
+                             word_order=m.word_order, scale=m.scale, poll_s=m.poll_s, timeout_s=m.timeout_s)
+
+
+def shed_actions(settings: Settings) -> list[ShedAction]:
+    """The site file's overrides as the shedder takes them."""
+    return [ShedAction(name=a.name, address=a.address, object_id=a.object, values=a.typed_values(),
+                       property=a.property, priority=a.priority, condition=a.when_sun_on)
+            for a in settings.site.demand_response.actions]
 
 
 class DemandService:
@@ -52,19 +60,16 @@ class DemandService:
         self.telemetry = telemetry
         self._recorded: tuple[object, float] | None = None   # what was last logged, and when
         config = settings.site.demand_response
-        self.actions = [ShedAction(a.name, a.address, a.object, a.typed_values(), a.property, a.priority,
-                                   a.when_sun_on) for a in config.actions]
+        self.actions = shed_actions(settings)
         self.ledger = Ledger(StateFiles(settings.state_dir).demand_response)
-        self.shedder = Shedder(self.actions, self.ledger, BacnetWriter(_DeviceApp(bacnet)),
+        self.shedder = Shedder(self.actions, self.ledger, ShedPointWriter(BacnetClient(lambda: bacnet.device.app)),
                                stage_delay_s=config.stage_delay_s, clock=lambda: self.clock.now().timestamp(),
                                sleep=clock.sleep, holds=self.sun_on)
         meter = modbus_meter_config(settings)
         self.meter = ModbusMeter(meter, clock.monotonic, clock.sleep) if meter is not None else None
         self.ven: Ven | None = None
         if settings.oadr is not None:
-            o = settings.oadr
-            self.ven = Ven(VenConfig(o.vtn_url, o.ven_name, o.ven_id, o.cert, o.key, o.ca_file, o.vtn_fingerprint),
-                           self.shedder, self.power_kw, self.wake, sleep=clock.sleep)
+            self.ven = Ven(settings.oadr, self.shedder, self.power_kw, self.wake, sleep=clock.sleep)
         elif self.actions:
             log.warning("shed actions are declared in the site file but ESUS_OADR_VTN_URL is unset: "
                         "no demand response event will come")
@@ -199,14 +204,15 @@ class DemandService:
         self.ledger.close()
 
 
-class _DeviceApp:
-    """esus's BACnet application, looked up at write time (it exists once the device has started)."""
+class ShedPointWriter:
+    """The shedder's writes over BACnet, through esus's own device."""
 
-    def __init__(self, bacnet: BacnetBridge) -> None:
-        self.bacnet = bacnet
+    def __init__(self, client: BacnetClient) -> None:
+        self.client = client
 
-    async def write_property(self, *args: object, **kwargs: object) -> object:
-        app = self.bacnet.device.app
-        if app is None:
-            raise RuntimeError("the BACnet device is not running")
-        return await app.write_property(*args, **kwargs)
+    async def write(self, action: ShedAction, value: Value | None) -> None:
+        try:
+            await self.client.write(action.address, action.object_id, value, property=action.property,
+                                    priority=action.priority)
+        except BacnetClientError as exc:
+            raise ShedWriteError(str(exc)) from None

@@ -19,6 +19,7 @@ from esus.parts.bms import BmsService
 from esus.runtime.clock import Clock
 from esus.runtime.supervisor import Health
 from esus.settings.config import Settings
+from esus.settings.site import ShadeSettings
 from esus.state.files import StateFiles
 from esus.state.store import HistoryStore
 from esus.state.telemetry import Telemetry
@@ -43,6 +44,12 @@ def location_of(settings: Settings) -> Location:
     return site_location(info.latitude, info.longitude, info.altitude_m, info.timezone)
 
 
+def lockout_settings(shades: ShadeSettings) -> LockoutSettings:
+    """The wind lockout's thresholds from the site file."""
+    return LockoutSettings(retract_mps=shades.wind_retract_mps, release_mps=shades.wind_release_mps,
+                           release_after_s=shades.wind_release_minutes * 60)
+
+
 class ShadesService:
     def __init__(self, settings: Settings, store: HistoryStore, bacnet: BacnetBridge, bms: BmsService | None,
                  telemetry: Telemetry, clock: Clock, pin_factory: Factory | None = None,
@@ -61,13 +68,12 @@ class ShadesService:
         self.started = False
         self.created_at = clock.now()
         self._saved: dict[str, str] = {}
-        lockout = LockoutSettings(self.shades.wind_retract_mps, self.shades.wind_release_mps,
-                                  self.shades.wind_release_minutes * 60)
         self.coordinator = ShadeCoordinator(
             self.shades, list(self.shades.groups), self.location, self.tz, clock.now, clock.monotonic,
             load=self._load, save=self._save, inputs=self.inputs, weather=self.weather.weather,
             pin_factory=pin_factory,
-            on_status=self._publish, hold_minutes=self.shades.manual_hold_minutes, lockout=lockout)
+            on_status=self._publish, hold_minutes=self.shades.manual_hold_minutes,
+            lockout=lockout_settings(self.shades))
         self.gain_kwh: dict[int, float] = {}
         self._gain_day: str | None = None
         for name in self._command_points():

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from demand_response.ven import VenConfig
 from esus.settings.errors import SettingsError, first_validation_error
 from esus.settings.site import Site, load_site
 from shades.weather import OPEN_METEO_URL
@@ -214,17 +215,6 @@ class InfluxAccess:
 
 
 @dataclass(frozen=True)
-class OadrAccess:
-    vtn_url: str
-    ven_name: str
-    ven_id: str | None = None
-    cert: Path | None = None
-    key: Path | None = None
-    ca_file: Path | None = None
-    vtn_fingerprint: str | None = None
-
-
-@dataclass(frozen=True)
 class OperatorPageAccess:
     host: str
     port: int
@@ -245,7 +235,7 @@ class Settings:
     log_level: str
     env_file: Path | None
     weather_url: str | None = None    # None: clear sky only
-    oadr: OadrAccess | None = None     # None: no demand response VEN
+    oadr: VenConfig | None = None     # None: no demand response VEN
     dr_page: OperatorPageAccess | None = None  # None: no operator page
 
 
@@ -318,8 +308,9 @@ def load_settings(environ: Mapping[str, str] | None = None, *, demo: bool | None
     influx = (InfluxAccess(env.ESUS_INFLUX_URL, env.ESUS_INFLUX_TOKEN, env.ESUS_INFLUX_ORG or "",
                            env.ESUS_INFLUX_BUCKET or "")
               if env.ESUS_INFLUX_URL and env.ESUS_INFLUX_TOKEN else None)
-    oadr = (OadrAccess(env.ESUS_OADR_VTN_URL, env.ESUS_OADR_VEN_NAME or "", env.ESUS_OADR_VEN_ID,
-                       env.ESUS_OADR_CERT, env.ESUS_OADR_KEY, env.ESUS_OADR_CA_FILE, env.ESUS_OADR_VTN_FINGERPRINT)
+    oadr = (VenConfig(vtn_url=env.ESUS_OADR_VTN_URL, ven_name=env.ESUS_OADR_VEN_NAME or "",
+                      ven_id=env.ESUS_OADR_VEN_ID, cert=env.ESUS_OADR_CERT, key=env.ESUS_OADR_KEY,
+                      ca_file=env.ESUS_OADR_CA_FILE, vtn_fingerprint=env.ESUS_OADR_VTN_FINGERPRINT)
             if env.ESUS_OADR_VTN_URL else None)
     dr_page = None
     if env.ESUS_DR_PAGE_USER and env.ESUS_DR_PAGE_PASSWORD_HASH:
