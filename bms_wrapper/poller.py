@@ -8,12 +8,14 @@ mark getter/setter and a sink, so the same poller feeds SQLite, InfluxDB or a CS
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bms_wrapper.adapters import BmsAdapter, PointInfo
+from bms_wrapper.plausible import PLAUSIBLE, implausible
 from bms_wrapper.samples import Sample, gaps
 from bms_wrapper.transport import BmsError
 
@@ -66,6 +68,7 @@ class PollReport:
     new_samples: int = 0
     points_ok: int = 0
     failures: dict[int, str] = field(default_factory=dict)
+    dropped: int = 0          # values outside what the point's kind can read
 
 
 class Poller:
@@ -79,44 +82,78 @@ class Poller:
         self.adapter, self.points = adapter, points
         self.known, self.get_mark, self.set_mark, self.sink = known, get_mark, set_mark, sink
         self.overlap, self.first_lookback, self.threads = overlap, first_lookback, threads
-        self._failing: set[int] = set()
+        #: point -> the cause of its current failure; kept up to date while a poll runs, so a status
+        #: line shows a failing BMS from the moment a request fails, not when the poll ends.
+        self.failing: dict[int, str] = {}
+        self.dropped: Counter[int] = Counter()   # implausible values per point, since start
+        #: Called (in the poll's thread) each time `failing` changes.
+        self.on_change: Callable[[], object] = lambda: None
 
     def poll(self, now: datetime) -> PollReport:
         """Fetch every point from its mark (minus the overlap) to now; blocking, run it in a thread."""
         report = PollReport()
-        failed, recovered = [], []
+        changed: list[tuple[PointRef, BmsError, str | None]] = []
+        recovered: list[PointRef] = []
         with ThreadPoolExecutor(self.threads, thread_name_prefix="bms") as pool:
             futures = {pool.submit(self._poll_point, ref, now): ref for ref in self.points}
-            for future, ref in futures.items():
+            for future in as_completed(futures):
+                ref = futures[future]
+                point = ref.externallogid
                 try:
-                    report.new_samples += future.result()
-                    report.points_ok += 1
-                    if ref.externallogid in self._failing:
-                        self._failing.discard(ref.externallogid)
-                        recovered.append(ref)
+                    new, dropped = future.result()
                 except BmsError as exc:
-                    report.failures[ref.externallogid] = str(exc)
-                    if ref.externallogid not in self._failing:  # say it once, not every poll
-                        self._failing.add(ref.externallogid)
-                        failed.append((ref, exc))
-        self._say(failed, recovered)
+                    report.failures[point] = str(exc)
+                    before = self.failing.get(point)
+                    self.failing[point] = exc.cause
+                    if before != exc.cause:   # said when it starts and when its cause changes, not every poll
+                        changed.append((ref, exc, before))
+                        self.on_change()
+                    continue
+                report.new_samples += new
+                report.points_ok += 1
+                if self.failing.pop(point, None) is not None:
+                    recovered.append(ref)
+                    self.on_change()
+                if dropped:
+                    self._say_dropped(ref, dropped)
+                    report.dropped += len(dropped)
+        order = {ref.externallogid: i for i, ref in enumerate(self.points)}
+        changed.sort(key=lambda c: order[c[0].externallogid])
+        recovered.sort(key=lambda r: order[r.externallogid])
+        self._say(changed, recovered)
         return report
 
-    def _say(self, failed: list[tuple[PointRef, BmsError]], recovered: list[PointRef]) -> None:
+    def _say(self, changed: list[tuple[PointRef, BmsError, str | None]], recovered: list[PointRef]) -> None:
         """One line per point, or one for all of them when the whole API went down or came back."""
         several = len(self.points) > 1
-        if several and len(failed) == len(self.points):
-            log.warning("BMS: all %d points failed (%s); retrying at the next poll", len(failed), failed[0][1])
+        if several and len(changed) == len(self.points):
+            causes = Counter(exc.cause for _, exc, _ in changed)
+            counted = ", ".join(f"{n} {cause}" for cause, n in causes.most_common())
+            log.warning("BMS: all %d points failed (%s): %s; retrying at the next poll", len(changed), counted,
+                        changed[0][1])
         else:
-            for ref, exc in failed:
-                log.warning("BMS point %d '%s': %s; retrying at the next poll", ref.externallogid, ref.source, exc)
+            for ref, exc, before in changed:
+                was = f" (was: {before})" if before else ""
+                log.warning("BMS point %d '%s': %s%s; retrying at the next poll", ref.externallogid, ref.source,
+                            exc, was)
         if several and len(recovered) == len(self.points):
             log.info("BMS: all %d points answer again", len(recovered))
         else:
             for ref in recovered:
                 log.info("BMS point %d '%s' answers again", ref.externallogid, ref.source)
 
-    def _poll_point(self, ref: PointRef, now: datetime) -> int:
+    def _say_dropped(self, ref: PointRef, dropped: list[Sample]) -> None:
+        """Once per point: a sensor that sends nonsense does so every poll."""
+        first = not self.dropped[ref.externallogid]
+        self.dropped[ref.externallogid] += len(dropped)
+        if first:
+            low, high = PLAUSIBLE.get(ref.kind, PLAUSIBLE["other"])
+            log.warning("BMS point %d '%s': dropped %d values a %s cannot read (outside %g to %g), e.g. %g at %s; "
+                        "check the sensor and the unit (said once; `esus doctor` counts them)", ref.externallogid,
+                        ref.source, len(dropped), ref.kind, low, high, dropped[0].value, dropped[0].time.isoformat())
+
+    def _poll_point(self, ref: PointRef, now: datetime) -> tuple[int, list[Sample]]:
+        """(samples stored, samples dropped as implausible)."""
         mark = self.get_mark(ref)
         start = (mark - self.overlap) if mark else now - self.first_lookback
         fetched: list[Sample] = []
@@ -124,19 +161,21 @@ class Poller:
             fetched += self.adapter.read_history(ref.externallogid, a, b, ref.unit)
         fetched = [s for s in fetched if s.time <= now + FUTURE_TOLERANCE]
         if not fetched:
-            return 0
+            return 0, []
         have = self.known(ref, start, now + FUTURE_TOLERANCE + timedelta(seconds=1))
-        new = [s for s in fetched if s.time not in have]
+        dropped = implausible([s for s in fetched if s.time not in have], ref.kind)
+        skip = {s.time for s in dropped} | have
+        new = [s for s in fetched if s.time not in skip]
         if new:
             previous = [Sample(mark, ref.externallogid, 0.0)] if mark and mark < new[0].time else []
             for a, b in gaps(previous + new):
                 log.info("BMS point %d '%s' has no samples from %s to %s", ref.externallogid, ref.source,
                          a.isoformat(), b.isoformat())
             self.sink(ref, new)
-        latest = fetched[-1].time
+        latest = fetched[-1].time   # past the dropped values too: they are not asked for again
         if mark is None or latest > mark:
             self.set_mark(ref, latest)
-        return len(new)
+        return len(new), dropped
 
 
 def backfill(adapter: BmsAdapter, points: list[PointRef], start: datetime, end: datetime, *,

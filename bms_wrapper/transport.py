@@ -1,29 +1,48 @@
-"""HTTP transport for BMS APIs: one pooled requests.Session, explicit timeouts, retries with
-jittered exponential backoff (honouring Retry-After), pluggable auth, and typed errors for the
-ways a BMS answers badly (a login page served with 200, an error object instead of data)."""
+"""HTTP transport for BMS APIs: one pooled requests.Session, retries with jittered exponential backoff
+(honouring Retry-After), pluggable auth, and typed errors for the ways a BMS answers badly (a login
+page served with 200, an error object instead of data).
+
+Every request is bounded in time and in size. A socket timeout bounds each read, not the request: a
+server that drips a byte every few seconds would hold a poll for ever. So a timer shuts the
+request's socket down at its deadline (retries included), and the body is read in chunks and
+refused as soon as it outgrows the limit, so a flood never reaches memory whole."""
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import random
+import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
 
 
+DEADLINE_S = 30.0          # a whole request, retries included: well under the 5-minute poll
+MAX_REPLY_BYTES = 4 << 20  # 8 days of one point at 1-minute resolution is about 1 MB of JSON
+CHUNK_BYTES = 64 << 10
+
+
 class BmsError(Exception):
-    """A BMS request failed; the message says what to check."""
+    """A BMS request failed; the message says what to check, `cause` names the kind of failure in a
+    few words (the same for every point that fails the same way)."""
+
+    def __init__(self, message: str, cause: str | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause or type(self).__name__
 
 
 class BmsUnavailable(BmsError):
@@ -99,18 +118,76 @@ def retry_after_s(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+_watched = threading.local()   # the deadline of the request this thread is making
+
+
+class _Deadline:
+    """Shuts down the socket of one request when its time is up, whatever the server is doing."""
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self.received = 0        # body bytes read so far, for the message
+        self.connection: HTTPConnection | None = None
+        self._timer = threading.Timer(seconds, self.expire)
+        self._timer.daemon = True
+
+    def expire(self) -> None:
+        self.expired = True
+        sock = self.connection.sock if self.connection is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)   # the blocked read returns at once
+
+
+class _WatchedConnection(HTTPConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        deadline: _Deadline | None = getattr(_watched, "deadline", None)
+        if deadline is not None:
+            deadline.connection = self
+            if deadline.expired:
+                raise requests.Timeout("the deadline passed while connecting")
+        super().request(*args, **kwargs)
+
+
+class _WatchedTlsConnection(_WatchedConnection, HTTPSConnection):
+    pass
+
+
+class _Pool(HTTPConnectionPool):
+    ConnectionCls = _WatchedConnection
+
+
+class _TlsPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedTlsConnection
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float) -> Iterator[_Deadline]:
+    deadline = _Deadline(seconds)
+    _watched.deadline = deadline
+    deadline._timer.start()
+    try:
+        yield deadline
+    finally:
+        deadline._timer.cancel()
+        _watched.deadline = None
+
+
 class Transport:
     def __init__(self, base_url: str, auth: BasicAuth | BearerAuth, *, connect_timeout_s: float = 5.0,
-                 read_timeout_s: float = 30.0, max_in_flight: int = 4, retry: RetryPolicy = RetryPolicy(),
+                 read_timeout_s: float = 30.0, deadline_s: float = DEADLINE_S, max_reply_bytes: int = MAX_REPLY_BYTES,
+                 max_in_flight: int = 4, retry: RetryPolicy = RetryPolicy(),
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.base_url = base_url.rstrip("/")
-        self.timeout = (connect_timeout_s, read_timeout_s)
+        self.connect_timeout_s, self.read_timeout_s = connect_timeout_s, read_timeout_s
+        self.deadline_s, self.max_reply_bytes = deadline_s, max_reply_bytes
         self.retry, self.sleep = retry, sleep
         self.session = requests.Session()
         # A blocking pool of `max_in_flight` keep-alive connections is the one bound on requests to the
         # BMS, whoever asks; a connection goes back as soon as the body is read, so decoding and
         # backoff sleeps never hold a slot.
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max_in_flight, pool_block=True, max_retries=0)
+        adapter.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _TlsPool}
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["Accept"] = "application/json"
@@ -124,51 +201,98 @@ class Transport:
         self.session.close()
 
     def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        """GET and decode JSON, retrying what is worth retrying; raises a BmsError subclass."""
+        """GET and decode JSON within the deadline, retrying what is worth retrying; raises a BmsError subclass."""
+        try:
+            return self._get_json(path, params, time.monotonic() + self.deadline_s)
+        except BmsError:
+            self.failures += 1
+            raise
+
+    def _get_json(self, path: str, params: dict[str, Any] | None, deadline_at: float) -> Any:
         url = f"{self.base_url}{path}"
         refreshed = False
         attempt = 0
         while True:
+            remaining = deadline_at - time.monotonic()
+            if remaining <= 0:
+                raise BmsUnavailable(f"the BMS gave no usable answer to {path} within {self.deadline_s:g} s "
+                                     f"({attempt} attempts)", "no answer in time")
             self.requests += 1
-            try:
-                reply = self.session.get(url, params=params, timeout=self.timeout)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                problem = "did not answer in time" if isinstance(exc, requests.Timeout) else "refused the connection"
-                if attempt + 1 >= self.retry.attempts:
-                    self.failures += 1
-                    raise BmsUnavailable(f"{self.base_url} {problem} ({attempt + 1} attempts): check ESUS_BMS_URL "
-                                         "and the network") from None
-                self.sleep(self.retry.delay_s(attempt))
-                attempt += 1
-                continue
+            with _deadline(remaining) as watch:
+                try:
+                    reply = self.session.get(url, params=params, stream=True,
+                                             timeout=(self.connect_timeout_s, min(self.read_timeout_s, remaining)))
+                    with reply:
+                        body = self._body(reply, path, watch) if reply.status_code == 200 else b""
+                        excerpt = "" if reply.status_code == 200 else self._excerpt(reply)
+                except requests.RequestException as exc:
+                    if watch.expired:
+                        raise BmsUnavailable(
+                            f"the BMS sent {watch.received} bytes of its answer to {path} in {self.deadline_s:g} s: "
+                            "too slow (the limit is [bms] deadline_s in the site file)", "too slow") from None
+                    timed_out = isinstance(exc, requests.Timeout)
+                    problem = "did not answer in time" if timed_out else "refused or dropped the connection"
+                    if attempt + 1 >= self.retry.attempts:
+                        raise BmsUnavailable(f"{self.base_url} {problem} ({attempt + 1} attempts): check "
+                                             "ESUS_BMS_URL and the network", problem) from None
+                    self._pause(self.retry.delay_s(attempt), deadline_at)
+                    attempt += 1
+                    continue
             if reply.status_code == 401:
                 with self._auth_lock:
                     if not refreshed and self.auth.refresh():
                         refreshed = True
                         continue
-                self.failures += 1
-                raise BmsAuthError("the BMS refused the login (HTTP 401): check ESUS_BMS_USER and ESUS_BMS_PASSWORD")
+                raise BmsAuthError("the BMS refused the login (HTTP 401): check ESUS_BMS_USER and ESUS_BMS_PASSWORD",
+                                   "HTTP 401")
             if reply.status_code in RETRY_STATUS:
                 if attempt + 1 >= self.retry.attempts:
-                    self.failures += 1
-                    raise BmsUnavailable(f"the BMS answered HTTP {reply.status_code} {attempt + 1} times for {path}")
-                self.sleep(self.retry.delay_s(attempt, retry_after_s(reply.headers.get("Retry-After"))))
+                    raise BmsUnavailable(f"the BMS answered HTTP {reply.status_code} {attempt + 1} times for {path}",
+                                         f"HTTP {reply.status_code}")
+                self._pause(self.retry.delay_s(attempt, retry_after_s(reply.headers.get("Retry-After"))), deadline_at)
                 attempt += 1
                 continue
             if reply.status_code != 200:
-                self.failures += 1
-                raise BmsBadResponse(f"the BMS answered HTTP {reply.status_code} for {path}: {reply.text[:200]}")
-            return self._decode(reply, path)
+                raise BmsBadResponse(f"the BMS answered HTTP {reply.status_code} for {path}: {excerpt}",
+                                     f"HTTP {reply.status_code}")
+            return self._decode(body, reply.headers.get("Content-Type", ""), path)
 
-    def _decode(self, reply: requests.Response, path: str) -> Any:
-        content_type = reply.headers.get("Content-Type", "")
-        body = reply.content.lstrip()
+    def _pause(self, seconds: float, deadline_at: float) -> None:
+        """Back off, but never past the deadline (the next attempt then says the time is up)."""
+        self.sleep(max(0.0, min(seconds, deadline_at - time.monotonic())))
+
+    def _body(self, reply: requests.Response, path: str, watch: _Deadline) -> bytes:
+        """The body, refused as soon as it is longer than the limit (a flood is never held whole)."""
+        limit = self.max_reply_bytes
+        too_large = BmsBadResponse(f"the BMS's answer to {path} is larger than {limit / 2**20:g} MB: refused (if "
+                                   "that is a legal answer, raise [bms] max_reply_mb in the site file)", "too large")
+        declared = reply.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise too_large
+        body = bytearray()
+        for chunk in reply.iter_content(CHUNK_BYTES):
+            body += chunk
+            watch.received = len(body)
+            if len(body) > limit:
+                raise too_large
+        return bytes(body)
+
+    @staticmethod
+    def _excerpt(reply: requests.Response) -> str:
+        """The start of an error answer, for the message (never the whole of it)."""
+        with contextlib.suppress(requests.RequestException):
+            return next(reply.iter_content(200), b"").decode("utf-8", "replace")
+        return ""
+
+    def _decode(self, raw: bytes, content_type: str, path: str) -> Any:
+        body = raw.lstrip()
         if "html" in content_type or body[:1] == b"<":
-            self.failures += 1
             raise BmsLoginPage(f"the BMS answered {path} with an HTML page (a login page?) instead of JSON: "
-                               "check ESUS_BMS_URL points at the API and the account is enabled")
+                               "check ESUS_BMS_URL points at the API and the account is enabled", "an HTML page")
+        if not body:
+            raise BmsBadResponse(f"the BMS answered {path} with an empty body", "an empty answer")
         try:
             return orjson.loads(body)  # a week of one point is 10,000 records: 3x faster than json
         except orjson.JSONDecodeError:
-            self.failures += 1
-            raise BmsBadResponse(f"the BMS answered {path} with malformed JSON: {body[:120]!r}") from None
+            raise BmsBadResponse(f"the BMS answered {path} with malformed JSON: {body[:120]!r}",
+                                 "malformed JSON") from None

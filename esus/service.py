@@ -91,7 +91,7 @@ class Service:
         if bms_adapter is None and settings.bms is not None:
             bms_adapter = make_adapter(settings)
         if bms_adapter is not None:
-            self.bms = BmsService(settings, self.store, self.telemetry, clock, bms_adapter)
+            self.bms = BmsService(settings, self.store, self.telemetry, clock, bms_adapter, self.health)
             self.closers.append(self.bms.close)
             self.scheduler.add("bms", Every(site.bms.poll_minutes * 60, 17), self.bms.poll)
             self.status_parts.append(self.bms.status)

@@ -143,7 +143,8 @@ def test_an_outage_of_every_point_is_one_line_not_one_per_point(tmp_path: Path, 
         simulator.faults.down_points = set()
         clock.jump(300)
         rig.poll(clock)
-    assert caplog.text.count(f"BMS: all {count} points failed (the BMS answered HTTP 503") == 1
+    assert caplog.text.count(f"BMS: all {count} points failed ({count} HTTP 503): the BMS answered HTTP 503") == 1
+    assert "recovered" not in caplog.text   # the poller's line says it; the health record does not repeat it
     assert "BMS point" not in caplog.text
     assert caplog.text.count(f"BMS: all {count} points answer again") == 1
     rig.close()

@@ -96,7 +96,7 @@ def check_bms(settings: Settings) -> Check:
 
     adapter = make_adapter(settings)
     adapter.transport.retry = RetryPolicy(attempts=1)
-    adapter.transport.timeout = (TIMEOUT_S, TIMEOUT_S)
+    adapter.transport.read_timeout_s = adapter.transport.deadline_s = TIMEOUT_S
     try:
         listed = adapter.list_points()
     except BmsError as exc:

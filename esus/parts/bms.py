@@ -5,7 +5,10 @@ settings, the demo's simulated one) and handed in."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import sqlite3
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -14,11 +17,15 @@ from bms_wrapper.poller import PointRef, Poller, PollReport, resolve_points
 from bms_wrapper.samples import Sample
 from bms_wrapper.transport import BasicAuth, BmsError, Transport
 from esus.runtime.clock import Clock
+from esus.runtime.supervisor import Health
 from esus.settings.config import Settings
 from esus.state.store import HistoryStore
 from esus.state.telemetry import Telemetry, line
 
 log = logging.getLogger(__name__)
+
+API_PART = "bms api"          # the BMS's answers (the poll job itself is the scheduler's "bms")
+STORAGE_PART = "bms storage"  # keeping what it answered
 
 def series_name(point: int) -> str:
     return f"bms.{point}"
@@ -31,7 +38,8 @@ def configured_points(settings: Settings) -> list[PointRef]:
 def adapter_for(settings: Settings, url: str, auth: BasicAuth, max_in_flight: int | None = None) -> AauBmsV1:
     """An AAU BMS API v1 adapter at `url` with the site file's timeouts and concurrency."""
     bms = settings.site.bms
-    return AauBmsV1(Transport(url, auth, read_timeout_s=bms.timeout_s,
+    return AauBmsV1(Transport(url, auth, connect_timeout_s=bms.timeout_s, read_timeout_s=bms.timeout_s,
+                              deadline_s=bms.deadline_s, max_reply_bytes=int(bms.max_reply_mb * 2**20),
                               max_in_flight=max_in_flight or bms.max_in_flight))
 
 
@@ -45,9 +53,10 @@ def make_adapter(settings: Settings, max_in_flight: int | None = None) -> AauBms
 
 class BmsService:
     def __init__(self, settings: Settings, store: HistoryStore, telemetry: Telemetry, clock: Clock,
-                 adapter: AauBmsV1) -> None:
+                 adapter: AauBmsV1, health: Health | None = None) -> None:
         """Takes over `adapter` (closed with this service)."""
         self.settings, self.store, self.telemetry, self.clock = settings, store, telemetry, clock
+        self.health = health if health is not None else Health(clock)
         self.adapter = adapter
         self.configured = configured_points(settings)
         bms = settings.site.bms
@@ -106,6 +115,8 @@ class BmsService:
     async def poll(self, due: datetime) -> None:
         """One poll of every point (runs in worker threads; never stops the service). One at a
         time: the poll at start and the first aligned one must not store the same samples twice."""
+        loop = asyncio.get_running_loop()
+        self.poller.on_change = functools.partial(loop.call_soon_threadsafe, self._show_failing)
         async with self._one_poll_at_a_time:
             try:
                 if not self.resolved:
@@ -113,13 +124,20 @@ class BmsService:
                 report = await asyncio.to_thread(self.poller.poll, self.clock.now())
             except BmsError as exc:
                 log.warning("BMS poll failed: %s; retrying at the next poll", exc)
+                self.health.failed(API_PART, exc.cause, logged=True)
+            except (sqlite3.Error, OSError) as exc:   # the disk is full, the store is read-only: nothing is lost,
+                # the marks did not move, so the next poll that can store fetches the same samples again
+                self.health.failed(STORAGE_PART, f"cannot store the samples ({exc}): check the free space and "
+                                                 f"permissions of {self.settings.state_dir}")
             else:
+                self.health.recovered(STORAGE_PART)
+                self._show_failing()
                 self.last_report = report
                 log.debug("BMS poll due %s: %d new samples in %.2f s (clock)", due.isoformat(), report.new_samples,
                           (self.clock.now() - due).total_seconds())
                 if report.failures:
-                    log.info("BMS poll: %d new samples, %d of %d points failed", report.new_samples,
-                             len(report.failures), len(self.poller.points))
+                    log.debug("BMS poll: %d new samples, %d of %d points failed", report.new_samples,
+                              len(report.failures), len(self.poller.points))
             finally:
                 self.polls_done += 1
                 for listener in self.listeners:
@@ -136,9 +154,24 @@ class BmsService:
         sample = self.sample(point, max_age)
         return sample.value if sample is not None else None
 
+    def _show_failing(self) -> None:
+        """The BMS as failing from the moment a request fails (the poll may run on for a while)."""
+        failing = self.poller.failing
+        if failing:
+            causes = ", ".join(f"{n} {cause}" for cause, n in Counter(failing.values()).most_common())
+            self.health.failed(API_PART, f"{len(failing)} of {len(self.poller.points)} points failing ({causes})",
+                               logged=True)   # the poller has said it, once per change
+        elif self.resolved:
+            self.health.recovered(API_PART, logged=True)
+
     def status(self, now: datetime) -> str:
-        report = self.last_report
-        if report is None:
+        failing, total = self.poller.failing, len(self.poller.points)
+        if self.last_report is None and not failing:
             return "BMS: not polled yet"
-        failed = f", {len(report.failures)} failing" if report.failures else ""
-        return f"BMS {report.points_ok}/{len(self.poller.points)} points{failed}"
+        text = f"BMS {total - len(failing)}/{total} points"
+        if failing:
+            text += f", {len(failing)} failing ({Counter(failing.values()).most_common(1)[0][0]})"
+        dropped = sum(self.poller.dropped.values())
+        if dropped:
+            text += f", {dropped} implausible values dropped"
+        return text

@@ -73,14 +73,15 @@ class Health:
             log.error("%s %s (%s); the other parts go on, and it is retried", name, what, error, exc_info=trace)
         self._changed()
 
-    def recovered(self, name: str) -> None:
+    def recovered(self, name: str, *, logged: bool = False) -> None:
         part = self.parts.setdefault(name, PartHealth(name))
         if part.error is None:
             return
         since = part.since
         part.error, part.since = None, None
-        lasted = f" after {(self.clock.now() - since).total_seconds():.0f} s" if since else ""
-        log.info("%s recovered%s", name, lasted)
+        if not logged:
+            lasted = f" after {(self.clock.now() - since).total_seconds():.0f} s" if since else ""
+            log.info("%s recovered%s", name, lasted)
         self._changed()
 
     def forget(self, name: str) -> None:

@@ -90,11 +90,17 @@ class BmsSettings(Model):
     poll_minutes: int = Field(default=5, ge=1, le=60)
     overlap_hours: float = Field(default=8.0, ge=0, le=48)
     max_in_flight: int = Field(default=4, ge=1, le=32)
-    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    timeout_s: float = Field(default=10.0, gt=0, le=300, description="for a connection and for each read")
+    deadline_s: float = Field(default=30.0, gt=0, le=600,
+                              description="for a whole request, retries included; a slower answer is dropped")
+    max_reply_mb: float = Field(default=4.0, gt=0, le=256, description="a longer answer is refused while it arrives")
     points: list[BmsPoint] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> BmsSettings:
+        if self.deadline_s >= self.poll_minutes * 60:
+            raise ValueError(f"deadline_s {self.deadline_s:g} must be shorter than the poll period "
+                             f"({self.poll_minutes} minutes), or a slow BMS would make polls overlap")
         seen: set[int] = set()
         for point in self.points:
             if point.externallogid in seen:

@@ -196,6 +196,15 @@ def check_shades(week: Week) -> list[Check]:
         before = [r for r in rows if r["t"] < week.obs.killed_at][-1]
         after = first_read(rows, restart)
         window_end = after["t"] + timedelta(minutes=10) if after else restart
+        # A wind lockout that held across the restart and then released is an event of its own: the
+        # shades go back to automation then. (On a busy machine the restart takes longer, and the
+        # release of Tuesday's lockout falls inside the 10 minutes; it explained the runs seen there.)
+        released = first_read(rows, restart, lambda r: r.get("wind-lockout") == 0) \
+            if after is not None and after.get("wind-lockout") == 1 else None
+        last_locked = None if released is None else \
+            [r for r in rows if restart <= r["t"] < released["t"] and r.get("wind-lockout") == 1][-1]
+        if last_locked is not None and last_locked["t"] < window_end:
+            window_end = last_locked["t"]   # the release came after this read: moves from then are its own
         moved = [(t, g, r) for t, g, r, on in events if on and week.obs.killed_at <= t < window_end]
         same = after is not None and all(before[f"shade-{g}-position"] == after[f"shade-{g}-position"]
                                          for g in (1, 2, 3))
@@ -204,7 +213,10 @@ def check_shades(week: Week) -> list[Check]:
                             f"{[before[f'shade-{g}-position'] for g in (1, 2, 3)]}, "
                             + (f"after ({after['t'].astimezone(TZ):%H:%M}) "
                                f"{[after[f'shade-{g}-position'] for g in (1, 2, 3)]}; " if after else "none after; ")
-                            + f"{len(moved)} relay runs in the 10 minutes after the restart"))
+                            + f"{len(moved)} relay runs in the 10 minutes after the restart"
+                            + (f" (until the wind lockout that held across it released, after "
+                               f"{window_end.astimezone(TZ):%H:%M})" if last_locked is not None
+                               and last_locked["t"] == window_end else "")))
     return checks
 
 
@@ -296,6 +308,8 @@ def read_latency_ms(week: Week) -> tuple[float, float]:
 def figures(week: Week) -> str:
     p99 = read_latency_ms(week)[1]
     cpu = sum(week.obs.cpu_s)
-    return (f"{week.timeline.days:g} simulated days at {week.speed:g}x; BAS: {len(week.obs.writes)} power writes "
+    busy = (f"machine busy (a nice-10 process got {week.nice_share:.0%} of a core): the first model was trained "
+            f"before the clock started ({week.pretrained['cpu_s']:.0f} s CPU); " if week.pretrained else "")
+    return (f"{busy}{week.timeline.days:g} simulated days at {week.speed:g}x; BAS: {len(week.obs.writes)} power writes "
             f"accepted, {len(answered(week))} of {len(week.obs.reads)} minute reads answered, read p99 {p99:.1f} ms; "
             f"service CPU {cpu:.0f} s ({cpu / week.timeline.days:.1f} s per simulated day)")
