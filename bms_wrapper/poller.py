@@ -163,16 +163,18 @@ class Poller:
         if not fetched:
             return 0, []
         have = self.known(ref, start, now + FUTURE_TOLERANCE + timedelta(seconds=1))
-        dropped = implausible([s for s in fetched if s.time not in have], ref.kind)
-        skip = {s.time for s in dropped} | have
-        new = [s for s in fetched if s.time not in skip]
+        unseen = [s for s in fetched if s.time not in have]
+        bad = implausible(unseen, ref.kind)
+        bad_times = {s.time for s in bad}
+        new = [s for s in unseen if s.time not in bad_times]
+        dropped = [s for s in bad if mark is None or s.time > mark]   # the overlap's were counted before
         if new:
             previous = [Sample(mark, ref.externallogid, 0.0)] if mark and mark < new[0].time else []
             for a, b in gaps(previous + new):
                 log.info("BMS point %d '%s' has no samples from %s to %s", ref.externallogid, ref.source,
                          a.isoformat(), b.isoformat())
             self.sink(ref, new)
-        latest = fetched[-1].time   # past the dropped values too: they are not asked for again
+        latest = fetched[-1].time   # past dropped values too (the overlap reads them again, uncounted)
         if mark is None or latest > mark:
             self.set_mark(ref, latest)
         return len(new), dropped
@@ -183,9 +185,11 @@ def backfill(adapter: BmsAdapter, points: list[PointRef], start: datetime, end: 
              ) -> Iterator[tuple[PointRef, list[Sample]]]:
     """Every point's samples in [start, end), window by window, yielded as they arrive, so memory
     stays bounded whatever the span. The transport bounds the requests in flight; with more threads
-    than that, replies are decoded while the next requests wait on the network."""
+    than that, replies are decoded while the next requests wait on the network. Values no sensor of
+    the point's kind can read are dropped (said once per point), as in the poll."""
     tasks = [(ref, a, b) for ref in points for a, b in windows(start, end)]
     done_count = 0
+    said: set[int] = set()   # points whose implausible values were reported
     with ThreadPoolExecutor(threads, thread_name_prefix="backfill") as pool:
         pending: dict[Future, PointRef] = {}
         queue = iter(tasks)
@@ -204,4 +208,13 @@ def backfill(adapter: BmsAdapter, points: list[PointRef], start: datetime, end: 
                 done_count += 1
                 if progress:
                     progress(done_count, len(tasks))
-                yield ref, future.result()
+                samples = future.result()
+                bad = implausible(samples, ref.kind)
+                if bad:
+                    if ref.externallogid not in said:
+                        said.add(ref.externallogid)
+                        log.warning("BMS point %d '%s': dropped values a %s cannot read, e.g. %g at %s",
+                                    ref.externallogid, ref.source, ref.kind, bad[0].value, bad[0].time.isoformat())
+                    bad_times = {s.time for s in bad}
+                    samples = [s for s in samples if s.time not in bad_times]
+                yield ref, samples

@@ -36,7 +36,13 @@ class SimPoint:
 class Faults:
     latency_s: float = 0.0
     handshake_s: float = 0.0   # a new connection's extra round trip (TCP/TLS set-up) before its first request
-    next_requests: deque = field(default_factory=deque)  # "timeout", "401", "429", "503", "html", ...
+    #: "timeout", "401", "429", "500", "503", "html", "empty", "malformed", "error_body", and the hostile ones:
+    #: "trickle" (a byte every trickle_s), "silent" (accepts, never answers), "flood" (flood_mb of JSON,
+    #: chunked, no length), "huge" (declares flood_mb in Content-Length)
+    next_requests: deque = field(default_factory=deque)
+    trickle_s: float = 1.0
+    flood_mb: float = 50.0
+    forced: dict = field(default_factory=dict)   # point id -> the value it reads (a broken sensor)
     duplicates: bool = False
     shuffled: bool = False
     partial: bool = False          # drop the middle third of every window
@@ -59,6 +65,8 @@ def values(point: SimPoint, times_s: np.ndarray, faults: Faults | None = None) -
     minute = times_s // 60
     working = (np.asarray(local.day_of_week) < 5) & (hour >= 8) & (hour < 17)
     kind, source, n = point.kind, point.source.lower(), len(times_s)
+    if faults is not None and point.externallogid in faults.forced:
+        return np.full(n, float(faults.forced[point.externallogid]))
     summer = np.maximum(0.0, np.cos(2 * np.pi * (np.asarray(local.day_of_year) - 200) / 365))  # 0 Oct-Apr, 1 in July
     # rooms: heated to ~21.5 °C in winter; free-running and warm, near the cooling setpoint, in summer
     if kind == "temperature":
@@ -98,6 +106,7 @@ class SimulatedBms:
         self.requests = 0
         self.concurrent = self.max_concurrent = 0
         self._lock = threading.Lock()
+        self.stopping = threading.Event()   # ends the hostile faults' handlers
         self.server = _Server((host, port), self._handler())
         self.server.daemon_threads = True
         self.thread: threading.Thread | None = None
@@ -113,6 +122,7 @@ class SimulatedBms:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -186,19 +196,56 @@ class SimulatedBms:
                     with bms._lock:
                         bms.concurrent -= 1
 
+            def _hostile(self, fault: str) -> None:
+                """Answers as a broken or hostile server does; ends when the client gives up."""
+                if fault == "silent":
+                    bms.stopping.wait(600)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                size = int(bms.faults.flood_mb * 2**20)
+                if fault == "trickle":
+                    self.send_header("Content-Length", "100000")
+                elif fault == "huge":
+                    self.send_header("Content-Length", str(size))
+                else:
+                    self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                record = b'{"externallogid": 1, "timestamp": "2026-06-10 12:00:00", "value": 1.0}, '
+                sent = 0
+                while not bms.stopping.is_set() and sent < size:
+                    if fault == "trickle":
+                        self.wfile.write(b"[")
+                        self.wfile.flush()
+                        sent += 1
+                        bms.stopping.wait(bms.faults.trickle_s)
+                    else:
+                        block = b"[" + record * 8000 if sent == 0 else record * 8000
+                        self.wfile.write(block if fault == "huge" else b"%x\r\n%s\r\n" % (len(block), block))
+                        sent += len(block)
+                self.close_connection = True
+
             def _serve(self, fault: str | None) -> None:
                 if fault == "timeout":
                     time.sleep(3)
                     return self._send(200, "[]")
+                if fault in ("trickle", "silent", "flood", "huge"):
+                    try:
+                        return self._hostile(fault)
+                    except OSError:   # the client hung up: what it should do
+                        self.close_connection = True
+                        return None
                 allowed = {f"Basic {bms.credentials}"} | ({f"Bearer {bms.bearer_token}"} if bms.bearer_token else set())
                 if self.headers.get("Authorization") not in allowed or fault == "401":
                     return self._send(401, '{"detail": "Unauthorized"}', headers={"WWW-Authenticate": "Basic"})
                 if fault == "429":
                     return self._send(429, '{"detail": "slow down"}', headers={"Retry-After": "1"})
-                if fault == "503":
-                    return self._send(503, "Service Unavailable", "text/plain")
+                if fault in ("500", "503"):
+                    return self._send(int(fault), "Service Unavailable", "text/plain")
                 if fault == "html":
                     return self._send(200, "<!DOCTYPE html><html><form>Log in</form></html>", "text/html")
+                if fault == "empty":
+                    return self._send(200, "")
                 if fault == "malformed":
                     return self._send(200, '[{"externallogid": 1, "timestamp": ')
                 if fault == "error_body":

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -126,6 +127,7 @@ class _Deadline:
 
     def __init__(self, seconds: float) -> None:
         self.expired = False
+        self.answered = False    # the status line and headers came
         self.received = 0        # body bytes read so far, for the message
         self.connection: HTTPConnection | None = None
         self._timer = threading.Timer(seconds, self.expire)
@@ -222,16 +224,19 @@ class Transport:
                 try:
                     reply = self.session.get(url, params=params, stream=True,
                                              timeout=(self.connect_timeout_s, min(self.read_timeout_s, remaining)))
+                    watch.answered = True
                     with reply:
                         body = self._body(reply, path, watch) if reply.status_code == 200 else b""
                         excerpt = "" if reply.status_code == 200 else self._excerpt(reply)
-                except requests.RequestException as exc:
+                except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
                     if watch.expired:
-                        raise BmsUnavailable(
-                            f"the BMS sent {watch.received} bytes of its answer to {path} in {self.deadline_s:g} s: "
-                            "too slow (the limit is [bms] deadline_s in the site file)", "too slow") from None
-                    timed_out = isinstance(exc, requests.Timeout)
-                    problem = "did not answer in time" if timed_out else "refused or dropped the connection"
+                        sent = f"sent {watch.received} bytes of its answer" if watch.answered else "did not answer"
+                        raise BmsUnavailable(f"the BMS {sent} to {path} in {self.deadline_s:g} s: too slow (the "
+                                             "limit is [bms] deadline_s in the site file)", "too slow") from None
+                    timeouts = (requests.Timeout, urllib3.exceptions.TimeoutError)
+                    problem = ("did not answer in time" if isinstance(exc, timeouts) else
+                               "refused the connection" if isinstance(exc, requests.ConnectionError) else
+                               f"broke off its answer ({type(exc).__name__})")
                     if attempt + 1 >= self.retry.attempts:
                         raise BmsUnavailable(f"{self.base_url} {problem} ({attempt + 1} attempts): check "
                                              "ESUS_BMS_URL and the network", problem) from None
@@ -270,7 +275,8 @@ class Transport:
         if declared.isdigit() and int(declared) > limit:
             raise too_large
         body = bytearray()
-        for chunk in reply.iter_content(CHUNK_BYTES):
+        # read1: what one read of the socket gave (a dripping server's bytes are counted as they come)
+        while chunk := reply.raw.read1(CHUNK_BYTES, decode_content=True):
             body += chunk
             watch.received = len(body)
             if len(body) > limit:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,7 +108,28 @@ def check_bms(settings: Settings) -> Check:
     detail = f"{settings.bms.url}: {len(listed)} points listed, {len(usable)} of the site's found"
     if messages:
         return Check("bms", True, f"{detail}; {messages[0]} (`esus bms points` lists all)", warning=True)
+    dropped = implausible_counts(settings)
+    if dropped:
+        return Check("bms", True, f"{detail}; values no sensor can read were dropped: " + ", ".join(
+            f"point {point} {count}" for point, count in dropped.items()) + " (check those sensors and units)",
+            warning=True)
     return Check("bms", True, detail)
+
+
+def implausible_counts(settings: Settings) -> dict[int, int]:
+    """Per point, the values the service dropped as implausible (kept in the store)."""
+    from esus.parts.bms import dropped_key
+
+    path = StateFiles(settings.state_dir).history
+    if not path.exists():
+        return {}
+    try:
+        with HistoryStore(path, readonly=True) as store:
+            counts = {p.externallogid: int(store.get_state(dropped_key(p.externallogid)) or 0)
+                      for p in settings.site.bms.points}
+    except (sqlite3.Error, ValueError):   # the store check says what is wrong with the file
+        return {}
+    return {point: count for point, count in counts.items() if count}
 
 
 def check_influx(settings: Settings) -> Check:

@@ -31,6 +31,11 @@ def series_name(point: int) -> str:
     return f"bms.{point}"
 
 
+def dropped_key(point: int) -> str:
+    """The store's count of a point's values dropped as implausible, for `esus doctor`."""
+    return f"bms.dropped.{point}"
+
+
 def configured_points(settings: Settings) -> list[PointRef]:
     return [PointRef(p.externallogid, p.source, p.room, p.kind, p.unit) for p in settings.site.bms.points]
 
@@ -63,6 +68,8 @@ class BmsService:
         self.poller = Poller(self.adapter, self.configured, known=self._known, get_mark=self._get_mark,
                              set_mark=self._set_mark, sink=self._sink, overlap=timedelta(hours=bms.overlap_hours),
                              threads=2 * bms.max_in_flight)
+        for ref in self.configured:   # what earlier runs dropped: a broken sensor stays visible after a restart
+            self.poller.dropped[ref.externallogid] = int(store.get_state(dropped_key(ref.externallogid)) or 0)
         self.resolved = False
         self.last_report: PollReport | None = None
         self.latest: dict[int, Sample] = self._stored_latest()
@@ -132,6 +139,9 @@ class BmsService:
             else:
                 self.health.recovered(STORAGE_PART)
                 self._show_failing()
+                if report.dropped:
+                    for point, count in self.poller.dropped.items():
+                        self.store.set_state(dropped_key(point), str(count))
                 self.last_report = report
                 log.debug("BMS poll due %s: %d new samples in %.2f s (clock)", due.isoformat(), report.new_samples,
                           (self.clock.now() - due).total_seconds())

@@ -309,7 +309,7 @@ def figures(week: Week) -> str:
     p99 = read_latency_ms(week)[1]
     cpu = sum(week.obs.cpu_s)
     busy = (f"machine busy (a nice-10 process got {week.nice_share:.0%} of a core): the first model was trained "
-            f"before the clock started ({week.pretrained['cpu_s']:.0f} s CPU); " if week.pretrained else "")
+            f"before the clock started (in {week.pretrained['wall_s']:.0f} s); " if week.pretrained else "")
     return (f"{busy}{week.timeline.days:g} simulated days at {week.speed:g}x; BAS: {len(week.obs.writes)} power writes "
             f"accepted, {len(answered(week))} of {len(week.obs.reads)} minute reads answered, read p99 {p99:.1f} ms; "
             f"service CPU {cpu:.0f} s ({cpu / week.timeline.days:.1f} s per simulated day)")
