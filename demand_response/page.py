@@ -44,17 +44,30 @@ input{font-size:1rem;padding:.4rem;width:100%;box-sizing:border-box;margin:.2rem
 border-bottom:1px solid #ddd;padding:.4rem 0}thead{display:none}}"""
 
 
-def load_secret(path: Path) -> bytes:
-    """The key that signs session cookies, made once and kept (0600) so a restart keeps sessions."""
+SECRET_BYTES = 32
+
+
+def load_secret(path: Path, on_damage: Callable[[Path, str, str], object] | None = None) -> bytes:
+    """The key that signs session cookies, made once and kept (0600) so a restart keeps sessions.
+    A file that does not hold a whole key (empty, truncated, scribbled) is never used as one: it is
+    handed to `on_damage` (which sets it aside) or replaced, and a new key made."""
     try:
-        return bytes.fromhex(path.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        secret = secrets.token_bytes(32)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secret.hex())
-        return secret
+        secret = bytes.fromhex(path.read_text().strip())
+        if len(secret) == SECRET_BYTES:
+            return secret
+        why = f"{len(secret)} bytes, not {SECRET_BYTES}"
+    except FileNotFoundError:
+        why = None
+    except (ValueError, UnicodeDecodeError) as exc:
+        why = f"not a key: {exc}"
+    if why is not None and on_damage is not None:
+        on_damage(path, why, "the operators' sessions (they log in again)")
+    secret = secrets.token_bytes(SECRET_BYTES)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret.hex())
+    return secret
 
 
 class OperatorPage:

@@ -69,6 +69,14 @@ class Shedder:
         until = self.state().until_s
         self.ledger.release_by_operator(action, until if until is not None else self.clock())
 
+    def release_unknown(self) -> None:
+        """After the ledger was lost: which slots this service holds is unknown, so every action's
+        is released (NULL) at the next reconcile. A NULL where nothing is held changes nothing, and an
+        event still running is shed again when the VTN sends it."""
+        now = self.clock()
+        for action in self.actions:
+            self.ledger.begin(action, None, None, now)
+
     def release_all(self) -> None:
         for action in self.actions:
             self.release(action.name)

@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime, time, timedelta
 
 from gpiozero.pins import Factory
@@ -135,11 +135,12 @@ class Service:
         if self.bms is not None:
             self.once("bms", self.bms.poll(self.clock.now()))
 
-    def once(self, part: str, job: Awaitable[None]) -> None:
+    def once(self, part: str, job: Coroutine[object, object, None]) -> None:
         """Run a part's job once, now, in the background; its failure is the part's (see Health)."""
         task = asyncio.get_running_loop().create_task(self.supervisor.once(part, job), name=f"{part}:now")
         self._once.add(task)
         task.add_done_callback(self._once.discard)
+        task.add_done_callback(lambda _: job.close())   # a stop before it began: closed, never left un-awaited
 
     def _power_status(self, now: datetime) -> str:
         if self.power.last_value is None:

@@ -47,7 +47,12 @@ class ModelInfo:
 
 
 class ModelFileError(Exception):
-    """A saved model cannot be used (missing, damaged, or from another version)."""
+    """A saved model cannot be used (missing, damaged, or from another version); `damaged` when
+    the file itself is broken (it cannot be read back as a model), not merely old."""
+
+    def __init__(self, message: str, damaged: bool = False) -> None:
+        super().__init__(message)
+        self.damaged = damaged
 
 
 class PowerModel:
@@ -108,7 +113,7 @@ class PowerModel:
         except FileNotFoundError:
             raise ModelFileError(f"no model at {path}") from None
         except Exception as exc:  # noqa: BLE001 - any unpickling failure means the file is unusable
-            raise ModelFileError(f"{path} cannot be loaded ({type(exc).__name__}: {exc})") from None
+            raise ModelFileError(f"{path} cannot be loaded ({type(exc).__name__}: {exc})", damaged=True) from None
         if not isinstance(model, PowerModel) or getattr(model, "info", None) is None \
                 or model.info.version != MODEL_VERSION:
             raise ModelFileError(f"{path} is not a version-{MODEL_VERSION} esus power model")

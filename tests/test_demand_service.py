@@ -14,10 +14,13 @@ import pytest
 import rusty_bacnet as rb
 from gpiozero.pins.mock import MockFactory
 
+from bacpypes3.basetypes import PriorityValue
+
 from demand_response.passwords import hash_password
 from esus.runtime.clock import RealClock
 from esus.settings.config import example_site_path, load_settings
 from esus.service import Service, StartupError
+from esus.state.files import StateFiles
 from tests.bacnet_harness import OT, PID, free_udp_port
 from tests.dr_targets import start_target
 from tests.oadr_vtn import Vtn
@@ -261,3 +264,30 @@ def test_demand_response_is_logged_on_change_and_once_a_minute_with_the_failing_
         demand.close()
         telemetry.outbox.store.close()
         telemetry.store.close()
+
+
+@in_loop
+async def test_a_damaged_ledger_mid_event_releases_what_it_can_no_longer_account_for(tmp_path: Path) -> None:
+    """The ledger said which slots esus holds; with it damaged, every shed point is released once
+    (a NULL where nothing is held changes nothing), so no override is left on a controller for ever."""
+    target = start_target(731)
+    port = free_udp_port()
+    site = site_with_action(tmp_path, target.address, f"127.0.0.1:{port}")
+    settings = load_settings({"ESUS_SITE": str(site), "ESUS_BACNET_ADDRESS": f"127.0.0.1/8:{port}",
+                              "ESUS_STATE_DIR": str(tmp_path / "state"), "ESUS_WEATHER_URL": "off"}, demo=False)
+    target.objects["analog-value,1"].priorityArray[9] = PriorityValue(real=22.0)   # an earlier run's shed
+    ledger = StateFiles(settings.state_dir).demand_response
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    ledger.write_bytes(b"SQLite format 3\x00" + bytes(4000))                        # and its record damaged
+    service = Service(settings, RealClock(), pin_factory=MockFactory())
+    stop = asyncio.Event()
+    running = asyncio.create_task(service.run(stop))
+    try:
+        await wait_until(lambda: target.slot("analog-value,1", 10) is None, 20)
+        overrides = service.demand.ledger.overrides()
+        assert overrides["AHU-1 supply air setpoint"].state == "released"
+    finally:
+        stop.set()
+        await asyncio.wait_for(running, 60)
+        target.close()
+    assert list(ledger.parent.glob("demand-response.db.corrupt-*"))

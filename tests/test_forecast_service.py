@@ -112,7 +112,8 @@ def test_a_damaged_model_file_falls_back_and_says_so(tmp_path: Path, caplog: pyt
     model.write_bytes(b"\x80\x04garbage")
     service, bridge, _ = build(tmp_path)
     assert service.model is None
-    assert "forecasting with the fallback" in caplog.text
+    assert "power-model.pkl is damaged" in caplog.text and "the fallback forecasts until the next training" in caplog.text
+    assert not model.exists() and list(model.parent.glob("power-model.pkl.corrupt-*"))
     service.store.close()
 
 

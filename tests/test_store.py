@@ -90,7 +90,7 @@ def test_a_file_that_is_not_a_database_is_moved_aside(tmp_path: Path, caplog: py
     aside = [p for p in tmp_path.iterdir() if p.name.startswith("history.db.corrupt-")]
     assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not sqlite")
     assert (tmp_path / "keep-me.txt").exists()
-    assert "moved it to" in caplog.text
+    assert "history.db is damaged" in caplog.text and "moved it to" in caplog.text
 
 
 def test_a_damaged_database_is_moved_aside(tmp_path: Path) -> None:

@@ -69,8 +69,8 @@ def site_file(tmp: Path) -> Path:
 
 
 @contextlib.asynccontextmanager
-async def running_service(tmp_path: Path, prepare: Callable[[Service], None] = lambda s: None
-                          ) -> AsyncIterator[Running]:
+async def running_service(tmp_path: Path, prepare: Callable[[Service], None] = lambda s: None,
+                          env: dict[str, str] | None = None) -> AsyncIterator[Running]:
     port = free_udp_port()
     settings0 = load_settings({"ESUS_SITE": str(site_file(tmp_path)), "ESUS_STATE_DIR": str(tmp_path / "state")},
                               demo=False)
@@ -81,7 +81,7 @@ async def running_service(tmp_path: Path, prepare: Callable[[Service], None] = l
         "ESUS_BACNET_ADDRESS": f"127.0.0.1/8:{port}", "ESUS_BACNET_DEVICE_ID": str(DEVICE_ID),
         "ESUS_WEATHER_URL": "off", "ESUS_BMS_URL": bms.url, "ESUS_BMS_USER": "esus", "ESUS_BMS_PASSWORD": "pw",
         "ESUS_INFLUX_URL": f"http://127.0.0.1:{free_tcp_port()}", "ESUS_INFLUX_TOKEN": "t",
-        "ESUS_INFLUX_ORG": "o", "ESUS_INFLUX_BUCKET": "b"}, demo=False)
+        "ESUS_INFLUX_ORG": "o", "ESUS_INFLUX_BUCKET": "b", **(env or {})}, demo=False)
     service = Service(settings, RealClock(), pin_factory=MockFactory())
     service.supervisor.first_backoff_s = 0.05
     prepare(service)

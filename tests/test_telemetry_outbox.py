@@ -143,7 +143,7 @@ def test_a_damaged_old_outbox_is_moved_aside_and_the_service_starts(tmp_path: Pa
     (tmp_path / "outbox.db").write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 8)
     telemetry = open_telemetry(tmp_path)
     assert telemetry.outbox.take_over(tmp_path / "outbox.db") == 0
-    assert "could not be read" in caplog.text and not (tmp_path / "outbox.db").exists()
+    assert "outbox.db is damaged" in caplog.text and not (tmp_path / "outbox.db").exists()
     assert list(tmp_path.glob("outbox.db.corrupt-*"))
     keep(telemetry, 0)
     close(telemetry)

@@ -190,8 +190,20 @@ def check_demand_response(settings: Settings) -> Check:
     return Check("dr", True, "; ".join(found))
 
 
+def check_state_files(settings: Settings) -> Check:
+    """The state files esus found damaged and moved aside: each was said once in the log when it
+    happened; here they stay in view until someone has looked and deleted them."""
+    aside = StateFiles(settings.state_dir).set_aside_files()
+    if not aside:
+        return Check("state", True, f"{settings.state_dir}: no damaged file set aside")
+    names = ", ".join(f"{p.name} ({p.stat().st_size / 1e6:.1f} MB)" for p in aside[-5:])
+    more = f" and {len(aside) - 5} older" if len(aside) > 5 else ""
+    return Check("state", True, f"damaged and set aside (esus started afresh; the log says what was lost): {names}"
+                 f"{more} in {settings.state_dir}; inspect, then delete them", warning=True)
+
+
 CHECKS: list[Callable[[Settings], Check]] = [
-    check_settings, check_service, check_store, check_bms, check_influx, check_bacnet, check_gpio,
+    check_settings, check_service, check_state_files, check_store, check_bms, check_influx, check_bacnet, check_gpio,
     check_demand_response]
 
 

@@ -20,7 +20,8 @@ from esus.parts.bacnet import BacnetBridge
 from esus.parts.power import PowerInput
 from esus.runtime.clock import Clock, sleep_or_wake
 from esus.settings.config import Settings
-from esus.state.files import StateFiles
+from esus.state.files import StateFiles, set_aside
+from esus.state.sqlite import damage
 from esus.state.telemetry import Telemetry, line
 
 if TYPE_CHECKING:
@@ -61,10 +62,17 @@ class DemandService:
         self._recorded: tuple[object, float] | None = None   # what was last logged, and when
         config = settings.site.demand_response
         self.actions = shed_actions(settings)
-        self.ledger = Ledger(StateFiles(settings.state_dir).demand_response)
+        path = StateFiles(settings.state_dir).demand_response
+        why = damage(path)
+        if why is not None:
+            set_aside(path, why, "the record of events and of the overrides written (every shed point is "
+                                 "released once now, as nothing says which ones this service holds)")
+        self.ledger = Ledger(path)
         self.shedder = Shedder(self.actions, self.ledger, ShedPointWriter(BacnetClient(lambda: bacnet.device.app)),
                                stage_delay_s=config.stage_delay_s, clock=lambda: self.clock.now().timestamp(),
                                sleep=clock.sleep, holds=self.sun_on)
+        if why is not None:
+            self.shedder.release_unknown()
         meter = modbus_meter_config(settings)
         self.meter = ModbusMeter(meter, clock.monotonic, clock.sleep) if meter is not None else None
         self.ven: Ven | None = None
@@ -85,7 +93,7 @@ class DemandService:
 
         self.page = OperatorPage(self.shedder, self.power_kw, self.wake, user=access.user,
                                  password_hash=access.password_hash.get_secret_value(),
-                                 secret=load_secret(StateFiles(self.settings.state_dir).page_key),
+                                 secret=load_secret(StateFiles(self.settings.state_dir).page_key, on_damage=set_aside),
                                  tz=self.settings.site.site.tz, site_name=self.settings.site.site.name)
         await self.page.start(access.host, access.port)
 

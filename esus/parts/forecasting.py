@@ -16,7 +16,7 @@ from esus.parts.power import POWER_SERIES, PowerInput
 from esus.parts.training_job import RecentPower, train_from_store, training_process_setup
 from esus.runtime.clock import Clock
 from esus.settings.config import Settings
-from esus.state.files import StateFiles
+from esus.state.files import StateFiles, set_aside
 from esus.state.store import HistoryStore
 from esus.state.telemetry import Telemetry
 from forecast.features import WEEKDAY_PROFILE_WEEKS
@@ -63,7 +63,10 @@ class ForecastService:
         try:
             model = PowerModel.load(self.model_path)
         except ModelFileError as exc:
-            if self.model_path.exists():
+            if exc.damaged:
+                set_aside(self.model_path, str(exc), "the forecast model: the fallback forecasts until the next "
+                                                     "training (at once when there is enough history)")
+            elif self.model_path.exists():
                 log.warning("%s; forecasting with the fallback until the next training", exc)
             else:
                 log.info("no forecast model yet: seasonal naive, then persistence, until the first training")

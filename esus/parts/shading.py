@@ -20,7 +20,7 @@ from esus.runtime.clock import Clock
 from esus.runtime.supervisor import Health
 from esus.settings.config import Settings
 from esus.settings.site import ShadeSettings
-from esus.state.files import StateFiles
+from esus.state.files import StateFiles, json_damage, set_aside
 from esus.state.store import HistoryStore
 from esus.state.telemetry import Telemetry
 from shades.coordinator import GroupStatus, Inputs, ShadeCoordinator
@@ -62,7 +62,11 @@ class ShadesService:
         self.location = location_of(settings)
         source = OpenMeteo(site.site.latitude, site.site.longitude, settings.weather_url) \
             if settings.weather_url else None
-        self.weather = WeatherService(source, WeatherCache(StateFiles(settings.state_dir).weather), clock.now)
+        cached = StateFiles(settings.state_dir).weather
+        why = json_damage(cached)
+        if why is not None:
+            set_aside(cached, why, "the last weather forecast (clear sky until the next one is fetched)")
+        self.weather = WeatherService(source, WeatherCache(cached), clock.now)
         self.room_points = self._room_points()
         self.irradiance_points = {g.number: g.irradiance_point for g in self.shades.groups}
         self.started = False

@@ -3,13 +3,47 @@ tests all find them here."""
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
+
+from esus.state.sqlite import move_aside
+
+log = logging.getLogger(__name__)
+
+#: The suffix of a state file set aside after damage (then a UTC time): `esus doctor` lists them.
+SET_ASIDE = ".corrupt-"
+
+
+def set_aside(path: Path, why: str, lost: str) -> Path:
+    """A damaged state file is renamed `<name>.corrupt-<time>` (kept for inspection), said in one
+    WARNING naming the file and what is lost, and the part that owns it starts afresh."""
+    moved = move_aside(path)
+    log.warning("%s is damaged (%s): moved it to %s and started afresh; lost: %s. Keep the old file for "
+                "inspection or delete it.", path, why, moved.name, lost)
+    return moved
+
+
+def json_damage(path: Path) -> str | None:
+    """What is wrong with a JSON state file that exists, or None when it parses."""
+    try:
+        json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 @dataclass(frozen=True)
 class StateFiles:
     root: Path
+
+    def set_aside_files(self) -> list[Path]:
+        """The files moved aside after damage, oldest first."""
+        return sorted(self.root.rglob(f"*{SET_ASIDE}*[0-9]Z"), key=lambda p: p.name.rpartition(SET_ASIDE)[2]) \
+            if self.root.exists() else []
 
     @property
     def history(self) -> Path:

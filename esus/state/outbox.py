@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from esus.state.sqlite import move_aside
+from esus.state.files import set_aside
+from esus.state.sqlite import damage
 from esus.state.store import HistoryStore
 
 log = logging.getLogger(__name__)
@@ -126,12 +127,15 @@ class Outbox:
         the lines a kill left in the history file's relay table that had not reached it; returns
         the number of lines taken. One transaction, so a kill during it takes them over again at
         the next start, never twice."""
+        lost = "the InfluxDB lines waiting in it (they are not sent)"
+        why = damage(old)
+        if why is not None:
+            set_aside(old, why, lost)
+            return 0
         try:
             taken = self._take_over(old if old.exists() else None)
         except sqlite3.DatabaseError as exc:
-            moved = move_aside(old)
-            log.warning("the old InfluxDB outbox %s could not be read (%s); moved it to %s: the lines waiting "
-                        "in it are not sent", old, exc, moved)
+            set_aside(old, str(exc), lost)
             return 0
         for extra in ("", "-wal", "-shm"):
             old.with_name(old.name + extra).unlink(missing_ok=True)

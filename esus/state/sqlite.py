@@ -49,9 +49,28 @@ def integrity(conn: sqlite3.Connection, thorough: bool = False) -> str:
     return row[0] if row else "no answer from the integrity check"
 
 
+def damage(path: Path) -> str | None:
+    """What is wrong with an SQLite file that exists, or None when it reads as a database should.
+    A zero-length file counts as damaged: SQLite would take it for a new, empty database, and
+    whatever it held would be lost without a word."""
+    if not path.exists():
+        return None
+    if path.stat().st_size == 0 and not path.with_name(path.name + "-wal").exists():
+        return "zero length"
+    try:
+        conn = connect_readonly(path)
+        try:
+            result = integrity(conn)
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    return None if result == "ok" else result
+
+
 def move_aside(path: Path, stamp: datetime | None = None) -> Path:
     """Rename a database and its WAL/SHM files to `<name>.corrupt-<time>`; returns the new path."""
-    suffix = f".corrupt-{(stamp or datetime.now(UTC)).strftime('%Y%m%dT%H%M%SZ')}"
+    suffix = f".corrupt-{(stamp or datetime.now(UTC)).strftime('%Y%m%dT%H%M%S%fZ')}"
     target = path.with_name(path.name + suffix)
     for extra in ("", "-wal", "-shm"):
         source = path.with_name(path.name + extra)

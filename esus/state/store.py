@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from esus.state.sqlite import CorruptStoreError, connect, connect_readonly, integrity, move_aside, transaction
+from esus.state.files import set_aside
+from esus.state.sqlite import CorruptStoreError, connect, connect_readonly, damage, integrity, transaction
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +80,15 @@ class HistoryStore:
     def _open_or_replace(self) -> sqlite3.Connection:
         conn = None
         try:
+            if damage(self.path) == "zero length":
+                raise CorruptStoreError("zero length")
             conn = connect(self.path)
             _check(conn)
         except (sqlite3.DatabaseError, CorruptStoreError) as exc:
             if conn is not None:
                 conn.close()
-            moved = move_aside(self.path)
-            log.warning("history store %s could not be read (%s); moved it to %s and started a "
-                        "fresh one. Keep the old file for inspection or delete it.", self.path, exc, moved)
+            set_aside(self.path, str(exc), "its samples, high-water marks and state, and the InfluxDB lines "
+                                           "still waiting in it (samples come again from the BMS and the BAS)")
             conn = connect(self.path)
         conn.executescript(SCHEMA)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
