@@ -12,7 +12,7 @@ import pandas as pd
 
 from forecast.features import DAY_S, Horizon, WindowMeans, baselines, target
 from forecast.series import Grid, to_grid
-from forecast.training import MIN_TRAINING_DAYS, metrics, train_validated
+from forecast.training import MIN_TRAINING_DAYS, TooLittleData, metrics, train_validated
 
 TARGET_TEXT = "mean kW of the 15-minute interval ending 60 minutes after the forecast (the interval itself if longer)"
 
@@ -72,6 +72,8 @@ class BacktestResult:
     upper: np.ndarray
     train_seconds: list[float] = field(default_factory=list)
     grid: Grid | None = None
+    kept_previous: int = 0      # nights whose data could not train a model: the previous one went on
+    without_model: int = 0      # days before any night could train one: not forecast
 
     def rows(self) -> np.ndarray:
         """Rows where the actual and every model's forecast exist (all models scored on these)."""
@@ -90,7 +92,9 @@ class BacktestResult:
             "models": models,
             "train_seconds_median": statistics.median(self.train_seconds) if self.train_seconds else None,
             "train_seconds_max": max(self.train_seconds) if self.train_seconds else None,
-            "test_days": len(self.train_seconds),
+            "test_days": len(self.train_seconds) + self.kept_previous,
+            "days_previous_model_kept": self.kept_previous,
+            "days_without_a_model": self.without_model,
             "upper_bound_coverage_pct": coverage,
         }
 
@@ -109,20 +113,30 @@ def walk_forward(grid: Grid, min_history_days: int = MIN_TRAINING_DAYS, progress
     if not starts:
         raise ValueError(f"need more than {min_history_days + 1} days of data to backtest")
     issue_parts, model_parts, upper_parts, seconds = [], [], [], []
+    model, kept, without = None, 0, 0
     for n, start in enumerate(starts):
-        result = train_validated(grid, end=start)
-        seconds.append(result.model.info.train_seconds)
-        issue = np.arange(start, min(start + day, len(grid) - h.ahead))
-        predicted = result.model.predict(grid, issue, means)
-        issue_parts.append(issue)
-        model_parts.append(predicted)
-        upper_parts.append(result.model.upper(predicted))
+        try:   # as in production: a night whose data cannot train a model keeps the previous one
+            model = train_validated(grid, end=start).model
+            seconds.append(model.info.train_seconds)
+        except TooLittleData:
+            if model is None:
+                without += 1
+            else:
+                kept += 1
+        if model is not None:
+            issue = np.arange(start, min(start + day, len(grid) - h.ahead))
+            predicted = model.predict(grid, issue, means)
+            issue_parts.append(issue)
+            model_parts.append(predicted)
+            upper_parts.append(model.upper(predicted))
         if progress:
             progress(n + 1, len(starts))
+    if not issue_parts:
+        raise TooLittleData(f"no night of the {len(starts)} could train a model: the data has too many gaps")
     issue = np.concatenate(issue_parts)
     predictions = {"esus": np.concatenate(model_parts), **baselines(grid, issue, means)}
     return BacktestResult(grid.step_s, issue, target(grid, issue, means), predictions,
-                          np.concatenate(upper_parts), seconds, grid)
+                          np.concatenate(upper_parts), seconds, grid, kept, without)
 
 
 def plot(result: BacktestResult, out: Path, title: str, days_shown: int = 7) -> None:

@@ -48,6 +48,11 @@ class TrainingResult:
     typical_persistence_rmse_kw: float = float("nan")  # median daily RMSE over the days before
 
 
+class TooLittleData(ValueError):
+    """The history cannot train or validate a model (too short, or its held-out day too gappy):
+    production keeps the model it has, the backtest too."""
+
+
 def day_slots(grid: Grid) -> int:
     return Horizon(grid.step_s).slots(DAY_S)
 
@@ -61,7 +66,7 @@ def train_validated(grid: Grid, end: int | None = None) -> TrainingResult:
     end = len(grid) if end is None else end
     history = grid.slice(0, end)
     if history_days(history) < MIN_TRAINING_DAYS:
-        raise ValueError(f"{history_days(history):.1f} days of history; training needs {MIN_TRAINING_DAYS}")
+        raise TooLittleData(f"{history_days(history):.1f} days of history; training needs {MIN_TRAINING_DAYS}")
     h = Horizon(grid.step_s)
     held_start = end - day_slots(grid)
     # issue slots whose target window ends before the held-out day starts
@@ -74,7 +79,7 @@ def train_validated(grid: Grid, end: int | None = None) -> TrainingResult:
     persistence = baselines(history, held_issue, means)["persistence"]
     ok = np.isfinite(actual) & np.isfinite(predicted) & np.isfinite(persistence)
     if ok.sum() < 10:
-        raise ValueError("the held-out day has too few complete values to validate the model")
+        raise TooLittleData("the held-out day has too few complete values to validate the model")
     rmse = metrics(predicted[ok], actual[ok])["rmse"]
     persistence_rmse = metrics(persistence[ok], actual[ok])["rmse"]
     typical = typical_persistence_rmse(history, means, held_start)

@@ -70,3 +70,20 @@ def test_bad_input_says_what_is_wrong(tmp_path: Path, args: list[str], message: 
     result = run_cli(tmp_path, *args)
     assert result.returncode == 1
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_days_too_gappy_to_train_keep_the_previous_model_and_the_run_finishes(tmp_path: Path) -> None:
+    """Production keeps its model on a night whose data cannot validate a new one; so does the backtest."""
+    csv = write_csv(tmp_path / "meter.csv", step_s=3600, days=24)
+    frame = pd.read_csv(csv)
+    for day in (19, 21):                        # two days with 18 of their 24 values missing
+        gone = [day * 24 + hour for hour in range(24) if hour % 4]
+        frame.loc[gone, "Main_kW"] = None
+    frame.to_csv(csv, index=False)
+    result = run_cli(tmp_path, str(csv), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["days_previous_model_kept"] == 2 and summary["days_without_a_model"] == 0
+    assert summary["test_days"] == 9 and summary["rows"] > 0   # days 15 to 23 (14 days train the first)
+    table = run_cli(tmp_path, str(csv))
+    assert "on 2 days the data could not train a model and the previous one went on" in table.stdout

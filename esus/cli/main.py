@@ -102,6 +102,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
         return EXIT_OK
     print(f"{summary['rows']} forecasts over {summary['test_days']} days, interval {summary['interval_s']} s")
+    if summary["days_previous_model_kept"] or summary["days_without_a_model"]:
+        print(f"gaps: on {summary['days_previous_model_kept']} days the data could not train a model and the "
+              f"previous one went on (as in production); {summary['days_without_a_model']} days before any model "
+              "were not forecast")
     print(f"target: {summary['target']}")
     print(f"{'model':<22}{'RMSE kW':>9}{'MAE kW':>9}{'CV(RMSE) %':>12}{'NMBE %':>9}")
     for name, m in summary["models"].items():
