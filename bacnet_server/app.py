@@ -25,6 +25,8 @@ from bacpypes3.primitivedata import Boolean, Null, ObjectType, Real, Unsigned
 
 from bacnet_server.objects import EsusDevice, PointMixin, make_object
 from bacnet_server.points import Access, PointSpec
+from bacnet_server.rejects import answer_malformed_requests
+from bacnet_server.traffic import BadTrafficSummary, quiet_bad_traffic
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +142,13 @@ class EsusApplication(Application):
             spec.objectIdentifier = self._resolve_wildcard(spec.objectIdentifier)
         await super().do_ReadPropertyMultipleRequest(apdu)
 
+    async def do_SubscribeCOVRequest(self, apdu: Any) -> None:
+        # The standard: with issueConfirmedNotifications given, an absent lifetime means an indefinite
+        # subscription (0); bacpypes3 compares None > 0 and answers with an error instead.
+        if apdu.issueConfirmedNotifications is not None and apdu.lifetime is None:
+            apdu.lifetime = 0
+        await super().do_SubscribeCOVRequest(apdu)
+
     async def do_WritePropertyRequest(self, apdu: Any) -> None:
         obj = self.get_object_id(self._resolve_wildcard(apdu.objectIdentifier))
         if obj is None:
@@ -192,6 +201,7 @@ class BacnetDevice:
         self._listeners: dict[str, list[Callable[[PointMixin], None]]] = {}
         self.writes = 0
         self.faults: list[str] = []
+        self.bad_traffic: BadTrafficSummary = quiet_bad_traffic()
 
     async def start(self) -> None:
         """Bind and serve; raises BacnetStartError when the port is taken or the address is wrong."""
@@ -209,6 +219,7 @@ class BacnetDevice:
         self.objects = {spec.name: make_object(spec) for spec in self.points}
         self.app = EsusApplication.from_object_list([device, network_port, *self.objects.values()])
         self.app.on_point_write = self._written
+        answer_malformed_requests(self.app)
         self.set_system_status(self.faults)
         link = next(iter(self.app.link_layers.values()))
         try:
@@ -224,6 +235,7 @@ class BacnetDevice:
         if self.app is not None:
             self.app.close()
             self.app = None
+            self.bad_traffic.flush()
 
     def set_system_status(self, faults: list[str]) -> None:
         """systemStatus operational, or non-operational with the failing parts named in the

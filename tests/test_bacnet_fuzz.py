@@ -1,10 +1,14 @@
-"""Thousands of random, truncated and mutated BACnet/IP datagrams; the device keeps answering."""
+"""Thousands of random, truncated and mutated BACnet/IP datagrams: the device keeps answering and the
+log stays quiet; malformed confirmed requests get the Reject or Abort the standard asks for."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import socket
+
+import pytest
 
 import rusty_bacnet as rb
 
@@ -39,7 +43,9 @@ def datagrams(count: int, seed: int = 1234) -> list[bytes]:
     return out
 
 
-def test_garbage_does_not_break_the_device() -> None:
+def test_garbage_does_not_break_the_device_nor_flood_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+
     async def scenario() -> None:
         async with serving() as s:
             s.device.set_value("one-hour-future-power", 7.5)
@@ -59,3 +65,47 @@ def test_garbage_does_not_break_the_device() -> None:
                 await s.write("input-power-meter", rb.PropertyValue.real(12.0), priority=10)
             assert (await s.read("input-power-meter")).value == 12.0
     asyncio.run(scenario())
+    records = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(records) <= 2, [r.getMessage()[:120] for r in records[:5]]   # a summary, not 5,000 tracebacks
+    assert not any(r.exc_info for r in records)
+    summary = next(r.getMessage() for r in records if "malformed or unsupported datagrams" in r.getMessage())
+    assert "DecodingError" in summary, summary
+
+
+def bvll(apdu_hex: str) -> bytes:
+    body = bytes.fromhex("0104" + apdu_hex)   # NPDU: version 1, expecting a reply
+    return bytes.fromhex("810a") + (len(body) + 4).to_bytes(2, "big") + body
+
+
+@pytest.mark.parametrize(("apdu", "answer"), [
+    ("0005070c0c00800002", "600705"),           # ReadProperty without its property id: reject missing-required
+    ("0005070c0dffffffffff1955", "600704"),     # a tag length of 0xFFFFFFFF: reject invalid-tag
+    ("000e070c0c008000021955", "710700"),       # max-APDU code 14 (reserved): abort other
+    ("000507400c00800002", "600709"),           # service choice 64: reject unrecognized-service
+    ("0005070c0c008000021955", "300" + "70c"),  # a well-formed read still gets its ComplexACK
+])
+def test_a_malformed_confirmed_request_gets_a_reject_or_abort(apdu: str, answer: str) -> None:
+    async def scenario() -> bytes:
+        async with serving() as s:
+            loop = asyncio.get_running_loop()
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+                raw.bind(("127.0.0.1", free_udp_port()))
+                raw.settimeout(3)
+                raw.sendto(bvll(apdu), ("127.0.0.1", s.device.identity.port))
+                return await loop.run_in_executor(None, raw.recv, 1500)
+    reply = asyncio.run(scenario())
+    assert reply[:2] == b"\x81\x0a" and reply[4:6] == b"\x01\x00"       # BVLL unicast, NPDU without a reply
+    assert reply[6:].hex().startswith(answer), reply.hex()
+
+
+def test_a_cov_subscription_without_a_lifetime_is_indefinite() -> None:
+    async def scenario() -> bytes:
+        async with serving() as s:
+            loop = asyncio.get_running_loop()
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
+                raw.bind(("127.0.0.1", free_udp_port()))
+                raw.settimeout(3)
+                # SubscribeCOV: process 17, AV 2, issueConfirmedNotifications FALSE, no lifetime
+                raw.sendto(bvll("00050805" "0911" "1c00800002" "2900"), ("127.0.0.1", s.device.identity.port))
+                return await loop.run_in_executor(None, raw.recv, 1500)
+    assert asyncio.run(scenario())[6:].hex() == "200805"   # SimpleACK, not an error
