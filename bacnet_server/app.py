@@ -20,10 +20,9 @@ from bacpypes3.apdu import SimpleAckPDU
 from bacpypes3.app import Application
 from bacpypes3.basetypes import BinaryPV, DeviceStatus, PropertyIdentifier, Reliability
 from bacpypes3.errors import ExecutionError
-from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.primitivedata import Boolean, Null, ObjectType, Real, Unsigned
 
-from bacnet_server.objects import EsusDevice, PointMixin, make_object
+from bacnet_server.objects import EsusDevice, EsusNetworkPort, PointMixin, make_object
 from bacnet_server.points import Access, PointSpec
 from bacnet_server.rejects import answer_malformed_requests
 from bacnet_server.traffic import BadTrafficSummary, quiet_bad_traffic
@@ -214,8 +213,8 @@ class BacnetDevice:
                             applicationSoftwareVersion=self.identity.software_version,
                             firmwareRevision=self.identity.software_version,
                             description=DEVICE_DESCRIPTION)
-        network_port = NetworkPortObject(self.identity.address, objectIdentifier=("network-port", 1),
-                                         objectName="network-port-1")
+        network_port = EsusNetworkPort(self.identity.address, objectIdentifier=("network-port", 1),
+                                       objectName="network-port-1")
         self.objects = {spec.name: make_object(spec) for spec in self.points}
         self.app = EsusApplication.from_object_list([device, network_port, *self.objects.values()])
         self.app.on_point_write = self._written

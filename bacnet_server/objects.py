@@ -17,16 +17,19 @@ from bacpypes3.basetypes import (
     EngineeringUnits,
     EventState,
     ObjectTypesSupported,
+    PropertyIdentifier,
     Reliability,
     Segmentation,
     ServicesSupported,
 )
+from bacpypes3.constructeddata import ArrayOf
 from bacpypes3.local.analog import AnalogValueObject
 from bacpypes3.local.binary import BinaryValueObject
 from bacpypes3.local.cmd import Commandable
 from bacpypes3.local.cov import GenericCriteria
 from bacpypes3.local.device import DeviceObject
 from bacpypes3.local.multistate import MultiStateValueObject
+from bacpypes3.local.networkport import NetworkPortObject
 from bacpypes3.local.object import Object as LocalObject
 from bacpypes3.primitivedata import CharacterString
 
@@ -69,6 +72,27 @@ class FastAttributes:
         return element.get_attribute(getter=partial(super(LocalObject, self).__getattribute__, attr))
 
 
+#: What Property_List must not name (ASHRAE 135, 12.1.1.4.1): every object has these four.
+NOT_IN_PROPERTY_LIST = frozenset({"objectIdentifier", "objectName", "objectType", "propertyList"})
+
+
+class StandardPropertyList:
+    """Property_List as the standard has it: bacpypes3 lists the four properties every object has
+    too, and a client that walks the list (an EPICS tool, a BAS import) then reads them twice or
+    flags the device as non-conformant."""
+
+    _not_listed: ClassVar[frozenset[str]] = NOT_IN_PROPERTY_LIST
+
+    @property
+    def propertyList(self) -> Any:
+        listed = LocalObject.propertyList.fget(self)
+        return ArrayOf(PropertyIdentifier)([p for p in listed if p.attr not in self._not_listed])
+
+    @propertyList.setter
+    def propertyList(self, value: Any) -> None:
+        """Computed; writes are refused before they get here."""
+
+
 def _bits(bit_string_class: type, names: tuple[str, ...]) -> Any:
     value = bit_string_class([])
     for name in names:
@@ -76,14 +100,25 @@ def _bits(bit_string_class: type, names: tuple[str, ...]) -> Any:
     return value
 
 
-class EsusDevice(FastAttributes, DeviceObject):
+class EsusDevice(StandardPropertyList, FastAttributes, DeviceObject):
     vendorName = "esus"
     modelName = "esus edge service"
     # bacpypes3 0.0.110 fails inside segmented responses (an assertion in ServerSSM), so the device
     # says it does not segment: a reply too long for one APDU is answered with an abort, and
-    # workstations fall back to smaller requests.
+    # workstations fall back to smaller requests. Max_Segments_Accepted is then absent, as the
+    # standard has it for a device that does not segment (bacpypes3 would say 16).
     segmentationSupported = Segmentation.noSegmentation
     maxApduLengthAccepted = 1476
+    _not_listed = NOT_IN_PROPERTY_LIST | {"maxSegmentsAccepted"}
+
+    @property
+    def maxSegmentsAccepted(self) -> None:
+        """Absent (a read answers unknown-property): this device does not segment."""
+        return None
+
+    @maxSegmentsAccepted.setter
+    def maxSegmentsAccepted(self, value: Any) -> None:
+        """Not kept: bacpypes3 sets its default of 16 at start."""
 
     @property
     def protocolServicesSupported(self) -> ServicesSupported:
@@ -102,7 +137,11 @@ class EsusDevice(FastAttributes, DeviceObject):
         """Computed; writes are refused before they get here."""
 
 
-class PointMixin(FastAttributes):
+class EsusNetworkPort(StandardPropertyList, NetworkPortObject):
+    pass
+
+
+class PointMixin(StandardPropertyList, FastAttributes):
     """What every esus point object does beyond bacpypes3."""
 
     _spec: PointSpec

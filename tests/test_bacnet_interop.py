@@ -97,6 +97,26 @@ def test_every_object_has_the_required_properties() -> None:
     run(scenario())
 
 
+def test_property_lists_leave_out_what_every_object_has_and_the_segmentation_story_agrees() -> None:
+    """135 12.1.1.4.1: Property_List names neither Object_Identifier, Object_Name, Object_Type nor
+    itself; a device that does not segment has no Max_Segments_Accepted."""
+    never = {PID.OBJECT_IDENTIFIER, PID.OBJECT_NAME, PID.OBJECT_TYPE, PID.PROPERTY_LIST}
+
+    async def scenario() -> None:
+        async with serving() as s:
+            objects = [DEVICE, rb.ObjectIdentifier(OT.NETWORK_PORT, 1)] + [oid(spec) for spec in TABLE]
+            for obj in objects:
+                listed = set((await s.client.read_property(s.address, obj, PID.PROPERTY_LIST)).value)
+                assert listed and not listed & {p.to_raw() for p in never}, obj
+            device_listed = set((await s.client.read_property(s.address, DEVICE, PID.PROPERTY_LIST)).value)
+            assert PID.SEGMENTATION_SUPPORTED.to_raw() in device_listed
+            assert PID.MAX_SEGMENTS_ACCEPTED.to_raw() not in device_listed
+            assert (await s.client.read_property(s.address, DEVICE, PID.SEGMENTATION_SUPPORTED)).value == 3
+            with pytest.raises(Exception, match="code=32"):   # unknown-property
+                await s.client.read_property(s.address, DEVICE, PID.MAX_SEGMENTS_ACCEPTED)
+    run(scenario())
+
+
 def test_commanding_at_priorities_and_relinquishing() -> None:
     async def scenario() -> None:
         async with serving() as s:
