@@ -56,10 +56,12 @@ class BacnetClient:
             raise BacnetClientError("the BACnet device is not running")
         return app
 
-    async def read(self, address: str, object_id: str, property: str = "present-value") -> Any:
-        """The property's value, cast to its datatype."""
-        what = f"{address} {object_id} {property}"
-        value = await self._ask(what, self.application().read_property(address, object_id, property))
+    async def read(self, address: str, object_id: str, property: str = "present-value",
+                   array_index: int | None = None) -> Any:
+        """The property's value (or one element of an array), cast to its datatype."""
+        what = f"{address} {object_id} {property}" + (f"[{array_index}]" if array_index is not None else "")
+        value = await self._ask(what, self.application().read_property(address, object_id, property,
+                                                                       array_index=array_index))
         if value is None:   # bacpypes3's answer to a reply that is not a ReadPropertyACK
             raise BacnetClientError(f"{what}: the answer was not a value")
         return value

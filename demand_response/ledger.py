@@ -27,8 +27,12 @@ CREATE TABLE IF NOT EXISTS operator_releases (action TEXT PRIMARY KEY, until_s R
 """
 
 # An override's state: writing (recorded; the write may or may not have reached the device, as
-# after a kill in between), active (acknowledged), failed (not; retried while the event lasts),
-# releasing (NULL not yet acknowledged; retried until it is), released (the slot is NULL again).
+# after a kill in between), active (acknowledged), lost (acknowledged once, but the slot no longer
+# holds it: the controller restarted, or another writer took the slot; written again), failed (not
+# taken; retried while the event lasts), releasing (NULL not yet acknowledged; retried until it is),
+# released (the slot is NULL again).
+#: Columns added after the first release, with their definitions: added to an older ledger at open.
+ADDED_COLUMNS = {"lost": "INTEGER NOT NULL DEFAULT 0", "lost_s": "REAL"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,8 @@ class Override:
     error: str | None
     updated_s: float
     slot: ShedAction  # the point and priority written, kept so it can be released whatever the site file says now
+    lost: int = 0                  # times the controller was found not to hold it (re-written each time)
+    lost_s: float | None = None    # when it was last found lost
 
 
 class Ledger:
@@ -64,6 +70,10 @@ class Ledger:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(overrides)")}
+        for column, definition in ADDED_COLUMNS.items():
+            if column not in have:
+                self.db.execute(f"ALTER TABLE overrides ADD COLUMN {column} {definition}")
 
     def close(self) -> None:
         self.db.close()
@@ -108,11 +118,13 @@ class Ledger:
         """Before a write goes out: the shed value, or None for a release (a NULL write)."""
         state = "writing" if value is not None else "releasing"
         self.db.execute(
-            "INSERT INTO overrides VALUES (?, ?, ?, ?, 1, NULL, ?, ?, ?, ?, ?) ON CONFLICT(action) DO UPDATE SET "
+            "INSERT INTO overrides (action, value, state, until_s, attempts, error, updated_s, address, object_id, "
+            "property, priority) VALUES (?, ?, ?, ?, 1, NULL, ?, ?, ?, ?, ?) ON CONFLICT(action) DO UPDATE SET "
             "value = excluded.value, state = excluded.state, until_s = excluded.until_s, "
             "updated_s = excluded.updated_s, address = excluded.address, object_id = excluded.object_id, "
             "property = excluded.property, priority = excluded.priority, "
-            "attempts = CASE WHEN overrides.state IN ('active', 'released') THEN 1 ELSE overrides.attempts + 1 END",
+            "attempts = CASE WHEN overrides.state IN ('active', 'lost', 'released') THEN 1 "
+            "ELSE overrides.attempts + 1 END",
             (action.name, json.dumps(value), state, until_s, now_s, action.address, action.object_id,
              action.property, action.priority))
 
@@ -125,14 +137,19 @@ class Ledger:
         self.db.execute("UPDATE overrides SET state = CASE state WHEN 'releasing' THEN 'releasing' ELSE 'failed' END, "
                         "error = ?, updated_s = ? WHERE action = ?", (error, now_s, action))
 
+    def lost(self, action: str, now_s: float) -> None:
+        """The controller does not hold what it acknowledged: to be written again."""
+        self.db.execute("UPDATE overrides SET state = 'lost', lost = lost + 1, lost_s = ?, updated_s = ? "
+                        "WHERE action = ? AND state = 'active'", (now_s, now_s, action))
+
     def extend(self, action: str, until_s: float | None) -> None:
         self.db.execute("UPDATE overrides SET until_s = ? WHERE action = ?", (until_s, action))
 
     def overrides(self) -> dict[str, Override]:
         rows = self.db.execute("SELECT action, value, state, until_s, attempts, error, updated_s, address, "
-                               "object_id, property, priority FROM overrides ORDER BY rowid")
-        return {a: Override(a, json.loads(v), s, u, n, e, t, ShedAction(a, addr, obj, {}, prop, prio))
-                for a, v, s, u, n, e, t, addr, obj, prop, prio in rows}
+                               "object_id, property, priority, lost, lost_s FROM overrides ORDER BY rowid")
+        return {a: Override(a, json.loads(v), s, u, n, e, t, ShedAction(a, addr, obj, {}, prop, prio), lost, lost_s)
+                for a, v, s, u, n, e, t, addr, obj, prop, prio, lost, lost_s in rows}
 
     # -- operator releases -------------------------------------------------------------------
 

@@ -29,8 +29,8 @@ COOKIE = "esus_dr_session"
 SESSION_S = 8 * 3600
 MAX_FAILURES, FAILURE_WINDOW_S = 5, 300
 LEVELS = {0: "normal", 1: "moderate", 2: "high", 3: "special"}
-STATE_TEXT = {"writing": "writing…", "active": "overridden", "failed": "not reached, retrying",
-              "releasing": "releasing…", "released": "released"}
+STATE_TEXT = {"writing": "writing…", "active": "overridden", "lost": "lost by the controller, writing again…",
+              "failed": "not reached, retrying", "releasing": "releasing…", "released": "released"}
 HEADERS = {"Content-Security-Policy": "default-src 'self'; form-action 'self'; frame-ancestors 'none'",
            "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
            "Cache-Control": "no-store"}
@@ -230,6 +230,9 @@ class OperatorPage:
                 "writing", "failed", "releasing") else None
             if override is not None and retrying:
                 shown = "not reached, retrying" if override.state != "releasing" else "release not confirmed, retrying"
+            if override is not None and override.lost and override.lost_s is not None and override.state == "active":
+                again = "" if override.lost == 1 else f" ({override.lost} times)"
+                shown = f"overridden; lost{again}, re-written at {self._time(override.updated_s)}"
             if action.name in released:
                 shown = "released by an operator for this event"
             error = f'<div class="error">{html.escape(retrying)}</div>' if retrying else ""

@@ -32,6 +32,17 @@ class PointWriter(Protocol):
 
     async def write(self, action: ShedAction, value: Value | None) -> None: ...
 
+    async def read_back(self, action: ShedAction) -> Value | None:
+        """What the action's slot holds now (None: NULL); raises ShedWriteError when it cannot be read."""
+        ...
+
+
+def same_value(a: Value | None, b: Value | None) -> bool:
+    """Equal as a controller stores them: a REAL comes back rounded to 32 bits, a state by its name."""
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return abs(float(a) - float(b)) <= 1e-4 * max(1.0, abs(float(a)))
+    return a == b or (a is not None and b is not None and str(a).lower() == str(b).lower())
+
 
 @dataclass(frozen=True)
 class ShedState:
@@ -113,6 +124,33 @@ class Shedder:
             await self._apply(sheds + releases[::-1], state.until_s)
             self.ledger.forget_events_before(self.clock() - 86400)  # a day of history for the page
             return len(orphans) + len(sheds) + len(releases)
+
+    async def verify(self) -> int:
+        """Read back every override the controllers acknowledged; one whose slot no longer holds it
+        (a controller restarted and lost its priority array, another writer took the slot) is
+        marked lost, said once, and written again at the next reconcile. A controller that cannot
+        be read is not judged (its write path says whether it answers). Returns how many were lost."""
+        async with self._lock:
+            held = [o for o in self.ledger.overrides().values() if o.state == "active" and o.value is not None]
+            found = await asyncio.gather(*(self._read_back(o.slot) for o in held))
+            lost = 0
+            for override, (readable, now_holds) in zip(held, found, strict=True):
+                if not readable or same_value(now_holds, override.value):
+                    continue
+                lost += 1
+                self.ledger.lost(override.action, self.clock())
+                slot = override.slot
+                log.warning("demand response: %s lost its override: %s %s priority %d holds %s, not %r (the "
+                            "controller restarted, or another writer took the slot); writing it again",
+                            override.action, slot.address, slot.object_id, slot.priority,
+                            "NULL" if now_holds is None else repr(now_holds), override.value)
+            return lost
+
+    async def _read_back(self, action: ShedAction) -> tuple[bool, Value | None]:
+        try:
+            return True, await self.writer.read_back(action)
+        except ShedWriteError:
+            return False, None
 
     def _orphans(self) -> list[tuple[ShedAction, None]]:
         """Slots held for an action the site file no longer has, or now points elsewhere: released

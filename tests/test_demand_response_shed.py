@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bacpypes3.basetypes import PriorityValue
 
 from bacnet_server.client import BacnetClient
 from demand_response.actions import ShedAction
@@ -281,3 +282,41 @@ async def test_an_action_with_a_condition_takes_part_only_while_it_holds(tmp_pat
         sunny["east"] = False                                               # the sun moved on
         await s.shedder.reconcile()
         assert s.slots() == {"sp": 22.0, "limit": 50.0, "fan": None}
+
+
+@in_loop
+async def test_a_controller_that_restarts_mid_event_is_caught_by_the_read_back_and_written_again(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async with Scene(tmp_path) as s:
+        s.shedder.put_event(Event("e1", 2, T0, T0 + 3600))
+        await s.shedder.reconcile()
+        shed = {"sp": 22.0, "limit": 50.0, "fan": "inactive"}
+        assert s.slots() == shed
+        assert await s.shedder.verify() == 0                     # every slot holds what was acknowledged
+        port = int(s.target.address.rsplit(":", 1)[1])
+        s.target.close()
+        s.target = start_target(701, port)                       # restarted: its priority arrays are empty
+        assert s.slots() == NOTHING
+        with caplog.at_level("WARNING"):
+            assert await s.shedder.verify() == 3
+            assert set(s.states().values()) == {"lost"}
+            await s.shedder.reconcile()
+        assert s.slots() == shed
+        overrides = s.ledger.overrides()
+        assert {o.state for o in overrides.values()} == {"active"} and {o.lost for o in overrides.values()} == {1}
+        assert caplog.text.count("lost its override") == 3
+        assert "analog-value,1 priority 10 holds NULL, not 22.0" in caplog.text
+        assert await s.shedder.verify() == 0                     # and once written again, it holds
+        s.target.objects["analog-value,1"].priorityArray[9] = PriorityValue(real=19.0)   # another writer
+        assert await s.shedder.verify() == 1
+        assert "holds 19.0, not 22.0" in caplog.text
+
+
+@in_loop
+async def test_a_controller_that_cannot_be_read_back_is_not_judged_lost(tmp_path: Path) -> None:
+    async with Scene(tmp_path, writer_timeout_s=0.5) as s:
+        s.shedder.put_event(Event("e1", 2, T0, T0 + 3600))
+        await s.shedder.reconcile()
+        s.target.close()                                         # gone: no answer at all
+        assert await s.shedder.verify() == 0
+        assert set(s.states().values()) == {"active"}

@@ -10,6 +10,9 @@ import logging
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from bacpypes3.basetypes import BinaryPV, PriorityValue
+from bacpypes3.primitivedata import Enumerated
+
 from bacnet_server.client import BacnetClient, BacnetClientError
 from demand_response.actions import ShedAction, Value
 from demand_response.ledger import Ledger
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 
 RECONCILE_S = 10.0      # event starts and ends are acted on within this, and failed writes retried
 RELEASE_AT_STOP_S = 15.0
+READ_BACK_S = 60.0      # during an event, each acknowledged override is read back this often
 
 
 def modbus_meter_config(settings: Settings) -> ModbusMeterConfig | None:
@@ -131,9 +135,14 @@ class DemandService:
         parts = [asyncio.create_task(self.ven.run(), name="openadr-ven")] if self.ven else []
         if self.meter is not None:
             parts.append(asyncio.create_task(self.meter.run(), name="modbus-meter"))
+        read_back_due = self.clock.monotonic() + READ_BACK_S
         try:
             while True:
                 await self.shedder.reconcile()   # the first one releases what outlived its event
+                if self.clock.monotonic() >= read_back_due:
+                    read_back_due = self.clock.monotonic() + READ_BACK_S
+                    if await self.shedder.verify():
+                        await self.shedder.reconcile()   # what a controller lost is written again now
                 self._publish()
                 await sleep_or_wake(self.clock, RECONCILE_S, self._wake)
         finally:
@@ -174,13 +183,14 @@ class DemandService:
         """Log to InfluxDB on any change of event or override, and once a minute besides."""
         if self.telemetry is None:
             return
-        actions: dict[str, dict[str, bool | str]] = {}
+        actions: dict[str, dict[str, bool | str | int]] = {}
         for action in self.actions:
             o = state.overrides.get(action.name)
             error = o.error if o is not None and o.state in ("failed", "releasing") else None
             actions[action.name] = {"shed": o is not None and o.state == "active",
-                                    "pending": o is not None and o.state in ("writing", "releasing"),
-                                    "failing": error is not None, "reason": error or ""}
+                                    "pending": o is not None and o.state in ("writing", "lost", "releasing"),
+                                    "failing": error is not None, "reason": error or "",
+                                    "lost": o.lost if o is not None else 0}
         snapshot = (bool(state.events), state.level, tuple(tuple(a.values()) for a in actions.values()))
         if self._recorded is not None and self._recorded[0] == snapshot and now_s - self._recorded[1] < 60:
             return
@@ -190,7 +200,8 @@ class DemandService:
             "event_active": bool(state.events), "signal_level": state.level,
             "seconds_to_end": max(0.0, (state.until_s or now_s) - now_s),
             "overrides_shed": sum(a["shed"] is True for a in actions.values()),
-            "overrides_failing": sum(a["failing"] is True for a in actions.values()), "report_kw": self.power_kw(),
+            "overrides_failing": sum(a["failing"] is True for a in actions.values()),
+            "overrides_lost": sum(int(a["lost"]) for a in actions.values()), "report_kw": self.power_kw(),
         }, at, None, site)] + [line("dr_override", fields, at, {"action": name}, site)
                                for name, fields in actions.items()])
 
@@ -224,3 +235,36 @@ class ShedPointWriter:
                                     priority=action.priority)
         except BacnetClientError as exc:
             raise ShedWriteError(str(exc)) from None
+
+    async def read_back(self, action: ShedAction) -> Value | None:
+        """A commanded present-value's slot in the priority array (None: NULL); any other property itself."""
+        try:
+            if action.property == "present-value":
+                read = await self.client.read(action.address, action.object_id, "priority-array",
+                                              array_index=action.priority)
+            else:
+                read = await self.client.read(action.address, action.object_id, action.property)
+        except BacnetClientError as exc:
+            raise ShedWriteError(str(exc)) from None
+        return slot_value(read, binary=action.object_id.startswith("binary"))
+
+
+def slot_value(value: object, binary: bool = False) -> Value | None:
+    """A priority-array entry or a property's value as the shedder writes values: None for NULL, a
+    binary state by its name (a priority array gives its number), a number otherwise."""
+    if isinstance(value, PriorityValue):
+        for kind in ("real", "enumerated", "unsigned", "integer", "double", "boolean", "characterString"):
+            inner = getattr(value, kind, None)
+            if inner is not None:
+                return slot_value(inner, binary)
+        return None   # null
+    if binary and isinstance(value, int):
+        return str(BinaryPV(int(value)))
+    if isinstance(value, Enumerated):
+        return str(value)
+    if isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+    if isinstance(value, bool | int | float | str):
+        return value
+    return str(value)

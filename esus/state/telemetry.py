@@ -70,12 +70,14 @@ SCHEMA: dict[str, Measurement] = {
         "seconds_to_end": "s, until the latest active event ends (0 with none)",
         "overrides_shed": "actions whose shed value the controller has acknowledged",
         "overrides_failing": "actions whose last write or release failed (retrying)",
+        "overrides_lost": "times the controllers were found not to hold an acknowledged override (re-written)",
         "report_kw": "kW, the power reported to the VTN (Modbus meter or the BAS's)",
     }),
     "dr_override": Measurement("Each shed action, on change and once a minute", ("action",), {
         "shed": "1 = the shed value is acknowledged in the action's priority slot",
         "pending": "1 = a write or a release is on its way, not yet acknowledged",
         "failing": "1 = the last write or release failed (retrying)",
+        "lost": "times the controller was found not to hold it (read back each minute; re-written)",
     }, string_fields=("reason",)),
     "health": Measurement("Service health, once a minute", (), {
         "outbox_depth": "lines waiting for InfluxDB", "outbox_dropped": "lines dropped since install (full outbox)",
