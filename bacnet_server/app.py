@@ -190,6 +190,16 @@ class EsusApplication(Application):
             self.on_point_write(obj)
 
 
+def device_object(identity: DeviceIdentity) -> EsusDevice:
+    return EsusDevice(objectIdentifier=("device", identity.instance), objectName=identity.name,
+                      vendorIdentifier=identity.vendor_identifier, applicationSoftwareVersion=identity.software_version,
+                      firmwareRevision=identity.software_version, description=DEVICE_DESCRIPTION)
+
+
+def network_port_object(identity: DeviceIdentity) -> EsusNetworkPort:
+    return EsusNetworkPort(identity.address, objectIdentifier=("network-port", 1), objectName="network-port-1")
+
+
 class BacnetDevice:
     """The device as esus sees it: set values and faults by point name, hear BAS writes."""
 
@@ -208,15 +218,9 @@ class BacnetDevice:
         free, detail = port_is_free(ip, port)
         if not free:
             raise BacnetStartError(f"BACnet cannot start: {detail}")
-        device = EsusDevice(objectIdentifier=("device", self.identity.instance),
-                            objectName=self.identity.name, vendorIdentifier=self.identity.vendor_identifier,
-                            applicationSoftwareVersion=self.identity.software_version,
-                            firmwareRevision=self.identity.software_version,
-                            description=DEVICE_DESCRIPTION)
-        network_port = EsusNetworkPort(self.identity.address, objectIdentifier=("network-port", 1),
-                                       objectName="network-port-1")
         self.objects = {spec.name: make_object(spec) for spec in self.points}
-        self.app = EsusApplication.from_object_list([device, network_port, *self.objects.values()])
+        self.app = EsusApplication.from_object_list([device_object(self.identity), network_port_object(self.identity),
+                                                     *self.objects.values()])
         self.app.on_point_write = self._written
         answer_malformed_requests(self.app)
         self.set_system_status(self.faults)

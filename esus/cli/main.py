@@ -249,6 +249,22 @@ def cmd_bacnet_points(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bacnet_epics(args: argparse.Namespace) -> int:
+    """The device's EPICS, from the point table (a technician reviews it before the device is on site)."""
+    import asyncio
+
+    from bacnet_server.epics import epics_text
+    from esus.parts.bacnet import device_identity, site_points
+
+    settings = _settings(args)
+
+    async def build() -> str:   # bacpypes3 objects are made inside an event loop
+        return epics_text(device_identity(settings), site_points(settings))
+
+    print(asyncio.run(build()), end="")
+    return EXIT_OK
+
+
 def cmd_dr_hash_password(args: argparse.Namespace) -> int:
     """Print the hash for ESUS_DR_PAGE_PASSWORD_HASH; the password is read, never an argument."""
     import getpass
@@ -345,6 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
     bacnet_points = bacnet_commands.add_parser("points", help="the BACnet point list")
     bacnet_points.add_argument("--markdown", action="store_true", help="as a Markdown table")
     bacnet_points.set_defaults(func=cmd_bacnet_points)
+    bacnet_epics = bacnet_commands.add_parser(
+        "epics", help="the device's EPICS (bacepics format), from the point table",
+        description="Print the device's Electronic PICS in the text form bacnet-stack's bacepics prints: the "
+                    "services, object types and every object with its properties; values fixed by the site "
+                    "are given, run-time values are '?', what a BAS may write is marked Writable.")
+    bacnet_epics.set_defaults(func=cmd_bacnet_epics)
 
     dr = commands.add_parser("dr", help="demand response tools")
     dr_commands = dr.add_subparsers(dest="dr_command", required=True, metavar="COMMAND")
