@@ -18,7 +18,7 @@ from typing import Any
 
 from bacpypes3.apdu import SimpleAckPDU
 from bacpypes3.app import Application
-from bacpypes3.basetypes import BinaryPV, DeviceStatus, PropertyIdentifier, Reliability
+from bacpypes3.basetypes import BinaryPV, DeviceStatus, HostNPort, IPMode, PropertyIdentifier, Reliability
 from bacpypes3.errors import ExecutionError
 from bacpypes3.primitivedata import Boolean, Null, ObjectType, Real, Unsigned
 
@@ -49,6 +49,8 @@ class DeviceIdentity:
     port: int
     vendor_identifier: int = 999
     software_version: str = "0"
+    bbmd: str | None = None       # "ip:port" of the BBMD to register with as a foreign device
+    bbmd_ttl_s: int = 900         # the registration's time to live; renewed before it lapses
 
     @property
     def address(self) -> str:
@@ -197,7 +199,14 @@ def device_object(identity: DeviceIdentity) -> EsusDevice:
 
 
 def network_port_object(identity: DeviceIdentity) -> EsusNetworkPort:
-    return EsusNetworkPort(identity.address, objectIdentifier=("network-port", 1), objectName="network-port-1")
+    """The device's BACnet/IP port; with a BBMD, a foreign device registered with it, so that a BAS on
+    another subnet finds the device by broadcast (its BBMD forwards the Who-Is, and the I-Am back)."""
+    port = EsusNetworkPort(identity.address, objectIdentifier=("network-port", 1), objectName="network-port-1")
+    if identity.bbmd is not None:
+        port.bacnetIPMode = IPMode.foreign
+        port.fdBBMDAddress = HostNPort(identity.bbmd)
+        port.fdSubscriptionLifetime = identity.bbmd_ttl_s
+    return port
 
 
 class BacnetDevice:
@@ -239,6 +248,15 @@ class BacnetDevice:
             self.app.close()
             self.app = None
             self.bad_traffic.flush()
+
+    def bbmd_registration(self) -> str | None:
+        """With a BBMD: whether it has taken the foreign-device registration; None without one."""
+        if self.identity.bbmd is None:
+            return None
+        link = next(iter(self.app.link_layers.values()), None) if self.app is not None else None
+        status = getattr(link, "bbmdRegistrationStatus", -2)
+        state = {0: "registered", -1: "registering", -2: "not registered"}.get(status, f"refused (code {status})")
+        return f"BBMD {self.identity.bbmd} {state}"
 
     def set_system_status(self, faults: list[str]) -> None:
         """systemStatus operational, or non-operational with the failing parts named in the

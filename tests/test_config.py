@@ -47,6 +47,9 @@ def test_a_complete_configuration_loads(site_file: Path, tmp_path: Path) -> None
     assert settings.bms.password.get_secret_value() == "pw"
     assert settings.influx.bucket == "esus"
     assert settings.device_id == 4194302
+    assert settings.bbmd is None
+    with_bbmd = load_settings(configured(site_file, tmp_path, ESUS_BACNET_BBMD="10.0.0.5", ESUS_BACNET_BBMD_TTL="120"))
+    assert (with_bbmd.bbmd, with_bbmd.bbmd_ttl_s) == ("10.0.0.5:47808", 120)
     assert settings.log_level == "DEBUG"
     assert str(settings.bacnet) == "127.0.0.1/8:47808"
 
@@ -64,6 +67,9 @@ def test_a_complete_configuration_loads(site_file: Path, tmp_path: Path) -> None
     ("ESUS_BACNET_DEVICE_ID", "-1", "whole number"),
     ("ESUS_BACNET_DEVICE_ID", "12a", "whole number"),
     ("ESUS_LOG_LEVEL", "LOUD", "DEBUG"),
+    ("ESUS_BACNET_BBMD", "bbmd.local", "IPv4 address"),
+    ("ESUS_BACNET_BBMD", "10.0.0.5:70000", "port"),
+    ("ESUS_BACNET_BBMD_TTL", "5", "30"),
     ("ESUS_WEATHER_URL", "api.open-meteo.com", "'off' for clear sky only"),
 ])
 def test_bad_value_names_key_value_and_expectation(site_file: Path, tmp_path: Path, key: str,

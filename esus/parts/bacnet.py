@@ -28,7 +28,7 @@ def device_identity(settings: Settings) -> DeviceIdentity:
     address = settings.bacnet
     return DeviceIdentity(instance=settings.device_id, name=f"esus-{settings.site.site.name}",
                           ip=address.ip, prefix=address.interface.network.prefixlen, port=address.port,
-                          software_version=__version__)
+                          software_version=__version__, bbmd=settings.bbmd, bbmd_ttl_s=settings.bbmd_ttl_s)
 
 
 class BacnetBridge:
@@ -85,4 +85,6 @@ class BacnetBridge:
 
     def status(self, now: datetime) -> str:
         health = self.device.reliability(POWER_POINT)
-        return f"BACnet {self.device.writes} writes, power point {'ok' if health == 'noFaultDetected' else health}"
+        bbmd = self.device.bbmd_registration()
+        return (f"BACnet {self.device.writes} writes, power point {'ok' if health == 'noFaultDetected' else health}"
+                + (f", {bbmd}" if bbmd else ""))

@@ -31,7 +31,8 @@ DEFAULT_DR_PAGE_PORT = 8080
 KNOWN_KEYS = (
     "ESUS_SITE", "ESUS_STATE_DIR", "ESUS_BMS_URL", "ESUS_BMS_USER", "ESUS_BMS_PASSWORD",
     "ESUS_INFLUX_URL", "ESUS_INFLUX_TOKEN", "ESUS_INFLUX_ORG", "ESUS_INFLUX_BUCKET",
-    "ESUS_BACNET_ADDRESS", "ESUS_BACNET_DEVICE_ID", "ESUS_LOG_LEVEL", "ESUS_WEATHER_URL",
+    "ESUS_BACNET_ADDRESS", "ESUS_BACNET_DEVICE_ID", "ESUS_BACNET_BBMD", "ESUS_BACNET_BBMD_TTL", "ESUS_LOG_LEVEL",
+    "ESUS_WEATHER_URL",
     "ESUS_OADR_VTN_URL", "ESUS_OADR_VEN_NAME", "ESUS_OADR_VEN_ID", "ESUS_OADR_CERT", "ESUS_OADR_KEY",
     "ESUS_OADR_CA_FILE", "ESUS_OADR_VTN_FINGERPRINT", "ESUS_DR_PAGE_ADDRESS", "ESUS_DR_PAGE_USER",
     "ESUS_DR_PAGE_PASSWORD_HASH",
@@ -103,6 +104,8 @@ class EnvSettings(BaseModel):
     ESUS_INFLUX_BUCKET: str | None = None
     ESUS_BACNET_ADDRESS: BacnetAddress = parse_bacnet_address("127.0.0.1/8")
     ESUS_BACNET_DEVICE_ID: int = Field(default=260001, ge=0, le=4194302)
+    ESUS_BACNET_BBMD: str | None = None
+    ESUS_BACNET_BBMD_TTL: int = Field(default=900, ge=30, le=65535)
     ESUS_LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     ESUS_WEATHER_URL: str | None = None
     ESUS_OADR_VTN_URL: str | None = None
@@ -129,6 +132,21 @@ class EnvSettings(BaseModel):
         if port and not (port.isdigit() and 1 <= int(port) <= 65535):
             raise ValueError("the port after ':' must be a number from 1 to 65535")
         return f"{host}:{port or DEFAULT_DR_PAGE_PORT}"
+
+    @field_validator("ESUS_BACNET_BBMD", mode="before")
+    @classmethod
+    def _bbmd(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        host, _, port = value.strip().partition(":")
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError("expected the building's BBMD as an IPv4 address and an optional UDP port, "
+                             "e.g. 192.168.1.5:47808") from None
+        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise ValueError("the port after ':' must be a number from 1 to 65535")
+        return f"{host}:{port or DEFAULT_BACNET_PORT}"
 
     @field_validator("ESUS_DR_PAGE_PASSWORD_HASH", mode="after")
     @classmethod
@@ -237,6 +255,8 @@ class Settings:
     weather_url: str | None = None    # None: clear sky only
     oadr: VenConfig | None = None     # None: no demand response VEN
     dr_page: OperatorPageAccess | None = None  # None: no operator page
+    bbmd: str | None = None           # "ip:port": register with the building's BBMD as a foreign device
+    bbmd_ttl_s: int = 900
 
 
 def _default_state_dir(demo: bool, environ: Mapping[str, str]) -> Path:
@@ -319,6 +339,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, demo: bool | None
         dr_page = OperatorPageAccess(host, int(port), env.ESUS_DR_PAGE_USER, env.ESUS_DR_PAGE_PASSWORD_HASH)
     return Settings(demo=demo, site_path=site_path, site=site, state_dir=state_dir, bms=bms,
                     influx=influx, bacnet=env.ESUS_BACNET_ADDRESS, device_id=env.ESUS_BACNET_DEVICE_ID,
+                    bbmd=env.ESUS_BACNET_BBMD, bbmd_ttl_s=env.ESUS_BACNET_BBMD_TTL,
                     log_level=env.ESUS_LOG_LEVEL, env_file=used_env_file,
                     weather_url=_weather_source(env.ESUS_WEATHER_URL, demo), oadr=oadr, dr_page=dr_page)
 
