@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,3 +48,77 @@ def esus_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The end-to-end run last: the quick tests answer first, and it has the machine to itself."""
     items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
+
+
+# -- every test ends every process it starts -----------------------------------------------------
+# pytest is made a child subreaper: a process whose parent dies (a killed service's helpers) is
+# re-parented to pytest instead of init, so a test that leaves one behind is caught and named.
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):   # not Linux: orphans go to init and are not checked
+        pass
+
+
+def _descendants() -> dict[int, str]:
+    """Live descendants of this process: pid -> command line."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                parents[int(entry.name)] = int(fields[1])
+    mine, frontier = set(), {os.getpid()}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - mine
+        mine |= frontier
+    commands = {}
+    for pid in mine:
+        try:
+            commands[pid] = (Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip())[:160]
+        except OSError:
+            continue
+    return commands
+
+
+def _own_resource_tracker() -> int | None:
+    """multiprocessing's tracker for this process: started at its first spawn, it lives as long as
+    pytest does (a killed service's tracker is another process, and is caught)."""
+    from multiprocessing import resource_tracker
+
+    return getattr(resource_tracker._resource_tracker, "_pid", None)
+
+
+def _reap() -> None:
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+
+
+@pytest.fixture(autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    if not Path("/proc/self/stat").exists():
+        yield
+        return
+    before = set(_descendants())
+    yield
+    deadline = time.monotonic() + 5   # a process being stopped gets a moment to go
+    while (left := {p: c for p, c in _descendants().items() if p not in before and p != _own_resource_tracker()}) \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left.pop(_own_resource_tracker(), None)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    _reap()
+    assert not left, "the test left processes running (killed now): " + "; ".join(
+        f"{pid}: {command}" for pid, command in left.items())
