@@ -141,6 +141,7 @@ class GroupPlan:
     season: str = ""
     season_reason: str = ""
     shading_reason: str = ""
+    sun: SunWindow | None = None      # the one account of when the sun is on the façade (policy and report)
 
 
 def plan_day(group_day: GroupDay, tz: ZoneInfo, start_position_pct: float = 0.0,
@@ -156,7 +157,7 @@ def plan_day(group_day: GroupDay, tz: ZoneInfo, start_position_pct: float = 0.0,
                                           config.comfort_margin_k, previous_season)
     shading, shading_reason = is_shading_day(group_day.window, None, config.sunny_on_wm2, config.sunny_off_wm2, False)
     plan = GroupPlan(group_day.group.name, group_day.group.facade_azimuth_deg, season=season,
-                     season_reason=season_reason, shading_reason=shading_reason)
+                     season_reason=season_reason, shading_reason=shading_reason, sun=group_day.window)
     position, last_move, moves = start_position_pct, None, 0
     positions = []
     for stamp in group_day.frame.index:

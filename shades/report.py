@@ -15,11 +15,10 @@ def plan_text(plans: list[GroupPlan], day: date, weather_source: str, tz: ZoneIn
         lines.append("")
         lines.append(f"{plan.group} (façade {plan.facade_azimuth:g}°): {plan.season} ({plan.season_reason}); "
                      f"{plan.moves} move(s), avoided gain {plan.avoided_gain_kwh:.2f} kWh")
-        on = [s for s in plan.steps if s.sun_on_facade]
-        if on:
-            peak = max(s.poa_wm2 for s in on)
-            lines.append(f"  sun on the façade {on[0].time.astimezone(tz):%H:%M}-"
-                         f"{on[-1].time.astimezone(tz):%H:%M}, peak {peak:.0f} W/m²")
+        if plan.sun is not None:   # the window the policy works with: from the first sunlit step to the end of the last
+            peak = max(s.poa_wm2 for s in plan.steps if s.sun_on_facade)
+            lines.append(f"  sun on the façade {plan.sun.start.astimezone(tz):%H:%M}-"
+                         f"{plan.sun.end.astimezone(tz):%H:%M}, peak {peak:.0f} W/m²")
         else:
             lines.append("  no sun on the façade")
         for step in plan.steps:

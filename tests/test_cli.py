@@ -71,6 +71,17 @@ def test_shades_plan_offline_is_clear_sky_json_and_a_png(tmp_path: Path,
     assert "use YYYY-MM-DD" in capsys.readouterr().err
 
 
+def test_the_plan_names_one_sun_window_per_facade(capsys: pytest.CaptureFixture[str]) -> None:
+    """The window the report prints is the one the policy's reasons quote (they were 5 minutes apart)."""
+    import re
+
+    assert main(["shades", "plan", "--date", "2026-06-21"]) == 0
+    text = capsys.readouterr().out
+    printed = re.findall(r"sun on the façade (\d\d:\d\d-\d\d:\d\d)", text)
+    quoted = re.findall(r"ahead of the sun (\d\d:\d\d-\d\d:\d\d)", text)
+    assert len(printed) == 3 and printed == quoted, text
+
+
 def test_bms_points_and_backfill_against_the_simulated_bms(tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bms", "points"]) == 0
