@@ -31,6 +31,7 @@ from esus.runtime.clock import Clock
 from esus.runtime.scheduler import Every
 from esus.service import Service
 from esus.settings.config import Settings
+from esus.state.files import StateFiles
 from esus.state.store import HistoryStore
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,21 @@ def seed_history(store: HistoryStore, replay: MeterReplay, now: datetime, days: 
 
 
 PowerWriter = Callable[[float], Awaitable[None]]
+
+
+def resume_time(settings: Settings, now: datetime | None = None) -> datetime | None:
+    """Where a demo that ran on a fast clock got to (its newest power sample), when that is ahead of
+    the real time: a restart goes on from there instead of going back in time and writing samples
+    older than those it kept. None when there is nothing to resume."""
+    path = StateFiles(settings.state_dir).history
+    if not path.exists():
+        return None
+    with HistoryStore(path, readonly=True) as store:
+        newest = store.latest(POWER_SERIES)
+    now = now or datetime.now(UTC)
+    if newest is None or newest[0] <= now:
+        return None
+    return newest[0] + timedelta(minutes=1)
 
 
 class DemoBas:

@@ -18,7 +18,12 @@ TARGET_TEXT = "mean kW of the 15-minute interval ending 60 minutes after the for
 
 
 class MeterFileError(ValueError):
-    """The CSV cannot be used; the message says which column or value is wrong."""
+    """The CSV cannot be used; the message says which column or value is wrong. `argument` when
+    what was asked for is not there (the file, a named column): a bad argument, not bad data."""
+
+    def __init__(self, message: str, argument: bool = False) -> None:
+        super().__init__(message)
+        self.argument = argument
 
 
 def load_meter_csv(path: Path, time_col: str | None = None, value_col: str | None = None) -> tuple[Grid, str]:
@@ -26,20 +31,22 @@ def load_meter_csv(path: Path, time_col: str | None = None, value_col: str | Non
     try:
         frame = pd.read_csv(path, skip_blank_lines=True)
     except FileNotFoundError:
-        raise MeterFileError(f"{path}: no such file") from None
+        raise MeterFileError(f"{path}: no such file", argument=True) from None
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise MeterFileError(f"{path}: not a readable CSV ({exc})") from None
     columns = list(frame.columns)
     time_col = time_col or next((c for c in columns if any(w in c.lower() for w in ("time", "date"))), columns[0])
     if time_col not in columns:
-        raise MeterFileError(f"{path}: no column '{time_col}' (columns: {', '.join(map(str, columns))})")
+        raise MeterFileError(f"{path}: no column '{time_col}' (columns: {', '.join(map(str, columns))})",
+                             argument=True)
     if value_col is None:
         numeric = [c for c in columns if c != time_col and pd.api.types.is_numeric_dtype(frame[c])]
         if not numeric:
             raise MeterFileError(f"{path}: no numeric column; name it with --value-col")
         value_col = numeric[0]
     if value_col not in columns:
-        raise MeterFileError(f"{path}: no column '{value_col}' (columns: {', '.join(map(str, columns))})")
+        raise MeterFileError(f"{path}: no column '{value_col}' (columns: {', '.join(map(str, columns))})",
+                             argument=True)
     frame = frame[[time_col, value_col]].dropna(subset=[time_col])
     try:
         stamps = pd.to_datetime(frame[time_col])  # one format inferred from the first rows: fast

@@ -58,17 +58,17 @@ def test_table_output_with_explicit_columns_and_offsets(tmp_path: Path) -> None:
     assert "persistence" in result.stdout and "CV(RMSE)" in result.stdout
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["absent.csv"], "no such file"),
-    (["meter.csv", "--value-col", "Power"], "no column 'Power'"),
-    (["meter.csv", "--time-col", "site"], "not times"),
-    (["short.csv"], "days of data to backtest"),
+@pytest.mark.parametrize(("args", "message", "code"), [
+    (["absent.csv"], "no such file", 2),                             # what was asked for is not there
+    (["meter.csv", "--value-col", "Power"], "no column 'Power'", 2),
+    (["meter.csv", "--time-col", "site"], "not times", 1),           # it is there, but its data will not do
+    (["short.csv"], "days of data to backtest", 1),
 ])
-def test_bad_input_says_what_is_wrong(tmp_path: Path, args: list[str], message: str) -> None:
+def test_bad_input_says_what_is_wrong(tmp_path: Path, args: list[str], message: str, code: int) -> None:
     write_csv(tmp_path / "meter.csv")
     write_csv(tmp_path / "short.csv", days=5)
     result = run_cli(tmp_path, *args)
-    assert result.returncode == 1
+    assert result.returncode == code
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
@@ -87,3 +87,13 @@ def test_days_too_gappy_to_train_keep_the_previous_model_and_the_run_finishes(tm
     assert summary["test_days"] == 9 and summary["rows"] > 0   # days 15 to 23 (14 days train the first)
     table = run_cli(tmp_path, str(csv))
     assert "on 2 days the data could not train a model and the previous one went on" in table.stdout
+
+
+def test_help_explains_every_option_and_its_default(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "esus", "forecast", "backtest", "--help"], cwd=tmp_path,
+                            env=esus_env(tmp_path), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    for option in ("--time-col", "--value-col", "--json", "--plot"):
+        assert option in text
+    assert text.count("default") >= 4 and "hourly_electric_2022-23.csv" in text

@@ -105,3 +105,18 @@ def test_demo_bas_writes_once_a_minute(tmp_path: Path, replay: MeterReplay) -> N
     assert power.writes == 10 and ts.size == 10
     assert all(t % 60 == 2 for t in ts.tolist())
     assert values[0] == replay.kw_at(datetime(2026, 11, 23, 9, 1, 2, tzinfo=UTC))
+
+
+def test_a_demo_that_ran_ahead_resumes_where_it_got_to(tmp_path: Path) -> None:
+    from esus.demo import resume_time
+    from esus.settings.config import load_settings
+
+    settings = load_settings({"ESUS_STATE_DIR": str(tmp_path / "state")}, demo=True)
+    now = datetime(2026, 12, 3, 12, tzinfo=UTC)
+    assert resume_time(settings, now) is None                             # nothing kept yet
+    with HistoryStore(tmp_path / "state" / "history.db") as store:
+        store.append(POWER_SERIES, now - timedelta(minutes=1), 3.0)
+    assert resume_time(settings, now) is None                             # a demo at real time: nothing to resume
+    with HistoryStore(tmp_path / "state" / "history.db") as store:
+        store.append(POWER_SERIES, now + timedelta(hours=5), 3.0)         # --speed 60 ran five hours ahead
+    assert resume_time(settings, now) == now + timedelta(hours=5, minutes=1)

@@ -43,6 +43,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(settings.log_level)
     from esus.service import Service, StartupError, install_signal_handlers
 
+    if settings.demo and args.start is None:
+        from esus.demo import resume_time
+
+        args.start = resume_time(settings)   # a demo that ran ahead goes on from where it got to
     simulated = args.speed != 1 or args.start is not None
     clock: Clock = AcceleratedClock(args.speed, args.start, args.anchor) if simulated else RealClock()
     if simulated:
@@ -94,7 +98,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         result = walk_forward(grid, progress=progress)
     except (MeterFileError, ValueError) as exc:
         print(f"esus: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return EXIT_BAD_SETTINGS if isinstance(exc, MeterFileError) and exc.argument else EXIT_FAILURE
     summary = result.summary(column)
     if args.plot:
         plot(result, Path(args.plot), f"{Path(args.file).name}: walk-forward, {summary['test_days']} days")
@@ -329,12 +333,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     forecast = commands.add_parser("forecast", help="power forecast tools")
     forecast_commands = forecast.add_subparsers(dest="forecast_command", required=True, metavar="COMMAND")
-    backtest = forecast_commands.add_parser("backtest", help="walk-forward evaluation on a meter CSV")
-    backtest.add_argument("file", metavar="FILE.csv")
-    backtest.add_argument("--time-col", metavar="C")
-    backtest.add_argument("--value-col", metavar="C")
-    backtest.add_argument("--json", action="store_true")
-    backtest.add_argument("--plot", metavar="OUT.png")
+    backtest = forecast_commands.add_parser(
+        "backtest", help="walk-forward evaluation on a meter CSV",
+        description="Retrain each local midnight on what was known, forecast every interval of the next day, and "
+                    "score esus against persistence and the seasonal naive baselines (1-minute to hourly data; "
+                    "gaps, DST repeats, sentinels and spikes are cleaned). Shipped data to try: "
+                    "esus/data/open-dsm/egauge_1min_2022-07_08.csv and hourly_electric_2022-23.csv. Progress "
+                    "shows on stderr when it is a terminal.")
+    backtest.add_argument("file", metavar="FILE.csv", help="the meter's CSV: a time column and a power column (kW)")
+    backtest.add_argument("--time-col", metavar="C",
+                          help="the time column (default: the first whose name has 'time' or 'date', else the first)")
+    backtest.add_argument("--value-col", metavar="C", help="the power column, kW (default: the first numeric column)")
+    backtest.add_argument("--json", action="store_true", help="print the summary as JSON (default: a table)")
+    backtest.add_argument("--plot", metavar="OUT.png",
+                          help="also draw the last week's forecast, its 90 %% bound and RMSE by hour (default: none)")
     backtest.set_defaults(func=cmd_backtest)
 
     bms = commands.add_parser("bms", help="BMS API tools")
