@@ -203,19 +203,36 @@ def decide(s: Situation, p: PolicySettings, chain: Sequence[Handler] = CHAIN) ->
 def choose_season(rooms: Sequence[tuple[str, float | None, float | None, float | None]],
                   outdoor_max_c: float | None, month: int, cooling_outdoor_max_c: float,
                   margin_k: float, previous: str | None) -> tuple[str, str]:
-    """Cooling or heating for a group, from its rooms (name, temperature, heating and cooling
-    setpoints) and the forecast daily maximum outdoor temperature. Between the clear cases the
-    previous season holds (hysteresis); with no data at all, the calendar decides."""
+    """Cooling (keep the sun out) or heating (let its gain in) for a group, from its rooms (name,
+    temperature, heating and cooling setpoints). The rooms decide whenever they are known: an office
+    with people and computers in it needs cooling on a cool sunny afternoon, which the outdoor
+    temperature does not tell. A room in the upper half of its band between the setpoints is
+    protected (the sun would carry it to cooling); rooms in the lower half take the gain; near the
+    middle the previous season holds. The forecast daily maximum outdoor temperature decides only
+    when no room is known, and with no data at all the calendar."""
     for name, temp, _heat, cool in rooms:
         if temp is not None and cool is not None and temp >= cool - margin_k:
             return COOLING, f"room {name} {temp:.1f} °C near its cooling setpoint {cool:.1f} °C"
+    banded = [(n, t, h, c) for n, t, h, c in rooms if t is not None and h is not None and c is not None and c > h]
+    if banded:
+        name, temp, heat, cool = max(banded, key=lambda r: (r[1] - r[2]) / (r[3] - r[2]))   # the warmest in its band
+        middle = (heat + cool) / 2
+        if temp >= middle:
+            return COOLING, (f"room {name} {temp:.1f} °C in the upper half of its {heat:g}-{cool:g} °C band: "
+                             "the sun would carry it to cooling")
+        if temp <= middle - margin_k:
+            return HEATING, f"rooms in the lower half of their bands (warmest: {name} {temp:.1f} °C)"
+        if previous in (COOLING, HEATING):
+            return previous, f"unchanged (room {name} {temp:.1f} °C near the middle of its band)"
+        return COOLING, f"room {name} {temp:.1f} °C near the middle of its band: keeping the sun out"
     if outdoor_max_c is not None and outdoor_max_c >= cooling_outdoor_max_c:
-        return COOLING, f"forecast maximum {outdoor_max_c:.1f} °C >= {cooling_outdoor_max_c:g} °C"
+        return COOLING, (f"no room temperature known; forecast maximum {outdoor_max_c:.1f} °C >= "
+                         f"{cooling_outdoor_max_c:g} °C")
     known = [(n, t, h) for n, t, h, _ in rooms if t is not None and h is not None]
     if known and all(t <= h + margin_k for _, t, h in known):
         return HEATING, "rooms near their heating setpoints"
     if outdoor_max_c is not None and outdoor_max_c < cooling_outdoor_max_c - 2 * margin_k:
-        return HEATING, f"forecast maximum {outdoor_max_c:.1f} °C"
+        return HEATING, f"no room temperature known; forecast maximum {outdoor_max_c:.1f} °C"
     if previous in (COOLING, HEATING):
         return previous, "unchanged (between the thresholds)"
     season = COOLING if 5 <= month <= 9 else HEATING

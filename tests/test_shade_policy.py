@@ -147,12 +147,17 @@ def test_glare_position_from_window_geometry() -> None:
 
 def test_season_from_rooms_then_forecast_then_hysteresis_then_calendar() -> None:
     warm = (("1.213", 23.5, 21.0, 24.0),)
+    upper = (("1.213", 23.2, 21.0, 25.0),)      # the upper half of its band, on a cool day: an office's gains
     cool = (("1.213", 21.3, 21.0, 24.0),)
-    middle = (("1.213", 22.5, 21.0, 24.0),)
+    middle = (("1.213", 22.0, 21.0, 24.0),)
     assert choose_season(warm, 5.0, 1, 18.0, 1.0, None)[0] == COOLING
-    assert choose_season(cool, 25.0, 1, 18.0, 1.0, None)[0] == COOLING   # hot forecast
-    assert choose_season(cool, 10.0, 7, 18.0, 1.0, None)[0] == HEATING
-    assert choose_season(middle, 17.0, 1, 18.0, 1.0, COOLING) == (COOLING, "unchanged (between the thresholds)")
+    assert choose_season(upper, 12.0, 6, 18.0, 1.0, HEATING)[0] == COOLING      # the rooms, not the forecast
+    assert choose_season(cool, 25.0, 7, 18.0, 1.0, None)[0] == HEATING           # a cool room takes the gain
+    assert choose_season(middle, 17.0, 1, 18.0, 1.0, COOLING)[0] == COOLING       # near the middle: it holds
+    assert choose_season(middle, 17.0, 1, 18.0, 1.0, HEATING)[0] == HEATING
+    temperature_only = (("1.213", 22.0, None, None),)                            # no setpoints: the forecast
+    assert choose_season(temperature_only, 25.0, 1, 18.0, 1.0, None)[0] == COOLING
+    assert choose_season(temperature_only, 10.0, 7, 18.0, 1.0, None)[0] == HEATING
     assert choose_season((), None, 7, 18.0, 1.0, None)[0] == COOLING
     assert choose_season((), None, 12, 18.0, 1.0, None)[0] == HEATING
 
@@ -173,3 +178,27 @@ def test_the_decision_keeps_its_whole_trace() -> None:
     passed = {t.rule: t.why for t in night.trace if t.outcome == "passed"}
     assert passed["preemptive_cooling"] == "the sun does not reach the façade today"
     assert night.trace[-1].rule == "night"
+
+
+def cool_sunny(day: date, temperature_c: float = 14.0) -> Weather:
+    """A clear day whose forecast maximum stays well below the cooling threshold."""
+    hours = pd.date_range(pd.Timestamp(day, tz=TZ).tz_convert("UTC") - pd.Timedelta(hours=2), periods=30, freq="h")
+    return Weather("forecast", hours[0].to_pydatetime(),
+                   pd.DataFrame({"cloud_fraction": 0.0, "temperature_c": temperature_c}, index=hours))
+
+
+def test_a_cool_sunny_day_protects_an_office_whose_rooms_say_it_needs_cooling() -> None:
+    """An office with its gains sits in the upper half of its band while the forecast maximum is
+    14 °C: the outdoor forecast alone chose heating and kept the west façade up at 18:00 with
+    about 500 W/m² on it. The rooms decide now; the forecast is the fallback."""
+    day = GroupDay.compute(LOCATION, GROUP["west"], SHADES, cool_sunny(SUMMER), SUMMER)
+    six_pm = next(i for i, t in enumerate(day.frame.index) if t.to_pydatetime() >= local(SUMMER, "18:00"))
+    assert day.frame["poa_wm2"].iloc[six_pm] > 400                       # the sun is on the west façade
+    assert day.outdoor_max_c is not None and day.outdoor_max_c < SHADES.cooling_outdoor_max_c - 2
+    unknown = plan_day(day, TZ)                                           # no room known: the forecast
+    assert unknown.season == HEATING and unknown.steps[six_pm].position < 100.0   # gain in (glare aside)
+    office = plan_day(day, TZ, rooms=(("west office", 23.5, 21.0, 25.0),))
+    assert office.season == COOLING and "upper half" in office.season_reason
+    assert office.steps[six_pm].position == 100.0                        # kept out
+    chilly = plan_day(day, TZ, rooms=(("west office", 21.4, 21.0, 25.0),))
+    assert chilly.season == HEATING and chilly.steps[six_pm].position < 100.0    # a cool room takes the gain
