@@ -77,14 +77,8 @@ def bvll(apdu_hex: str) -> bytes:
     return bytes.fromhex("810a") + (len(body) + 4).to_bytes(2, "big") + body
 
 
-@pytest.mark.parametrize(("apdu", "answer"), [
-    ("0005070c0c00800002", "600705"),           # ReadProperty without its property id: reject missing-required
-    ("0005070c0dffffffffff1955", "600704"),     # a tag length of 0xFFFFFFFF: reject invalid-tag
-    ("000e070c0c008000021955", "710700"),       # max-APDU code 14 (reserved): abort other
-    ("000507400c00800002", "600709"),           # service choice 64: reject unrecognized-service
-    ("0005070c0c008000021955", "300" + "70c"),  # a well-formed read still gets its ComplexACK
-])
-def test_a_malformed_confirmed_request_gets_a_reject_or_abort(apdu: str, answer: str) -> None:
+def answer_to(apdu: str) -> bytes:
+    """The device's reply to one confirmed request sent as raw bytes."""
     async def scenario() -> bytes:
         async with serving() as s:
             loop = asyncio.get_running_loop()
@@ -93,19 +87,22 @@ def test_a_malformed_confirmed_request_gets_a_reject_or_abort(apdu: str, answer:
                 raw.settimeout(3)
                 raw.sendto(bvll(apdu), ("127.0.0.1", s.device.identity.port))
                 return await loop.run_in_executor(None, raw.recv, 1500)
-    reply = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("apdu", "answer"), [
+    ("0005070c0c00800002", "600705"),           # ReadProperty without its property id: reject missing-required
+    ("0005070c0dffffffffff1955", "600704"),     # a tag length of 0xFFFFFFFF: reject invalid-tag
+    ("000e070c0c008000021955", "710700"),       # max-APDU code 14 (reserved): abort other
+    ("000507400c00800002", "600709"),           # service choice 64: reject unrecognized-service
+    ("0005070c0c008000021955", "300" + "70c"),  # a well-formed read still gets its ComplexACK
+])
+def test_a_malformed_confirmed_request_gets_a_reject_or_abort(apdu: str, answer: str) -> None:
+    reply = answer_to(apdu)
     assert reply[:2] == b"\x81\x0a" and reply[4:6] == b"\x01\x00"       # BVLL unicast, NPDU without a reply
     assert reply[6:].hex().startswith(answer), reply.hex()
 
 
 def test_a_cov_subscription_without_a_lifetime_is_indefinite() -> None:
-    async def scenario() -> bytes:
-        async with serving() as s:
-            loop = asyncio.get_running_loop()
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as raw:
-                raw.bind(("127.0.0.1", free_udp_port()))
-                raw.settimeout(3)
-                # SubscribeCOV: process 17, AV 2, issueConfirmedNotifications FALSE, no lifetime
-                raw.sendto(bvll("00050805" "0911" "1c00800002" "2900"), ("127.0.0.1", s.device.identity.port))
-                return await loop.run_in_executor(None, raw.recv, 1500)
-    assert asyncio.run(scenario())[6:].hex() == "200805"   # SimpleACK, not an error
+    # SubscribeCOV: process 17, AV 2, issueConfirmedNotifications FALSE, no lifetime
+    assert answer_to("00050805" "0911" "1c00800002" "2900")[6:].hex() == "200805"   # SimpleACK, not an error

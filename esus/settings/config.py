@@ -88,6 +88,20 @@ def _http_url(value: str | None) -> str | None:
     return value.strip().rstrip("/")
 
 
+def _ip_and_port(value: str | None, default_port: int, expected: str) -> str | None:
+    """'ip[:port]' as 'ip:port'; None when empty; ValueError saying what is expected."""
+    if value is None or not value.strip():
+        return None
+    host, _, port = value.strip().partition(":")
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        raise ValueError(f"expected {expected}") from None
+    if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError("the port after ':' must be a number from 1 to 65535")
+    return f"{host}:{port or default_port}"
+
+
 class EnvSettings(BaseModel):
     """The ESUS_* variables, named as in `.env.example`."""
 
@@ -122,31 +136,14 @@ class EnvSettings(BaseModel):
     @field_validator("ESUS_DR_PAGE_ADDRESS", mode="before")
     @classmethod
     def _page_address(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        host, _, port = value.strip().partition(":")
-        try:
-            ipaddress.IPv4Address(host)
-        except ValueError:
-            raise ValueError("expected this device's OT LAN address and a TCP port, e.g. 192.168.10.20:8080") from None
-        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
-            raise ValueError("the port after ':' must be a number from 1 to 65535")
-        return f"{host}:{port or DEFAULT_DR_PAGE_PORT}"
+        return _ip_and_port(value, DEFAULT_DR_PAGE_PORT, "this device's OT LAN address and a TCP port, "
+                                                         "e.g. 192.168.10.20:8080")
 
     @field_validator("ESUS_BACNET_BBMD", mode="before")
     @classmethod
     def _bbmd(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        host, _, port = value.strip().partition(":")
-        try:
-            ipaddress.IPv4Address(host)
-        except ValueError:
-            raise ValueError("expected the building's BBMD as an IPv4 address and an optional UDP port, "
-                             "e.g. 192.168.1.5:47808") from None
-        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
-            raise ValueError("the port after ':' must be a number from 1 to 65535")
-        return f"{host}:{port or DEFAULT_BACNET_PORT}"
+        return _ip_and_port(value, DEFAULT_BACNET_PORT, "the building's BBMD as an IPv4 address and an optional "
+                                                        "UDP port, e.g. 192.168.1.5:47808")
 
     @field_validator("ESUS_DR_PAGE_PASSWORD_HASH", mode="after")
     @classmethod
