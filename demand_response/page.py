@@ -4,6 +4,7 @@ a CSRF token in every form, failed logins slowed down. Plain HTML that works on 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import html
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 COOKIE = "esus_dr_session"
 SESSION_S = 8 * 3600
 MAX_FAILURES, FAILURE_WINDOW_S = 5, 300
+HASHES_AT_ONCE = 2       # password checks running at once (each is scrypt: 16 MB and tens of ms)
 LEVELS = {0: "normal", 1: "moderate", 2: "high", 3: "special"}
 STATE_TEXT = {"writing": "writing…", "active": "overridden", "lost": "lost by the controller, writing again…",
               "failed": "not reached, retrying", "releasing": "releasing…", "released": "released"}
@@ -79,6 +81,7 @@ class OperatorPage:
         self.site_name, self.clock = site_name, clock
         self.failures: dict[str, deque[float]] = defaultdict(deque)
         self.runner: web.AppRunner | None = None
+        self._hashing = asyncio.Semaphore(HASHES_AT_ONCE)
 
     # -- the server ----------------------------------------------------------------------------
 
@@ -102,7 +105,12 @@ class OperatorPage:
 
     @web.middleware
     async def _headers(self, request: web.Request, handler: Callable) -> web.StreamResponse:
-        response = await handler(request)
+        """Every answer carries the security headers: redirects, 404 and 405 too (they are raised)."""
+        try:
+            response = await handler(request)
+        except web.HTTPException as answer:
+            answer.headers.update(HEADERS)
+            raise
         response.headers.update(HEADERS)
         return response
 
@@ -160,7 +168,13 @@ class OperatorPage:
         form = await request.post()
         user, password = str(form.get("user", "")), str(form.get("password", ""))
         right_user = hmac.compare_digest(user.encode(), self.user.encode())
-        if not (verify_password(password, self.password_hash) and right_user):  # the hash runs either way
+        # scrypt takes tens of ms and this loop answers BACnet too: off the loop, a few at a time, so
+        # a login flood queues here instead of delaying the building's reads
+        async with self._hashing:
+            if len(recent) >= MAX_FAILURES:   # the failures of the logins that queued before this one
+                return await self.login_form(request, "Too many failed logins: wait 5 minutes.", 429)
+            good = await asyncio.to_thread(verify_password, password, self.password_hash)
+        if not (good and right_user):  # the hash runs either way
             recent.append(now)
             log.warning("demand response page: failed login for %r from %s", user[:40], address)
             return await self.login_form(request, "Wrong user or password.", 401)

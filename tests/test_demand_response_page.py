@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import pytest
 from bacnet_server.client import BacnetClient
 from demand_response.actions import ShedAction
 from demand_response.ledger import Event, Ledger
-from demand_response.page import COOKIE, MAX_FAILURES, OperatorPage, load_secret
+from demand_response.page import COOKIE, HEADERS, MAX_FAILURES, OperatorPage, load_secret
 from demand_response.passwords import hash_password
 from demand_response.shedder import Shedder
 from esus.parts.demand import ShedPointWriter
@@ -178,3 +179,47 @@ async def test_a_forged_cookie_and_repeated_bad_passwords_get_nowhere(tmp_path: 
             async with session.get(scene.url + "/login") as r:
                 assert r.headers["X-Frame-Options"] == "DENY" and "frame-ancestors 'none'" in \
                     r.headers["Content-Security-Policy"]
+
+
+@in_loop
+async def test_every_answer_carries_the_security_headers(tmp_path: Path) -> None:
+    async with operator_page(tmp_path) as scene, aiohttp.ClientSession() as session:
+        for method, path, status in [("GET", "/", 303), ("GET", "/no-such-page", 404), ("GET", "/release", 405),
+                                     ("POST", "/login", 401), ("GET", "/login", 200)]:
+            data = {"user": "operator", "password": "wrong"} if method == "POST" else None
+            async with session.request(method, scene.url + path, data=data, allow_redirects=False) as reply:
+                assert reply.status == status, path
+                assert {k: reply.headers.get(k) for k in HEADERS} == HEADERS, (method, path, status)
+
+
+@in_loop
+async def test_a_login_flood_is_hashed_off_the_event_loop_a_few_at_a_time(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """scrypt on the loop that answers BACnet delayed its reads (40 logins: 1.5 ms -> 249 ms); here every
+    check runs in a worker thread, at most HASHES_AT_ONCE at once, and the failures of the queued ones
+    count before a queued one is hashed."""
+    from demand_response import page as page_module
+
+    loop_thread = threading.current_thread()
+    running, peak, threads, hashed = 0, 0, set(), 0
+    verify = page_module.verify_password
+
+    def watched(password: str, stored: str) -> bool:
+        nonlocal running, peak, hashed
+        running += 1
+        peak, hashed = max(peak, running), hashed + 1
+        threads.add(threading.current_thread())
+        try:
+            return verify(password, stored)
+        finally:
+            running -= 1
+
+    monkeypatch.setattr(page_module, "verify_password", watched)
+    async with operator_page(tmp_path) as scene, aiohttp.ClientSession() as session:
+        async def login() -> int:
+            async with session.post(scene.url + "/login", data={"user": "operator", "password": "guess"}) as r:
+                return r.status
+        statuses = await asyncio.gather(*(login() for _ in range(40)))
+    assert loop_thread not in threads and peak <= page_module.HASHES_AT_ONCE
+    assert statuses.count(401) == hashed <= MAX_FAILURES + page_module.HASHES_AT_ONCE
+    assert statuses.count(429) == 40 - hashed
