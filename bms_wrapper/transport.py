@@ -129,16 +129,18 @@ class _Deadline:
         self.expired = False
         self.answered = False    # the status line and headers came
         self.received = 0        # body bytes read so far, for the message
-        self.connection: HTTPConnection | None = None
+        self.connection: _WatchedConnection | None = None
         self._timer = threading.Timer(seconds, self.expire)
         self._timer.daemon = True
 
     def expire(self) -> None:
+        # Set before the socket is looked at; `_WatchedConnection.connect` sets the socket before it
+        # looks at this flag: whichever comes second shuts the socket, so a deadline that passes
+        # while the socket is being connected is never lost (it was, on a busy CI machine: a
+        # dripping server then held the request for hours).
         self.expired = True
-        sock = self.connection.sock if self.connection is not None else None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)   # the blocked read returns at once
+        if self.connection is not None:
+            self.connection.cut()
 
 
 class _WatchedConnection(HTTPConnection):
@@ -149,6 +151,19 @@ class _WatchedConnection(HTTPConnection):
             if deadline.expired:
                 raise requests.Timeout("the deadline passed while connecting")
         super().request(*args, **kwargs)
+
+    def connect(self) -> None:
+        super().connect()
+        deadline: _Deadline | None = getattr(_watched, "deadline", None)
+        if deadline is not None and deadline.expired:
+            self.cut()
+
+    def cut(self) -> None:
+        """Shut the socket down: a read blocked on it returns at once."""
+        sock = self.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 class _WatchedTlsConnection(_WatchedConnection, HTTPSConnection):
@@ -281,6 +296,8 @@ class Transport:
             watch.received = len(body)
             if len(body) > limit:
                 raise too_large
+            if watch.expired:   # the socket is cut too; this ends a drip whatever the socket does
+                raise requests.Timeout("the deadline passed while reading")
         return bytes(body)
 
     @staticmethod

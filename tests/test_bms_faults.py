@@ -52,6 +52,28 @@ def test_a_bms_that_drips_or_says_nothing_is_cut_off_at_the_deadline(bms: Simula
     adapter.transport.close()
 
 
+def test_a_deadline_that_passes_while_connecting_still_cuts_the_drip(bms: SimulatedBms, monkeypatch) -> None:
+    """The timer can fire after the request has taken its connection and before the socket exists (a busy
+    machine makes that window wide): the drip must still end at the deadline, not after 100,000 drops."""
+    import urllib3.util.connection as connection
+
+    connect = connection.create_connection
+
+    def slow_connect(*args, **kwargs):
+        time.sleep(0.8)              # the 0.5-s deadline passes here, with no socket yet to cut
+        return connect(*args, **kwargs)
+
+    monkeypatch.setattr(connection, "create_connection", slow_connect)
+    bms.faults.next_requests.append("trickle")
+    bms.faults.trickle_s = 0.2
+    adapter = AauBmsV1(Transport(bms.url, BasicAuth("esus", "pw"), deadline_s=0.5, retry=RetryPolicy(attempts=1)))
+    started = time.monotonic()
+    with pytest.raises(BmsUnavailable, match="too slow"):
+        adapter.read_history(POINT.externallogid, *WINDOW)
+    assert time.monotonic() - started < 0.8 + 5.0
+    adapter.transport.close()
+
+
 def test_the_next_request_after_a_cut_off_one_is_answered(bms: SimulatedBms) -> None:
     bms.faults.next_requests.append("silent")
     adapter = AauBmsV1(transport(bms, deadline_s=1.0, max_in_flight=1))

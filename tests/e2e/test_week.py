@@ -18,6 +18,7 @@ from tests.e2e.week import Week
 
 
 @pytest.mark.e2e
+@pytest.mark.timeout(2400)
 def test_a_replayed_week_with_a_crash_in_the_middle(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     week = Week(tmp_path, days=float(os.environ.get("E2E_DAYS", 3.5)),
                 speed=float(os.environ.get("E2E_SPEED", 600)))
