@@ -12,34 +12,98 @@ import multiprocessing
 import statistics
 import sys
 import time
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from forecast.backtest import load_meter_csv, walk_forward  # noqa: E402
+from forecast.backtest import BacktestResult, load_meter_csv, local_midnights, walk_forward  # noqa: E402
+from forecast.calendar import WorkCalendar  # noqa: E402
+from forecast.features import DAY_S, Horizon, WindowMeans, target  # noqa: E402
+from forecast.model import TRAIN_STRIDE_S  # noqa: E402
 from forecast.series import Grid  # noqa: E402
+from forecast.training import metrics  # noqa: E402
 
 DATA = ROOT / "esus" / "data" / "open-dsm"
 FILES = {"1-minute (Jul-Aug 2022)": DATA / "egauge_1min_2022-07_08.csv",
          "hourly (Mar 2022-Mar 2023)": DATA / "hourly_electric_2022-23.csv"}
+HOLIDAYS = dict.fromkeys(FILES, "US-WI")   # the open-dsm meters are in Wisconsin
 
 
-def backtest_table() -> None:
+def backtest_table(holidays: dict[str, str | None]) -> None:
     print("walk-forward backtest (retrain each midnight, forecast every interval of the next day)")
     print(f"{'data':<28}{'model':<22}{'RMSE kW':>9}{'CV(RMSE) %':>12}{'NMBE %':>9}")
     for label, path in FILES.items():
         grid, column = load_meter_csv(path)
         started = time.monotonic()
-        summary = walk_forward(grid).summary(column)
+        result = walk_forward(grid, calendar=WorkCalendar(holidays.get(label)))
         elapsed = time.monotonic() - started
+        plain = plain_hgb(grid, result)
+        both = result.rows() & np.isfinite(plain)
+        summary = result.summary(column)
         for name, m in summary["models"].items():
             print(f"{label:<28}{name:<22}{m['rmse']:>9.3f}{m['cv_rmse']:>12.1f}{m['nmbe']:>9.2f}")
-        ratio = summary["models"]["esus"]["cv_rmse"] / summary["models"]["persistence"]["cv_rmse"]
-        print(f"{'':<28}esus / persistence CV(RMSE) = {ratio:.2f}; {summary['test_days']} days in "
-              f"{elapsed:.0f} s; training median {summary['train_seconds_median']:.2f} s; "
-              f"upper bound covers {summary['upper_bound_coverage_pct']:.1f} %")
+        m = metrics(plain[both], result.actual[both])
+        print(f"{label:<28}{'plain HGB':<22}{m['rmse']:>9.3f}{m['cv_rmse']:>12.1f}{m['nmbe']:>9.2f}")
+        esus = summary["models"]["esus"]
+        to_plain = metrics(result.predictions["esus"][both], result.actual[both])["cv_rmse"] / m["cv_rmse"]
+        to_persistence = esus["cv_rmse"] / summary["models"]["persistence"]["cv_rmse"]
+        print(f"{'':<28}CV(RMSE) esus / persistence = {to_persistence:.2f}, "
+              f"esus / plain HGB = {to_plain:.2f}; {summary['test_days']} days in {elapsed:.0f} s; "
+              f"training median {summary['train_seconds_median']:.2f} s")
+        if holidays.get(label):
+            holiday_gain(grid, result, WorkCalendar(holidays[label]))
+        print(f"{'':<28}90 % bound: covers {esus['p90_coverage']:.1f} % (worst hour {esus['p90_worst_hour']:02d}h: "
+              f"{esus['p90_worst_hour_coverage']:.1f} %), pinball {esus['pinball_p90']:.3f} kW, "
+              f"mean width {esus['p90_width_kw']:.2f} kW")
+
+
+def holiday_gain(grid: Grid, aware: BacktestResult, calendar: WorkCalendar) -> None:
+    """esus with the holidays against esus with weekends only: overall, on the holidays, on the days after."""
+    plain = walk_forward(grid)
+    both = aware.rows() & plain.rows()
+    target_day = grid.local_times_s(aware.issue + Horizon(grid.step_s).ahead) // DAY_S
+    holiday = np.isin(target_day, [(d - date(1970, 1, 1)).days for d in calendar.holidays_between(
+        date(1970, 1, 1) + timedelta(int(target_day.min())), date(1970, 1, 1) + timedelta(int(target_day.max())))])
+    after = np.isin(target_day, np.unique(target_day[holiday]) + 1) & ~holiday
+    for name, rows in (("all days", both), ("holidays", both & holiday), ("days after a holiday", both & after)):
+        cv = [metrics(r.predictions["esus"][rows], r.actual[rows])["cv_rmse"] for r in (plain, aware)]
+        print(f"{'':<28}{calendar.country} holidays, {name} ({int(rows.sum())} rows): CV(RMSE) "
+              f"{cv[0]:.1f} % without, {cv[1]:.1f} % with")
+
+
+def plain_hgb(grid: Grid, result: BacktestResult) -> np.ndarray:
+    """The reference a data scientist would build first: HistGradientBoostingRegressor (200 iterations,
+    otherwise defaults) on lag, rolling and calendar features, retrained at each midnight of the backtest
+    on everything before it; forecasts for the backtest's rows."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    h, means = Horizon(grid.step_s), WindowMeans(grid.values)
+    day = h.slots(DAY_S)
+
+    def features(issue: np.ndarray) -> np.ndarray:
+        lags = [means.mean(issue - h.slots(s), h.window) for s in (0, 900, 1800, 2700, 3600, 7200)]
+        rolling = [means.mean(issue, h.slots(s)) for s in (3600, 3 * 3600, DAY_S)]
+        seasonal = [means.mean(issue + h.ahead - day, h.window), means.mean(issue + h.ahead - 7 * day, h.window)]
+        local = grid.local_times_s(issue + h.ahead)
+        calendar = [(local % DAY_S) / 3600, ((local // DAY_S) + 3) % 7]
+        return np.column_stack([means.mean(issue, 1), *lags, *rolling, means.std(issue, max(2, h.slots(3600))),
+                                *seasonal, *calendar])
+
+    out = np.full(result.issue.size, np.nan)
+    starts = np.intersect1d(local_midnights(grid), result.issue)
+    stride = max(1, TRAIN_STRIDE_S // grid.step_s)
+    for start in starts:
+        issue = np.arange(0, start - h.ahead, stride)
+        y = target(grid, issue, means)
+        x = features(issue)
+        ok = np.isfinite(y)
+        model = HistGradientBoostingRegressor(max_iter=200, early_stopping=False, random_state=0).fit(x[ok], y[ok])
+        rows = (result.issue >= start) & (result.issue < start + day)
+        out[rows] = model.predict(features(result.issue[rows]))
+    return out
 
 
 def ninety_days() -> Grid:
@@ -107,8 +171,8 @@ def forecast_latency() -> None:
 
     from esus.parts.forecasting import LIVE_DAYS
     from esus.parts.power import POWER_SERIES
-    from esus.state.store import HistoryStore
     from esus.parts.training_job import RecentPower
+    from esus.state.store import HistoryStore
     from forecast.training import forecast_now, train_validated
 
     grid = ninety_days()
@@ -119,11 +183,11 @@ def forecast_latency() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = HistoryStore(Path(tmp) / "history.db")
         store.append_many({POWER_SERIES: zip(times_s[ok][:-minutes].astype(float).tolist(),
-                                             grid.values[ok][:-minutes].tolist())})
+                                             grid.values[ok][:-minutes].tolist(), strict=True)})
         recent = RecentPower(store, LIVE_DAYS)
         recent.grid(int(times_s[ok][-minutes - 1]))  # the service's first minute reads the whole window
         times = []
-        for t, kw in zip(times_s[ok][-minutes:].tolist(), grid.values[ok][-minutes:].tolist()):
+        for t, kw in zip(times_s[ok][-minutes:].tolist(), grid.values[ok][-minutes:].tolist(), strict=True):
             store.append_many({POWER_SERIES: [(float(t), kw)]})  # the BAS's write of this minute
             started = time.perf_counter()
             forecast_now(recent.grid(int(t)), model)
@@ -161,9 +225,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="skip the backtests")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-holidays", action="store_true", help="weekends only (the figures before holidays)")
     args = parser.parse_args()
     if not args.quick:
-        backtest_table()
+        backtest_table({} if args.no_holidays else HOLIDAYS)
         upstream_comparison()
     training_figures(args.rounds)
     forecast_latency()

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from forecast.calendar import WorkCalendar
+from forecast.calibration import coverage_pct, pinball_kw
 from forecast.features import DAY_S, Horizon, WindowMeans, baselines, target
 from forecast.series import Grid, to_grid
 from forecast.training import MIN_TRAINING_DAYS, TooLittleData, metrics, train_validated
@@ -89,10 +91,27 @@ class BacktestResult:
             ok &= np.isfinite(values)
         return ok
 
+    def target_hours(self) -> np.ndarray:
+        """Local hour of day of each forecast's target interval."""
+        if self.grid is None:
+            raise ValueError("the backtest result carries no grid")
+        return (self.grid.local_times_s(self.issue + Horizon(self.interval_s).ahead) % DAY_S) // 3600
+
+    def bound_figures(self, ok: np.ndarray) -> dict[str, float]:
+        """How the 90 % bound did: coverage (%), overall and in its worst hour of day, pinball loss
+        and mean width above the forecast (kW)."""
+        actual, upper = self.actual[ok], self.upper[ok]
+        hours = self.target_hours()[ok]
+        by_hour = {int(hour): coverage_pct(actual[hours == hour], upper[hours == hour]) for hour in np.unique(hours)}
+        worst = min(by_hour, key=by_hour.__getitem__) if by_hour else -1
+        return {"p90_coverage": coverage_pct(actual, upper), "pinball_p90": pinball_kw(actual, upper),
+                "p90_width_kw": float(np.mean(upper - self.predictions["esus"][ok])) if ok.any() else float("nan"),
+                "p90_worst_hour": worst, "p90_worst_hour_coverage": by_hour.get(worst, float("nan"))}
+
     def summary(self, target_name: str) -> dict:
         ok = self.rows()
         models = {name: metrics(values[ok], self.actual[ok]) for name, values in self.predictions.items()}
-        coverage = float(np.mean(self.actual[ok] <= self.upper[ok])) * 100 if ok.any() else float("nan")
+        models["esus"] |= self.bound_figures(ok)
         return {
             "rows": int(ok.sum()), "interval_s": self.interval_s,
             "target": f"{target_name}: {TARGET_TEXT}",
@@ -102,7 +121,6 @@ class BacktestResult:
             "test_days": len(self.train_seconds) + self.kept_previous,
             "days_previous_model_kept": self.kept_previous,
             "days_without_a_model": self.without_model,
-            "upper_bound_coverage_pct": coverage,
         }
 
 
@@ -112,7 +130,8 @@ def local_midnights(grid: Grid) -> np.ndarray:
     return np.flatnonzero(local % DAY_S == 0)
 
 
-def walk_forward(grid: Grid, min_history_days: int = MIN_TRAINING_DAYS, progress=None) -> BacktestResult:
+def walk_forward(grid: Grid, min_history_days: int = MIN_TRAINING_DAYS, progress=None,
+                 calendar: WorkCalendar | None = None) -> BacktestResult:
     h = Horizon(grid.step_s)
     day = h.slots(DAY_S)
     means = WindowMeans(grid.values)
@@ -123,7 +142,7 @@ def walk_forward(grid: Grid, min_history_days: int = MIN_TRAINING_DAYS, progress
     model, kept, without = None, 0, 0
     for n, start in enumerate(starts):
         try:   # as in production: a night whose data cannot train a model keeps the previous one
-            model = train_validated(grid, end=start).model
+            model = train_validated(grid, end=start, calendar=calendar).model
             seconds.append(model.info.train_seconds)
         except TooLittleData:
             if model is None:
@@ -135,7 +154,7 @@ def walk_forward(grid: Grid, min_history_days: int = MIN_TRAINING_DAYS, progress
             predicted = model.predict(grid, issue, means)
             issue_parts.append(issue)
             model_parts.append(predicted)
-            upper_parts.append(model.upper(predicted))
+            upper_parts.append(model.upper(grid, issue, predicted))
         if progress:
             progress(n + 1, len(starts))
     if not issue_parts:

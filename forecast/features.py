@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from forecast.calendar import WorkCalendar
 from forecast.series import Grid
 
 HORIZON_S = 3600
@@ -98,12 +99,19 @@ def feature_names(step_s: int) -> list[str]:
     return list(features(Grid(0, step_s, np.zeros(3)), np.array([2])).keys())
 
 
+_WEEKDAYS = WorkCalendar()
+
+
 def features(grid: Grid, issue: np.ndarray, means: WindowMeans | None = None,
-             horizon_s: int = HORIZON_S) -> dict[str, np.ndarray]:
-    """Named feature columns (kW unless named otherwise) for each issue slot."""
+             horizon_s: int = HORIZON_S, calendar: WorkCalendar = _WEEKDAYS) -> dict[str, np.ndarray]:
+    """Named feature columns (kW unless named otherwise) for each issue slot. The calendar decides
+    which past days stand for the target's in the weekday profile and "a week ago": the last days of
+    its kind (a Monday's Mondays, skipping holidays; a holiday's Sundays and holidays)."""
     h, m = Horizon(grid.step_s, horizon_s), means or WindowMeans(grid.values)
     k = np.asarray(issue, dtype=np.int64)
-    w, day, week = h.window, h.slots(DAY_S), h.slots(WEEK_S)
+    w, day = h.window, h.slots(DAY_S)
+    target_local = grid.local_times_s(k + h.ahead)
+    target_day = target_local // DAY_S
     cols: dict[str, np.ndarray] = {"mean_now_kw": m.mean(k, w)}
     for lag in sorted({h.slots(s) for s in RECENT_LAGS_S}):
         cols[f"mean_{lag * grid.step_s // 60}min_ago_kw"] = m.mean(k - lag, w)
@@ -115,11 +123,12 @@ def features(grid: Grid, issue: np.ndarray, means: WindowMeans | None = None,
     cols["day_ago_target_kw"] = m.mean(k + h.ahead - day, w)
     cols["day_ago_now_kw"] = m.mean(k - day, w)
     cols["day_ago_change_kw"] = cols["day_ago_target_kw"] - cols["day_ago_now_kw"]
-    cols["week_ago_target_kw"] = m.mean(k + h.ahead - week, w)
-    cols["week_ago_now_kw"] = m.mean(k - week, w)
+    same_kind = calendar.reference_days(target_day, WEEKDAY_PROFILE_WEEKS) * day
+    cols["week_ago_target_kw"] = m.mean(k + h.ahead - same_kind[:, 0], w)   # a week ago, but for holidays
+    cols["week_ago_now_kw"] = m.mean(k - same_kind[:, 0], w)
     cols["week_ago_change_kw"] = cols["week_ago_target_kw"] - cols["week_ago_now_kw"]
-    daily_target, daily_now = past_windows(m, k, h, day, 7)
-    weekly_target, weekly_now = past_windows(m, k, h, week, WEEKDAY_PROFILE_WEEKS)
+    daily_target, daily_now = past_windows(m, k, h, day * np.arange(1, 8)[None, :])
+    weekly_target, weekly_now = past_windows(m, k, h, same_kind)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows early in the history
         cols["profile_median_kw"] = np.nanmedian(daily_target, axis=1)
@@ -132,22 +141,22 @@ def features(grid: Grid, issue: np.ndarray, means: WindowMeans | None = None,
     # target window. Trees cannot add two columns; given the sums they split on the analog forecasts.
     for reference in ("profile_change_kw", "weekday_profile_change_kw", "day_ago_change_kw", "week_ago_change_kw"):
         cols[f"now_plus_{reference}"] = cols["mean_now_kw"] + cols[reference]
-    local = grid.local_times_s(k + h.ahead)
-    cols["target_hour_of_day"] = (local % DAY_S) / 3600.0
-    weekday = ((local // DAY_S) + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
-    cols["target_weekday"] = weekday.astype(np.float64)
-    cols["target_is_weekend"] = (weekday >= 5).astype(np.float64)
+    cols["target_hour_of_day"] = (target_local % DAY_S) / 3600.0
+    kind = calendar.day_kinds(target_day)   # the weekday (Monday = 0); Sunday (6) on a holiday
+    cols["target_day_kind"] = kind.astype(np.float64)
+    cols["target_is_non_working"] = (kind >= 5).astype(np.float64)
     return cols
 
 
-def past_windows(m: WindowMeans, k: np.ndarray, h: Horizon, period: int, count: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Window means 1..count periods (in slots) before the target window and before now, one column each."""
-    at_target = np.column_stack([m.mean(k + h.ahead - j * period, h.window) for j in range(1, count + 1)])
-    at_now = np.column_stack([m.mean(k - j * period, h.window) for j in range(1, count + 1)])
+def past_windows(m: WindowMeans, k: np.ndarray, h: Horizon, back: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Window means `back` slots (one column per reference; per row or for all rows) before the target
+    window and before now."""
+    back = np.broadcast_to(back, (k.size, back.shape[1]))
+    at_target = np.column_stack([m.mean(k + h.ahead - back[:, j], h.window) for j in range(back.shape[1])])
+    at_now = np.column_stack([m.mean(k - back[:, j], h.window) for j in range(back.shape[1])])
     return at_target, at_now
 
 
 def feature_matrix(grid: Grid, issue: np.ndarray, means: WindowMeans | None = None,
-                   horizon_s: int = HORIZON_S) -> np.ndarray:
-    return np.column_stack(list(features(grid, issue, means, horizon_s).values()))
+                   horizon_s: int = HORIZON_S, calendar: WorkCalendar = _WEEKDAYS) -> np.ndarray:
+    return np.column_stack(list(features(grid, issue, means, horizon_s, calendar).values()))

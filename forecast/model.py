@@ -4,8 +4,8 @@ Chosen by the walk-forward backtest on the open-dsm meters (`bench/forecast.py`)
 data the 0.7/0.3 blend with ridge scores 20.6 % CV(RMSE) (persistence 44.7 %, last week 32.1 %);
 gradient boosting alone, other blend weights, and more, fewer or regularised trees scored worse or
 within noise. Trees handle the regimes (equipment on/off, weekends); the linear part extrapolates
-levels the trees have not seen. The 90 % upper bound adds the 90th percentile of the held-out
-day's errors.
+levels the trees have not seen. The 90 % upper bound adds a margin calibrated by regime on
+out-of-sample errors (`forecast.calibration`).
 """
 
 from __future__ import annotations
@@ -20,11 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
+from forecast.calendar import WorkCalendar
+from forecast.calibration import UpperBound
 from forecast.estimators import LinearModel, TreeEnsemble, fit_linear, fit_trees
-from forecast.features import HORIZON_S, WindowMeans, feature_matrix, feature_names, target
+from forecast.features import DAY_S, HORIZON_S, Horizon, WindowMeans, feature_matrix, feature_names, target
 from forecast.series import Grid
 
-MODEL_VERSION = 4  # 2: weekday-profile features; 3: estimators kept as arrays; 4: analog (now-plus-change) features
+#: 2: weekday-profile features; 3: estimators kept as arrays; 4: analog (now-plus-change) features;
+#: 5: the upper bound calibrated by regime, and a work calendar
+MODEL_VERSION = 5
 TREE_WEIGHT = 0.7
 #: Issue times used for training, at most one per this many seconds (neighbours are near copies).
 TRAIN_STRIDE_S = 300
@@ -39,7 +43,7 @@ class ModelInfo:
     train_seconds: float
     rmse_kw: float | None = None
     persistence_rmse_kw: float | None = None
-    upper_margin_kw: float = 0.0
+    calibration_residuals: int = 0   # out-of-sample errors the upper bound was calibrated on
     features: tuple[str, ...] = ()
 
     def to_json(self) -> str:
@@ -56,8 +60,11 @@ class ModelFileError(Exception):
 
 
 class PowerModel:
-    def __init__(self, step_s: int, horizon_s: int = HORIZON_S) -> None:
+    def __init__(self, step_s: int, horizon_s: int = HORIZON_S, calendar: WorkCalendar | None = None) -> None:
         self.step_s, self.horizon_s = step_s, horizon_s
+        self.calendar = calendar or WorkCalendar()
+        #: no margin until calibrated (`forecast.training.train_validated` does)
+        self.bound = UpperBound.flat(0.0)
         # set by `fit` (a model is used only once fitted, or loaded from a fitted one's file)
         self.trees: TreeEnsemble
         self.linear: LinearModel
@@ -72,7 +79,7 @@ class PowerModel:
         stride = max(1, TRAIN_STRIDE_S // grid.step_s)
         issue = np.asarray(issue)[::stride]
         y = target(grid, issue, means, self.horizon_s)
-        x = feature_matrix(grid, issue, means, self.horizon_s)
+        x = feature_matrix(grid, issue, means, self.horizon_s, self.calendar)
         usable = np.isfinite(y) & np.isfinite(x[:, 0])
         if usable.sum() < 100:
             raise ValueError(f"only {int(usable.sum())} usable training rows; need at least 100")
@@ -85,16 +92,21 @@ class PowerModel:
 
     def predict(self, grid: Grid, issue: np.ndarray, means: WindowMeans | None = None) -> np.ndarray:
         """Mean kW of the target window for each issue slot (NaN where there is no recent data)."""
-        x = feature_matrix(grid, np.asarray(issue), means, self.horizon_s)
+        x = feature_matrix(grid, np.asarray(issue), means, self.horizon_s, self.calendar)
         out = np.full(len(x), np.nan)
         ok = np.isfinite(x[:, 0])
         if ok.any():
             out[ok] = TREE_WEIGHT * self.trees.predict(x[ok]) + (1 - TREE_WEIGHT) * self.linear.predict(x[ok])
         return out
 
-    def upper(self, predicted: np.ndarray) -> np.ndarray:
-        margin = self.info.upper_margin_kw if self.info else 0.0
-        return predicted + margin
+    def regimes(self, grid: Grid, issue: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Working day (bool) and hour of day of each issue slot's target interval."""
+        local = grid.local_times_s(np.asarray(issue) + Horizon(self.step_s, self.horizon_s).ahead)
+        return self.calendar.working_at(local), (local % DAY_S) // 3600
+
+    def upper(self, grid: Grid, issue: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+        """The 90 % upper bound, kW, for forecasts `predicted` at the issue slots."""
+        return predicted + self.bound.margin_kw(*self.regimes(grid, issue))
 
     def save(self, path: Path) -> None:
         """Write atomically: a crash leaves the old file or the new one, never half of one."""

@@ -1,7 +1,9 @@
 """Training with a held-out day, metrics, and the fallback chain used when there is no model.
 
 `train_validated` trains on everything before the last whole day and scores that day against
-persistence; the service swaps a model in only when `is_sane` says so.
+persistence; the service swaps a model in only when `is_sane` says so. A second model, trained on
+everything before the last CALIBRATION_DAYS, forecasts those days out of sample: its errors
+calibrate the upper bound.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from forecast.calendar import WorkCalendar
+from forecast.calibration import UpperBound, calibrate
 from forecast.features import DAY_S, Horizon, WindowMeans, baselines, target
-from forecast.model import PowerModel
+from forecast.model import TRAIN_STRIDE_S, PowerModel
 from forecast.series import Grid
 
 #: Below this much history esus does not train: it forecasts with the seasonal naive baseline.
@@ -22,6 +26,10 @@ SANITY_FACTOR = 1.25
 #: when the held-out day was quiet (a closed Sunday: persistence is nearly perfect there, and
 #: comparing with it alone rejected every model trained on a Sunday night).
 SANITY_REFERENCE_DAYS = 7
+#: The upper bound is calibrated on out-of-sample errors over at most this many last days of the
+#: history, forecast by a model trained on the days before them (at least CALIBRATION_TRAIN_DAYS).
+CALIBRATION_DAYS = 14
+CALIBRATION_TRAIN_DAYS = 7
 
 
 def metrics(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float]:
@@ -61,8 +69,9 @@ def history_days(grid: Grid) -> float:
     return float(np.isfinite(grid.values).sum()) * grid.step_s / DAY_S
 
 
-def train_validated(grid: Grid, end: int | None = None) -> TrainingResult:
-    """Train on slots before the last day that ends at `end` (default: the grid's end); score it."""
+def train_validated(grid: Grid, end: int | None = None, calendar: WorkCalendar | None = None) -> TrainingResult:
+    """Train on slots before the last day that ends at `end` (default: the grid's end); score it;
+    calibrate its upper bound."""
     end = len(grid) if end is None else end
     history = grid.slice(0, end)
     if history_days(history) < MIN_TRAINING_DAYS:
@@ -71,7 +80,7 @@ def train_validated(grid: Grid, end: int | None = None) -> TrainingResult:
     held_start = end - day_slots(grid)
     # issue slots whose target window ends before the held-out day starts
     train_issue = np.arange(0, held_start - h.ahead)
-    model = PowerModel(grid.step_s).fit(grid, train_issue)
+    model = PowerModel(grid.step_s, calendar=calendar).fit(grid, train_issue)
     held_issue = np.arange(held_start, end - h.ahead)
     means = WindowMeans(history.values)
     actual = target(history, held_issue, means)
@@ -83,11 +92,32 @@ def train_validated(grid: Grid, end: int | None = None) -> TrainingResult:
     rmse = metrics(predicted[ok], actual[ok])["rmse"]
     persistence_rmse = metrics(persistence[ok], actual[ok])["rmse"]
     typical = typical_persistence_rmse(history, means, held_start)
-    residual = actual[ok] - predicted[ok]
     model.info.rmse_kw = rmse
     model.info.persistence_rmse_kw = persistence_rmse
-    model.info.upper_margin_kw = float(max(0.0, np.quantile(residual, 0.9)))
+    model.bound = calibrated_bound(history, means, model) or calibrate(
+        actual[ok] - predicted[ok], *model.regimes(history, held_issue[ok]))
+    model.info.calibration_residuals = model.bound.residuals
     return TrainingResult(model, rmse, persistence_rmse, int(ok.sum()), typical)
+
+
+def calibrated_bound(history: Grid, means: WindowMeans, model: PowerModel) -> UpperBound | None:
+    """The bound from a second model's errors on the last days of `history` (None if too short)."""
+    day, h = day_slots(history), Horizon(history.step_s)
+    days = min(CALIBRATION_DAYS, len(history) // day - CALIBRATION_TRAIN_DAYS)
+    if days < 1:
+        return None
+    start = len(history) - days * day
+    stand_in = PowerModel(history.step_s, calendar=model.calendar)
+    try:
+        stand_in.fit(history, np.arange(0, start - h.ahead))
+    except ValueError:   # too few usable rows before the calibration days
+        return None
+    issue = np.arange(start, len(history) - h.ahead, max(1, TRAIN_STRIDE_S // history.step_s))
+    residual = target(history, issue, means) - stand_in.predict(history, issue, means)
+    ok = np.isfinite(residual)
+    if ok.sum() < 10:
+        return None
+    return calibrate(residual[ok], *model.regimes(history, issue[ok]))
 
 
 def typical_persistence_rmse(history: Grid, means: WindowMeans, before: int) -> float:
@@ -133,7 +163,7 @@ def forecast_now(grid: Grid, model: PowerModel | None) -> Forecast | None:
     if model is not None and model.step_s == grid.step_s:
         value = float(model.predict(grid, issue, means)[0])
         if np.isfinite(value):
-            return Forecast(value, float(model.upper(np.array([value]))[0]), "model")
+            return Forecast(value, float(model.upper(grid, issue, np.array([value]))[0]), "model")
     # the week-ago window beats yesterday's on working weeks (open-dsm: 32 % vs 91 % CV(RMSE))
     for method, key in (("seasonal naive (last week)", "seasonal_naive_week"), ("persistence", "persistence")):
         value = float(base[key][0])

@@ -98,7 +98,9 @@ def test_model_beats_the_baselines_and_saves_and_loads(tmp_path) -> None:
     loaded = PowerModel.load(path)
     issue = np.arange(len(grid) - 300, len(grid))
     np.testing.assert_allclose(loaded.predict(grid, issue), result.model.predict(grid, issue))
-    assert loaded.info.rmse_kw == result.rmse_kw and loaded.info.upper_margin_kw > 0
+    assert loaded.info.rmse_kw == result.rmse_kw and loaded.info.calibration_residuals > 0
+    np.testing.assert_array_equal(loaded.bound.margins_kw, result.model.bound.margins_kw)
+    assert (loaded.bound.margins_kw > 0).all()
 
 
 def test_a_damaged_model_file_is_refused(tmp_path) -> None:

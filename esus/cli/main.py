@@ -11,14 +11,13 @@ import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 
+from esus.cli.backtest import add_backtest_command
 from esus.runtime.clock import AcceleratedClock, Clock, RealClock
 from esus.settings.config import Settings, load_settings
-from esus.settings.errors import EXIT_BAD_SETTINGS, SettingsError
+from esus.settings.errors import EXIT_BAD_SETTINGS, EXIT_FAILURE, EXIT_OK, SettingsError
 
 log = logging.getLogger("esus")
 
-# Exit codes
-EXIT_OK, EXIT_FAILURE = 0, 1
 
 
 def setup_logging(level: str) -> None:
@@ -79,44 +78,6 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     failed = [c for c in checks if not c.ok]
     print(f"{len(failed)} problem(s) found" if failed else "all checks passed")
     return EXIT_FAILURE if failed else EXIT_OK
-
-
-def cmd_backtest(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
-
-    from forecast.backtest import MeterFileError, load_meter_csv, plot, walk_forward
-
-    try:
-        grid, column = load_meter_csv(Path(args.file), args.time_col, args.value_col)
-        show = sys.stderr.isatty() and not args.json
-
-        def progress(done: int, total: int) -> None:
-            if show:
-                print(f"\rbacktest: day {done}/{total}", end="" if done < total else "\n", file=sys.stderr)
-
-        result = walk_forward(grid, progress=progress)
-    except (MeterFileError, ValueError) as exc:
-        print(f"esus: {exc}", file=sys.stderr)
-        return EXIT_BAD_SETTINGS if isinstance(exc, MeterFileError) and exc.argument else EXIT_FAILURE
-    summary = result.summary(column)
-    if args.plot:
-        plot(result, Path(args.plot), f"{Path(args.file).name}: walk-forward, {summary['test_days']} days")
-    if args.json:
-        print(json.dumps(summary))
-        return EXIT_OK
-    print(f"{summary['rows']} forecasts over {summary['test_days']} days, interval {summary['interval_s']} s")
-    if summary["days_previous_model_kept"] or summary["days_without_a_model"]:
-        print(f"gaps: on {summary['days_previous_model_kept']} days the data could not train a model and the "
-              f"previous one went on (as in production); {summary['days_without_a_model']} days before any model "
-              "were not forecast")
-    print(f"target: {summary['target']}")
-    print(f"{'model':<22}{'RMSE kW':>9}{'MAE kW':>9}{'CV(RMSE) %':>12}{'NMBE %':>9}")
-    for name, m in summary["models"].items():
-        print(f"{name:<22}{m['rmse']:>9.3f}{m['mae']:>9.3f}{m['cv_rmse']:>12.1f}{m['nmbe']:>9.2f}")
-    print(f"90 % upper bound covered {summary['upper_bound_coverage_pct']:.1f} % of actuals; training "
-          f"{summary['train_seconds_median']:.2f} s median, {summary['train_seconds_max']:.2f} s max")
-    return EXIT_OK
 
 
 @contextlib.contextmanager
@@ -333,21 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     forecast = commands.add_parser("forecast", help="power forecast tools")
     forecast_commands = forecast.add_subparsers(dest="forecast_command", required=True, metavar="COMMAND")
-    backtest = forecast_commands.add_parser(
-        "backtest", help="walk-forward evaluation on a meter CSV",
-        description="Retrain each local midnight on what was known, forecast every interval of the next day, and "
-                    "score esus against persistence and the seasonal naive baselines (1-minute to hourly data; "
-                    "gaps, DST repeats, sentinels and spikes are cleaned). Shipped data to try: "
-                    "esus/data/open-dsm/egauge_1min_2022-07_08.csv and hourly_electric_2022-23.csv. Progress "
-                    "shows on stderr when it is a terminal.")
-    backtest.add_argument("file", metavar="FILE.csv", help="the meter's CSV: a time column and a power column (kW)")
-    backtest.add_argument("--time-col", metavar="C",
-                          help="the time column (default: the first whose name has 'time' or 'date', else the first)")
-    backtest.add_argument("--value-col", metavar="C", help="the power column, kW (default: the first numeric column)")
-    backtest.add_argument("--json", action="store_true", help="print the summary as JSON (default: a table)")
-    backtest.add_argument("--plot", metavar="OUT.png",
-                          help="also draw the last week's forecast, its 90 %% bound and RMSE by hour (default: none)")
-    backtest.set_defaults(func=cmd_backtest)
+    add_backtest_command(forecast_commands)
 
     bms = commands.add_parser("bms", help="BMS API tools")
     bms_commands = bms.add_subparsers(dest="bms_command", required=True, metavar="COMMAND")

@@ -19,6 +19,7 @@ from esus.settings.config import Settings
 from esus.state.files import StateFiles, set_aside
 from esus.state.store import HistoryStore
 from esus.state.telemetry import Telemetry
+from forecast.calendar import WorkCalendar
 from forecast.features import WEEKDAY_PROFILE_WEEKS
 from forecast.loadstate import DwellFlag, Thresholds, interval_means, rate_of_change_kw_per_min, thresholds
 from forecast.model import ModelFileError, PowerModel
@@ -26,7 +27,9 @@ from forecast.training import MIN_TRAINING_DAYS, Forecast, forecast_now
 
 log = logging.getLogger(__name__)
 
-LIVE_DAYS = 7 * WEEKDAY_PROFILE_WEEKS + 1  # the oldest lag the features use, plus the horizon
+#: the oldest lag the features use (the same weekday 4 weeks back, one more when a holiday came
+#: between), plus the horizon
+LIVE_DAYS = 7 * (WEEKDAY_PROFILE_WEEKS + 1) + 1
 TRAINING_TIMEOUT_S = 30 * 60
 TRAINING_NICENESS = 10   # added to the training process's niceness (lower priority)
 THRESHOLD_REFRESH_S = 3600
@@ -71,6 +74,11 @@ class ForecastService:
             else:
                 log.info("no forecast model yet: seasonal naive, then persistence, until the first training")
             return None
+        holidays = self.settings.site.site.holidays
+        if model.calendar.country != holidays:
+            log.warning("the forecast model was trained with holidays %s and the site now says %s: it uses the "
+                        "site's from now on, and the next training learns them", model.calendar.country, holidays)
+            model.calendar = WorkCalendar(holidays)
         info = model.info
         log.info("forecast model loaded: trained %s on %d rows, held-out RMSE %.2f kW (persistence %.2f kW)",
                  info.trained_at, info.rows, info.rmse_kw or float("nan"), info.persistence_rmse_kw or float("nan"))
@@ -157,7 +165,8 @@ class ForecastService:
         pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=training_process_setup,
                                    initargs=(TRAINING_NICENESS,))
         try:
-            future = pool.submit(self.job, str(self.store.path), str(candidate), int(due.timestamp()))
+            future = pool.submit(self.job, str(self.store.path), str(candidate), int(due.timestamp()),
+                                 holidays=self.settings.site.site.holidays)
             report = await asyncio.wait_for(asyncio.wrap_future(future), self.training_timeout_s)
         except Exception as exc:  # noqa: BLE001 - a crashed, hung or failing job all keep the old model
             self.training_failures += 1

@@ -84,10 +84,13 @@ def training_process_setup(niceness: int) -> None:
         os._exit(1)
 
 
-def train_from_store(db_path: str, candidate_path: str, until_s: int, days: int = TRAINING_DAYS) -> dict:
-    """Train on the `days` before `until_s`; save to `candidate_path` only if sane; report."""
+def train_from_store(db_path: str, candidate_path: str, until_s: int, days: int = TRAINING_DAYS,
+                     holidays: str | None = None) -> dict:
+    """Train on the `days` before `until_s` with the site's public `holidays`; save to `candidate_path`
+    only if sane; report."""
     from threadpoolctl import threadpool_limits
 
+    from forecast.calendar import WorkCalendar
     from forecast.training import is_sane, train_validated
 
     started = time.monotonic()
@@ -95,7 +98,7 @@ def train_from_store(db_path: str, candidate_path: str, until_s: int, days: int 
         grid = power_grid(store, until_s - days * 86400, until_s)
         if grid is None:
             raise ValueError("no power history to train on")
-        result = train_validated(grid)
+        result = train_validated(grid, calendar=WorkCalendar(holidays))
         sane, why = is_sane(result)
         if sane:
             result.model.save(Path(candidate_path))

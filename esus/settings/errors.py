@@ -9,8 +9,8 @@ from pydantic_core import ErrorDetails
 
 M = TypeVar("M", bound=BaseModel)
 
-#: Exit code for bad settings (the service cannot start until a person fixes them).
-EXIT_BAD_SETTINGS = 2
+#: Exit codes; bad settings: the service cannot start until a person fixes them.
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_SETTINGS = 0, 1, 2
 
 
 class SettingsError(Exception):

@@ -32,6 +32,15 @@ class SiteInfo(Model):
     longitude: float = Field(ge=-180, le=180)
     altitude_m: float = Field(default=0.0, ge=-500, le=9000)
     timezone: str
+    #: public holidays (non-working days for the forecast): a country code, or country-subdivision
+    holidays: str | None = None
+
+    @field_validator("holidays")
+    @classmethod
+    def _known_country(cls, value: str | None) -> str | None:
+        from forecast.calendar import WorkCalendar
+
+        return WorkCalendar(value).country   # CalendarError (a ValueError) names the code and the form
 
     @field_validator("timezone")
     @classmethod

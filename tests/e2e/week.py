@@ -187,7 +187,8 @@ class Week:
             model = StateFiles(self.state).model
             model.parent.mkdir(parents=True, exist_ok=True)
             self.pretrained = train_from_store(str(self.state / "history.db"), str(model),
-                                               int((START - timedelta(minutes=30)).timestamp()))
+                                               int((START - timedelta(minutes=30)).timestamp()),
+                                               holidays=SITE.site.holidays)
         self.anchor = time.time() + 30   # the clock starts when the scene is set, however long that took
         self.clock = AcceleratedClock(self.speed, START, self.anchor)
 

@@ -1,0 +1,75 @@
+"""`esus forecast backtest`: the walk-forward evaluation on a meter CSV."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from esus.settings.errors import EXIT_BAD_SETTINGS, EXIT_FAILURE, EXIT_OK
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from forecast.backtest import MeterFileError, load_meter_csv, plot, walk_forward
+    from forecast.calendar import CalendarError, WorkCalendar
+
+    try:
+        calendar = WorkCalendar(args.holidays)
+    except CalendarError as exc:
+        print(f"esus: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS
+    try:
+        grid, column = load_meter_csv(Path(args.file), args.time_col, args.value_col)
+        show = sys.stderr.isatty() and not args.json
+
+        def progress(done: int, total: int) -> None:
+            if show:
+                print(f"\rbacktest: day {done}/{total}", end="" if done < total else "\n", file=sys.stderr)
+
+        result = walk_forward(grid, progress=progress, calendar=calendar)
+    except (MeterFileError, ValueError) as exc:
+        print(f"esus: {exc}", file=sys.stderr)
+        return EXIT_BAD_SETTINGS if isinstance(exc, MeterFileError) and exc.argument else EXIT_FAILURE
+    summary = result.summary(column)
+    if args.plot:
+        plot(result, Path(args.plot), f"{Path(args.file).name}: walk-forward, {summary['test_days']} days")
+    if args.json:
+        print(json.dumps(summary))
+        return EXIT_OK
+    print(f"{summary['rows']} forecasts over {summary['test_days']} days, interval {summary['interval_s']} s")
+    if summary["days_previous_model_kept"] or summary["days_without_a_model"]:
+        print(f"gaps: on {summary['days_previous_model_kept']} days the data could not train a model and the "
+              f"previous one went on (as in production); {summary['days_without_a_model']} days before any model "
+              "were not forecast")
+    print(f"target: {summary['target']}")
+    print(f"{'model':<22}{'RMSE kW':>9}{'MAE kW':>9}{'CV(RMSE) %':>12}{'NMBE %':>9}")
+    for name, m in summary["models"].items():
+        print(f"{name:<22}{m['rmse']:>9.3f}{m['mae']:>9.3f}{m['cv_rmse']:>12.1f}{m['nmbe']:>9.2f}")
+    bound = summary["models"]["esus"]
+    print(f"90 % upper bound covered {bound['p90_coverage']:.1f} % of actuals "
+          f"({bound['p90_worst_hour_coverage']:.1f} % at {bound['p90_worst_hour']:02d}h, its worst hour), "
+          f"{bound['p90_width_kw']:.2f} kW above the forecast on average, pinball loss {bound['pinball_p90']:.3f} kW")
+    print(f"training {summary['train_seconds_median']:.2f} s median, {summary['train_seconds_max']:.2f} s max")
+    return EXIT_OK
+
+
+def add_backtest_command(commands: argparse._SubParsersAction) -> None:
+    backtest = commands.add_parser(
+        "backtest", help="walk-forward evaluation on a meter CSV",
+        description="Retrain each local midnight on what was known, forecast every interval of the next day, and "
+                    "score esus against persistence and the seasonal naive baselines (1-minute to hourly data; "
+                    "gaps, DST repeats, sentinels and spikes are cleaned). Shipped data to try: "
+                    "esus/data/open-dsm/egauge_1min_2022-07_08.csv and hourly_electric_2022-23.csv. Progress "
+                    "shows on stderr when it is a terminal.")
+    backtest.add_argument("file", metavar="FILE.csv", help="the meter's CSV: a time column and a power column (kW)")
+    backtest.add_argument("--time-col", metavar="C",
+                          help="the time column (default: the first whose name has 'time' or 'date', else the first)")
+    backtest.add_argument("--value-col", metavar="C", help="the power column, kW (default: the first numeric column)")
+    backtest.add_argument("--holidays", metavar="CC[-SUB]",
+                          help="the meter's country (and subdivision) for public holidays, e.g. DK or US-WI: a "
+                               "holiday is a non-working day (default: weekends only)")
+    backtest.add_argument("--json", action="store_true", help="print the summary as JSON (default: a table)")
+    backtest.add_argument("--plot", metavar="OUT.png",
+                          help="also draw the last week's forecast, its 90 %% bound and RMSE by hour (default: none)")
+    backtest.set_defaults(func=cmd_backtest)
