@@ -12,7 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from esus.settings.config import example_site_path
+# One OpenMP thread for scikit-learn's fits in the tests (and the processes they start), as the nightly
+# training has: on a shared machine, OpenMP threads that spin-wait behind another process's work made
+# a 40-s backtest take over 5 minutes in CI.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from esus.settings.config import example_site_path  # noqa: E402 - after the OpenMP setting
 
 REPO = Path(__file__).resolve().parent.parent
 
