@@ -88,7 +88,7 @@ def plain_hgb(grid: Grid, result: BacktestResult) -> np.ndarray:
         rolling = [means.mean(issue, h.slots(s)) for s in (3600, 3 * 3600, DAY_S)]
         seasonal = [means.mean(issue + h.ahead - day, h.window), means.mean(issue + h.ahead - 7 * day, h.window)]
         local = grid.local_times_s(issue + h.ahead)
-        calendar = [(local % DAY_S) / 3600, ((local // DAY_S) + 3) % 7]
+        calendar = [(local % DAY_S) / 3600, WorkCalendar().kinds_at(local)]   # weekends only: "plain"
         return np.column_stack([means.mean(issue, 1), *lags, *rolling, means.std(issue, max(2, h.slots(3600))),
                                 *seasonal, *calendar])
 

@@ -72,9 +72,8 @@ class WorkCalendar:
         kind lie (shape (n, count)): a Monday's Mondays, skipping holiday Mondays; a holiday's Sundays
         and holidays."""
         day = np.asarray(day, dtype=np.int64)
-        out = np.full((day.size, count), NOT_FOUND, dtype=np.int64)
         if day.size == 0:
-            return out
+            return np.full((0, count), NOT_FOUND, dtype=np.int64)
         first, last = int(day.min()) - LOOK_BACK_DAYS, int(day.max())
         keys = self.day_kinds(np.arange(first, last + 1))
         targets, back = np.unique(day, return_inverse=True)

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from forecast.calendar import WorkCalendar
+from forecast.calendar import DAY_S, WorkCalendar
 from forecast.series import Grid
 
 HORIZON_S = 3600
 TARGET_WINDOW_S = 900
-DAY_S, WEEK_S = 86400, 7 * 86400
+WEEK_S = 7 * DAY_S
 RECENT_LAGS_S = (900, 1800, 2700, 3600, 7200)
 WEEKDAY_PROFILE_WEEKS = 4
 
