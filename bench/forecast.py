@@ -1,7 +1,8 @@
 """Forecast figures: the walk-forward backtest on the shipped open-dsm data (1-minute and hourly),
-training time and memory on 90 days of 1-minute data on one core, and the live forecast latency.
+with the nearby weather station's outdoor temperature and without it, training time and memory on
+90 days of 1-minute data on one core, and the live forecast latency.
 
-    .venv/bin/python bench/forecast.py [--quick]
+    .venv/bin/python bench/forecast.py [--quick] [--no-holidays] [--no-temperature]
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from forecast.backtest import BacktestResult, load_meter_csv, local_midnights, walk_forward  # noqa: E402
 from forecast.calendar import WorkCalendar  # noqa: E402
+from forecast.exogenous import known_at_slots  # noqa: E402
 from forecast.features import DAY_S, Horizon, WindowMeans, target  # noqa: E402
 from forecast.model import TRAIN_STRIDE_S  # noqa: E402
 from forecast.series import Grid  # noqa: E402
@@ -30,13 +33,27 @@ DATA = ROOT / "esus" / "data" / "open-dsm"
 FILES = {"1-minute (Jul-Aug 2022)": DATA / "egauge_1min_2022-07_08.csv",
          "hourly (Mar 2022-Mar 2023)": DATA / "hourly_electric_2022-23.csv"}
 HOLIDAYS = dict.fromkeys(FILES, "US-WI")   # the open-dsm meters are in Wisconsin
+WEATHER = DATA / "weather_hourly_2022-23.csv"   # NOAA station, local standard time (UTC-6), °F
 
 
-def backtest_table(holidays: dict[str, str | None]) -> None:
-    print("walk-forward backtest (retrain each midnight, forecast every interval of the next day)")
+def with_outdoor_temperature(grid: Grid) -> Grid:
+    """The grid with the station's temperature as known at each slot (on the meter's wall clock)."""
+    frame = pd.read_csv(WEATHER)
+    utc = pd.to_datetime(frame["Date"]) + pd.Timedelta(hours=6)
+    wall = utc.dt.tz_localize("UTC").dt.tz_convert("America/Chicago").dt.tz_localize(None)
+    celsius = (pd.to_numeric(frame["HourlyDryBulbTemperature"], errors="coerce").to_numpy() - 32) * 5 / 9
+    return grid.with_temperature(known_at_slots(grid, wall.astype("datetime64[s]").astype("int64").to_numpy(),
+                                                celsius))
+
+
+def backtest_table(holidays: dict[str, str | None], temperature: bool) -> None:
+    print("walk-forward backtest (retrain each midnight, forecast every interval of the next day)"
+          + (", with the outdoor temperature" if temperature else ""))
     print(f"{'data':<28}{'model':<22}{'RMSE kW':>9}{'CV(RMSE) %':>12}{'NMBE %':>9}")
     for label, path in FILES.items():
         grid, column = load_meter_csv(path)
+        if temperature:
+            grid = with_outdoor_temperature(grid)
         started = time.monotonic()
         result = walk_forward(grid, calendar=WorkCalendar(holidays.get(label)))
         elapsed = time.monotonic() - started
@@ -54,7 +71,9 @@ def backtest_table(holidays: dict[str, str | None]) -> None:
               f"esus / plain HGB = {to_plain:.2f}; {summary['test_days']} days in {elapsed:.0f} s; "
               f"training median {summary['train_seconds_median']:.2f} s")
         if holidays.get(label):
-            holiday_gain(grid, result, WorkCalendar(holidays[label]))
+            holiday_gain(grid.with_temperature(None), result, WorkCalendar(holidays[label]))
+        if temperature:
+            temperature_gain(grid, result, WorkCalendar(holidays.get(label)))
         print(f"{'':<28}90 % bound: covers {esus['p90_coverage']:.1f} % (worst hour {esus['p90_worst_hour']:02d}h: "
               f"{esus['p90_worst_hour_coverage']:.1f} %), pinball {esus['pinball_p90']:.3f} kW, "
               f"mean width {esus['p90_width_kw']:.2f} kW")
@@ -72,6 +91,22 @@ def holiday_gain(grid: Grid, aware: BacktestResult, calendar: WorkCalendar) -> N
         cv = [metrics(r.predictions["esus"][rows], r.actual[rows])["cv_rmse"] for r in (plain, aware)]
         print(f"{'':<28}{calendar.country} holidays, {name} ({int(rows.sum())} rows): CV(RMSE) "
               f"{cv[0]:.1f} % without, {cv[1]:.1f} % with")
+
+
+def temperature_gain(grid: Grid, warm: BacktestResult, calendar: WorkCalendar) -> None:
+    """esus with the outdoor temperature against esus from power alone: overall and by season."""
+    cold = walk_forward(grid.with_temperature(None), calendar=calendar)
+    both = warm.rows() & cold.rows()
+    month = pd.to_datetime(grid.local_times_s(warm.issue), unit="s").month.to_numpy()
+    print(f"{'':<28}outdoor temperature known for {warm.summary('')['temperature_known_pct']:.1f} % of the "
+          "forecasts")
+    for name, rows in (("all days", both), ("Jun-Aug", both & np.isin(month, (6, 7, 8))),
+                       ("Dec-Feb", both & np.isin(month, (12, 1, 2)))):
+        if rows.sum() < 100:
+            continue
+        cv = [metrics(r.predictions["esus"][rows], r.actual[rows])["cv_rmse"] for r in (cold, warm)]
+        print(f"{'':<28}temperature, {name} ({int(rows.sum())} rows): CV(RMSE) {cv[0]:.2f} % without, "
+              f"{cv[1]:.2f} % with")
 
 
 def plain_hgb(grid: Grid, result: BacktestResult) -> np.ndarray:
@@ -226,9 +261,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="skip the backtests")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-holidays", action="store_true", help="weekends only (the figures before holidays)")
+    parser.add_argument("--no-temperature", action="store_true", help="power alone (the figures before temperature)")
     args = parser.parse_args()
     if not args.quick:
-        backtest_table({} if args.no_holidays else HOLIDAYS)
+        backtest_table({} if args.no_holidays else HOLIDAYS, not args.no_temperature)
         upstream_comparison()
     training_figures(args.rounds)
     forecast_latency()

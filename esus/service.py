@@ -19,8 +19,10 @@ from esus.parts.bacnet import BacnetBridge
 from esus.parts.bms import BmsService, make_adapter
 from esus.parts.demand import DemandService
 from esus.parts.forecasting import ForecastService
+from esus.parts.outdoor import OutdoorTemperature
 from esus.parts.power import POWER_SERIES, PowerInput
 from esus.parts.shading import ShadesService
+from esus.parts.weather import REFRESH_S, WeatherPart
 from esus.runtime.clock import AcceleratedClock, Clock
 from esus.runtime.scheduler import DailyAt, Every, Scheduler
 from esus.runtime.supervisor import Health, Loop, Supervisor
@@ -66,7 +68,15 @@ class Service:
         self.power = PowerInput(self.telemetry, clock, min_kw=site.power.min_kw, max_kw=site.power.max_kw,
                                 stale_after=timedelta(minutes=site.power.stale_after_minutes))
         self.bacnet = BacnetBridge(settings, self.power)
-        self.forecast = ForecastService(settings, self.store, self.power, self.bacnet, clock, self.telemetry)
+        self.weather = WeatherPart(settings, clock)
+        self.bms: BmsService | None = None
+        if bms_adapter is None and settings.bms is not None:
+            bms_adapter = make_adapter(settings)
+        if bms_adapter is not None:
+            self.bms = BmsService(settings, self.store, self.telemetry, clock, bms_adapter, self.health)
+        self.forecast = ForecastService(settings, self.store, self.power, self.bacnet, clock, self.telemetry,
+                                        OutdoorTemperature(site, self.weather.weather,
+                                                           self.bms.value if self.bms else None))
         self.scheduler = Scheduler(clock, self.health)
         self.status_parts: list[StatusPart] = [self._power_status, self.forecast.status, self.bacnet.status]
         self.background: dict[str, Loop] = {}   # part name -> its loop, kept running by the supervisor
@@ -87,11 +97,9 @@ class Service:
             self.writer = InfluxWriter(self.outbox, sender.send, clock)
             self.background["influxdb-writer"] = self.writer.run
         self.scheduler.add("retention", DailyAt(time(0, 0), self.tz), self.nightly_retention)
-        self.bms: BmsService | None = None
-        if bms_adapter is None and settings.bms is not None:
-            bms_adapter = make_adapter(settings)
-        if bms_adapter is not None:
-            self.bms = BmsService(settings, self.store, self.telemetry, clock, bms_adapter, self.health)
+        self.closers.append(self.weather.close)
+        self.scheduler.add("weather", Every(REFRESH_S, 23), self.weather.refresh)
+        if self.bms is not None:
             self.closers.append(self.bms.close)
             self.scheduler.add("bms", Every(site.bms.poll_minutes * 60, 17), self.bms.poll)
             self.status_parts.append(self.bms.status)
@@ -100,9 +108,9 @@ class Service:
         self.shades: ShadesService | None = None
         if site.shades.groups:
             self.shades = ShadesService(settings, self.store, self.bacnet, self.bms, self.telemetry, clock,
-                                        pin_factory, self.health)
+                                        self.weather.service, pin_factory, self.health)
             self.closers.append(self.shades.close)
-            self.scheduler.add("shades-weather", Every(600, 23), self.shades.refresh_weather)
+            self.weather.listeners.append(self.shades.coordinator.wake.set)
             self.scheduler.add("shades-telemetry", Every(60, 7), self.shades.minute_tick)
             self.background["shades"] = self.shades.run
             self.status_parts.append(self.shades.status)
@@ -122,7 +130,7 @@ class Service:
         self.closers.append(self.bacnet.close)
         if self.shades is not None:
             await self.shades.start()
-            self.once("shades-weather", self.shades.refresh_weather(self.clock.now()))
+        self.once("weather", self.weather.refresh(self.clock.now()))
         if self.demand is not None:
             try:
                 await self.demand.start()

@@ -12,6 +12,7 @@ import pandas as pd
 
 from forecast.calendar import WorkCalendar
 from forecast.calibration import coverage_pct, pinball_kw
+from forecast.exogenous import known_at_slots
 from forecast.features import DAY_S, Horizon, WindowMeans, baselines, target
 from forecast.series import Grid, to_grid
 from forecast.training import MIN_TRAINING_DAYS, TooLittleData, metrics, train_validated
@@ -28,8 +29,10 @@ class MeterFileError(ValueError):
         self.argument = argument
 
 
-def load_meter_csv(path: Path, time_col: str | None = None, value_col: str | None = None) -> tuple[Grid, str]:
-    """Read a meter CSV (any regular interval, 1 min to 1 h); returns the clean grid and value column."""
+def load_meter_csv(path: Path, time_col: str | None = None, value_col: str | None = None,
+                   temperature_col: str | None = None) -> tuple[Grid, str]:
+    """Read a meter CSV (any regular interval, 1 min to 1 h); returns the clean grid and value column.
+    A `temperature_col` (outdoor, °C or °F) goes into the grid as known at each row's time."""
     try:
         frame = pd.read_csv(path, skip_blank_lines=True)
     except FileNotFoundError:
@@ -46,10 +49,11 @@ def load_meter_csv(path: Path, time_col: str | None = None, value_col: str | Non
         if not numeric:
             raise MeterFileError(f"{path}: no numeric column; name it with --value-col")
         value_col = numeric[0]
-    if value_col not in columns:
-        raise MeterFileError(f"{path}: no column '{value_col}' (columns: {', '.join(map(str, columns))})",
-                             argument=True)
-    frame = frame[[time_col, value_col]].dropna(subset=[time_col])
+    for name in (value_col, temperature_col):
+        if name is not None and name not in columns:
+            raise MeterFileError(f"{path}: no column '{name}' (columns: {', '.join(map(str, columns))})",
+                                 argument=True)
+    frame = frame[[time_col, value_col] + ([temperature_col] if temperature_col else [])].dropna(subset=[time_col])
     try:
         stamps = pd.to_datetime(frame[time_col])  # one format inferred from the first rows: fast
     except (ValueError, TypeError):
@@ -69,6 +73,11 @@ def load_meter_csv(path: Path, time_col: str | None = None, value_col: str | Non
     grid = to_grid(seconds, values)
     if not 60 <= grid.step_s <= 3600:
         raise MeterFileError(f"{path}: interval is {grid.step_s} s; esus forecasts from 1-minute to hourly data")
+    if temperature_col:
+        temperature = pd.to_numeric(frame[temperature_col], errors="coerce").to_numpy(dtype=np.float64)
+        if not np.isfinite(temperature).any():
+            raise MeterFileError(f"{path}: column '{temperature_col}' has no numeric values")
+        grid = grid.with_temperature(known_at_slots(grid, seconds, temperature))
     return grid, str(value_col)
 
 
@@ -112,6 +121,7 @@ class BacktestResult:
         ok = self.rows()
         models = {name: metrics(values[ok], self.actual[ok]) for name, values in self.predictions.items()}
         models["esus"] |= self.bound_figures(ok)
+        known = self.grid.temperature_c if self.grid is not None else None
         return {
             "rows": int(ok.sum()), "interval_s": self.interval_s,
             "target": f"{target_name}: {TARGET_TEXT}",
@@ -121,6 +131,8 @@ class BacktestResult:
             "test_days": len(self.train_seconds) + self.kept_previous,
             "days_previous_model_kept": self.kept_previous,
             "days_without_a_model": self.without_model,
+            # share of the scored forecasts made with the outdoor temperature known (None: no column)
+            "temperature_known_pct": None if known is None else 100 * float(np.isfinite(known[self.issue[ok]]).mean()),
         }
 
 

@@ -56,6 +56,9 @@ class LinearModel:
 def fit_trees(x: np.ndarray, y: np.ndarray) -> TreeEnsemble:
     from sklearn.ensemble import HistGradientBoostingRegressor  # here: only training pays for the import
 
+    # a feature no row has yet (the 4-week profile in a history of days) is a constant to the trees:
+    # they never split on it (scikit-learn refuses a column that is all NaN)
+    x = np.where(np.isnan(x).all(axis=0), 0.0, x)
     fitted = HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05, early_stopping=False,
                                            random_state=0).fit(x, y)
     tables = [predictor.nodes for (predictor,) in fitted._predictors]  # one tree per iteration (regression)

@@ -95,8 +95,13 @@ def baselines(grid: Grid, issue: np.ndarray, means: WindowMeans | None = None) -
     }
 
 
-def feature_names(step_s: int) -> list[str]:
-    return list(features(Grid(0, step_s, np.zeros(3)), np.array([2])).keys())
+#: Appended after the power features when the grid carries a temperature (models keep both sets).
+TEMPERATURE_FEATURES = ("outdoor_temperature_c", "outdoor_temperature_day_change_c")
+
+
+def feature_names(step_s: int, temperature: bool = False) -> list[str]:
+    dummy = Grid(0, step_s, np.zeros(3), temperature_c=np.zeros(3) if temperature else None)
+    return list(features(dummy, np.array([2])).keys())
 
 
 _WEEKDAYS = WorkCalendar()
@@ -145,7 +150,25 @@ def features(grid: Grid, issue: np.ndarray, means: WindowMeans | None = None,
     kind = calendar.day_kinds(target_day)   # the weekday (Monday = 0); Sunday (6) on a holiday
     cols["target_day_kind"] = kind.astype(np.float64)
     cols["target_is_non_working"] = (kind >= 5).astype(np.float64)
+    if grid.temperature_c is not None:   # known at the issue slot, never later (forecast.exogenous)
+        now_c, day_ago_c = slot_values(grid.temperature_c, k), slot_values(grid.temperature_c, k - day)
+        # and against yesterday's, which the day-ago and profile references ran under
+        cols |= dict(zip(TEMPERATURE_FEATURES, (now_c, now_c - day_ago_c), strict=True))
     return cols
+
+
+def temperature_known(grid: Grid, issue: np.ndarray) -> np.ndarray:
+    """Issue slots whose temperature features are all known (the temperature now and a day before)."""
+    k = np.asarray(issue, dtype=np.int64)
+    if grid.temperature_c is None:
+        return np.zeros(k.size, dtype=bool)
+    day = Horizon(grid.step_s).slots(DAY_S)
+    return np.isfinite(slot_values(grid.temperature_c, k)) & np.isfinite(slot_values(grid.temperature_c, k - day))
+
+
+def slot_values(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    inside = (index >= 0) & (index < values.size)
+    return np.where(inside, values[np.clip(index, 0, values.size - 1)], np.nan)
 
 
 def past_windows(m: WindowMeans, k: np.ndarray, h: Horizon, back: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

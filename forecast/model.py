@@ -6,6 +6,11 @@ gradient boosting alone, other blend weights, and more, fewer or regularised tre
 within noise. Trees handle the regimes (equipment on/off, weekends); the linear part extrapolates
 levels the trees have not seen. The 90 % upper bound adds a margin calibrated by regime on
 out-of-sample errors (`forecast.calibration`).
+
+Where the site has an outdoor temperature, a second blend learns from the same features and the
+temperature known at issue time; it forecasts where the temperature is known and the first blend
+everywhere else, so a sensor or a weather source that drops out changes the method, never the
+sense of the forecast.
 """
 
 from __future__ import annotations
@@ -23,15 +28,39 @@ import numpy as np
 from forecast.calendar import WorkCalendar
 from forecast.calibration import UpperBound
 from forecast.estimators import LinearModel, TreeEnsemble, fit_linear, fit_trees
-from forecast.features import DAY_S, HORIZON_S, Horizon, WindowMeans, feature_matrix, feature_names, target
+from forecast.features import (
+    DAY_S,
+    HORIZON_S,
+    Horizon,
+    WindowMeans,
+    feature_matrix,
+    feature_names,
+    target,
+    temperature_known,
+)
 from forecast.series import Grid
 
 #: 2: weekday-profile features; 3: estimators kept as arrays; 4: analog (now-plus-change) features;
-#: 5: the upper bound calibrated by regime, and a work calendar
+#: 5: the upper bound calibrated by regime, a work calendar, and a blend with outdoor temperature
 MODEL_VERSION = 5
 TREE_WEIGHT = 0.7
 #: Issue times used for training, at most one per this many seconds (neighbours are near copies).
 TRAIN_STRIDE_S = 300
+#: The temperature blend is trained only on this many days of rows with a known temperature.
+MIN_TEMPERATURE_DAYS = 5
+
+
+@dataclass(frozen=True)
+class Blend:
+    trees: TreeEnsemble
+    linear: LinearModel
+
+    @staticmethod
+    def fit(x: np.ndarray, y: np.ndarray) -> Blend:
+        return Blend(fit_trees(x, y), fit_linear(x, y))
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return TREE_WEIGHT * self.trees.predict(x) + (1 - TREE_WEIGHT) * self.linear.predict(x)
 
 
 @dataclass
@@ -45,6 +74,10 @@ class ModelInfo:
     persistence_rmse_kw: float | None = None
     calibration_residuals: int = 0   # out-of-sample errors the upper bound was calibrated on
     features: tuple[str, ...] = ()
+    temperature_rows: int = 0        # rows the temperature blend was trained on (0: none)
+    #: how the temperature blend did against the power-only one out of sample: RMSE change in
+    #: percent on the calibration days (negative is better); None when not compared
+    temperature_gain_pct: float | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -66,8 +99,8 @@ class PowerModel:
         #: no margin until calibrated (`forecast.training.train_validated` does)
         self.bound = UpperBound.flat(0.0)
         # set by `fit` (a model is used only once fitted, or loaded from a fitted one's file)
-        self.trees: TreeEnsemble
-        self.linear: LinearModel
+        self.blend: Blend
+        self.with_temperature: Blend | None = None
         self.info: ModelInfo
 
     def fit(self, grid: Grid, issue: np.ndarray) -> PowerModel:
@@ -83,21 +116,43 @@ class PowerModel:
         usable = np.isfinite(y) & np.isfinite(x[:, 0])
         if usable.sum() < 100:
             raise ValueError(f"only {int(usable.sum())} usable training rows; need at least 100")
-        x, y = x[usable], y[usable]
-        self.trees, self.linear = fit_trees(x, y), fit_linear(x, y)
-        self.info = ModelInfo(MODEL_VERSION, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), int(y.size),
+        power_only = len(feature_names(grid.step_s))
+        self.blend = Blend.fit(x[usable, :power_only], y[usable])
+        warm = usable & temperature_known(grid, issue)
+        days = warm.sum() * stride * grid.step_s / DAY_S
+        self.with_temperature = Blend.fit(x[warm], y[warm]) if days >= MIN_TEMPERATURE_DAYS else None
+        self.info = ModelInfo(MODEL_VERSION, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), int(usable.sum()),
                               grid.step_s, time.process_time() - started,
-                              features=tuple(feature_names(grid.step_s)))
+                              features=tuple(feature_names(grid.step_s, self.with_temperature is not None)),
+                              temperature_rows=int(warm.sum()) if self.with_temperature is not None else 0)
         return self
 
-    def predict(self, grid: Grid, issue: np.ndarray, means: WindowMeans | None = None) -> np.ndarray:
-        """Mean kW of the target window for each issue slot (NaN where there is no recent data)."""
+    def predict(self, grid: Grid, issue: np.ndarray, means: WindowMeans | None = None,
+                temperature: bool = True) -> np.ndarray:
+        """Mean kW of the target window for each issue slot (NaN where there is no recent data):
+        the temperature blend where the grid's temperature is known (unless `temperature` is False),
+        the power-only blend elsewhere."""
         x = feature_matrix(grid, np.asarray(issue), means, self.horizon_s, self.calendar)
         out = np.full(len(x), np.nan)
         ok = np.isfinite(x[:, 0])
         if ok.any():
-            out[ok] = TREE_WEIGHT * self.trees.predict(x[ok]) + (1 - TREE_WEIGHT) * self.linear.predict(x[ok])
+            out[ok] = self.blend.predict(x[ok, :len(feature_names(self.step_s))])
+        warm = ok & self.uses_temperature(grid, issue)
+        if temperature and self.with_temperature is not None and warm.any():
+            out[warm] = self.with_temperature.predict(x[warm])
         return out
+
+    def uses_temperature(self, grid: Grid, issue: np.ndarray) -> np.ndarray:
+        """Issue slots this model forecasts with the outdoor temperature."""
+        if self.with_temperature is None:
+            return np.zeros(np.asarray(issue).size, dtype=bool)
+        return temperature_known(grid, issue)
+
+    def drop_temperature(self) -> None:
+        """Forecast from power alone (the temperature blend did worse out of sample)."""
+        self.with_temperature = None
+        self.info.features = tuple(feature_names(self.step_s))
+        self.info.temperature_rows = 0
 
     def regimes(self, grid: Grid, issue: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Working day (bool) and hour of day of each issue slot's target interval."""
@@ -129,7 +184,7 @@ class PowerModel:
         if not isinstance(model, PowerModel) or getattr(model, "info", None) is None \
                 or model.info.version != MODEL_VERSION:
             raise ModelFileError(f"{path} is not a version-{MODEL_VERSION} esus power model")
-        expected = tuple(feature_names(model.step_s))
+        expected = tuple(feature_names(model.step_s, model.with_temperature is not None))
         if model.info.features != expected:
             differ = sorted(set(model.info.features) ^ set(expected)) or ["their order"]
             raise ModelFileError(f"{path} was trained on other features than this esus computes "

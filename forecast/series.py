@@ -6,7 +6,7 @@ spikes and blank rows. They are removed here, once, so that no model trains on t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -24,6 +24,9 @@ class Grid:
     step_s: int
     values: np.ndarray
     utc_offset_s: np.ndarray | None = None  # None: times are local wall-clock already
+    #: The outdoor temperature for each slot's target hour as known at the slot, °C (NaN: unknown;
+    #: None: the site has none). `forecast.exogenous.known_at_slots` builds it without hindsight.
+    temperature_c: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.values)
@@ -41,7 +44,13 @@ class Grid:
 
     def slice(self, start: int, stop: int) -> Grid:
         offsets = None if self.utc_offset_s is None else self.utc_offset_s[start:stop]
-        return Grid(self.t0_s + start * self.step_s, self.step_s, self.values[start:stop], offsets)
+        temperature = None if self.temperature_c is None else self.temperature_c[start:stop]
+        return Grid(self.t0_s + start * self.step_s, self.step_s, self.values[start:stop], offsets, temperature)
+
+    def with_temperature(self, temperature_c: np.ndarray | None) -> Grid:
+        if temperature_c is not None and len(temperature_c) != len(self.values):
+            raise ValueError("the temperature has another length than the grid")
+        return replace(self, temperature_c=temperature_c)
 
 
 def infer_step_s(times_s: np.ndarray) -> int:

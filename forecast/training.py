@@ -3,7 +3,7 @@
 `train_validated` trains on everything before the last whole day and scores that day against
 persistence; the service swaps a model in only when `is_sane` says so. A second model, trained on
 everything before the last CALIBRATION_DAYS, forecasts those days out of sample: its errors
-calibrate the upper bound.
+calibrate the upper bound, and decide whether the temperature blend is kept.
 """
 
 from __future__ import annotations
@@ -81,8 +81,10 @@ def train_validated(grid: Grid, end: int | None = None, calendar: WorkCalendar |
     # issue slots whose target window ends before the held-out day starts
     train_issue = np.arange(0, held_start - h.ahead)
     model = PowerModel(grid.step_s, calendar=calendar).fit(grid, train_issue)
-    held_issue = np.arange(held_start, end - h.ahead)
     means = WindowMeans(history.values)
+    sample = out_of_sample(history, means, model)
+    judge_temperature(model, sample)
+    held_issue = np.arange(held_start, end - h.ahead)
     actual = target(history, held_issue, means)
     predicted = model.predict(history, held_issue, means)
     persistence = baselines(history, held_issue, means)["persistence"]
@@ -94,14 +96,23 @@ def train_validated(grid: Grid, end: int | None = None, calendar: WorkCalendar |
     typical = typical_persistence_rmse(history, means, held_start)
     model.info.rmse_kw = rmse
     model.info.persistence_rmse_kw = persistence_rmse
-    model.bound = calibrated_bound(history, means, model) or calibrate(
+    model.bound = calibrated_bound(history, model, sample) or calibrate(
         actual[ok] - predicted[ok], *model.regimes(history, held_issue[ok]))
     model.info.calibration_residuals = model.bound.residuals
     return TrainingResult(model, rmse, persistence_rmse, int(ok.sum()), typical)
 
 
-def calibrated_bound(history: Grid, means: WindowMeans, model: PowerModel) -> UpperBound | None:
-    """The bound from a second model's errors on the last days of `history` (None if too short)."""
+@dataclass(frozen=True)
+class OutOfSample:
+    """A stand-in model's forecasts of the last days of the history, trained on the days before."""
+    issue: np.ndarray
+    actual: np.ndarray
+    predicted: np.ndarray        # as the model forecasts (with the temperature where known)
+    power_only: np.ndarray       # the same without the temperature blend
+
+
+def out_of_sample(history: Grid, means: WindowMeans, model: PowerModel) -> OutOfSample | None:
+    """Forecasts of the last CALIBRATION_DAYS by a stand-in (None when the history is too short)."""
     day, h = day_slots(history), Horizon(history.step_s)
     days = min(CALIBRATION_DAYS, len(history) // day - CALIBRATION_TRAIN_DAYS)
     if days < 1:
@@ -113,11 +124,35 @@ def calibrated_bound(history: Grid, means: WindowMeans, model: PowerModel) -> Up
     except ValueError:   # too few usable rows before the calibration days
         return None
     issue = np.arange(start, len(history) - h.ahead, max(1, TRAIN_STRIDE_S // history.step_s))
-    residual = target(history, issue, means) - stand_in.predict(history, issue, means)
+    return OutOfSample(issue, target(history, issue, means), stand_in.predict(history, issue, means),
+                       stand_in.predict(history, issue, means, temperature=False))
+
+
+def judge_temperature(model: PowerModel, sample: OutOfSample | None) -> None:
+    """Keep the temperature blend only if it did no worse than power alone out of sample."""
+    if model.with_temperature is None or sample is None:
+        return
+    ok = np.isfinite(sample.actual) & np.isfinite(sample.predicted) & np.isfinite(sample.power_only)
+    differs = ok & (sample.predicted != sample.power_only)
+    if differs.sum() < 10:   # the stand-in had too little temperature to compare: nothing to judge by
+        return
+    with_t = metrics(sample.predicted[ok], sample.actual[ok])["rmse"]
+    without = metrics(sample.power_only[ok], sample.actual[ok])["rmse"]
+    model.info.temperature_gain_pct = 100 * (with_t / without - 1)
+    if with_t > without:
+        model.drop_temperature()
+
+
+def calibrated_bound(history: Grid, model: PowerModel, sample: OutOfSample | None) -> UpperBound | None:
+    """The bound from the stand-in's errors, forecast as `model` forecasts (None if too few)."""
+    if sample is None:
+        return None
+    predicted = sample.predicted if model.with_temperature is not None else sample.power_only
+    residual = sample.actual - predicted
     ok = np.isfinite(residual)
     if ok.sum() < 10:
         return None
-    return calibrate(residual[ok], *model.regimes(history, issue[ok]))
+    return calibrate(residual[ok], *model.regimes(history, sample.issue[ok]))
 
 
 def typical_persistence_rmse(history: Grid, means: WindowMeans, before: int) -> float:
@@ -148,7 +183,7 @@ def is_sane(result: TrainingResult) -> tuple[bool, str]:
 class Forecast:
     kw: float
     upper_kw: float
-    method: str  # "model", "seasonal naive (last week)", "persistence"
+    method: str  # "model" (with the outdoor temperature), "seasonal naive (last week)", "persistence"
 
 
 def forecast_now(grid: Grid, model: PowerModel | None) -> Forecast | None:
@@ -163,7 +198,8 @@ def forecast_now(grid: Grid, model: PowerModel | None) -> Forecast | None:
     if model is not None and model.step_s == grid.step_s:
         value = float(model.predict(grid, issue, means)[0])
         if np.isfinite(value):
-            return Forecast(value, float(model.upper(grid, issue, np.array([value]))[0]), "model")
+            method = "model with the outdoor temperature" if model.uses_temperature(grid, issue)[0] else "model"
+            return Forecast(value, float(model.upper(grid, issue, np.array([value]))[0]), method)
     # the week-ago window beats yesterday's on working weeks (open-dsm: 32 % vs 91 % CV(RMSE))
     for method, key in (("seasonal naive (last week)", "seasonal_naive_week"), ("persistence", "persistence")):
         value = float(base[key][0])

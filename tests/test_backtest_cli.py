@@ -98,3 +98,18 @@ def test_help_explains_every_option_and_its_default(tmp_path: Path) -> None:
     for option in ("--time-col", "--value-col", "--json", "--plot"):
         assert option in text
     assert text.count("default") >= 4 and "hourly_electric_2022-23.csv" in text
+
+
+def test_a_temperature_column_is_an_input_and_a_missing_one_is_named(tmp_path: Path) -> None:
+    csv = write_csv(tmp_path / "meter.csv")
+    frame = pd.read_csv(csv)
+    frame["OAT_F"] = 60 + 10 * np.sin(np.arange(len(frame)) / 40)
+    frame.loc[len(frame) - 150:len(frame) - 60, "OAT_F"] = None   # the station was down on a test day
+    frame.to_csv(csv, index=False)
+    result = run_cli(tmp_path, str(csv), "--json", "--temperature-col", "OAT_F")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert 50 < summary["temperature_known_pct"] < 100      # known, except while the station was down
+    assert json.loads(run_cli(tmp_path, str(csv), "--json").stdout)["temperature_known_pct"] is None
+    wrong = run_cli(tmp_path, str(csv), "--temperature-col", "OAT")
+    assert wrong.returncode == 2 and "no column 'OAT'" in wrong.stderr

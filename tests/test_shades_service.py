@@ -17,6 +17,7 @@ from esus.settings.config import load_settings
 from esus.state.outbox import Outbox
 from esus.parts.power import PowerInput
 from esus.parts.shading import ShadesService
+from esus.parts.weather import weather_service
 from esus.state.store import HistoryStore
 from esus.state.telemetry import Telemetry
 from tests.bacnet_harness import free_udp_port, serving
@@ -48,7 +49,7 @@ class Rig:
         power = PowerInput(telemetry, clock, min_kw=-50, max_kw=500, stale_after=timedelta(minutes=5))
         self.bridge = BacnetBridge(settings, power)
         self.shades = ShadesService(settings, self.store, self.bridge, bms, telemetry, clock,
-                                    pin_factory=factory)
+                                    weather_service(settings, clock.now), pin_factory=factory)
         self.clock = clock
 
     def motor(self, group: int):

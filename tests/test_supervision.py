@@ -164,7 +164,7 @@ def break_weather(service: Service) -> None:
     def refresh() -> None:
         raise Injected("the weather source sent nonsense")
 
-    service.shades.weather.refresh = refresh  # type: ignore[method-assign,assignment]
+    service.weather.service.refresh = refresh  # type: ignore[method-assign,assignment]
 
 
 @pytest.mark.slow
@@ -172,8 +172,8 @@ def break_weather(service: Service) -> None:
 async def test_a_failing_weather_refresh_is_shown_and_the_rest_goes_on(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     async with running_service(tmp_path, break_weather) as r:
-        await shows_fault(r, "shades-weather")
-        assert count_lines(caplog, "shades-weather failed") == 1
+        await shows_fault(r, "weather")
+        assert count_lines(caplog, "weather failed") == 1
         assert r.service.shades is not None
         assert all(g.decision.mode != "fault" for g in r.service.shades.coordinator.groups.values())
 
@@ -245,7 +245,7 @@ async def test_a_background_loop_that_crashes_is_restarted_with_backoff(
 @in_loop
 async def test_the_doctor_reads_the_health_a_stopped_service_left(tmp_path: Path) -> None:
     async with running_service(tmp_path, break_weather) as r:
-        await shows_fault(r, "shades-weather")
+        await shows_fault(r, "weather")
         settings = r.service.settings
     report = json.loads((settings.state_dir / "health.json").read_text())
     assert report["stopped"] is not None

@@ -20,7 +20,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(f"esus: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
     try:
-        grid, column = load_meter_csv(Path(args.file), args.time_col, args.value_col)
+        grid, column = load_meter_csv(Path(args.file), args.time_col, args.value_col, args.temperature_col)
         show = sys.stderr.isatty() and not args.json
 
         def progress(done: int, total: int) -> None:
@@ -50,6 +50,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     print(f"90 % upper bound covered {bound['p90_coverage']:.1f} % of actuals "
           f"({bound['p90_worst_hour_coverage']:.1f} % at {bound['p90_worst_hour']:02d}h, its worst hour), "
           f"{bound['p90_width_kw']:.2f} kW above the forecast on average, pinball loss {bound['pinball_p90']:.3f} kW")
+    if summary["temperature_known_pct"] is not None:
+        print(f"outdoor temperature ({args.temperature_col}) known for {summary['temperature_known_pct']:.1f} % "
+              "of the forecasts; the others were made from power alone")
     print(f"training {summary['train_seconds_median']:.2f} s median, {summary['train_seconds_max']:.2f} s max")
     return EXIT_OK
 
@@ -66,6 +69,9 @@ def add_backtest_command(commands: argparse._SubParsersAction) -> None:
     backtest.add_argument("--time-col", metavar="C",
                           help="the time column (default: the first whose name has 'time' or 'date', else the first)")
     backtest.add_argument("--value-col", metavar="C", help="the power column, kW (default: the first numeric column)")
+    backtest.add_argument("--temperature-col", metavar="C",
+                          help="an outdoor temperature column (°C or °F) to forecast with: each forecast uses the "
+                               "latest value at or before its own time, never a later one (default: power alone)")
     backtest.add_argument("--holidays", metavar="CC[-SUB]",
                           help="the meter's country (and subdivision) for public holidays, e.g. DK or US-WI: a "
                                "holiday is a non-working day (default: weekends only)")

@@ -9,9 +9,10 @@ import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from esus.parts.bacnet import BacnetBridge
+from esus.parts.outdoor import OutdoorTemperature, history_point, known_temperature
 from esus.parts.power import POWER_SERIES, PowerInput
 from esus.parts.training_job import RecentPower, train_from_store, training_process_setup
 from esus.runtime.clock import Clock
@@ -20,7 +21,8 @@ from esus.state.files import StateFiles, set_aside
 from esus.state.store import HistoryStore
 from esus.state.telemetry import Telemetry
 from forecast.calendar import WorkCalendar
-from forecast.features import WEEKDAY_PROFILE_WEEKS
+from forecast.exogenous import MAX_AGE_S
+from forecast.features import DAY_S, HORIZON_S, WEEKDAY_PROFILE_WEEKS
 from forecast.loadstate import DwellFlag, Thresholds, interval_means, rate_of_change_kw_per_min, thresholds
 from forecast.model import ModelFileError, PowerModel
 from forecast.training import MIN_TRAINING_DAYS, Forecast, forecast_now
@@ -45,9 +47,10 @@ class LiveState:
 
 class ForecastService:
     def __init__(self, settings: Settings, store: HistoryStore, power: PowerInput, bacnet: BacnetBridge,
-                 clock: Clock, telemetry: Telemetry | None = None) -> None:
+                 clock: Clock, telemetry: Telemetry | None = None, outdoor: OutdoorTemperature | None = None) -> None:
         self.settings, self.store, self.power, self.bacnet, self.clock = settings, store, power, bacnet, clock
         self.telemetry = telemetry
+        self.outdoor = outdoor
         self.config = settings.site.forecast
         self.model_path = StateFiles(settings.state_dir).model
         dwell_s = self.config.flag_dwell_minutes * 60
@@ -103,6 +106,10 @@ class ForecastService:
         """Forecast, 15-minute mean and slope from the recent history (runs in a worker thread)."""
         now_s = int(now.timestamp())
         grid = self.recent.grid(now_s)
+        if grid is not None and self.outdoor is not None and self.outdoor.mode != "none":
+            # the features read the temperature now and a day ago: the last day and a bit will do
+            grid = grid.with_temperature(known_temperature(self.store, grid, self.outdoor.history_point,
+                                                           since_s=now_s - DAY_S - MAX_AGE_S))
         recent_t, recent_v = self.recent.last(15 * 60, now_s)
         mean = float(recent_v.mean()) if recent_v.size else None
         slope = rate_of_change_kw_per_min(recent_t, recent_v)
@@ -117,6 +124,8 @@ class ForecastService:
 
     async def minute_tick(self, due: datetime) -> None:
         now = self.clock.now()
+        if self.outdoor is not None:
+            self.outdoor.record(self.store, now, now + timedelta(seconds=HORIZON_S))
         self.live = live = await asyncio.to_thread(self.compute, now)
         publish = self.bacnet.publish
         stale = self.power.is_stale(now)
@@ -142,6 +151,7 @@ class ForecastService:
             self.telemetry.record("power", {
                 "mean_15min_kw": live.mean_15min_kw, "rate_kw_per_min": live.slope_kw_per_min,
                 "forecast_kw": fresh.kw if fresh else None, "forecast_upper_kw": fresh.upper_kw if fresh else None,
+                "forecast_temperature_c": self.outdoor.last[0] if self.outdoor and self.outdoor.last else None,
                 "high_load": self.high.state if th else None, "low_load": self.low.state if th else None,
                 "high_threshold_kw": th.high_kw if th else None, "low_threshold_kw": th.low_kw if th else None,
                 "stale": stale}, now)
@@ -165,8 +175,10 @@ class ForecastService:
         pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=training_process_setup,
                                    initargs=(TRAINING_NICENESS,))
         try:
+            site = self.settings.site
             future = pool.submit(self.job, str(self.store.path), str(candidate), int(due.timestamp()),
-                                 holidays=self.settings.site.site.holidays)
+                                 holidays=site.site.holidays, temperature=site.forecast.outdoor_temperature != "none",
+                                 temperature_point=history_point(site))
             report = await asyncio.wait_for(asyncio.wrap_future(future), self.training_timeout_s)
         except Exception as exc:  # noqa: BLE001 - a crashed, hung or failing job all keep the old model
             self.training_failures += 1

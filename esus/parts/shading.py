@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import logging
@@ -16,18 +15,18 @@ from pvlib.location import Location
 from bacnet_server.points import SHADE_MODES
 from esus.parts.bacnet import BacnetBridge
 from esus.parts.bms import BmsService
+from esus.parts.weather import weather_service
 from esus.runtime.clock import Clock
 from esus.runtime.supervisor import Health
 from esus.settings.config import Settings
 from esus.settings.site import ShadeSettings
-from esus.state.files import StateFiles, json_damage, set_aside
 from esus.state.store import HistoryStore
 from esus.state.telemetry import Telemetry
 from shades.coordinator import GroupStatus, Inputs, ShadeCoordinator
 from shades.lockout import LockoutSettings
 from shades.planner import GroupDay, GroupPlan, plan_day
 from shades.solar import avoided_gain_kwh, site_location
-from shades.weather import OpenMeteo, WeatherCache, WeatherService, clear_sky
+from shades.weather import WeatherService, clear_sky
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +51,7 @@ def lockout_settings(shades: ShadeSettings) -> LockoutSettings:
 
 class ShadesService:
     def __init__(self, settings: Settings, store: HistoryStore, bacnet: BacnetBridge, bms: BmsService | None,
-                 telemetry: Telemetry, clock: Clock, pin_factory: Factory | None = None,
+                 telemetry: Telemetry, clock: Clock, weather: WeatherService, pin_factory: Factory | None = None,
                  health: Health | None = None) -> None:
         self.settings, self.store, self.bacnet, self.bms = settings, store, bacnet, bms
         self.telemetry, self.clock = telemetry, clock
@@ -60,13 +59,7 @@ class ShadesService:
         site = settings.site
         self.shades, self.tz = site.shades, site.site.tz
         self.location = location_of(settings)
-        source = OpenMeteo(site.site.latitude, site.site.longitude, settings.weather_url) \
-            if settings.weather_url else None
-        cached = StateFiles(settings.state_dir).weather
-        why = json_damage(cached)
-        if why is not None:
-            set_aside(cached, why, "the last weather forecast (clear sky until the next one is fetched)")
-        self.weather = WeatherService(source, WeatherCache(cached), clock.now)
+        self.weather = weather
         self.room_points = self._room_points()
         self.irradiance_points = {g.number: g.irradiance_point for g in self.shades.groups}
         self.started = False
@@ -198,13 +191,6 @@ class ShadesService:
 
     # -- jobs ------------------------------------------------------------------------------------
 
-    async def refresh_weather(self, due: datetime) -> None:
-        before = self.weather.weather().source
-        weather = await asyncio.to_thread(self.weather.refresh)
-        if weather.source != before:
-            log.info("shades: weather source is now %s", weather.source)
-        self.coordinator.wake.set()
-
     async def minute_tick(self, due: datetime) -> None:
         """Once a minute: every group's state and each façade's sun into InfluxDB; the day's avoided gain."""
         now = self.clock.now()
@@ -242,17 +228,13 @@ class ShadesService:
 
     def close(self) -> None:
         self.coordinator.close()
-        self.weather.close()
 
 
 def day_plan(settings: Settings, day: date) -> tuple[list[GroupPlan], str]:
     """Each group's plan for `day` from the site file and the forecast (clear sky when it has none)."""
     site = settings.site
     location = location_of(settings)
-    source = OpenMeteo(site.site.latitude, site.site.longitude, settings.weather_url) \
-        if settings.weather_url else None
-    service = WeatherService(source, WeatherCache(StateFiles(settings.state_dir).weather),
-                             lambda: datetime.now(UTC))
+    service = weather_service(settings, lambda: datetime.now(UTC))
     try:
         weather = service.refresh()
     finally:

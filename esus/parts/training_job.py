@@ -85,11 +85,14 @@ def training_process_setup(niceness: int) -> None:
 
 
 def train_from_store(db_path: str, candidate_path: str, until_s: int, days: int = TRAINING_DAYS,
-                     holidays: str | None = None) -> dict:
-    """Train on the `days` before `until_s` with the site's public `holidays`; save to `candidate_path`
-    only if sane; report."""
+                     holidays: str | None = None, temperature: bool = False,
+                     temperature_point: int | None = None) -> dict:
+    """Train on the `days` before `until_s` with the site's public `holidays` and, if `temperature`,
+    the outdoor temperature the forecast knew (`esus.parts.outdoor`); save to `candidate_path` only
+    if sane; report."""
     from threadpoolctl import threadpool_limits
 
+    from esus.parts.outdoor import known_temperature
     from forecast.calendar import WorkCalendar
     from forecast.training import is_sane, train_validated
 
@@ -98,6 +101,8 @@ def train_from_store(db_path: str, candidate_path: str, until_s: int, days: int 
         grid = power_grid(store, until_s - days * 86400, until_s)
         if grid is None:
             raise ValueError("no power history to train on")
+        if temperature:
+            grid = grid.with_temperature(known_temperature(store, grid, temperature_point))
         result = train_validated(grid, calendar=WorkCalendar(holidays))
         sane, why = is_sane(result)
         if sane:
@@ -105,4 +110,5 @@ def train_from_store(db_path: str, candidate_path: str, until_s: int, days: int 
     info = result.model.info
     return {"sane": sane, "why": why, "rmse_kw": result.rmse_kw,
             "persistence_rmse_kw": result.persistence_rmse_kw, "rows": info.rows,
+            "temperature_rows": info.temperature_rows, "temperature_gain_pct": info.temperature_gain_pct,
             "wall_s": time.monotonic() - started, "cpu_s": info.train_seconds}

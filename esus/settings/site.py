@@ -75,6 +75,10 @@ class ForecastSettings(Model):
     high_percentile: float = Field(default=90.0, gt=50, lt=100)
     low_percentile: float = Field(default=30.0, gt=0, lt=50)
     flag_dwell_minutes: float = Field(default=15.0, ge=0, le=240)
+    outdoor_temperature: Literal["auto", "weather", "bms", "none"] = Field(
+        default="auto", description="the target hour's outdoor temperature as a forecast input: the weather "
+                                    "forecast's, the BMS point's latest reading, or auto (the weather's while fresh, "
+                                    "else the BMS point's)")
 
 
 class HistorySettings(Model):
@@ -311,8 +315,17 @@ class Site(Model):
     shades: ShadeSettings = ShadeSettings()
     demand_response: DemandResponseSettings = DemandResponseSettings()
 
+    @property
+    def outdoor_temperature_point(self) -> int | None:
+        """The BMS's outdoor thermometer: the first point of kind outdoor_temperature, else the shades'."""
+        listed = (p.externallogid for p in self.bms.points if p.kind == "outdoor_temperature")
+        return next(listed, self.shades.outdoor_temperature_point)
+
     @model_validator(mode="after")
     def _known_groups(self) -> Site:
+        if self.forecast.outdoor_temperature == "bms" and self.outdoor_temperature_point is None:
+            raise ValueError('forecast.outdoor_temperature = "bms" needs a [[bms.points]] entry of kind '
+                             '"outdoor_temperature" (or [shades] outdoor_temperature_point)')
         groups = {g.name for g in self.shades.groups}
         for action in self.demand_response.actions:
             if action.when_sun_on is not None and action.when_sun_on not in groups:

@@ -32,6 +32,8 @@ SCHEMA: dict[str, Measurement] = {
         "mean_15min_kw": "kW, mean of the last 15 minutes",
         "forecast_kw": "kW, forecast mean of the 15-minute interval ending 60 min later",
         "forecast_upper_kw": "kW, 90 % upper bound of that forecast",
+        "forecast_temperature_c": "°C, outdoor temperature of that forecast's target hour as known then (absent "
+                                  "when none was known)",
         "rate_kw_per_min": "kW/min, Theil-Sen slope of the last 15 minutes",
         "high_load": "1 = high-load-conditions active",
         "low_load": "1 = low-load-conditions active",
