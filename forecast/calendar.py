@@ -3,7 +3,9 @@
 Power history cannot foretell a holiday: a holiday Monday runs like a Sunday, not like the Mondays
 before it. So the forecast sees each day's *kind*: its weekday (Monday = 0) on a working day, and
 Sunday's (6) on a public holiday. The holidays come from the `holidays` package, for a country and
-optionally a subdivision, written "DK" or "US-WI".
+optionally a subdivision, written "DK" or "US-WI". Many buildings work some public holidays
+(a US office open on Juneteenth, or on the weekday a holiday is observed): `worked` names them,
+and they stay working days.
 """
 
 from __future__ import annotations
@@ -28,28 +30,45 @@ class CalendarError(ValueError):
 @dataclass(frozen=True)
 class WorkCalendar:
     """`country`: ISO 3166 code, with an optional subdivision after a hyphen ("US-WI"); None: only
-    weekends are non-working."""
+    weekends are non-working. `worked`: words of the names of holidays the building works on
+    ("Juneteenth", "observed"), any case; each must name at least one of the country's holidays."""
 
     country: str | None = None
+    worked: tuple[str, ...] = ()
     _cache: dict[int, frozenset[date]] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.country is not None:
             self._holidays_of(2000)   # an unknown country fails here, where the setting is read
+        names = self.holiday_names(range(2020, 2031)) if self.worked else set()
+        for word in self.worked:
+            if not any(word.lower() in name.lower() for name in names):
+                raise CalendarError(f"holidays_worked: {word!r} names no holiday of {self.country or 'no country'} "
+                                    f"(its holidays: {', '.join(sorted(names)) or 'none'})")
+
+    def holiday_names(self, years: range) -> set[str]:
+        if self.country is None:
+            return set()
+        return {name for year in years for name in self._named(year).values()}
+
+    def _named(self, year: int) -> dict[date, str]:
+        import holidays
+
+        code, _, subdivision = (self.country or "").partition("-")
+        try:
+            found = holidays.country_holidays(code.upper(), subdiv=subdivision.upper() or None, years=year)
+        except NotImplementedError as exc:
+            raise CalendarError(f"holidays '{self.country}': {exc} (write a country code such as DK, or "
+                                "country-subdivision such as US-WI)") from None
+        return dict(found.items())
 
     def _holidays_of(self, year: int) -> frozenset[date]:
         if self.country is None:
             return frozenset()
         if year not in self._cache:
-            import holidays
-
-            code, _, subdivision = self.country.partition("-")
-            try:
-                found = holidays.country_holidays(code.upper(), subdiv=subdivision.upper() or None, years=year)
-            except NotImplementedError as exc:
-                raise CalendarError(f"holidays '{self.country}': {exc} (write a country code such as DK, or "
-                                    "country-subdivision such as US-WI)") from None
-            self._cache[year] = frozenset(found)
+            worked = [word.lower() for word in self.worked]
+            self._cache[year] = frozenset(day for day, name in self._named(year).items()
+                                          if not any(word in name.lower() for word in worked))
         return self._cache[year]
 
     def holidays_between(self, first: date, last: date) -> list[date]:

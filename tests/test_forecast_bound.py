@@ -108,3 +108,33 @@ def test_features_see_a_holiday_monday_as_a_sunday() -> None:
     assert plain["target_day_kind"][0] == 0 and aware["target_day_kind"][0] == 6
     assert aware["target_is_non_working"][0] == 1
     assert plain["weekday_profile_kw"][0] > 30 > 10 > aware["weekday_profile_kw"][0]   # Mondays vs Sundays
+
+
+def test_holidays_the_building_works_stay_working_days_and_unknown_names_say_which_there_are() -> None:
+    from datetime import date
+
+    from forecast.calendar import CalendarError
+
+    juneteenth_observed = (date(2022, 6, 20) - date(1970, 1, 1)).days    # a Monday
+    labor_day = LABOR_DAY
+    assert WorkCalendar("US-WI").day_kinds(np.array([juneteenth_observed, labor_day])).tolist() == [6, 6]
+    worked = WorkCalendar("US-WI", ("juneteenth",))
+    assert worked.day_kinds(np.array([juneteenth_observed, labor_day])).tolist() == [0, 6]
+    observed_only = WorkCalendar("US-WI", ("Observed",))     # the building closes on the day itself only
+    assert observed_only.day_kinds(np.array([juneteenth_observed])).tolist() == [0]
+    assert date(2022, 6, 19) in observed_only.holidays_between(date(2022, 6, 1), date(2022, 6, 30))
+    with pytest.raises(CalendarError, match="'Juneteenth' names no holiday of DK.*Great Prayer Day"):
+        WorkCalendar("DK", ("Juneteenth",))
+
+
+def test_the_site_file_names_the_holidays_worked(tmp_path) -> None:
+    from esus.settings.errors import SettingsError
+    from esus.settings.site import load_site
+
+    site = tmp_path / "site.toml"
+    head = '[site]\nname = "x"\nlatitude = 43.0\nlongitude = -89.4\ntimezone = "America/Chicago"\nholidays = "US-WI"\n'
+    site.write_text(head + 'holidays_worked = ["Juneteenth"]\n')
+    assert load_site(site).site.work_calendar() == WorkCalendar("US-WI", ("Juneteenth",))
+    site.write_text(head + 'holidays_worked = ["Midsummer"]\n')
+    with pytest.raises(SettingsError, match="'Midsummer' names no holiday of US-WI"):
+        load_site(site)

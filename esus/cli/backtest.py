@@ -15,7 +15,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from forecast.calendar import CalendarError, WorkCalendar
 
     try:
-        calendar = WorkCalendar(args.holidays)
+        calendar = WorkCalendar(args.holidays, tuple(w.strip() for w in (args.holidays_worked or "").split(",") if w))
     except CalendarError as exc:
         print(f"esus: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
@@ -75,6 +75,9 @@ def add_backtest_command(commands: argparse._SubParsersAction) -> None:
     backtest.add_argument("--holidays", metavar="CC[-SUB]",
                           help="the meter's country (and subdivision) for public holidays, e.g. DK or US-WI: a "
                                "holiday is a non-working day (default: weekends only)")
+    backtest.add_argument("--holidays-worked", metavar="WORD[,WORD]",
+                          help="words of the names of holidays the building works on, e.g. Juneteenth,observed "
+                               "(default: none)")
     backtest.add_argument("--json", action="store_true", help="print the summary as JSON (default: a table)")
     backtest.add_argument("--plot", metavar="OUT.png",
                           help="also draw the last week's forecast, its 90 %% bound and RMSE by hour (default: none)")

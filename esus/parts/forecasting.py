@@ -20,7 +20,6 @@ from esus.settings.config import Settings
 from esus.state.files import StateFiles, set_aside
 from esus.state.store import HistoryStore
 from esus.state.telemetry import Telemetry
-from forecast.calendar import WorkCalendar
 from forecast.exogenous import MAX_AGE_S
 from forecast.features import DAY_S, HORIZON_S, WEEKDAY_PROFILE_WEEKS
 from forecast.loadstate import DwellFlag, Thresholds, interval_means, rate_of_change_kw_per_min, thresholds
@@ -77,11 +76,11 @@ class ForecastService:
             else:
                 log.info("no forecast model yet: seasonal naive, then persistence, until the first training")
             return None
-        holidays = self.settings.site.site.holidays
-        if model.calendar.country != holidays:
+        calendar = self.settings.site.site.work_calendar()
+        if model.calendar != calendar:
             log.warning("the forecast model was trained with holidays %s and the site now says %s: it uses the "
-                        "site's from now on, and the next training learns them", model.calendar.country, holidays)
-            model.calendar = WorkCalendar(holidays)
+                        "site's from now on, and the next training learns them", model.calendar, calendar)
+            model.calendar = calendar
         info = model.info
         log.info("forecast model loaded: trained %s on %d rows, held-out RMSE %.2f kW (persistence %.2f kW)",
                  info.trained_at, info.rows, info.rmse_kw or float("nan"), info.persistence_rmse_kw or float("nan"))
@@ -177,7 +176,8 @@ class ForecastService:
         try:
             site = self.settings.site
             future = pool.submit(self.job, str(self.store.path), str(candidate), int(due.timestamp()),
-                                 holidays=site.site.holidays, temperature=site.forecast.outdoor_temperature != "none",
+                                 calendar=site.site.work_calendar(),
+                                 temperature=site.forecast.outdoor_temperature != "none",
                                  temperature_point=history_point(site))
             report = await asyncio.wait_for(asyncio.wrap_future(future), self.training_timeout_s)
         except Exception as exc:  # noqa: BLE001 - a crashed, hung or failing job all keep the old model

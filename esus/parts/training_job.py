@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from esus.parts.power import POWER_SERIES
 from esus.state.store import HistoryStore
+
+if TYPE_CHECKING:
+    from forecast.calendar import WorkCalendar
 
 #: Live forecasting and training work on a 1-minute grid of the BAS writes.
 GRID_STEP_S = 60
@@ -85,15 +89,14 @@ def training_process_setup(niceness: int) -> None:
 
 
 def train_from_store(db_path: str, candidate_path: str, until_s: int, days: int = TRAINING_DAYS,
-                     holidays: str | None = None, temperature: bool = False,
+                     calendar: WorkCalendar | None = None, temperature: bool = False,
                      temperature_point: int | None = None) -> dict:
-    """Train on the `days` before `until_s` with the site's public `holidays` and, if `temperature`,
+    """Train on the `days` before `until_s` with the site's work `calendar` and, if `temperature`,
     the outdoor temperature the forecast knew (`esus.parts.outdoor`); save to `candidate_path` only
     if sane; report."""
     from threadpoolctl import threadpool_limits
 
     from esus.parts.outdoor import known_temperature
-    from forecast.calendar import WorkCalendar
     from forecast.training import is_sane, train_validated
 
     started = time.monotonic()
@@ -103,7 +106,7 @@ def train_from_store(db_path: str, candidate_path: str, until_s: int, days: int 
             raise ValueError("no power history to train on")
         if temperature:
             grid = grid.with_temperature(known_temperature(store, grid, temperature_point))
-        result = train_validated(grid, calendar=WorkCalendar(holidays))
+        result = train_validated(grid, calendar=calendar)
         sane, why = is_sane(result)
         if sane:
             result.model.save(Path(candidate_path))

@@ -11,12 +11,15 @@ import re
 import tomllib
 from datetime import time
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from esus.settings.errors import SettingsError, first_validation_error
+
+if TYPE_CHECKING:
+    from forecast.calendar import WorkCalendar
 
 #: BCM pins that a relay or switch may use. 0-8 have pull-ups at boot and would glitch a relay.
 PIN_RANGE = range(9, 28)
@@ -34,13 +37,18 @@ class SiteInfo(Model):
     timezone: str
     #: public holidays (non-working days for the forecast): a country code, or country-subdivision
     holidays: str | None = None
+    #: words of the names of the holidays the building works on ("Juneteenth", "observed")
+    holidays_worked: list[str] = Field(default_factory=list)
 
-    @field_validator("holidays")
-    @classmethod
-    def _known_country(cls, value: str | None) -> str | None:
+    @model_validator(mode="after")
+    def _known_holidays(self) -> SiteInfo:
+        self.work_calendar()   # CalendarError (a ValueError) names the code, or the holiday names it has
+        return self
+
+    def work_calendar(self) -> WorkCalendar:
         from forecast.calendar import WorkCalendar
 
-        return WorkCalendar(value).country   # CalendarError (a ValueError) names the code and the form
+        return WorkCalendar(self.holidays, tuple(self.holidays_worked))
 
     @field_validator("timezone")
     @classmethod
