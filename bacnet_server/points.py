@@ -114,6 +114,14 @@ def demand_response_points() -> list[PointSpec]:
                   states=DR_LEVELS),
         PointSpec("dr-event-end", "analog-value", 9, Access.READ,
                   "Seconds until the active demand response event ends (0 when none is active)", "seconds", 60.0),
+        PointSpec("dr-baseline", "analog-value", 10, Access.READ,
+                  "What the building would draw in this 15-minute interval of the event without the shed: the "
+                  "forecast baseline frozen at the event's start (0 when no event is active)", "kilowatts", 0.5,
+                  derived_from_power=True),
+        PointSpec("dr-shed-delivered", "analog-value", 11, Access.READ,
+                  "Shed delivered now: dr-baseline minus the mean power measured so far in this 15-minute "
+                  "interval (0 when no event is active; a fault when no power was measured)", "kilowatts", 0.5,
+                  derived_from_power=True),
     ]
 
 

@@ -71,7 +71,7 @@ def backtest_table(holidays: dict[str, str | None], temperature: bool) -> None:
               f"esus / plain HGB = {to_plain:.2f}; {summary['test_days']} days in {elapsed:.0f} s; "
               f"training median {summary['train_seconds_median']:.2f} s")
         if holidays.get(label):
-            holiday_gain(grid.with_temperature(None), result, WorkCalendar(holidays[label]))
+            holiday_gain(grid, result, WorkCalendar(holidays[label]))
         if temperature:
             temperature_gain(grid, result, WorkCalendar(holidays.get(label)))
         print(f"{'':<28}90 % bound: covers {esus['p90_coverage']:.1f} % (worst hour {esus['p90_worst_hour']:02d}h: "
@@ -80,7 +80,8 @@ def backtest_table(holidays: dict[str, str | None], temperature: bool) -> None:
 
 
 def holiday_gain(grid: Grid, aware: BacktestResult, calendar: WorkCalendar) -> None:
-    """esus with the holidays against esus with weekends only: overall, on the holidays, on the days after."""
+    """esus with the holidays against esus with weekends only (the same inputs otherwise): overall, on the
+    holidays, on the days after."""
     plain = walk_forward(grid)
     both = aware.rows() & plain.rows()
     target_day = grid.local_times_s(aware.issue + Horizon(grid.step_s).ahead) // DAY_S

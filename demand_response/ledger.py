@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from demand_response.actions import ShedAction, Value
+from demand_response.baseline import Baseline
+from demand_response.delivered import EventSummary
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -24,7 +26,11 @@ CREATE TABLE IF NOT EXISTS overrides (
     error TEXT, updated_s REAL NOT NULL, address TEXT NOT NULL, object_id TEXT NOT NULL, property TEXT NOT NULL,
     priority INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS operator_releases (action TEXT PRIMARY KEY, until_s REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS baselines (event_id TEXT PRIMARY KEY, body TEXT NOT NULL, frozen_s REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS summaries (event_id TEXT PRIMARY KEY, body TEXT NOT NULL, end_s REAL NOT NULL);
 """
+#: event summaries kept for the page and the one who asks
+SUMMARIES_KEPT = 50
 
 # An override's state: writing (recorded; the write may or may not have reached the device, as
 # after a kill in between), active (acknowledged), lost (acknowledged once, but the slot no longer
@@ -150,6 +156,36 @@ class Ledger:
                                "object_id, property, priority, lost, lost_s FROM overrides ORDER BY rowid")
         return {a: Override(a, json.loads(v), s, u, n, e, t, ShedAction(a, addr, obj, {}, prop, prio), lost, lost_s)
                 for a, v, s, u, n, e, t, addr, obj, prop, prio, lost, lost_s in rows}
+
+    # -- baselines and summaries -------------------------------------------------------------
+
+    def put_baseline(self, baseline: Baseline, now_s: float) -> None:
+        body = {"event_id": baseline.event_id, "start_s": baseline.start_s, "forecast_kw": baseline.forecast_kw,
+                "standard_kw": baseline.standard_kw, "method": baseline.method}
+        self.db.execute("INSERT OR REPLACE INTO baselines VALUES (?, ?, ?)", (baseline.event_id, json.dumps(body),
+                                                                            now_s))
+
+    def baselines(self) -> dict[str, Baseline]:
+        """The frozen baselines of events not yet summarised."""
+        out = {}
+        for event_id, body in self.db.execute("SELECT event_id, body FROM baselines"):
+            b = json.loads(body)
+            out[event_id] = Baseline(b["event_id"], b["start_s"], tuple(b["forecast_kw"]), tuple(b["standard_kw"]),
+                                     b["method"])
+        return out
+
+    def put_summary(self, summary: EventSummary) -> None:
+        """The event's outcome, replacing its baseline (one transaction: never both, never neither)."""
+        with self._transaction():
+            self.db.execute("INSERT OR REPLACE INTO summaries VALUES (?, ?, ?)",
+                            (summary.event_id, json.dumps(summary.to_dict()), summary.end_s))
+            self.db.execute("DELETE FROM baselines WHERE event_id = ?", (summary.event_id,))
+            self.db.execute("DELETE FROM summaries WHERE event_id NOT IN (SELECT event_id FROM summaries "
+                            "ORDER BY end_s DESC LIMIT ?)", (SUMMARIES_KEPT,))
+
+    def summaries(self, limit: int = 10) -> list[EventSummary]:
+        rows = self.db.execute("SELECT body FROM summaries ORDER BY end_s DESC LIMIT ?", (limit,))
+        return [EventSummary.from_dict(json.loads(body)) for (body,) in rows]
 
     # -- operator releases -------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from demand_response.delivered import Delivered
 from demand_response.passwords import verify_password
 from demand_response.shedder import Shedder
 
@@ -72,11 +73,17 @@ def load_secret(path: Path, on_damage: Callable[[Path, str, str], object] | None
     return secret
 
 
+def _amount(value: float | None, unit: str = "kW") -> str:
+    return "unknown" if value is None else f"{value:.1f} {unit}"
+
+
 class OperatorPage:
     def __init__(self, shedder: Shedder, power_kw: Callable[[], float | None], changed: Callable[[], None], *,
                  user: str, password_hash: str, secret: bytes, tz: ZoneInfo, site_name: str = "",
-                 clock: Callable[[], float] = time.time) -> None:
-        self.shedder, self.power_kw, self.changed = shedder, power_kw, changed
+                 clock: Callable[[], float] = time.time,
+                 delivered: Callable[[], Delivered | None] = lambda: None) -> None:
+        """`delivered()`: the running event's current interval (baseline and measured), if any."""
+        self.shedder, self.power_kw, self.changed, self.delivered = shedder, power_kw, changed, delivered
         self.user, self.password_hash, self.secret, self.tz = user, password_hash, secret, tz
         self.site_name, self.clock = site_name, clock
         self.failures: dict[str, deque[float]] = defaultdict(deque)
@@ -230,7 +237,7 @@ class OperatorPage:
         if state.events:
             until = self._time(state.until_s)
             parts.append(f'<div class="card active" id="event"><strong>Event active</strong>: level {state.level} '
-                         f"({LEVELS.get(state.level, '?')}) until {until}</div>")
+                         f"({LEVELS.get(state.level, '?')}) until {until}{self._shed_now()}</div>")
         else:
             parts.append('<div class="card" id="event">No event active.</div>')
         kw = self.power_kw()
@@ -261,11 +268,36 @@ class OperatorPage:
                         f'</small></td><td>{value}</td><td class="state">{shown}{error}</td><td>{button}</td></tr>')
         parts.append("<table><thead><tr><th>Override</th><th>Value</th><th>State</th><th></th></tr></thead>"
                      f"<tbody>{''.join(rows)}</tbody></table>")
+        parts.append(self._past_events())
         parts.append(f'<form method=post action=/release-all class=card><input type=hidden name=csrf value="{csrf}">'
                      "<button>Release all overrides</button></form>"
                      f'<form method=post action=/logout><input type=hidden name=csrf value="{csrf}">'
                      "<button>Log out</button></form>")
         return self._page("Demand response", "".join(parts), refresh=True)
+
+    def _shed_now(self) -> str:
+        now = self.delivered()
+        if now is None or now.forecast_baseline_kw is None:
+            return ""
+        if now.shed_kw is None or now.measured_kw is None:
+            return f"<br>Baseline {now.forecast_baseline_kw:.1f} kW; no power measured in this interval yet"
+        return (f'<br><span id="shed">Shed now <strong>{now.shed_kw:.1f} kW</strong>: baseline '
+                f"{now.forecast_baseline_kw:.1f} kW, measured {now.measured_kw:.1f} kW</span>")
+
+    def _past_events(self) -> str:
+        """What the last events delivered, against the forecast and the high-5-of-10 baselines."""
+        rows = []
+        for s in self.shedder.ledger.summaries(5):
+            overrides = "; ".join(f"{html.escape(name)}: {html.escape(state)}" for name, state in s.overrides.items())
+            rows.append(f"<tr><td>{self._time(s.start_s)}–{self._time(s.end_s)}<br><small>level {s.level}</small></td>"
+                        f"<td>{_amount(s.mean_shed_kw)}<br><small>least {_amount(s.min_shed_kw)}</small></td>"
+                        f"<td>{_amount(s.kwh_shed, 'kWh')}</td><td>{_amount(s.standard_mean_shed_kw)}</td>"
+                        f"<td><small>{overrides or '–'}</small></td></tr>")
+        if not rows:
+            return ""
+        return ('<h2>Past events</h2><table id="past"><thead><tr><th>Event</th><th>Shed (mean)</th><th>Energy</th>'
+                "<th>Shed vs high 5 of 10</th><th>Overrides</th></tr></thead>"
+                f"<tbody>{''.join(rows)}</tbody></table>")
 
     # -- helpers -------------------------------------------------------------------------------
 

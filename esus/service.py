@@ -116,10 +116,16 @@ class Service:
             self.status_parts.append(self.shades.status)
         self.demand: DemandService | None = None
         if site.demand_response.actions or settings.oadr is not None or settings.dr_page is not None:
-            self.demand = DemandService(settings, self.bacnet, self.power, clock, self.telemetry)
+            self.demand = DemandService(settings, self.bacnet, self.power, clock, self.telemetry,
+                                        history=lambda a, b: self.store.range(POWER_SERIES, a, b),
+                                        forecast_kw=self._forecast_kw)
             self.closers.append(self.demand.close)
             self.background["demand-response"] = self.demand.run
             self.status_parts.append(self.demand.status)
+
+    def _forecast_kw(self) -> float | None:
+        live = self.forecast.live
+        return live.forecast.kw if live is not None and live.forecast is not None else None
 
     async def start(self) -> None:
         """Start the parts that bind or connect; raises StartupError with one line."""

@@ -19,6 +19,8 @@ import pytest
 
 from bacnet_server.client import BacnetClient
 from demand_response.actions import ShedAction
+from demand_response.baseline import Baseline
+from demand_response.delivered import Delivered, summarize
 from demand_response.ledger import Event, Ledger
 from demand_response.page import COOKIE, HEADERS, MAX_FAILURES, OperatorPage, load_secret
 from demand_response.passwords import hash_password
@@ -61,8 +63,14 @@ async def operator_page(tmp: Path) -> AsyncIterator[Scene]:
             wake.clear()
             await shedder.reconcile()
     port = free_tcp_port()
+    past = Baseline("e0", time.time() - 86400, (40.0, 40.0), (39.0, 39.0), "forecast carried by the typical profile")
+    ledger.put_summary(summarize(past, 1, past.start_s + 1800, [Delivered(past.start_s, 31.0, 40.0, 39.0),
+                                                                Delivered(past.start_s + 900, 33.0, 40.0, 39.0)],
+                                 {"Chiller limit": "active", "Fan": "failed (no answer within 1 s)"}))
+    now = Delivered(time.time() // 900 * 900, 34.6, 42.5, 41.0)
     page = OperatorPage(shedder, lambda: 42.5, wake.set, user="operator", password_hash=hash_password(PASSWORD),
-                        secret=load_secret(tmp / "page-secret"), tz=ZoneInfo("Europe/Copenhagen"), site_name="TMV23")
+                        secret=load_secret(tmp / "page-secret"), tz=ZoneInfo("Europe/Copenhagen"), site_name="TMV23",
+                        delivered=lambda: now)
     await page.start("127.0.0.1", port)
     loop_task = asyncio.create_task(reconcile_loop())
     try:
@@ -107,6 +115,7 @@ def operator_session(url: str, width: int, height: int) -> dict:
         driver.find_element(By.TAG_NAME, "button").click()
         seen["event"] = driver.find_element(By.ID, "event").text
         seen["meter"] = driver.find_element(By.ID, "meter").text
+        seen["past"] = driver.find_element(By.ID, "past").text
         seen["fits_the_screen"] = driver.execute_script(
             "return document.documentElement.scrollWidth <= window.innerWidth")
         row = driver.find_element(By.CSS_SELECTOR, 'tr[data-action="Chiller limit"]')
@@ -135,6 +144,9 @@ async def test_an_operator_logs_in_sees_the_event_and_releases_one_override(tmp_
     assert seen["redirected_to_login"]
     assert seen["wrong_password"] == "Wrong user or password."
     assert seen["event"].startswith("Event active: level 2 (high) until")
+    assert "Shed now 7.9 kW: baseline 42.5 kW, measured 34.6 kW" in seen["event"]
+    past = " ".join(seen["past"].split())
+    assert "8.0 kW least 7.0 kW 4.0 kWh 7.0 kW" in past and "Fan: failed (no answer within 1 s)" in past, past
     assert seen["meter"] == "Building power: 42.5 kW"
     assert seen["fits_the_screen"] and seen["button_visible"]
     assert seen["note"] == "Released Chiller limit"

@@ -244,7 +244,7 @@ def test_demand_response_is_logged_on_change_and_once_a_minute_with_the_failing_
         batch = telemetry.outbox.oldest(1000)
         return batch.lines if batch else []
     try:
-        demand._record(state, now)
+        demand._record(state, now, None)
         first = lines()
         assert len(first) == 3
         assert first[0].startswith("demand_response,site=tmv23 ") and "event_active=1" in first[0] \
@@ -253,12 +253,12 @@ def test_demand_response_is_logged_on_change_and_once_a_minute_with_the_failing_
         assert "shed=1" in first[1] and "failing=0" in first[1] and 'reason=""' in first[1]
         assert "shed=0" in first[2] and "failing=1" in first[2]
         assert 'reason="no answer from 127.0.0.1:47810"' in first[2]
-        demand._record(state, now + 10)              # nothing changed, within the minute: nothing logged
+        demand._record(state, now + 10, None)        # nothing changed, within the minute: nothing logged
         assert len(lines()) == 3
-        demand._record(state, now + 60)              # once a minute even without a change
+        demand._record(state, now + 60, None)        # once a minute even without a change
         assert len(lines()) == 6
         ended = ShedState(0, None, [], {})
-        demand._record(ended, now + 61)              # a change is logged at once
+        demand._record(ended, now + 61, None)             # a change is logged at once
         assert len(lines()) == 9 and "event_active=0" in lines()[6] and "seconds_to_end=0" in lines()[6]
     finally:
         demand.close()

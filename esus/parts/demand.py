@@ -7,20 +7,24 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+import numpy as np
 from bacpypes3.basetypes import BinaryPV, PriorityValue
 from bacpypes3.primitivedata import Enumerated
 
 from bacnet_server.client import BacnetClient, BacnetClientError
 from demand_response.actions import ShedAction, Value
+from demand_response.delivered import Delivered
 from demand_response.ledger import Ledger
 from demand_response.modbus_meter import ModbusMeter, ModbusMeterConfig
 from demand_response.shedder import Shedder, ShedState, ShedWriteError
 from demand_response.ven import Ven
 from esus.parts.bacnet import BacnetBridge
 from esus.parts.power import PowerInput
+from esus.parts.shed_tracking import History, ShedTracker
 from esus.runtime.clock import Clock, sleep_or_wake
 from esus.settings.config import Settings
 from esus.state.files import StateFiles, set_aside
@@ -38,6 +42,10 @@ log = logging.getLogger(__name__)
 RECONCILE_S = 10.0      # event starts and ends are acted on within this, and failed writes retried
 RELEASE_AT_STOP_S = 15.0
 READ_BACK_S = 60.0      # during an event, each acknowledged override is read back this often
+
+
+def no_history(start_s: float, end_s: float) -> tuple[np.ndarray, np.ndarray]:
+    return np.empty(0), np.empty(0)
 
 
 def modbus_meter_config(settings: Settings) -> ModbusMeterConfig | None:
@@ -60,7 +68,10 @@ def shed_actions(settings: Settings) -> list[ShedAction]:
 
 class DemandService:
     def __init__(self, settings: Settings, bacnet: BacnetBridge, power: PowerInput, clock: Clock,
-                 telemetry: Telemetry | None = None) -> None:
+                 telemetry: Telemetry | None = None, history: History | None = None,
+                 forecast_kw: Callable[[], float | None] = lambda: None) -> None:
+        """`history(start_s, end_s)`: the building's power samples; `forecast_kw()`: the forecast
+        published last (both for the events' baselines)."""
         self.settings, self.bacnet, self.power, self.clock = settings, bacnet, power, clock
         self.telemetry = telemetry
         self._recorded: tuple[object, float] | None = None   # what was last logged, and when
@@ -77,6 +88,10 @@ class DemandService:
                                sleep=clock.sleep, holds=self.sun_on)
         if why is not None:
             self.shedder.release_unknown()
+        self.tracker = ShedTracker(self.ledger, history or no_history, forecast_kw, settings.site.site.work_calendar(),
+                                   settings.site.site.tz, lambda: self.clock.now().timestamp())
+        self._tracking_error: str | None = None
+        self._read_back_due = clock.monotonic() + READ_BACK_S
         meter = modbus_meter_config(settings)
         self.meter = ModbusMeter(meter, clock.monotonic, clock.sleep) if meter is not None else None
         self.ven: Ven | None = None
@@ -98,7 +113,8 @@ class DemandService:
         self.page = OperatorPage(self.shedder, self.power_kw, self.wake, user=access.user,
                                  password_hash=access.password_hash.get_secret_value(),
                                  secret=load_secret(StateFiles(self.settings.state_dir).page_key, on_damage=set_aside),
-                                 tz=self.settings.site.site.tz, site_name=self.settings.site.site.name)
+                                 tz=self.settings.site.site.tz, site_name=self.settings.site.site.name,
+                                 delivered=lambda: self.tracker.now)
         await self.page.start(access.host, access.port)
 
     def sun_on(self, group: str) -> bool:
@@ -135,15 +151,9 @@ class DemandService:
         parts = [asyncio.create_task(self.ven.run(), name="openadr-ven")] if self.ven else []
         if self.meter is not None:
             parts.append(asyncio.create_task(self.meter.run(), name="modbus-meter"))
-        read_back_due = self.clock.monotonic() + READ_BACK_S
         try:
             while True:
-                await self.shedder.reconcile()   # the first one releases what outlived its event
-                if self.clock.monotonic() >= read_back_due:
-                    read_back_due = self.clock.monotonic() + READ_BACK_S
-                    if await self.shedder.verify():
-                        await self.shedder.reconcile()   # what a controller lost is written again now
-                self._publish()
+                await self.tick()
                 await sleep_or_wake(self.clock, RECONCILE_S, self._wake)
         finally:
             for part in parts:
@@ -151,6 +161,29 @@ class DemandService:
             await asyncio.gather(*parts, return_exceptions=True)
             if self.ven is not None:
                 await self.ven.close()
+
+    async def tick(self) -> None:
+        """One pass: the baselines and what the shed delivers (before the sheds, so a baseline is
+        frozen before they go out), the writes the events ask for (the first pass releases what
+        outlived its event), the read-back when due, the points."""
+        await self._track()
+        await self.shedder.reconcile()
+        if self.clock.monotonic() >= self._read_back_due:
+            self._read_back_due = self.clock.monotonic() + READ_BACK_S
+            if await self.shedder.verify():
+                await self.shedder.reconcile()   # what a controller lost is written again now
+        self._publish()
+
+    async def _track(self) -> None:
+        """Baselines and what the shed delivered; a failure here is said once and never stops the shedding."""
+        try:
+            await self.tracker.update()
+        except Exception as exc:   # any failure of the measurement: the shed goes on without it
+            if self._tracking_error != str(exc):
+                log.exception("demand response: what the shed delivers cannot be measured (%s); shedding goes on", exc)
+            self._tracking_error = str(exc)
+        else:
+            self._tracking_error = None
 
     async def stop(self) -> None:
         """At a stop of esus: the page closed, and what the overrides hold released."""
@@ -177,9 +210,15 @@ class DemandService:
         self.bacnet.publish("dr-event-active", "active" if state.events else "inactive")
         self.bacnet.publish("dr-signal-level", state.level + 1)
         self.bacnet.publish("dr-event-end", max(0.0, (state.until_s or now) - now))
-        self._record(state, now)
+        shed = self.tracker.now if state.events else None
+        self.bacnet.publish("dr-baseline", (shed.forecast_baseline_kw or 0.0) if shed else 0.0)
+        if shed is not None and shed.shed_kw is None:   # no power measured in this interval: not a number
+            self.bacnet.device.set_fault("dr-shed-delivered", "noSensor")
+        else:
+            self.bacnet.publish("dr-shed-delivered", shed.shed_kw if shed else 0.0)
+        self._record(state, now, shed)
 
-    def _record(self, state: ShedState, now_s: float) -> None:
+    def _record(self, state: ShedState, now_s: float, shed: Delivered | None) -> None:
         """Log to InfluxDB on any change of event or override, and once a minute besides."""
         if self.telemetry is None:
             return
@@ -202,6 +241,9 @@ class DemandService:
             "overrides_shed": sum(a["shed"] is True for a in actions.values()),
             "overrides_failing": sum(a["failing"] is True for a in actions.values()),
             "overrides_lost": sum(int(a["lost"]) for a in actions.values()), "report_kw": self.power_kw(),
+            "baseline_kw": shed.forecast_baseline_kw if shed else None,
+            "standard_baseline_kw": shed.standard_baseline_kw if shed else None,
+            "measured_kw": shed.measured_kw if shed else None, "shed_kw": shed.shed_kw if shed else None,
         }, at, None, site)] + [line("dr_override", fields, at, {"action": name}, site)
                                for name, fields in actions.items()])
 

@@ -74,6 +74,10 @@ SCHEMA: dict[str, Measurement] = {
         "overrides_failing": "actions whose last write or release failed (retrying)",
         "overrides_lost": "times the controllers were found not to hold an acknowledged override (re-written)",
         "report_kw": "kW, the power reported to the VTN (Modbus meter or the BAS's)",
+        "baseline_kw": "kW, during an event: the forecast baseline of this 15-minute interval, frozen at the start",
+        "standard_baseline_kw": "kW, during an event: the high-5-of-10 working days baseline of this interval",
+        "measured_kw": "kW, during an event: mean power measured so far in this interval",
+        "shed_kw": "kW, during an event: shed delivered, baseline_kw - measured_kw",
     }),
     "dr_override": Measurement("Each shed action, on change and once a minute", ("action",), {
         "shed": "1 = the shed value is acknowledged in the action's priority slot",
