@@ -19,13 +19,18 @@ from pathlib import Path
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+import numpy as np
 from aiohttp import web
 
+from demand_response.chart import power_chart
 from demand_response.delivered import Delivered
 from demand_response.passwords import verify_password
 from demand_response.shedder import Shedder
 
 log = logging.getLogger(__name__)
+
+History = Callable[[float, float], tuple[np.ndarray, np.ndarray]]
+CHART_HOURS = 6
 
 COOKIE = "esus_dr_session"
 SESSION_S = 8 * 3600
@@ -81,9 +86,11 @@ class OperatorPage:
     def __init__(self, shedder: Shedder, power_kw: Callable[[], float | None], changed: Callable[[], None], *,
                  user: str, password_hash: str, secret: bytes, tz: ZoneInfo, site_name: str = "",
                  clock: Callable[[], float] = time.time,
-                 delivered: Callable[[], Delivered | None] = lambda: None) -> None:
-        """`delivered()`: the running event's current interval (baseline and measured), if any."""
+                 delivered: Callable[[], Delivered | None] = lambda: None, history: History | None = None) -> None:
+        """`delivered()`: the running event's current interval (baseline and measured), if any;
+        `history(start_s, end_s)`: the building's power samples, for the chart."""
         self.shedder, self.power_kw, self.changed, self.delivered = shedder, power_kw, changed, delivered
+        self.history = history
         self.user, self.password_hash, self.secret, self.tz = user, password_hash, secret, tz
         self.site_name, self.clock = site_name, clock
         self.failures: dict[str, deque[float]] = defaultdict(deque)
@@ -242,7 +249,7 @@ class OperatorPage:
             parts.append('<div class="card" id="event">No event active.</div>')
         kw = self.power_kw()
         parts.append(f'<div class="card" id="meter">Building power: '
-                     f"{'unknown' if kw is None else f'{kw:.1f} kW'}</div>")
+                     f"{'unknown' if kw is None else f'{kw:.1f} kW'}</div>{self._chart()}")
         rows = []
         for action in self.shedder.actions:
             override = state.overrides.get(action.name)
@@ -274,6 +281,15 @@ class OperatorPage:
                      f'<form method=post action=/logout><input type=hidden name=csrf value="{csrf}">'
                      "<button>Log out</button></form>")
         return self._page("Demand response", "".join(parts), refresh=True)
+
+    def _chart(self) -> str:
+        if self.history is None:
+            return ""
+        now = self.clock()
+        ledger = self.shedder.ledger
+        return '<div class="card">' + power_chart(*self.history(now - CHART_HOURS * 3600, now + 1), now, CHART_HOURS, self.tz,
+                           list(ledger.baselines().values()),
+                           [(e.start_s, e.end_s) for e in ledger.events() if not e.cancelled]) + "</div>"
 
     def _shed_now(self) -> str:
         now = self.delivered()

@@ -62,6 +62,11 @@ DASHBOARDS = {
         panel("Demand response: event and signal level (0 normal to 3 special)",
               [flux("demand_response", ["event_active", "signal_level"], fn="max")], kind="state-timeline", width=12,
               description="Empty when no shed actions are declared in the site file."),
+        panel("Demand response: baseline, measured power and shed delivered (during events)",
+              [flux("demand_response", ["baseline_kw", "standard_baseline_kw", "measured_kw", "shed_kw"])],
+              unit="kwatt", description="The baselines are frozen at the event's start: esus's forecast carried by the "
+              "building's typical day, and the high 5 of the last 10 working days. shed_kw = baseline_kw - measured_kw "
+              "(the 15-minute interval so far)."),
         panel("Shed overrides acknowledged, and failing (retrying)",
               [flux("dr_override", ["shed", "failing"], fn="max")], kind="state-timeline", width=12,
               description="One row per shed action and field; the operator page can release any of them."),

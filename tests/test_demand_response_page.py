@@ -15,6 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import aiohttp
+import numpy as np
 import pytest
 
 from bacnet_server.client import BacnetClient
@@ -68,9 +69,16 @@ async def operator_page(tmp: Path) -> AsyncIterator[Scene]:
                                                                 Delivered(past.start_s + 900, 33.0, 40.0, 39.0)],
                                  {"Chiller limit": "active", "Fan": "failed (no answer within 1 s)"}))
     now = Delivered(time.time() // 900 * 900, 34.6, 42.5, 41.0)
+    ledger.put_baseline(Baseline("e1", now.start_s - 900, (42.0, 42.5, 43.0), (41.0, 41.0, 41.0), "forecast"),
+                        time.time())
+    minutes = time.time() - 60 * np.arange(8 * 60)[::-1]
+
+    def history(start_s: float, end_s: float) -> tuple[np.ndarray, np.ndarray]:
+        keep = (minutes >= start_s) & (minutes < end_s)
+        return minutes[keep], 30 + 10 * np.sin(minutes[keep] / 3000)
     page = OperatorPage(shedder, lambda: 42.5, wake.set, user="operator", password_hash=hash_password(PASSWORD),
                         secret=load_secret(tmp / "page-secret"), tz=ZoneInfo("Europe/Copenhagen"), site_name="TMV23",
-                        delivered=lambda: now)
+                        delivered=lambda: now, history=history)
     await page.start("127.0.0.1", port)
     loop_task = asyncio.create_task(reconcile_loop())
     try:
@@ -116,6 +124,10 @@ def operator_session(url: str, width: int, height: int) -> dict:
         seen["event"] = driver.find_element(By.ID, "event").text
         seen["meter"] = driver.find_element(By.ID, "meter").text
         seen["past"] = driver.find_element(By.ID, "past").text
+        chart = driver.find_element(By.ID, "chart")
+        seen["chart"] = (chart.is_displayed(), chart.size["width"] / driver.execute_script("return window.innerWidth"),
+                         chart.get_attribute("aria-label"))
+        seen["console"] = [entry["message"] for entry in driver.get_log("browser")]
         seen["fits_the_screen"] = driver.execute_script(
             "return document.documentElement.scrollWidth <= window.innerWidth")
         row = driver.find_element(By.CSS_SELECTOR, 'tr[data-action="Chiller limit"]')
@@ -149,6 +161,9 @@ async def test_an_operator_logs_in_sees_the_event_and_releases_one_override(tmp_
     assert "8.0 kW least 7.0 kW 4.0 kWh 7.0 kW" in past and "Fan: failed (no answer within 1 s)" in past, past
     assert seen["meter"] == "Building power: 42.5 kW"
     assert seen["fits_the_screen"] and seen["button_visible"]
+    shown, share_of_width, label = seen["chart"]
+    assert shown and 0.5 < share_of_width <= 1 and label == "Building power over the last 6 hours"
+    assert not [m for m in seen["console"] if "Content Security Policy" in m], seen["console"]
     assert seen["note"] == "Released Chiller limit"
     assert seen["states"]["Chiller limit"] == "released by an operator for this event"
     assert seen["states"]["AHU-1 supply air <setpoint>"] == "overridden"    # and its name shown as text

@@ -114,7 +114,8 @@ class DemandService:
                                  password_hash=access.password_hash.get_secret_value(),
                                  secret=load_secret(StateFiles(self.settings.state_dir).page_key, on_damage=set_aside),
                                  tz=self.settings.site.site.tz, site_name=self.settings.site.site.name,
-                                 delivered=lambda: self.tracker.now)
+                                 delivered=lambda: self.tracker.now, history=self.tracker.history,
+                                 clock=lambda: self.clock.now().timestamp())
         await self.page.start(access.host, access.port)
 
     def sun_on(self, group: str) -> bool:
