@@ -287,9 +287,10 @@ class OperatorPage:
             return ""
         now = self.clock()
         ledger = self.shedder.ledger
-        return '<div class="card">' + power_chart(*self.history(now - CHART_HOURS * 3600, now + 1), now, CHART_HOURS, self.tz,
-                           list(ledger.baselines().values()),
-                           [(e.start_s, e.end_s) for e in ledger.events() if not e.cancelled]) + "</div>"
+        svg = power_chart(*self.history(now - CHART_HOURS * 3600, now + 1), now, CHART_HOURS, self.tz,
+                          list(ledger.baselines().values()),
+                          [(e.start_s, e.end_s) for e in ledger.events() if not e.cancelled])
+        return f'<div class="card">{svg}</div>' if svg else ""
 
     def _shed_now(self) -> str:
         now = self.delivered()
