@@ -159,20 +159,32 @@ class Shedder:
         return [(o.slot, None) for o in self.ledger.overrides().values() if o.state != "released" and
                 (o.action, o.slot.address, o.slot.object_id, o.slot.property, o.slot.priority) not in configured]
 
-    async def release_held(self) -> int:
+    async def release_held(self, within_s: float | None = None, answer_s: float = 0.0) -> int:
         """NULL to every slot esus may hold, without an operator release: for a clean stop, since a
-        stopped esus cannot end overrides on time. The next reconcile sheds again if an event lasts."""
+        stopped esus cannot end overrides on time. The next reconcile sheds again if an event lasts.
+        With `within_s` (a stop's deadline) the releases are staged closer where the usual gap would
+        send the last one too late to be answered within it (`answer_s`: a write's longest wait)."""
         async with self._lock:
             held = self.ledger.overrides()
             changes = [(o.slot, None) for o in reversed(held.values()) if o.state != "released"]
-            await self._apply(changes, None)
+            gap = self.stage_delay_s
+            if within_s is not None and len(changes) > 1:
+                gap = min(gap, max(0.0, within_s - answer_s) / (len(changes) - 1))
+            await self._apply(changes, None, gap)
             return len(changes)
 
-    async def _apply(self, changes: Sequence[tuple[ShedAction, Value | None]], until_s: float | None) -> None:
-        tasks = []
-        for i, (action, value) in enumerate(changes):
-            if i:
-                await self.sleep(self.stage_delay_s)
+    async def _apply(self, changes: Sequence[tuple[ShedAction, Value | None]], until_s: float | None,
+                     gap_s: float | None = None) -> None:
+        """Each change `gap_s` (the stage delay) after the one before that moved load: releasing a
+        slot no controller acknowledged (an offline one's) moves none, so it waits for no stage and
+        holds back no other."""
+        tasks, held, staged = [], self.ledger.overrides(), False
+        for action, value in changes:
+            before = held.get(action.name)
+            moves_load = value is not None or before is None or before.state != "failed"
+            if moves_load and staged:
+                await self.sleep(self.stage_delay_s if gap_s is None else gap_s)
+            staged |= moves_load
             self.ledger.begin(action, value, until_s if value is not None else None, self.clock())
             tasks.append(asyncio.create_task(self._write(action, value)))
         await asyncio.gather(*tasks)

@@ -320,3 +320,25 @@ async def test_a_controller_that_cannot_be_read_back_is_not_judged_lost(tmp_path
         s.target.close()                                         # gone: no answer at all
         assert await s.shedder.verify() == 0
         assert set(s.states().values()) == {"active"}
+
+
+@in_loop
+async def test_a_stop_with_a_deadline_stages_releases_closer_so_the_last_is_answered_in_time(tmp_path: Path) -> None:
+    """At a stop every override must be released before systemd's stop timeout: the usual 5 s gap is
+    narrowed so the last release goes out early enough for an offline controller to time out in time."""
+    async with Scene(tmp_path, dead_address=f"127.0.0.1:{free_udp_port()}", writer_timeout_s=1.0) as s:
+        s.shedder.put_event(Event("e1", 2, T0, T0 + 3600))
+        await s.shedder.reconcile()
+        s.pauses.clear()
+        started = asyncio.get_running_loop().time()
+        assert await s.shedder.release_held(within_s=7.0, answer_s=1.0) == 3
+        # (7 - 1) / 2, not the site's 5 s; the offline fan never took its shed, so its release moves no
+        # load and waits for no stage
+        assert s.pauses == [3.0]
+        assert asyncio.get_running_loop().time() - started < 1.0 + 0.5 + 2.0   # the dead one's timeout, not more
+        assert s.slots() == NOTHING
+        s.shedder.put_event(Event("e2", 2, T0, T0 + 3600))
+        await s.shedder.reconcile()
+        s.pauses.clear()
+        await s.shedder.release_held(within_s=60.0, answer_s=1.0)
+        assert s.pauses == [5.0]                           # room enough: the usual gap

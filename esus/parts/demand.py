@@ -83,7 +83,8 @@ class DemandService:
             set_aside(path, why, "the record of events and of the overrides written (every shed point is "
                                  "released once now, as nothing says which ones this service holds)")
         self.ledger = Ledger(path)
-        self.shedder = Shedder(self.actions, self.ledger, ShedPointWriter(BacnetClient(lambda: bacnet.device.app)),
+        self.writer = ShedPointWriter(BacnetClient(lambda: bacnet.device.app))
+        self.shedder = Shedder(self.actions, self.ledger, self.writer,
                                stage_delay_s=config.stage_delay_s, clock=lambda: self.clock.now().timestamp(),
                                sleep=clock.sleep, holds=self.sun_on)
         if why is not None:
@@ -196,7 +197,10 @@ class DemandService:
         """A stopped esus cannot end an event's overrides on time, so a clean stop releases them
         (a restart during the event writes them again)."""
         try:
-            released = await asyncio.wait_for(self.shedder.release_held(), RELEASE_AT_STOP_S)
+            # staged as usual where the deadline allows, closer where it does not: the last release
+            # goes out early enough for a controller that does not answer to time out before it
+            released = await asyncio.wait_for(
+                self.shedder.release_held(RELEASE_AT_STOP_S - 1.0, self.writer.client.timeout_s), RELEASE_AT_STOP_S)
             if released:
                 log.info("demand response: stopping, so %d override(s) released", released)
         except TimeoutError:
