@@ -76,7 +76,8 @@ def backtest_table(holidays: dict[str, str | None], temperature: bool) -> None:
             temperature_gain(grid, result, WorkCalendar(holidays.get(label)))
         print(f"{'':<28}90 % bound: covers {esus['p90_coverage']:.1f} % (worst hour {esus['p90_worst_hour']:02d}h: "
               f"{esus['p90_worst_hour_coverage']:.1f} %), pinball {esus['pinball_p90']:.3f} kW, "
-              f"mean width {esus['p90_width_kw']:.2f} kW")
+              f"mean width {esus['p90_width_kw']:.2f} kW; levels {esus['p90_level_min']:.3f}-"
+              f"{esus['p90_level_max']:.3f} (adaptive)")
 
 
 def holiday_gain(grid: Grid, aware: BacktestResult, calendar: WorkCalendar) -> None:

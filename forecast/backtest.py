@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 
 from forecast.calendar import WorkCalendar
-from forecast.calibration import coverage_pct, pinball_kw
+from forecast.calibration import QUANTILE, coverage_pct, pinball_kw
 from forecast.exogenous import known_at_slots
 from forecast.features import DAY_S, Horizon, WindowMeans, baselines, target
 from forecast.series import Grid, to_grid
-from forecast.training import MIN_TRAINING_DAYS, TooLittleData, metrics, train_validated
+from forecast.training import MIN_TRAINING_DAYS, TooLittleData, metrics, next_level, train_validated
 
 TARGET_TEXT = "mean kW of the 15-minute interval ending 60 minutes after the forecast (the interval itself if longer)"
 
@@ -92,6 +92,7 @@ class BacktestResult:
     grid: Grid | None = None
     kept_previous: int = 0      # nights whose data could not train a model: the previous one went on
     without_model: int = 0      # days before any night could train one: not forecast
+    bound_levels: list[float] = field(default_factory=list)   # each day's calibration level (adapted)
 
     def rows(self) -> np.ndarray:
         """Rows where the actual and every model's forecast exist (all models scored on these)."""
@@ -115,7 +116,10 @@ class BacktestResult:
         worst = min(by_hour, key=by_hour.__getitem__) if by_hour else -1
         return {"p90_coverage": coverage_pct(actual, upper), "pinball_p90": pinball_kw(actual, upper),
                 "p90_width_kw": float(np.mean(upper - self.predictions["esus"][ok])) if ok.any() else float("nan"),
-                "p90_worst_hour": worst, "p90_worst_hour_coverage": by_hour.get(worst, float("nan"))}
+                "p90_worst_hour": worst, "p90_worst_hour_coverage": by_hour.get(worst, float("nan")),
+                # the quantile the bound was calibrated at, as adapted from day to day
+                "p90_level_min": min(self.bound_levels, default=float("nan")),
+                "p90_level_max": max(self.bound_levels, default=float("nan"))}
 
     def summary(self, target_name: str) -> dict:
         ok = self.rows()
@@ -150,11 +154,18 @@ def walk_forward(grid: Grid, min_history_days: int = MIN_TRAINING_DAYS, progress
     starts = [s for s in local_midnights(grid) if s >= (min_history_days + 1) * day and s + h.ahead < len(grid)]
     if not starts:
         raise ValueError(f"need more than {min_history_days + 1} days of data to backtest")
-    issue_parts, model_parts, upper_parts, seconds = [], [], [], []
-    model, kept, without = None, 0, 0
+    issue_parts: list[np.ndarray] = []
+    model_parts: list[np.ndarray] = []
+    upper_parts: list[np.ndarray] = []
+    seconds: list[float] = []
+    levels: list[float] = []
+    model, kept, without, level = None, 0, 0, QUANTILE
     for n, start in enumerate(starts):
+        if issue_parts:   # as in production: yesterday's bounds, as far as their outcomes are known by now
+            known = issue_parts[-1] + h.ahead < start
+            level = next_level(level, grid.slice(0, start), issue_parts[-1][known], upper_parts[-1][known])
         try:   # as in production: a night whose data cannot train a model keeps the previous one
-            model = train_validated(grid, end=start, calendar=calendar).model
+            model = train_validated(grid, end=start, calendar=calendar, level=level).model
             seconds.append(model.info.train_seconds)
         except TooLittleData:
             if model is None:
@@ -167,6 +178,7 @@ def walk_forward(grid: Grid, min_history_days: int = MIN_TRAINING_DAYS, progress
             issue_parts.append(issue)
             model_parts.append(predicted)
             upper_parts.append(model.upper(grid, issue, predicted))
+            levels.append(model.bound.level)
         if progress:
             progress(n + 1, len(starts))
     if not issue_parts:
@@ -174,7 +186,7 @@ def walk_forward(grid: Grid, min_history_days: int = MIN_TRAINING_DAYS, progress
     issue = np.concatenate(issue_parts)
     predictions = {"esus": np.concatenate(model_parts), **baselines(grid, issue, means)}
     return BacktestResult(grid.step_s, issue, target(grid, issue, means), predictions,
-                          np.concatenate(upper_parts), seconds, grid, kept, without)
+                          np.concatenate(upper_parts), seconds, grid, kept, without, levels)
 
 
 def plot(result: BacktestResult, out: Path, title: str, days_shown: int = 7) -> None:

@@ -25,6 +25,13 @@ import numpy as np
 QUANTILE = 0.9
 SHRINK_ROWS = 30
 HOURS = 24
+#: Adaptive conformal inference (Gibbs & Candès, 2021): the level the bound is calibrated at moves
+#: after each day by GAMMA x (the share of that day's intervals above the bound - 10 %), GAMMA per
+#: interval as in the paper, times the day's distinct 15-minute (or longer) target intervals. A run
+#: of misses (a heat wave the errors of the last 14 days never saw) widens the next day's bound; a
+#: run of over-coverage narrows it. Over any sequence the long-run miss share tends to 10 %.
+GAMMA_PER_INTERVAL = 0.005
+LEVEL_RANGE = (0.5, 0.995)
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,7 @@ class UpperBound:
 
     margins_kw: np.ndarray     # shape (2, 24)
     residuals: int             # how many out-of-sample residuals set it
+    level: float = QUANTILE    # the quantile the margins were calibrated at (adapted, see adapt_level)
 
     def margin_kw(self, working: np.ndarray, hour: np.ndarray) -> np.ndarray:
         return self.margins_kw[np.asarray(working, dtype=np.intp), np.asarray(hour, dtype=np.intp) % HOURS]
@@ -81,7 +89,14 @@ def calibrate(residual_kw: np.ndarray, working: np.ndarray, hour: np.ndarray,
         weight = mine.size / (mine.size + SHRINK_ROWS)
         q[r] = weight * conformal_quantile(mine, quantile) + (1 - weight) * pooled_q
     margins = np.maximum(0.0, centre + q * scale).reshape(2, HOURS)
-    return UpperBound(margins, int(residual_kw.size))
+    return UpperBound(margins, int(residual_kw.size), quantile)
+
+
+def adapt_level(level: float, missed_share: float, intervals: int) -> float:
+    """The level for the next day, after a day on which `missed_share` (0-1) of `intervals`
+    distinct target intervals ended above a bound calibrated at `level`."""
+    moved = level + GAMMA_PER_INTERVAL * intervals * (missed_share - (1 - QUANTILE))
+    return float(np.clip(moved, *LEVEL_RANGE))
 
 
 def coverage_pct(actual: np.ndarray, upper: np.ndarray) -> float:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from forecast.calendar import WorkCalendar
-from forecast.calibration import UpperBound, calibrate
+from forecast.calibration import QUANTILE, UpperBound, adapt_level, calibrate
 from forecast.features import DAY_S, Horizon, WindowMeans, baselines, target
 from forecast.model import TRAIN_STRIDE_S, PowerModel
 from forecast.series import Grid
@@ -69,9 +69,10 @@ def history_days(grid: Grid) -> float:
     return float(np.isfinite(grid.values).sum()) * grid.step_s / DAY_S
 
 
-def train_validated(grid: Grid, end: int | None = None, calendar: WorkCalendar | None = None) -> TrainingResult:
+def train_validated(grid: Grid, end: int | None = None, calendar: WorkCalendar | None = None,
+                    level: float = QUANTILE) -> TrainingResult:
     """Train on slots before the last day that ends at `end` (default: the grid's end); score it;
-    calibrate its upper bound."""
+    calibrate its upper bound at quantile `level` (0.9, or as `adapt_level` moved it)."""
     end = len(grid) if end is None else end
     history = grid.slice(0, end)
     if history_days(history) < MIN_TRAINING_DAYS:
@@ -96,8 +97,8 @@ def train_validated(grid: Grid, end: int | None = None, calendar: WorkCalendar |
     typical = typical_persistence_rmse(history, means, held_start)
     model.info.rmse_kw = rmse
     model.info.persistence_rmse_kw = persistence_rmse
-    model.bound = calibrated_bound(history, model, sample) or calibrate(
-        actual[ok] - predicted[ok], *model.regimes(history, held_issue[ok]))
+    model.bound = calibrated_bound(history, model, sample, level) or calibrate(
+        actual[ok] - predicted[ok], *model.regimes(history, held_issue[ok]), level)
     model.info.calibration_residuals = model.bound.residuals
     return TrainingResult(model, rmse, persistence_rmse, int(ok.sum()), typical)
 
@@ -143,7 +144,8 @@ def judge_temperature(model: PowerModel, sample: OutOfSample | None) -> None:
         model.drop_temperature()
 
 
-def calibrated_bound(history: Grid, model: PowerModel, sample: OutOfSample | None) -> UpperBound | None:
+def calibrated_bound(history: Grid, model: PowerModel, sample: OutOfSample | None,
+                     level: float = QUANTILE) -> UpperBound | None:
     """The bound from the stand-in's errors, forecast as `model` forecasts (None if too few)."""
     if sample is None:
         return None
@@ -152,7 +154,7 @@ def calibrated_bound(history: Grid, model: PowerModel, sample: OutOfSample | Non
     ok = np.isfinite(residual)
     if ok.sum() < 10:
         return None
-    return calibrate(residual[ok], *model.regimes(history, sample.issue[ok]))
+    return calibrate(residual[ok], *model.regimes(history, sample.issue[ok]), level)
 
 
 def typical_persistence_rmse(history: Grid, means: WindowMeans, before: int) -> float:
@@ -166,6 +168,26 @@ def typical_persistence_rmse(history: Grid, means: WindowMeans, before: int) -> 
         if (np.isfinite(a) & np.isfinite(p)).sum() >= 10:
             daily.append(metrics(p, a)["rmse"])
     return float(np.median(daily)) if daily else float("nan")
+
+
+def missed_share(grid: Grid, issue: np.ndarray, upper: np.ndarray, means: WindowMeans | None = None) -> \
+        tuple[float, int] | None:
+    """How the bounds `upper` issued at slots `issue` did: the share of their target intervals that
+    ended above them (0-1), and how many distinct target intervals that was (None: none known)."""
+    actual = target(grid, issue, means)
+    ok = np.isfinite(actual) & np.isfinite(upper)
+    if not ok.any():
+        return None
+    window = Horizon(grid.step_s).window
+    return float(np.mean(actual[ok] > upper[ok])), max(1, int(ok.sum()) // window)
+
+
+def next_level(level: float, grid: Grid, issue: np.ndarray, upper: np.ndarray,
+               means: WindowMeans | None = None) -> float:
+    """The level for the next calibration after bounds at `level` did as they did (unchanged when
+    none of their outcomes is known)."""
+    outcome = missed_share(grid, issue, upper, means)
+    return level if outcome is None else adapt_level(level, *outcome)
 
 
 def is_sane(result: TrainingResult) -> tuple[bool, str]:

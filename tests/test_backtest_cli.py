@@ -42,7 +42,8 @@ def test_json_shape_and_plot(tmp_path: Path) -> None:
     assert {"rows", "interval_s", "target", "models", "train_seconds_median", "train_seconds_max"} <= set(summary)
     assert summary["interval_s"] == 900 and summary["rows"] > 0
     assert set(summary["models"]) == {"esus", "persistence", "seasonal_naive_day", "seasonal_naive_week"}
-    bound = {"p90_coverage", "pinball_p90", "p90_width_kw", "p90_worst_hour", "p90_worst_hour_coverage"}
+    bound = {"p90_coverage", "pinball_p90", "p90_width_kw", "p90_worst_hour", "p90_worst_hour_coverage",
+             "p90_level_min", "p90_level_max"}
     for name, scores in summary["models"].items():   # only esus has a bound
         assert set(scores) == {"rmse", "mae", "cv_rmse", "nmbe"} | (bound if name == "esus" else set())
         assert all(np.isfinite(v) for v in scores.values())

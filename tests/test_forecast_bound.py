@@ -138,3 +138,33 @@ def test_the_site_file_names_the_holidays_worked(tmp_path) -> None:
     site.write_text(head + 'holidays_worked = ["Midsummer"]\n')
     with pytest.raises(SettingsError, match="'Midsummer' names no holiday of US-WI"):
         load_site(site)
+
+
+def test_the_level_adapts_to_how_the_bounds_did_and_stays_in_range() -> None:
+    from forecast.calibration import LEVEL_RANGE, QUANTILE, adapt_level
+
+    assert adapt_level(QUANTILE, 0.1, 96) == pytest.approx(QUANTILE)               # on target: unchanged
+    assert adapt_level(QUANTILE, 0.25, 96) == pytest.approx(0.9 + 0.005 * 96 * 0.15)  # a day of misses: wider
+    assert adapt_level(QUANTILE, 0.0, 24) == pytest.approx(0.9 - 0.005 * 24 * 0.1)  # none missed: narrower
+    assert adapt_level(0.99, 1.0, 96) == LEVEL_RANGE[1] and adapt_level(0.6, 0.0, 960) == LEVEL_RANGE[0]
+    bound = calibrate(np.random.default_rng(1).normal(0, 1, 5000), np.ones(5000), np.arange(5000) % 24, 0.97)
+    assert bound.level == 0.97 and bound.margins_kw.mean() == pytest.approx(1.88, abs=0.1)   # z(0.97)
+
+
+def test_the_nightly_training_moves_the_level_by_the_bounds_published_the_day_before(tmp_path) -> None:
+    from esus.parts.training_job import UPPER_SERIES, adapted_level, power_grid
+    from esus.state.store import HistoryStore
+    from tests.synthetic import office_power
+
+    grid = office_power(3, step_s=60)
+    until = int(grid.times_s(np.array([len(grid) - 1]))[0]) + 60
+    store = HistoryStore(tmp_path / "h.db")
+    store.append_many({"power.input_kw": list(zip(grid.times_s().tolist(), grid.values.tolist(), strict=True))})
+    stored = power_grid(store, until - 3 * 86400, until)
+    assert adapted_level(store, stored, until, 0.9) == 0.9                     # nothing published: unchanged
+    day = grid.times_s()[-1440:-60]
+    store.append_many({UPPER_SERIES: [(float(t), 0.0) for t in day]})        # a bound every actual went above
+    assert adapted_level(store, stored, until, 0.9) == pytest.approx(0.995)
+    store.append_many({UPPER_SERIES: [(float(t), 500.0) for t in day]})      # and one none reached
+    assert adapted_level(store, stored, until, 0.9) == pytest.approx(0.9 - 0.005 * 91 * 0.1, abs=0.01)
+    store.close()

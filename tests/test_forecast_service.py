@@ -54,8 +54,10 @@ def test_training_swaps_in_a_sane_model_and_a_restart_reloads_it(tmp_path: Path)
             await service.nightly_training(NOW)
             assert service.model is not None and service.model_path.exists()
             assert not service.model_path.with_name("power-model.pkl.candidate").exists()
+            assert service.store.get_state("forecast.bound_level") == service.last_training["bound_level"] == 0.9
             await service.minute_tick(NOW)
             assert service.live.forecast.method == "model"
+            assert service.store.latest("forecast.upper_kw")[1] == pytest.approx(service.live.forecast.upper_kw)
             assert float(bridge.device.present_value("model-rmse")) == pytest.approx(service.model.info.rmse_kw)
             assert bridge.device.reliability("one-hour-future-power") == "noFaultDetected"
             assert "method: model" in str(bridge.device.objects["one-hour-future-power"].description)

@@ -49,7 +49,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     bound = summary["models"]["esus"]
     print(f"90 % upper bound covered {bound['p90_coverage']:.1f} % of actuals "
           f"({bound['p90_worst_hour_coverage']:.1f} % at {bound['p90_worst_hour']:02d}h, its worst hour), "
-          f"{bound['p90_width_kw']:.2f} kW above the forecast on average, pinball loss {bound['pinball_p90']:.3f} kW")
+          f"{bound['p90_width_kw']:.2f} kW above the forecast on average, pinball loss {bound['pinball_p90']:.3f} kW; "
+          f"calibrated at quantiles {bound['p90_level_min']:.3f} to {bound['p90_level_max']:.3f} "
+          "as its misses moved them")
     if summary["temperature_known_pct"] is not None:
         print(f"outdoor temperature ({args.temperature_col}) known for {summary['temperature_known_pct']:.1f} % "
               "of the forecasts; the others were made from power alone")

@@ -14,12 +14,13 @@ from datetime import datetime, timedelta
 from esus.parts.bacnet import BacnetBridge
 from esus.parts.outdoor import OutdoorTemperature, history_point, known_temperature
 from esus.parts.power import POWER_SERIES, PowerInput
-from esus.parts.training_job import RecentPower, train_from_store, training_process_setup
+from esus.parts.training_job import UPPER_SERIES, RecentPower, train_from_store, training_process_setup
 from esus.runtime.clock import Clock
 from esus.settings.config import Settings
 from esus.state.files import StateFiles, set_aside
 from esus.state.store import HistoryStore
 from esus.state.telemetry import Telemetry
+from forecast.calibration import QUANTILE
 from forecast.exogenous import MAX_AGE_S
 from forecast.features import DAY_S, HORIZON_S, WEEKDAY_PROFILE_WEEKS
 from forecast.loadstate import DwellFlag, Thresholds, interval_means, rate_of_change_kw_per_min, thresholds
@@ -34,6 +35,8 @@ LIVE_DAYS = 7 * (WEEKDAY_PROFILE_WEEKS + 1) + 1
 TRAINING_TIMEOUT_S = 30 * 60
 TRAINING_NICENESS = 10   # added to the training process's niceness (lower priority)
 THRESHOLD_REFRESH_S = 3600
+#: the quantile the next training calibrates the bound at (adapted each night from how it did)
+BOUND_LEVEL_KEY = "forecast.bound_level"
 FORECAST_DESCRIPTION = "Forecast: mean power of the 15-minute interval ending 60 minutes from now"
 
 
@@ -129,7 +132,8 @@ class ForecastService:
         publish = self.bacnet.publish
         stale = self.power.is_stale(now)
         fresh = live.forecast if live.forecast is not None and not stale else None
-        if fresh is not None:   # its history is in InfluxDB (power.forecast_kw), not in the store
+        if fresh is not None:   # its history is in InfluxDB (power.forecast_kw); the bound's also in the store
+            self.store.append(UPPER_SERIES, now, fresh.upper_kw)   # how it did moves the next calibration
             publish("one-hour-future-power", fresh.kw)
             publish("one-hour-future-power-upper", fresh.upper_kw)
             self.bacnet.device.set_description("one-hour-future-power",
@@ -178,7 +182,8 @@ class ForecastService:
             future = pool.submit(self.job, str(self.store.path), str(candidate), int(due.timestamp()),
                                  calendar=site.site.work_calendar(),
                                  temperature=site.forecast.outdoor_temperature != "none",
-                                 temperature_point=history_point(site))
+                                 temperature_point=history_point(site),
+                                 level=self.store.get_state(BOUND_LEVEL_KEY, QUANTILE))
             report = await asyncio.wait_for(asyncio.wrap_future(future), self.training_timeout_s)
         except Exception as exc:  # noqa: BLE001 - a crashed, hung or failing job all keep the old model
             self.training_failures += 1
@@ -189,6 +194,7 @@ class ForecastService:
         finally:
             end_training_process(pool)
         self.last_training = report
+        self.store.set_state(BOUND_LEVEL_KEY, report["bound_level"])
         if self.telemetry is not None:
             self.telemetry.record("model", {"rmse_kw": report["rmse_kw"], "rows": report["rows"],
                                             "persistence_rmse_kw": report["persistence_rmse_kw"],

@@ -70,6 +70,20 @@ class RecentPower:
         return self.times[keep], self.values[keep]
 
 
+#: the upper bound the forecast published each minute, at the minute it was published (kW)
+UPPER_SERIES = "forecast.upper_kw"
+
+
+def adapted_level(store: HistoryStore, grid, until_s: int, level: float) -> float:
+    """`level` moved by how the bounds published over the day before `until_s` did."""
+    from forecast.training import next_level
+
+    times, upper = store.range(UPPER_SERIES, until_s - 86400, until_s)
+    slots = np.round((times - grid.t0_s) / grid.step_s).astype(np.int64)
+    inside = (slots >= 0) & (slots < len(grid))
+    return next_level(level, grid, slots[inside], upper[inside])
+
+
 def training_process_setup(niceness: int) -> None:
     """In the training process, first: a lower CPU priority, and (Linux) death with its parent, so a
     `kill -9` of esus does not leave a training running on without anyone to take its model."""
@@ -90,10 +104,11 @@ def training_process_setup(niceness: int) -> None:
 
 def train_from_store(db_path: str, candidate_path: str, until_s: int, days: int = TRAINING_DAYS,
                      calendar: WorkCalendar | None = None, temperature: bool = False,
-                     temperature_point: int | None = None) -> dict:
+                     temperature_point: int | None = None, level: float = 0.9) -> dict:
     """Train on the `days` before `until_s` with the site's work `calendar` and, if `temperature`,
     the outdoor temperature the forecast knew (`esus.parts.outdoor`); save to `candidate_path` only
-    if sane; report."""
+    if sane; report. The bound is calibrated at `level`, first moved by how the bounds published over
+    the last day did (adaptive conformal: `forecast.calibration.adapt_level`)."""
     from threadpoolctl import threadpool_limits
 
     from esus.parts.outdoor import known_temperature
@@ -106,7 +121,8 @@ def train_from_store(db_path: str, candidate_path: str, until_s: int, days: int 
             raise ValueError("no power history to train on")
         if temperature:
             grid = grid.with_temperature(known_temperature(store, grid, temperature_point))
-        result = train_validated(grid, calendar=calendar)
+        level = adapted_level(store, grid, until_s, level)
+        result = train_validated(grid, calendar=calendar, level=level)
         sane, why = is_sane(result)
         if sane:
             result.model.save(Path(candidate_path))
@@ -114,4 +130,5 @@ def train_from_store(db_path: str, candidate_path: str, until_s: int, days: int 
     return {"sane": sane, "why": why, "rmse_kw": result.rmse_kw,
             "persistence_rmse_kw": result.persistence_rmse_kw, "rows": info.rows,
             "temperature_rows": info.temperature_rows, "temperature_gain_pct": info.temperature_gain_pct,
+            "bound_level": level,
             "wall_s": time.monotonic() - started, "cpu_s": info.train_seconds}
