@@ -62,7 +62,8 @@ def building_points(min_kw: float, max_kw: float) -> list[PointSpec]:
                   "Forecast: mean power of the 15-minute interval ending 60 minutes from now",
                   "kilowatts", 0.5, derived_from_power=True),
         PointSpec("one-hour-future-power-upper", av, 3, Access.READ,
-                  "90 % upper bound of the forecast, calibrated by hour and working day on out-of-sample errors",
+                  "90 % upper bound of the forecast, calibrated nightly by hour and working day on out-of-sample "
+                  "errors and its own recent misses",
                   "kilowatts", 0.5, derived_from_power=True),
         PointSpec("power-rate-of-change", av, 4, Access.READ,
                   "Robust slope of the last 15 minutes of power, in kW per minute", "noUnits", 0.05,
