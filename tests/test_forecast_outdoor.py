@@ -156,6 +156,25 @@ def test_the_site_file_says_which_source_the_forecast_may_use(tmp_path: Path, mo
     asyncio.run(scenario())
 
 
+def test_a_failing_source_is_said_once_and_the_forecast_goes_on(tmp_path: Path,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        service, bridge, sources, _ = build(tmp_path)
+        try:
+            await bridge.start()
+            broken = Weather("forecast", NOW, pd.DataFrame({"temperature_c": [1.0]}, index=[0]))  # no times
+            sources.weather, sources.bms = broken, None
+            for minute in range(3):
+                await service.minute_tick(NOW + timedelta(minutes=minute))
+                assert service.outdoor.last is None and service.live.forecast is not None
+        finally:
+            bridge.close()
+            service.store.close()
+
+    asyncio.run(scenario())
+    assert caplog.text.count("outdoor temperature for the forecast failed") == 1
+
+
 def test_a_bms_source_without_a_thermometer_is_refused_with_one_line(tmp_path: Path) -> None:
     site = (tmp_path / "site.toml")
     site.write_text('[site]\nname = "x"\nlatitude = 57.0\nlongitude = 9.9\ntimezone = "Europe/Copenhagen"\n'

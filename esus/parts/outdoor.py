@@ -10,6 +10,7 @@ guessed: the model forecasts from power alone (`forecast.model`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -21,6 +22,8 @@ from esus.state.store import HistoryStore
 from forecast.exogenous import known_at_slots
 from forecast.series import Grid
 from shades.weather import Weather
+
+log = logging.getLogger(__name__)
 
 #: what the forecast knew, at the minute it knew it (°C)
 TEMPERATURE_SERIES = "forecast.outdoor_temperature_c"
@@ -53,6 +56,7 @@ class OutdoorTemperature:
         self.point = site.outdoor_temperature_point
         self.history_point = history_point(site)
         self.last: tuple[float, str] | None = None
+        self.error: str | None = None
 
     def target_hour(self, target: datetime) -> tuple[float, str] | None:
         """The temperature of the hour at `target` as known now (°C) and where it came from."""
@@ -68,7 +72,16 @@ class OutdoorTemperature:
         return None
 
     def record(self, store: HistoryStore, now: datetime, target: datetime) -> None:
-        """Keep what is known now of the target hour, for this minute's forecast and later trainings."""
-        self.last = self.target_hour(target) if self.mode != "none" else None
-        if self.last is not None:
-            store.append(TEMPERATURE_SERIES, now, self.last[0])
+        """Keep what is known now of the target hour, for this minute's forecast and later trainings.
+        A source that fails is said once and leaves the forecast to power alone, never stops it."""
+        try:
+            self.last = self.target_hour(target) if self.mode != "none" else None
+            if self.last is not None:
+                store.append(TEMPERATURE_SERIES, now, self.last[0])
+        except Exception as exc:  # noqa: BLE001 - any failure of a source: the forecast goes on from power alone
+            if self.error != str(exc):
+                log.warning("outdoor temperature for the forecast failed (%s: %s); forecasting from power alone",
+                            type(exc).__name__, exc)
+            self.error, self.last = str(exc), None
+        else:
+            self.error = None
