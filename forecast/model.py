@@ -42,8 +42,9 @@ from forecast.features import (
 from forecast.series import Grid
 
 #: 2: weekday-profile features; 3: estimators kept as arrays; 4: analog (now-plus-change) features;
-#: 5: the upper bound calibrated by regime, a work calendar, and a blend with outdoor temperature
-MODEL_VERSION = 5
+#: 5: the upper bound calibrated by regime, and a work calendar; 6: the blends as objects (one with the
+#: outdoor temperature), holidays worked, the bound's level (a version-5 file has neither blend)
+MODEL_VERSION = 6
 TREE_WEIGHT = 0.7
 #: Issue times used for training, at most one per this many seconds (neighbours are near copies).
 TRAIN_STRIDE_S = 300

@@ -195,3 +195,18 @@ def test_a_model_trained_on_other_features_is_refused(tmp_path) -> None:
     model.save(path)
     with pytest.raises(ModelFileError, match="trained on other features.*a_feature_since_renamed"):
         PowerModel.load(path)
+
+
+def test_a_model_file_of_an_earlier_version_is_refused_not_used(tmp_path) -> None:
+    """A version-5 file (session 9's) holds trees and a ridge but no blends: using it would fail at
+    the first forecast, so loading refuses it and the service forecasts with the fallback and trains."""
+    from forecast.model import MODEL_VERSION
+
+    model = train_validated(office_power(16, step_s=900, seed=3)).model
+    model.info.version = MODEL_VERSION - 1
+    del model.blend
+    path = tmp_path / "old.pkl"
+    model.save(path)
+    with pytest.raises(ModelFileError, match=f"is not a version-{MODEL_VERSION} esus power model") as refused:
+        PowerModel.load(path)
+    assert not refused.value.damaged   # old, not broken: it is not set aside as damaged
