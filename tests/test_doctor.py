@@ -119,3 +119,31 @@ def test_doctor_reads_an_existing_store(site_file: Path, tmp_path: Path) -> None
         store.append("x", 0, 1.0)
     store_check = next(c for c in run_doctor(settings) if c.name == "store")
     assert store_check.ok and "1 series, intact" in store_check.detail
+
+
+def test_the_forecast_check_says_which_model_and_inputs_the_service_has(site_file: Path, tmp_path: Path) -> None:
+    from esus.cli.doctor import check_forecast
+    from esus.parts.outdoor import TEMPERATURE_SERIES
+    from esus.state.files import StateFiles
+    from esus.state.store import HistoryStore
+    from forecast.exogenous import known_at_slots
+    from forecast.training import train_validated
+    from tests.test_forecast_temperature import cooled_office
+
+    settings = settings_with(site_file, tmp_path, ESUS_BACNET_ADDRESS=f"127.0.0.1/8:{free_udp_port()}")
+    first = check_forecast(settings)
+    assert first.ok and not first.warning and first.detail.startswith("no model yet")
+    grid, times, temperature = cooled_office(28)
+    model = train_validated(grid.with_temperature(known_at_slots(grid, times - 3600, temperature))).model
+    path = StateFiles(settings.state_dir).model
+    model.save(path)
+    with HistoryStore(settings.state_dir / "history.db") as store:
+        store.append(TEMPERATURE_SERIES, 1_780_000_000, 21.25)
+    trained = check_forecast(settings)
+    assert trained.ok and not trained.warning, trained.detail
+    assert "with the outdoor temperature (-" in trained.detail and "90 % bound calibrated at 0.900" in trained.detail
+    assert "outdoor temperature auto, last known 2026-05-28 20:26 UTC (21.2 °C)" in trained.detail
+    model.info.version = 5
+    model.save(path)
+    old = check_forecast(settings)
+    assert old.ok and old.warning and "is not a version-6 esus power model" in old.detail

@@ -87,6 +87,41 @@ def check_store(settings: Settings) -> Check:
     return Check("store", True, f"{path}: {len(names)} series, intact")
 
 
+def check_forecast(settings: Settings) -> Check:
+    """The model the service forecasts with, and what it takes beyond power."""
+    from esus.parts.outdoor import TEMPERATURE_SERIES
+    from forecast.model import ModelFileError, PowerModel
+
+    files, mode = StateFiles(settings.state_dir), settings.site.forecast.outdoor_temperature
+    outdoor = f"outdoor temperature {mode}"
+    if mode != "none" and files.history.exists():
+        try:
+            with HistoryStore(files.history, readonly=True) as store:
+                latest = store.latest(TEMPERATURE_SERIES)
+        except Exception:  # noqa: BLE001 - the store check says what is wrong with it
+            latest, outdoor = None, outdoor + ", unknown (the store cannot be read)"
+        else:
+            outdoor += (f", last known {latest[0]:%Y-%m-%d %H:%M} UTC ({latest[1]:.1f} °C)" if latest
+                        else ", none known yet (no fresh weather forecast or BMS reading)")
+    try:
+        model = PowerModel.load(files.model)
+    except ModelFileError as exc:
+        if not files.model.exists():
+            return Check("forecast", True, "no model yet: the fallback forecasts until the first training "
+                                           f"(it needs 14 days of power history); {outdoor}")
+        return Check("forecast", True, f"{exc}: the fallback forecasts until the next training replaces it; "
+                                       f"{outdoor}", warning=True)
+    info = model.info
+    if model.with_temperature is None:
+        inputs = "from power alone"
+    else:
+        gain = info.temperature_gain_pct
+        inputs = "with the outdoor temperature" + ("" if gain is None else f" ({gain:+.1f} % RMSE out of sample)")
+    return Check("forecast", True, f"model trained {info.trained_at} on {info.rows} rows {inputs}, held-out RMSE "
+                 f"{info.rmse_kw or float('nan'):.2f} kW (persistence {info.persistence_rmse_kw or float('nan'):.2f} "
+                 f"kW), 90 % bound calibrated at {model.bound.level:.3f}; {outdoor}")
+
+
 def check_bms(settings: Settings) -> Check:
     if settings.bms is None:
         what = "simulated (demo)" if settings.demo else "not configured (ESUS_BMS_URL unset): no polling"
@@ -203,8 +238,8 @@ def check_state_files(settings: Settings) -> Check:
 
 
 CHECKS: list[Callable[[Settings], Check]] = [
-    check_settings, check_service, check_state_files, check_store, check_bms, check_influx, check_bacnet, check_gpio,
-    check_demand_response]
+    check_settings, check_service, check_state_files, check_store, check_forecast, check_bms, check_influx,
+    check_bacnet, check_gpio, check_demand_response]
 
 
 def run_doctor(settings: Settings) -> list[Check]:
