@@ -107,6 +107,10 @@ class WorkCalendar:
         """Kind of the local day of each wall-clock time (epoch seconds)."""
         return self.day_kinds(np.asarray(local_s, dtype=np.int64) // DAY_S)
 
+    def working_on(self, day: date) -> bool:
+        """Whether a local date is a working day (Monday to Friday, not a public holiday)."""
+        return bool(self.day_kinds(np.array([(day - _EPOCH).days]))[0] < 5)
+
     def working_at(self, local_s: np.ndarray) -> np.ndarray:
         """True on Monday to Friday unless a public holiday."""
         return self.kinds_at(local_s) < 5

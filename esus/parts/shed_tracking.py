@@ -28,7 +28,6 @@ from forecast.features import HORIZON_S, TARGET_WINDOW_S
 log = logging.getLogger(__name__)
 
 History = Callable[[float, float], tuple[np.ndarray, np.ndarray]]
-_EPOCH = date(1970, 1, 1)
 
 
 class ShedTracker:
@@ -41,9 +40,6 @@ class ShedTracker:
         self.now: Delivered | None = None     # the current interval of the event running now
         #: each running event's overrides as last seen while it ran (what the summary reports)
         self.seen: dict[str, dict[str, str]] = {}
-
-    def working(self, day: date) -> bool:
-        return bool(self.calendar.day_kinds(np.array([(day - _EPOCH).days]))[0] < 5)
 
     @staticmethod
     def spans(events: list[Event]) -> dict[str, tuple[float, float, int, bool]]:
@@ -87,7 +83,7 @@ class ShedTracker:
         starts = interval_starts(start_s, end_s)
         times, kw = self.history(start_s - (LOOK_BACK_DAYS + 1) * 86400, start_s)
         same_kind = self._same_kind(starts[0])
-        standard = high_5_of_10(times, kw, starts, self.tz, self.working)
+        standard = high_5_of_10(times, kw, starts, self.tz, self.calendar.working_on)
         # the forecast published last targets the 15 minutes ending an hour after it was made
         forecast_start = self.clock() + HORIZON_S - TARGET_WINDOW_S
         shape, method = forecast_baseline(self.forecast_kw(), forecast_start, starts, times, kw, self.tz, same_kind)
@@ -96,8 +92,8 @@ class ShedTracker:
         return Baseline(event_id, float(starts[0]), as_tuple(shape), as_tuple(standard), method)
 
     def _same_kind(self, start_s: float) -> Callable[[date], bool]:
-        working = self.working(datetime.fromtimestamp(start_s, self.tz).date())
-        return lambda day: self.working(day) == working
+        working = self.calendar.working_on(datetime.fromtimestamp(start_s, self.tz).date())
+        return lambda day: self.calendar.working_on(day) == working
 
     async def sum_up(self, baseline: Baseline, level: int, end_s: float) -> EventSummary:
         times, kw = await asyncio.to_thread(self.history, baseline.start_s, end_s)
