@@ -68,9 +68,10 @@ class ShedTracker:
             for baseline in running:
                 self.seen[baseline.event_id] = states
             current = min(running, key=lambda b: b.start_s)
-            times, kw = await asyncio.to_thread(self.history, current.start_s, now + 1)
-            rows = delivered(current, times, kw, now + 1)
-            self.now = rows[-1] if rows else None
+            index = current.index(now)
+            if index is not None:   # only this interval's samples: the earlier ones are not shown live
+                times, kw = await asyncio.to_thread(self.history, current.interval_start_s(index), now + 1)
+                self.now = delivered(current, times, kw, now + 1)[index]
         summaries = []
         for event_id, baseline in frozen.items():
             start, end, level, cancelled = spans.get(event_id, (baseline.start_s, now, 0, True))
