@@ -163,7 +163,7 @@ def walk_forward(grid: Grid, min_history_days: int = MIN_TRAINING_DAYS, progress
     for n, start in enumerate(starts):
         if issue_parts:   # as in production: yesterday's bounds, as far as their outcomes are known by now
             known = issue_parts[-1] + h.ahead < start
-            level = next_level(level, grid.slice(0, start), issue_parts[-1][known], upper_parts[-1][known])
+            level = next_level(level, grid, issue_parts[-1][known], upper_parts[-1][known], means)
         try:   # as in production: a night whose data cannot train a model keeps the previous one
             model = train_validated(grid, end=start, calendar=calendar, level=level).model
             seconds.append(model.info.train_seconds)
