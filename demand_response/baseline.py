@@ -25,6 +25,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 INTERVAL_S = 900
+#: reads the building's power samples between two instants: (epoch s, kW), in time order
+History = Callable[[float, float], tuple[np.ndarray, np.ndarray]]
 HIGH_DAYS, OF_DAYS = 5, 10
 #: days with the event day's kind whose median profile shapes the forecast baseline
 PROFILE_DAYS = 10

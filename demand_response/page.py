@@ -19,9 +19,9 @@ from pathlib import Path
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-import numpy as np
 from aiohttp import web
 
+from demand_response.baseline import History
 from demand_response.chart import power_chart
 from demand_response.delivered import Delivered
 from demand_response.passwords import verify_password
@@ -29,7 +29,6 @@ from demand_response.shedder import Shedder
 
 log = logging.getLogger(__name__)
 
-History = Callable[[float, float], tuple[np.ndarray, np.ndarray]]
 CHART_HOURS = 6
 
 COOKIE = "esus_dr_session"

@@ -17,6 +17,7 @@ from bacpypes3.primitivedata import Enumerated
 
 from bacnet_server.client import BacnetClient, BacnetClientError
 from demand_response.actions import ShedAction, Value
+from demand_response.baseline import History
 from demand_response.delivered import Delivered
 from demand_response.ledger import Ledger
 from demand_response.modbus_meter import ModbusMeter, ModbusMeterConfig
@@ -24,7 +25,7 @@ from demand_response.shedder import Shedder, ShedState, ShedWriteError
 from demand_response.ven import Ven
 from esus.parts.bacnet import BacnetBridge
 from esus.parts.power import PowerInput
-from esus.parts.shed_tracking import History, ShedTracker
+from esus.parts.shed_tracking import ShedTracker
 from esus.runtime.clock import Clock, sleep_or_wake
 from esus.settings.config import Settings
 from esus.state.files import StateFiles, set_aside

@@ -10,11 +10,10 @@ from collections.abc import Callable
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-import numpy as np
-
 from demand_response.baseline import (
     LOOK_BACK_DAYS,
     Baseline,
+    History,
     as_tuple,
     forecast_baseline,
     high_5_of_10,
@@ -27,7 +26,6 @@ from forecast.features import HORIZON_S, TARGET_WINDOW_S
 
 log = logging.getLogger(__name__)
 
-History = Callable[[float, float], tuple[np.ndarray, np.ndarray]]
 
 
 class ShedTracker:
