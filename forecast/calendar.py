@@ -56,7 +56,10 @@ class WorkCalendar:
 
         code, _, subdivision = (self.country or "").partition("-")
         try:
-            found = holidays.country_holidays(code.upper(), subdiv=subdivision.upper() or None, years=year)
+            # English names whatever the install's translations or the locale: holidays_worked is written
+            # in English ("Juneteenth", "observed"), and left alone the names came in Danish on one install
+            found = holidays.country_holidays(code.upper(), subdiv=subdivision.upper() or None, years=year,
+                                              language="en_US")
         except NotImplementedError as exc:
             raise CalendarError(f"holidays '{self.country}': {exc} (write a country code such as DK, or "
                                 "country-subdivision such as US-WI)") from None

@@ -30,6 +30,8 @@ bind-address = "127.0.0.1:{rpc_port}"
   query-log-enabled = false
   max-series-per-database = 0
   max-values-per-tag = 0
+  cache-snapshot-write-cold-duration = "{cold}"
+  compact-full-write-cold-duration = "{cold_full}"
 [monitor]
   store-enabled = false
 [http]
@@ -42,14 +44,17 @@ bind-address = "127.0.0.1:{rpc_port}"
 
 
 class InfluxV1:
-    def __init__(self, root: Path, index: str = "inmem") -> None:
+    def __init__(self, root: Path, index: str = "inmem", cold: str = "10m", cold_full: str = "4h") -> None:
+        """`cold`, `cold_full`: how long a shard waits without writes before its cache is written
+        to TSM files and fully compacted (the bench shortens them to measure the disk at rest)."""
         if BINARY is None:
             raise RuntimeError(MISSING)
         self.root, self.port = root, free_tcp_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = root / "influxdb.conf"
         root.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(CONFIG.format(root=root, rpc_port=free_tcp_port(), http_port=self.port, index=index))
+        self.config.write_text(CONFIG.format(root=root, rpc_port=free_tcp_port(), http_port=self.port, index=index,
+                                            cold=cold, cold_full=cold_full))
         self.process: subprocess.Popen | None = None
         self.session = requests.Session()
 
@@ -97,6 +102,7 @@ class InfluxV1:
                 raise RuntimeError(f"{result['error']} ({text})")
         return results
 
-    def disk_bytes(self) -> int:
-        return sum(p.stat().st_size for p in (self.root / "data").rglob("*") if p.is_file()) + \
-            sum(p.stat().st_size for p in (self.root / "wal").rglob("*") if p.is_file())
+    def disk_bytes(self, pattern: str = "*") -> int:
+        """Bytes allocated on disk (sparse files count what they use) under data/ and wal/."""
+        return sum(p.stat().st_blocks * 512 for folder in ("data", "wal")
+                   for p in (self.root / folder).rglob(pattern) if p.is_file())

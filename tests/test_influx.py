@@ -22,7 +22,7 @@ from esus.settings.config import InfluxAccess
 from esus.state.influx import InfluxSender, InfluxWriter, SendError
 from esus.state.outbox import Outbox
 from esus.state.store import HistoryStore
-from esus.state.telemetry import SCHEMA, SchemaError, line
+from esus.state.telemetry import SCHEMA, SchemaError, line, quantized
 from tests.tsdb import VictoriaMetrics, free_tcp_port
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
@@ -188,5 +188,5 @@ def test_outage_then_kill_9_then_restart_loses_and_duplicates_nothing(tmp_path: 
     live = [(t, v) for t, v in zip(written_s.tolist(), values.tolist()) if t >= started_s and t % 60]
     assert len(live) > 20
     for t, v in live:
-        assert by_second.get(t) == [pytest.approx(v, rel=1e-9)], f"BAS write at {t} stored as {by_second.get(t)}"
+        assert by_second.get(t) == [quantized(v)], f"BAS write at {t} stored as {by_second.get(t)}"
     assert set(SCHEMA) >= {"power", "health"}

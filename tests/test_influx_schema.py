@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from esus.state.telemetry import SCHEMA, line
+from esus.state.telemetry import SCHEMA, line, quantized
 from tests.site_day import site_day
 
 #: InfluxDB 3 (Clustered, Cloud Dedicated) allows 250 columns per table by default; Core 500.
@@ -107,3 +107,10 @@ def test_a_day_of_real_lines_keeps_each_table_s_tags_and_types() -> None:
         assert sets == {frozenset({"site", *SCHEMA[name].tags})}, name
     for key, seen in types.items():
         assert len(seen) == 1, f"{key}: {seen}"
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_numbers_are_kept_to_a_thousandth_of_their_unit(number: float) -> None:
+    kept = quantized(number)
+    assert abs(kept - number) <= 1 / 2048 or abs(number) >= 2.0 ** 52
+    assert quantized(kept) == kept and quantized(round(number)) == round(number)

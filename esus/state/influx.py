@@ -39,6 +39,12 @@ MAX_BACKOFF_S = 60.0
 PRECISION = WritePrecision.MS
 
 
+def retry_delay_s(failures: int, draw: Callable[[float, float], float] = random.uniform) -> float:
+    """2^failures seconds, at most a minute, jittered to 50-100 %: the sites that lost one central
+    server together come back spread over half a minute, not in one second (bench/portfolio.py)."""
+    return min(MAX_BACKOFF_S, 2.0 ** min(failures, 6)) * draw(0.5, 1.0)
+
+
 class SendError(Exception):
     def __init__(self, status: int | None, message: str) -> None:
         super().__init__(message)
@@ -123,7 +129,7 @@ class InfluxWriter:
                      self.outbox.depth)
 
     def backoff_s(self) -> float:
-        return min(MAX_BACKOFF_S, 2.0 ** min(self.failures, 6)) * random.uniform(0.5, 1.0)
+        return retry_delay_s(self.failures)
 
     def _lines_put(self) -> None:
         """From the outbox, in any thread: wake the writer."""
