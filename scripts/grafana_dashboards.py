@@ -20,14 +20,16 @@ SITE_FILTER = '"site" =~ /^$site$/'
 def influxql(measurement: str, fields: list[str], fn: str | tuple[str, ...] = "mean", where: str = "",
              by: tuple[str, ...] = (),
              per_interval: bool = True, window: str = "$timeFilter", source: str = "",
-             names: tuple[str, ...] = ()) -> str:
+             names: tuple[str, ...] = (), by_site: bool = True) -> str:
     """One SELECT of `fn` (one, or one per field) over `fields` (named `names`, else as the fields),
     for the chosen sites in the dashboard's range, grouped by site (and `by`), per `$__interval` for
-    charts or once for tables. `source` replaces the measurement with a subquery."""
+    charts or once for tables (`by_site=False`: one series over the chosen sites). `source`
+    replaces the measurement with a subquery."""
     fns = fn if isinstance(fn, tuple) else (fn,) * len(fields)
     select = ", ".join(f'{f}("{x}") AS "{n}"' for f, x, n in zip(fns, fields, names or fields, strict=True))
     conditions = " AND ".join([SITE_FILTER] + ([f"({where})"] if where else []) + [window])
-    groups = (["time($__interval)"] if per_interval else []) + ['"site"'] + [f'"{tag}"' for tag in by]
+    groups = (["time($__interval)"] if per_interval else []) + (['"site"'] if by_site else []) + \
+        [f'"{tag}"' for tag in by]
     query = f'SELECT {select} FROM {source or json.dumps(measurement)} WHERE {conditions} GROUP BY {", ".join(groups)}'
     return query + (" fill(none)" if per_interval else "")
 
@@ -94,7 +96,7 @@ STALE = [{"type": "special", "options": {"match": "null",
 LOAD_STATE = [{"type": "value", "options": {"0": {"text": "-", "index": 0}, "1": {"text": "ACTIVE", "color": "orange",
                                                                                "index": 1}}}]
 PORTFOLIO_COLUMNS = [
-    column("Time", "since"),
+    {"matcher": {"id": "byName", "options": "Time"}, "properties": [{"id": "custom.hidden", "value": True}]},
     column("site", "site"),
     column("power_kw", "power now", "kwatt", decimals=1),
     column("mean_15min_kw", "15-min mean", "kwatt", decimals=1),
@@ -110,6 +112,14 @@ PORTFOLIO_COLUMNS = [
     column("outbox_depth", "outbox depth", thresholds=red_above(1000)),
     column("outbox_peak", "outbox peak", thresholds=red_above(1000)),
 ]
+
+
+def estate(measurement: str, field: str, name: str, inner_fn: str = "mean", outer_fn: str = "sum") -> str:
+    """One series for all chosen sites: per interval, `outer_fn` over the sites of each site's
+    `inner_fn`. At a thousand sites a chart of one line per site is unreadable and slow to send."""
+    inner = influxql(measurement, [field], fn=inner_fn, names=(name,))
+    return (f'SELECT {outer_fn}("{name}") AS "{name}" FROM ({inner}) WHERE $timeFilter '
+            'GROUP BY time($__interval) fill(none)')
 
 
 def per_site(inner: str, fn: str, field: str, name: str, where: str = "") -> str:
@@ -144,11 +154,16 @@ DASHBOARDS = {
         panel("Last power sample", [influxql("power", ["input_kw"], fn="last", per_interval=False,
                                              names=("power_kw",))], kind="table", width=6, height=12,
               overrides=[column("Time", "last sample", "dateTimeFromNow"), column("power_kw", "kW", "kwatt")]),
-        panel("Power by site (15-minute means)", [influxql("power", ["mean_15min_kw"])], unit="kwatt",
-              alias="$tag_site"),
-        panel("Forecast error by site: +1 h forecast (at the time it forecast) against the 15-minute mean",
-              [influxql("forecast", ["kw"]), influxql("power", ["mean_15min_kw"])], unit="kwatt", width=12),
-        panel("Outbox depth by site", [influxql("health", ["outbox_depth"], fn="max")], width=12, alias="$tag_site"),
+        panel("Estate power: the chosen sites' 15-minute means, and their +1 h forecasts (at the time they "
+              "forecast), summed",
+              [estate("power", "mean_15min_kw", "power_kw"), estate("forecast", "kw", "forecast_kw")],
+              unit="kwatt", alias="$col"),
+        panel("Sites in a demand response event, and the shed they deliver (summed)",
+              [estate("demand_response", "event_active", "sites_in_event", inner_fn="max"),
+               estate("demand_response", "shed_kw", "shed_kw")], width=12, alias="$col"),
+        panel("Outbox depth: the deepest site", [influxql("health", ["outbox_depth"], fn="max", by_site=False,
+                                                          names=("deepest_outbox",))], width=12, alias="$col",
+              description="Lines waiting at the site that is furthest behind; the table says which."),
     ], since="now-24h"),
     "esus-power": dashboard("esus-power", "esus: building power", [
         panel("Power, forecast (at the time it forecast) and 90 % bound", [

@@ -89,7 +89,8 @@ def site_day(site: str, start: datetime, scale: float = 1.0, count: int = 24 * 6
             gain[g.name] += poa[g.name][i] * g.window_area_m2 * g.g_value * (1 - g.shade_factor_fc) * down / 60000
             out.append(line("shades", {
                 "position_pct": 100.0 if down else 0.0, "target_pct": 100.0 if down else 0.0, "relay_up": False,
-                "relay_down": False, "mode_code": 4 if locked else 1, "hold": False, "lockout": locked, "moves_today": moves[g.name],
+                "relay_down": False, "mode_code": 4 if locked else 1, "hold": False, "lockout": locked,
+                "moves_today": moves[g.name],
                 "reason": "sun on the façade" if down else "no sun on the façade"}, at, {"group": g.name}, site))
             out.append(line("solar", {
                 "elevation_deg": sun["elevation_deg"].iloc[i], "azimuth_deg": sun["azimuth_deg"].iloc[i],
@@ -101,7 +102,8 @@ def site_day(site: str, start: datetime, scale: float = 1.0, count: int = 24 * 6
             "seconds_to_end": (event_end - at).total_seconds() if in_event else 0, "overrides_shed": 2 * in_event,
             "overrides_failing": 0, "overrides_lost": 0, "report_kw": kw[i] - shed, "baseline_kw": baseline,
             "standard_baseline_kw": baseline * 1.05 if baseline else None,
-            "measured_kw": means[i] - shed if in_event else None, "shed_kw": shed if in_event else None}, at, None, site))
+            "measured_kw": means[i] - shed if in_event else None, "shed_kw": shed if in_event else None},
+            at, None, site))
         for action in ACTIONS:
             out.append(line("dr_override", {"shed": in_event, "pending": False, "failing": False, "lost": 0,
                                             "reason": "event" if in_event else "no event"}, at, {"action": action},

@@ -83,6 +83,21 @@ def test_every_line_arrives_exactly_once(tmp_path: Path, tsdb: VictoriaMetrics) 
     assert sorted(stored)[0] == (int(T0.timestamp() * 1000), 10.0)
 
 
+def test_the_writer_keeps_a_path_in_the_url(tmp_path: Path, tsdb: VictoriaMetrics,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    """A clustered store behind a path (VictoriaMetrics cluster's vminsert: /insert/<tenant>/influx,
+    a proxy) needs no change to the writer: ESUS_INFLUX_URL carries the path."""
+    outbox = Outbox(HistoryStore(tmp_path / "o.db"))
+    outbox.put(power_lines(10))
+    writer = InfluxWriter(outbox, sender_for(f"{tsdb.url}/influx").send, clock=None)
+    while writer.step():
+        pass
+    assert len(tsdb.export()[("power_input_kw", ("site", "TMV23"))]) == 10
+    outbox.put(power_lines(1))   # and the path is really used: the server names it when it refuses it
+    InfluxWriter(outbox, sender_for(f"{tsdb.url}/no-such-path").send, clock=None).step()
+    assert "/no-such-path/api/v2/write" in caplog.text
+
+
 def test_server_away_keeps_lines_and_backs_off(tmp_path: Path) -> None:
     outbox = Outbox(HistoryStore(tmp_path / "o.db"))
     outbox.put(power_lines(10))
