@@ -20,16 +20,14 @@ SITE_FILTER = '"site" =~ /^$site$/'
 def influxql(measurement: str, fields: list[str], fn: str | tuple[str, ...] = "mean", where: str = "",
              by: tuple[str, ...] = (),
              per_interval: bool = True, window: str = "$timeFilter", source: str = "",
-             names: tuple[str, ...] = (), by_site: bool = True) -> str:
+             names: tuple[str, ...] = ()) -> str:
     """One SELECT of `fn` (one, or one per field) over `fields` (named `names`, else as the fields),
     for the chosen sites in the dashboard's range, grouped by site (and `by`), per `$__interval` for
-    charts or once for tables (`by_site=False`: one series over the chosen sites). `source`
-    replaces the measurement with a subquery."""
+    charts or once for tables. `source` replaces the measurement with a subquery."""
     fns = fn if isinstance(fn, tuple) else (fn,) * len(fields)
     select = ", ".join(f'{f}("{x}") AS "{n}"' for f, x, n in zip(fns, fields, names or fields, strict=True))
     conditions = " AND ".join([SITE_FILTER] + ([f"({where})"] if where else []) + [window])
-    groups = (["time($__interval)"] if per_interval else []) + (['"site"'] if by_site else []) + \
-        [f'"{tag}"' for tag in by]
+    groups = (["time($__interval)"] if per_interval else []) + ['"site"'] + [f'"{tag}"' for tag in by]
     query = f'SELECT {select} FROM {source or json.dumps(measurement)} WHERE {conditions} GROUP BY {", ".join(groups)}'
     return query + (" fill(none)" if per_interval else "")
 
@@ -160,10 +158,7 @@ DASHBOARDS = {
               unit="kwatt", alias="$col"),
         panel("Sites in a demand response event, and the shed they deliver (summed)",
               [estate("demand_response", "event_active", "sites_in_event", inner_fn="max"),
-               estate("demand_response", "shed_kw", "shed_kw")], width=12, alias="$col"),
-        panel("Outbox depth: the deepest site", [influxql("health", ["outbox_depth"], fn="max", by_site=False,
-                                                          names=("deepest_outbox",))], width=12, alias="$col",
-              description="Lines waiting at the site that is furthest behind; the table says which."),
+               estate("demand_response", "shed_kw", "shed_kw")], alias="$col"),
     ], since="now-24h"),
     "esus-power": dashboard("esus-power", "esus: building power", [
         panel("Power, forecast (at the time it forecast) and 90 % bound", [
