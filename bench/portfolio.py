@@ -101,9 +101,10 @@ def settle(influx: InfluxV1, timeout_s: float = 600) -> int:
     return last
 
 
-def portfolio_queries() -> list[tuple[str, str]]:
+def portfolio_queries() -> list[tuple[str, str, str | None]]:
+    """(name, query, the panel's minimum interval) of each query of the portfolio board."""
     board = json.loads((ROOT / "grafana" / "dashboards" / "esus-portfolio.json").read_text())
-    return [(f"{panel['title'][:40]} [{t['refId']}]", t["query"]) for panel in board["panels"]
+    return [(f"{panel['title'][:40]} [{t['refId']}]", t["query"], panel.get("interval")) for panel in board["panels"]
             for t in panel["targets"]]
 
 
@@ -120,8 +121,8 @@ def time_queries(influx: InfluxV1, sites: int, end_ms: int, repeat: int) -> None
     for window_h in (1, 24):
         start_ms = end_ms - window_h * 3_600_000
         print(f"\nportfolio queries, all {sites} sites, last {window_h} h: p50 / p95 of {repeat} runs (s), rows")
-        for name, query in portfolio_queries():
-            text = expand(query, start_ms, end_ms, {"site": chosen})
+        for name, query, min_interval in portfolio_queries():
+            text = expand(query, start_ms, end_ms, {"site": chosen}, min_interval=min_interval)
             times, rows = [], 0
             for _ in range(repeat):
                 t0 = time.perf_counter()

@@ -126,6 +126,10 @@ def per_site(inner: str, fn: str, field: str, name: str, where: str = "") -> str
     return influxql("", [field], fn=fn, per_interval=False, source=f"({inner})", where=where, names=(name,))
 
 
+ESTATE_NOTE = ("Read from interval_15min: one line per site and quarter hour, dated at the interval's end, so a "
+               "day of a thousand sites is 96,000 points, not 1.4 million. A site that logged nothing in an interval "
+               "is missing from that interval's sum.")
+
 SITES_NOW = [
     influxql("power", ["input_kw", "mean_15min_kw", "forecast_kw", "forecast_upper_kw", "high_load", "low_load"],
              fn="last", per_interval=False, names=("power_kw", "mean_15min_kw", "forecast_kw", "forecast_upper_kw",
@@ -154,11 +158,12 @@ DASHBOARDS = {
               overrides=[column("Time", "last sample", "dateTimeFromNow"), column("power_kw", "kW", "kwatt")]),
         panel("Estate power: the chosen sites' 15-minute means, and their +1 h forecasts (at the time they "
               "forecast), summed",
-              [estate("power", "mean_15min_kw", "power_kw"), estate("forecast", "kw", "forecast_kw")],
-              unit="kwatt", alias="$col"),
-        panel("Sites in a demand response event, and the shed they deliver (summed)",
-              [estate("demand_response", "event_active", "sites_in_event", inner_fn="max"),
-               estate("demand_response", "shed_kw", "shed_kw")], alias="$col"),
+              [estate("interval_15min", "mean_kw", "power_kw"), estate("interval_15min", "forecast_kw", "forecast_kw")],
+              unit="kwatt", alias="$col", interval="15m", description=ESTATE_NOTE),
+        panel("Sites in a demand response event, and the shed they delivered (summed)",
+              [estate("interval_15min", "event_active", "sites_in_event", inner_fn="max"),
+               estate("interval_15min", "shed_kw", "shed_kw")], alias="$col", interval="15m",
+              description=ESTATE_NOTE),
     ], since="now-24h"),
     "esus-power": dashboard("esus-power", "esus: building power", [
         panel("Power, forecast (at the time it forecast) and 90 % bound", [

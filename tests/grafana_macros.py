@@ -2,7 +2,8 @@
 Grafana is not in the package registries, so the dashboard tests expand the macros themselves).
 
 - `$timeFilter` becomes `time >= FROMms and time <= TOms`;
-- `$__interval` is the range over the panel's data points, rounded as Grafana's `roundInterval`;
+- `$__interval` is the range over the panel's data points, rounded as Grafana's `roundInterval`,
+  and never below the panel's minimum interval;
 - a multi-value or All variable becomes its regex-escaped values, `(a|b)` for more than one;
 - `$__from` / `$__to` are epoch milliseconds.
 """
@@ -35,9 +36,19 @@ def variable_value(values: list[str]) -> str:
     return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
 
 
-def expand(query: str, from_ms: int, to_ms: int, variables: dict[str, list[str]], max_points: int = 1000) -> str:
-    """The query as Grafana sends it to InfluxDB."""
+def interval_ms(text: str) -> int:
+    """A Grafana interval ("15m", "1h", "30s") in milliseconds."""
+    number, unit = int(text[:-1]), text[-1]
+    return number * {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000,
+                      "y": 31_536_000_000}[unit]
+
+
+def expand(query: str, from_ms: int, to_ms: int, variables: dict[str, list[str]], max_points: int = 1000,
+           min_interval: str | None = None) -> str:
+    """The query as Grafana sends it to InfluxDB; `min_interval` is the panel's own (its "interval")."""
     interval = round_interval_ms((to_ms - from_ms) / max_points)
+    if min_interval is not None and interval_ms(interval) < interval_ms(min_interval):
+        interval = min_interval
     fixed = {"timeFilter": f"time >= {from_ms}ms and time <= {to_ms}ms", "__interval": interval,
              "interval": interval, "__from": str(from_ms), "__to": str(to_ms)}
 

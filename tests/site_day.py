@@ -21,7 +21,7 @@ import pandas as pd
 
 from esus.demo import MeterReplay
 from esus.settings.site import load_site
-from esus.state.telemetry import SCHEMA, line
+from esus.state.telemetry import INTERVAL, SCHEMA, line
 from shades.solar import Facade, facade_irradiance_wm2, site_location, sun_position
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,11 +66,15 @@ def site_day(site: str, start: datetime, scale: float = 1.0, count: int = 24 * 6
     event_start, event_end = (start + timedelta(minutes=m) for m in EVENT_MINUTES)
     gain = dict.fromkeys(poa, 0.0)
     moves = dict.fromkeys(poa, 0)
+    in_events = np.array([event_start <= at < event_end for at in minutes])
+    sheds = np.where(in_events, 0.15 * means[:count], 0.0)
     for i, at in enumerate(minutes):
-        in_event = event_start <= at < event_end
-        shed = 0.15 * means[i] if in_event else 0.0
+        in_event, shed = bool(in_events[i]), float(sheds[i])
         out.append(line("power", {"input_kw": kw[i] - shed}, at + timedelta(seconds=30), None, site))
         ahead = means[i + 60]
+        if at.timestamp() % INTERVAL.total_seconds() == 0:
+            out += interval_lines(site, at, kw[max(i - 15, 0):i] - sheds[max(i - 15, 0):i], ahead,
+                                  in_events[max(i - 15, 0):i], sheds[max(i - 15, 0):i])
         out.append(line("power", {
             "mean_15min_kw": means[i] - shed, "rate_kw_per_min": (means[i] - means[max(i - 15, 0)]) / 15,
             "forecast_kw": ahead, "forecast_upper_kw": ahead * 1.12,
@@ -117,6 +121,17 @@ def site_day(site: str, start: datetime, scale: float = 1.0, count: int = 24 * 6
             out.append(line("model", {"rmse_kw": 0.21 * scale, "persistence_rmse_kw": 0.35 * scale, "cpu_s": 41.0,
                                       "wall_s": 55.0, "rows": 50_000, "accepted": True}, at, None, site))
     return [text for text in out if text]
+
+
+def interval_lines(site: str, end: datetime, measured_kw: np.ndarray, forecast_kw: float, in_event: np.ndarray,
+                   shed_kw: np.ndarray) -> list[str | None]:
+    """The interval ending at `end` as the forecasting and demand parts log it (the minutes before
+    it), and the forecast made at its end for the interval an hour later."""
+    return [line("interval_15min", {"mean_kw": measured_kw.mean() if measured_kw.size >= 8 else None}, end, None, site),
+            line("interval_15min", {"forecast_kw": forecast_kw, "forecast_upper_kw": forecast_kw * 1.12},
+                 end + timedelta(hours=1), None, site),
+            line("interval_15min", {"event_active": bool(in_event.any()),
+                                    "shed_kw": shed_kw[in_event].mean() if in_event.any() else None}, end, None, site)]
 
 
 def bms_value(kind: str, minute: int, n: int) -> float:

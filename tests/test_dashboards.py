@@ -86,8 +86,9 @@ def test_the_day_covers_every_field_of_the_schema() -> None:
 def test_every_panel_query_runs_and_keeps_to_the_chosen_sites(server) -> None:
     influx, start_ms, end_ms, _ = server
     checked = 0
-    for where, _panel, target in targets():
-        query = expand(target["query"], start_ms, end_ms, {"site": CHOSEN, "room": ["1.213", "1.215"]})
+    for where, panel, target in targets():
+        query = expand(target["query"], start_ms, end_ms, {"site": CHOSEN, "room": ["1.213", "1.215"]},
+                       min_interval=panel.get("interval"))
         series = run(influx, query)
         if '"site"' not in query.rsplit("GROUP BY", 1)[1]:   # one series over the chosen sites
             assert len(series) == 1 and "site" not in series[0].get("tags", {}), where
@@ -161,20 +162,32 @@ def test_power_panels_equal_what_was_written(server) -> None:
         assert got.to_numpy() == pytest.approx(expected.to_numpy())
 
 
-def test_the_estate_total_sums_the_chosen_sites_only(server) -> None:
+@pytest.mark.parametrize(("name", "field", "inner"), [("power_kw", "mean_kw", "mean"),
+                                                    ("forecast_kw", "forecast_kw", "mean"),
+                                                    ("sites_in_event", "event_active", "max"),
+                                                    ("shed_kw", "shed_kw", "mean")])
+def test_the_estate_charts_sum_the_chosen_sites_only(server, name: str, field: str, inner: str) -> None:
+    """Each chart sums, per interval of at least 15 minutes, the chosen sites' own aggregate of their
+    interval lines; the sites in an event are counted, two at most."""
     influx, start_ms, end_ms, written = server
-    (query,) = [t["query"] for _, _, t in targets() if 'sum("power_kw")' in t["query"]]
-    expanded = expand(query, start_ms, end_ms, {"site": CHOSEN})
-    bucket_ms = int(re.search(r"GROUP BY time\((\d+)m\)", expanded).group(1)) * 60_000
-    per_site = []
-    for site in CHOSEN:
-        means = field_values(written[site], "power", "mean_15min_kw")
-        per_site.append(means.groupby(means.index // bucket_ms * bucket_ms).mean())
-    expected = pd.concat(per_site, axis=1).sum(axis=1)
-    (series,) = run(influx, expanded)
-    got = pd.Series({row[0]: row[1] for row in series["values"]})
-    assert list(got.index) == list(expected.index)
-    assert got.to_numpy() == pytest.approx(expected.to_numpy())
+    (panel, target), = [(p, t) for _, p, t in targets() if f'sum("{name}")' in t["query"]]
+    assert panel["interval"] == "15m"
+    for range_ms, bucket_ms in ((3_600_000, 900_000), (end_ms - start_ms, 900_000)):
+        expanded = expand(target["query"], end_ms - range_ms, end_ms, {"site": CHOSEN}, min_interval=panel["interval"])
+        assert f"GROUP BY time({bucket_ms // 60_000}m)" in expanded
+        per_site = []
+        for site in CHOSEN:
+            values = field_values(written[site], "interval_15min", field)
+            values = values[(values.index >= end_ms - range_ms) & (values.index <= end_ms)]
+            per_site.append(values.groupby(values.index // bucket_ms * bucket_ms).agg(inner))
+        expected = pd.concat(per_site, axis=1).sum(axis=1)
+        series = run(influx, expanded)
+        got = pd.Series({row[0]: row[1] for s in series for row in s["values"]})
+        assert len(series) == (0 if expected.empty else 1)   # the shed: no event in the last hour
+        assert list(got.index) == list(expected.index)
+        assert got.to_numpy() == pytest.approx(expected.to_numpy())
+    if name == "sites_in_event":   # over the day: both chosen sites had their event at the same hours
+        assert set(got) == {0, 2}
 
 
 def test_the_forecast_is_drawn_at_the_time_it_forecast(server) -> None:

@@ -4,6 +4,7 @@ shows the shed delivered on BACnet and in InfluxDB while it runs, and sums the e
 
 from __future__ import annotations
 
+import re
 import shutil
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -106,6 +107,18 @@ async def test_the_shed_delivered_is_measured_against_baselines_frozen_at_the_st
         lines = outbox.oldest(100_000).lines   # type: ignore[union-attr]
         assert any(line.startswith("demand_response,") and "shed_kw=" in line and "baseline_kw=" in line
                    for line in lines)
+        # each interval once, at its end: the event in it, and the shed it delivered (none where unmeasured)
+        intervals = {int(text.rsplit(" ", 1)[1]) // 1000: text for text in lines if text.startswith("interval_15min,")}
+        quarter_hours = [(START + timedelta(minutes=15 * q)).timestamp() for q in range(1, 9)]
+        assert sorted(intervals) == quarter_hours
+        for end_s, text in intervals.items():
+            in_event = EVENT[0].timestamp() < end_s <= EVENT[1].timestamp()
+            assert f"event_active={int(in_event)}" in text, text
+            unmeasured = end_s == (EVENT[0] + timedelta(minutes=45)).timestamp()
+            shed = re.search(r"shed_kw=([-0-9.e]+)", text)
+            assert (shed is not None) == (in_event and not unmeasured), text
+            if shed is not None:
+                assert float(shed.group(1)) == pytest.approx(SHED_KW, abs=1.5), text
     finally:
         bridge.close()
         demand.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -237,3 +238,32 @@ def test_a_kill_9_of_esus_ends_its_training_process_too(tmp_path: Path) -> None:
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_each_quarter_hour_is_logged_once_with_its_mean_and_the_forecast_made_for_it(tmp_path: Path) -> None:
+    """The portfolio's day-long charts read one line per interval: the measured mean at its end, and
+    the forecast made on the quarter hour at the end of the interval it forecasts."""
+    async def scenario() -> None:
+        service, bridge, clock = build(tmp_path)
+        service.telemetry = telemetry = service.power.telemetry
+        try:
+            await bridge.start()
+            for minute in range(31):
+                if minute < 15:   # then the BAS stops writing
+                    service.power.write(100.0 + minute)
+                await service.minute_tick(clock.now())
+                clock.jump(60)
+            batch = telemetry.outbox.oldest(10_000)
+            assert batch is not None
+            intervals = [text for text in batch.lines if text.startswith("interval_15min,")]
+            quarter = int((NOW + timedelta(minutes=15)).timestamp() * 1000)
+            # 00:15: minutes 0..14 measured (107 kW), and the forecast for 01:15; 00:30: no power,
+            # so neither a mean nor (stale) a forecast
+            assert len(intervals) == 2
+            assert intervals[0] == f"interval_15min,site=t mean_kw=107 {quarter}"
+            assert re.fullmatch(rf"interval_15min,site=t forecast_kw=[0-9.]+,forecast_upper_kw=[0-9.]+ "
+                                rf"{quarter + 3_600_000}", intervals[1])
+        finally:
+            bridge.close()
+            service.store.close()
+    asyncio.run(scenario())

@@ -20,7 +20,7 @@ import pytest
 from esus.state.outbox import Outbox
 from esus.state.sqlite import move_aside
 from esus.state.store import HistoryStore
-from esus.state.telemetry import Telemetry, line
+from esus.state.telemetry import IntervalEnds, Telemetry, line
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SERIES = "power.input_kw"
@@ -171,3 +171,14 @@ def test_kill_9_at_random_moments_keeps_every_sample_line_exactly_once(tmp_path:
         expected = {int(T0.timestamp()) + 60 * n for n in reported}
         assert expected <= set(stored), "a sample reported kept is not in the store"
     assert len(reported) > 20
+
+
+def test_each_interval_end_is_said_once_and_none_at_the_first_tick() -> None:
+    ends = IntervalEnds()
+    t0 = datetime(2026, 6, 22, 12, 7, 30, tzinfo=UTC)
+    said = [ends.ended(t0 + timedelta(seconds=s)) for s in range(0, 3600, 20)]
+    assert [t for t in said if t is not None] == [datetime(2026, 6, 22, 12, q, tzinfo=UTC) for q in (15, 30, 45)] + \
+        [datetime(2026, 6, 22, 13, 0, tzinfo=UTC)]
+    # a stalled process said the last end it missed, once
+    assert ends.ended(t0 + timedelta(hours=3)) == datetime(2026, 6, 22, 15, 0, tzinfo=UTC)
+    assert ends.ended(t0 + timedelta(hours=3, seconds=1)) is None

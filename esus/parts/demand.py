@@ -7,9 +7,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from bacpypes3.basetypes import BinaryPV, PriorityValue
@@ -30,7 +30,7 @@ from esus.runtime.clock import Clock, sleep_or_wake
 from esus.settings.config import Settings
 from esus.state.files import StateFiles, set_aside
 from esus.state.sqlite import damage
-from esus.state.telemetry import Telemetry, line
+from esus.state.telemetry import INTERVAL, IntervalEnds, Telemetry, line
 
 if TYPE_CHECKING:
     from pvlib.location import Location
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from shades.solar import Facade
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 RECONCILE_S = 10.0      # event starts and ends are acted on within this, and failed writes retried
 RELEASE_AT_STOP_S = 15.0
@@ -76,6 +77,8 @@ class DemandService:
         self.settings, self.bacnet, self.power, self.clock = settings, bacnet, power, clock
         self.telemetry = telemetry
         self._recorded: tuple[object, float] | None = None   # what was last logged, and when
+        self.intervals = IntervalEnds()
+        self._event_in_interval = False   # whether an event was active at any pass of this interval
         config = settings.site.demand_response
         self.actions = shed_actions(settings)
         path = StateFiles(settings.state_dir).demand_response
@@ -166,9 +169,11 @@ class DemandService:
                 await self.ven.close()
 
     async def tick(self) -> None:
-        """One pass: the baselines and what the shed delivers (before the sheds, so a baseline is
-        frozen before they go out), the writes the events ask for (the first pass releases what
+        """One pass: the interval that ended, if one did (before its event is summed up, which lets
+        the baseline go); the baselines and what the shed delivers (before the sheds, so a baseline
+        is frozen before they go out), the writes the events ask for (the first pass releases what
         outlived its event), the read-back when due, the points."""
+        await self._record_interval()
         await self._track()
         await self.shedder.reconcile()
         if self.clock.monotonic() >= self._read_back_due:
@@ -178,15 +183,37 @@ class DemandService:
         self._publish()
 
     async def _track(self) -> None:
-        """Baselines and what the shed delivered; a failure here is said once and never stops the shedding."""
+        """Baselines and what the shed delivered."""
+        await self._measuring(self.tracker.update())
+
+    async def _measuring(self, work: Awaitable[T]) -> T | None:
+        """A measurement of the shed; a failure here is said once and never stops the shedding."""
         try:
-            await self.tracker.update()
+            result = await work
         except Exception as exc:   # any failure of the measurement: the shed goes on without it
             if self._tracking_error != str(exc):
                 log.exception("demand response: what the shed delivers cannot be measured (%s); shedding goes on", exc)
             self._tracking_error = str(exc)
-        else:
-            self._tracking_error = None
+            return None
+        self._tracking_error = None
+        return result
+
+    async def _record_interval(self) -> None:
+        """At the first pass after a quarter hour, the interval that ended: whether an event was
+        active in it, and what the shed delivered in it."""
+        if self.telemetry is None or not self.actions:
+            return
+        active = bool(self.shedder.state().events)
+        ended = self.intervals.ended(self.clock.now())
+        if ended is None:
+            self._event_in_interval |= active
+            return
+        shed = None
+        if self._event_in_interval:
+            shed = await self._measuring(self.tracker.interval((ended - INTERVAL).timestamp()))
+        self.telemetry.record("interval_15min", {"event_active": self._event_in_interval,
+                                                 "shed_kw": shed.shed_kw if shed else None}, ended)
+        self._event_in_interval = active
 
     async def stop(self) -> None:
         """At a stop of esus: the page closed, and what the overrides hold released."""

@@ -19,7 +19,7 @@ from esus.runtime.clock import Clock
 from esus.settings.config import Settings
 from esus.state.files import StateFiles, set_aside
 from esus.state.store import HistoryStore
-from esus.state.telemetry import Telemetry
+from esus.state.telemetry import IntervalEnds, Telemetry, line
 from forecast.calibration import QUANTILE
 from forecast.exogenous import MAX_AGE_S
 from forecast.features import DAY_S, HORIZON_S, WEEKDAY_PROFILE_WEEKS
@@ -66,6 +66,7 @@ class ForecastService:
         self.training_timeout_s = TRAINING_TIMEOUT_S
         self.model = self._load_model()
         self.recent = RecentPower(store, LIVE_DAYS)
+        self.intervals = IntervalEnds()
 
     def _load_model(self) -> PowerModel | None:
         try:
@@ -161,6 +162,19 @@ class ForecastService:
             if fresh is not None:   # at the time it forecasts, so a chart lines it up with what happened
                 self.telemetry.record("forecast", {"kw": fresh.kw, "upper_kw": fresh.upper_kw},
                                       now + timedelta(seconds=HORIZON_S))
+            ended = self.intervals.ended(now)
+            if ended is not None:
+                await self._record_interval(self.telemetry, ended, fresh)
+
+    async def _record_interval(self, telemetry: Telemetry, end: datetime, fresh: Forecast | None) -> None:
+        """The interval that ended: its measured mean; and the forecast just made, at the end of the
+        interval it forecasts (this tick is the one on the quarter hour)."""
+        mean = await asyncio.to_thread(self.power.interval_mean_kw, end)
+        site, ahead = telemetry.site, end + timedelta(seconds=HORIZON_S)
+        telemetry.record_many([
+            line("interval_15min", {"mean_kw": mean}, end, None, site),
+            line("interval_15min", {"forecast_kw": fresh.kw, "forecast_upper_kw": fresh.upper_kw}, ahead, None, site)
+            if fresh is not None else None])
 
     def status(self, now: datetime) -> str:
         live = self.live

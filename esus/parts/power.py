@@ -8,8 +8,9 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
+from demand_response.baseline import interval_means
 from esus.runtime.clock import Clock
-from esus.state.telemetry import Telemetry, line
+from esus.state.telemetry import INTERVAL, Telemetry, line
 
 log = logging.getLogger(__name__)
 
@@ -65,3 +66,11 @@ class PowerInput:
     def is_stale(self, now: datetime | None = None) -> bool:
         now = now or self.clock.now()
         return self.last_write is None or now - self.last_write > self.stale_after
+
+    def interval_mean_kw(self, end: datetime) -> float | None:
+        """Mean of the samples kept in the 15 minutes before `end`; None when fewer than half of the
+        interval's minutes have one (a mean of a few would pass a gap off as the building's power)."""
+        start_s = (end - INTERVAL).timestamp()
+        times, kw = self.store.range(POWER_SERIES, start_s, end.timestamp())
+        (mean,) = interval_means(times, kw, np.array([start_s]), min_share=0.5)
+        return float(mean) if math.isfinite(mean) else None

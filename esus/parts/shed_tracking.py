@@ -11,6 +11,7 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from demand_response.baseline import (
+    INTERVAL_S,
     LOOK_BACK_DAYS,
     Baseline,
     History,
@@ -25,7 +26,6 @@ from forecast.calendar import WorkCalendar
 from forecast.features import HORIZON_S, TARGET_WINDOW_S
 
 log = logging.getLogger(__name__)
-
 
 
 class ShedTracker:
@@ -76,6 +76,17 @@ class ShedTracker:
             if now >= end or cancelled:
                 summaries.append(await self.sum_up(baseline, level, min(now, end)))
         return summaries
+
+    async def interval(self, start_s: float) -> Delivered | None:
+        """What the shed delivered in the 15 minutes from `start_s`, against the frozen baseline of
+        the event that covered them (None: no event did)."""
+        for baseline in self.ledger.baselines().values():
+            index = baseline.index(start_s)
+            if index is not None and baseline.interval_start_s(index) == start_s:
+                end_s = start_s + INTERVAL_S
+                times, kw = await asyncio.to_thread(self.history, start_s, end_s)
+                return delivered(baseline, times, kw, end_s)[index]
+        return None
 
     def freeze(self, event_id: str, start_s: float, end_s: float) -> Baseline:
         """Both baselines for every 15-minute interval of the event (in a worker thread: it reads weeks)."""

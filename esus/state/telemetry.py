@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from influxdb_client import Point, WritePrecision
 
@@ -46,6 +46,17 @@ SCHEMA: dict[str, Measurement] = {
                             "was issued (so it lines up with power.mean_15min_kw in any query language)", (), {
         "kw": "kW, forecast mean of the 15-minute interval ending at this time",
         "upper_kw": "kW, 90 % upper bound of that forecast",
+    }),
+    "interval_15min": Measurement("Each 15-minute interval once, dated at its end (on the quarter hour): what a "
+                                  "portfolio's day-long charts read, a fifteenth of the per-minute lines. The forecast "
+                                  "part and the demand part each write their fields; InfluxDB merges lines of one "
+                                  "time and site into one point", (), {
+        "mean_kw": "kW, mean power measured in the interval (from the samples the BAS wrote; absent when fewer than "
+                   "half its minutes have one)",
+        "forecast_kw": "kW, the forecast of this interval, made 60 minutes before its end",
+        "forecast_upper_kw": "kW, 90 % upper bound of that forecast",
+        "event_active": "1 = a demand response event was active during the interval (only with shed actions)",
+        "shed_kw": "kW, shed delivered in the interval against the event's forecast baseline (during events)",
     }),
     "model": Measurement("Forecast model, after each training", (), {
         "rmse_kw": "kW, RMSE on the last held-out day",
@@ -162,6 +173,29 @@ def line(measurement: str, fields: Mapping[str, float | bool | str | None], at: 
             raise SchemaError(f"{measurement} has no field {key!r}")
         count += 1
     return point.to_line_protocol() if count else None
+
+
+#: The portfolio's interval: the forecast's and the demand programs' 15 minutes, on the quarter hour.
+INTERVAL = timedelta(minutes=15)
+
+
+def interval_end(at: datetime) -> datetime:
+    """The end of the last whole 15-minute interval at `at` (the quarter hour at or before it)."""
+    seconds = int(at.timestamp()) // int(INTERVAL.total_seconds()) * int(INTERVAL.total_seconds())
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+class IntervalEnds:
+    """Says, at a tick, which 15-minute interval has ended since the tick before: once each, and
+    none at the first tick (the interval it ends began before this service was there to see it)."""
+
+    def __init__(self) -> None:
+        self.last: datetime | None = None
+
+    def ended(self, now: datetime) -> datetime | None:
+        end, last = interval_end(now), self.last
+        self.last = end
+        return end if last is not None and end > last else None
 
 
 class Telemetry:
