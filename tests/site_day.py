@@ -11,7 +11,6 @@ site file's."""
 from __future__ import annotations
 
 import math
-import re
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -23,6 +22,7 @@ from esus.demo import MeterReplay
 from esus.settings.site import load_site
 from esus.state.telemetry import INTERVAL, SCHEMA, line
 from shades.solar import Facade, facade_irradiance_wm2, site_location, sun_position
+from tests.line_protocol import parse
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_SITE = load_site(ROOT / "site.example.toml")
@@ -145,26 +145,6 @@ def covered_names(lines: list[str]) -> dict[str, set[str]]:
     """Which fields of which measurements the lines carry (to check the day covers the schema)."""
     seen: dict[str, set[str]] = {name: set() for name in SCHEMA}
     for text in lines:
-        head_end = re.search(r"(?<!\\) ", text).start()
-        measurement = text[:head_end].split(",", 1)[0]
-        fields = text[head_end + 1:text.rindex(" ")]
-        seen[measurement].update(f.split("=", 1)[0] for f in split_fields(fields))
+        measurement, _, fields = parse(text)
+        seen[measurement].update(fields)
     return seen
-
-
-def split_fields(text: str) -> list[str]:
-    """Field pairs of a line's field set (commas inside quoted strings kept)."""
-    out, current, quoted = [], "", False
-    for ch in text:
-        if ch == '"':
-            quoted = not quoted
-        if ch == "," and not quoted:
-            out.append(current)
-            current = ""
-        else:
-            current += ch
-    return out + [current] if current else out
-
-
-def local_midnight(date: str) -> datetime:
-    return datetime.fromisoformat(date).replace(tzinfo=TZ)
