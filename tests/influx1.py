@@ -5,14 +5,12 @@ directory, stopped with SIGTERM."""
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import requests
 
-from tests.tsdb import free_tcp_port
+from tests.tsdb import free_tcp_port, stop_server, wait_until_up
 
 BINARY = shutil.which("influxd")
 MISSING = "influxd is not installed: run scripts/test (it installs it) or apt-get install influxdb"
@@ -61,21 +59,11 @@ class InfluxV1:
     def start(self) -> InfluxV1:
         self.process = subprocess.Popen([BINARY, "-config", str(self.config)], stdout=subprocess.DEVNULL,
                                         stderr=open(self.root / "influxd.log", "ab"))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"influxd exited: {(self.root / 'influxd.log').read_text()[-2000:]}")
-            try:
-                if self.session.get(f"{self.url}/ping", timeout=1).status_code == 204:
-                    return self
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        raise RuntimeError("influxd did not answer /ping within 30 s")
+        wait_until_up(self.process, f"{self.url}/ping", 204, log=self.root / "influxd.log")
+        return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=30)
+        stop_server(self.process)
         self.process = None
 
     def create_database(self, name: str) -> None:

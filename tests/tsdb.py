@@ -24,6 +24,32 @@ def free_tcp_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_until_up(process: subprocess.Popen, url: str, status: int, timeout_s: float = 30,
+                  log: Path | None = None) -> None:
+    """Until a server just started answers `url` with `status`; says why it did not (it exited,
+    with its log's tail, or never answered)."""
+    name = Path(str(process.args[0])).name
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log.read_text()[-2000:] if log is not None and log.exists() else ""
+            raise RuntimeError(f"{name} exited with status {process.returncode} at start {tail}")
+        try:
+            if requests.get(url, timeout=1).status_code == status:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{name} did not answer {url} within {timeout_s:.0f} s")
+
+
+def stop_server(process: subprocess.Popen | None) -> None:
+    """SIGTERM, and wait for it to flush and exit."""
+    if process is not None and process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+
 class VictoriaMetrics:
     def __init__(self, data_dir: Path) -> None:
         if BINARY is None:
@@ -38,19 +64,11 @@ class VictoriaMetrics:
             [BINARY, f"-storageDataPath={self.data_dir}", f"-httpListenAddr=127.0.0.1:{self.port}",
              "-dedup.minScrapeInterval=1ms", "-retentionPeriod=100y", "-search.latencyOffset=0s",
              "-loggerLevel=ERROR"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return self
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        raise RuntimeError("victoria-metrics did not start")
+        wait_until_up(self.process, f"{self.url}/health", 200)
+        return self
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=30)
+        stop_server(self.process)
         self.process = None
 
     def export(self, match: str = '{__name__=~".+"}') -> dict[tuple, list[tuple[int, float]]]:
