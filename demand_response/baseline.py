@@ -72,6 +72,17 @@ def interval_means(times_s: np.ndarray, kw: np.ndarray, starts_s: np.ndarray, mi
         return np.where(count >= needed, (sums[hi] - sums[lo]) / np.maximum(count, 1), np.nan)
 
 
+def period_mean(times_s: np.ndarray, kw: np.ndarray, start_s: float, end_s: float,
+                min_share: float = 0.5) -> float | None:
+    """Mean kW of the samples in [start_s, end_s) of any length; None where fewer than `min_share`
+    of its minutes (of the meter's steps) have a sample."""
+    times_s, kw = np.asarray(times_s, dtype=np.float64), np.asarray(kw, dtype=np.float64)
+    keep = (times_s >= start_s) & (times_s < end_s)
+    step = float(np.median(np.diff(times_s))) if times_s.size > 1 else 60.0
+    needed = max(1, int(min_share * (end_s - start_s) / max(step, 1.0)))
+    return float(kw[keep].mean()) if int(keep.sum()) >= needed else None
+
+
 def days_before(starts_s: np.ndarray, day: date, tz: ZoneInfo) -> np.ndarray:
     """The same local times of day as `starts_s` (on the event's day), on another `day`."""
     out = []

@@ -162,3 +162,41 @@ def test_doctor_exits_2_on_bad_settings(capsys: pytest.CaptureFixture[str], tmp_
     monkeypatch.setenv("ESUS_LOG_LEVEL", "chatty")
     assert main(["doctor"]) == EXIT_BAD_SETTINGS
     assert "ESUS_LOG_LEVEL = 'chatty'" in capsys.readouterr().err
+
+
+OADR3 = {"ESUS_OADR_VERSION": "3.1", "ESUS_OADR_VTN_URL": "https://127.0.0.1:8443/openadr3/3.1.0",
+         "ESUS_OADR_VEN_NAME": "tmv23", "ESUS_OADR_PROGRAM": "grid-peak", "ESUS_OADR_CLIENT_ID": "esus",
+         "ESUS_OADR_CLIENT_SECRET": "very-secret"}
+
+
+def test_openadr_3_1_on_python_3_11_is_one_line_naming_the_way_out(site_file: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("esus.settings.config.PYTHON", (3, 11))   # Raspberry Pi OS bookworm's
+    message = error_for(configured(site_file, tmp_path, **OADR3))
+    assert "ESUS_OADR_VERSION=3.1 needs Python 3.12 or later (openadr3-client)" in message
+    assert "use 2.0b, or Raspberry Pi OS trixie" in message
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="openadr3-client (the OpenADR 3.1 VEN) needs Python 3.12+")
+def test_openadr_3_1_settings_load_and_each_missing_key_is_named(site_file: Path, tmp_path: Path) -> None:
+    from demand_response.ven3 import Ven3Config
+
+    settings = load_settings(configured(site_file, tmp_path, **OADR3, ESUS_OADR_SCOPES="ven read"))
+    assert isinstance(settings.oadr, Ven3Config)
+    assert (settings.oadr.program, settings.oadr.client_id, settings.oadr.scopes, settings.oadr.poll_s) == (
+        "grid-peak", "esus", ("ven", "read"), 30.0)
+    assert "very-secret" not in repr(settings.oadr)
+    for key in ("ESUS_OADR_PROGRAM", "ESUS_OADR_CLIENT_ID", "ESUS_OADR_CLIENT_SECRET"):
+        message = error_for(configured(site_file, tmp_path, **{k: v for k, v in OADR3.items() if k != key}))
+        assert f"ESUS_OADR_VERSION=3.1 is set, so {key} must be set too" in message
+    message = error_for(configured(site_file, tmp_path, **OADR3, ESUS_OADR_VEN_ID="ven-1"))
+    assert "ESUS_OADR_VEN_ID is for OpenADR 2.0b" in message
+
+
+def test_openadr_3_1_keys_without_the_version_are_refused(site_file: Path, tmp_path: Path) -> None:
+    message = error_for(configured(site_file, tmp_path, ESUS_OADR_VTN_URL="https://127.0.0.1/vtn",
+                                   ESUS_OADR_VEN_NAME="tmv23", ESUS_OADR_CLIENT_SECRET="very-secret"))
+    assert "ESUS_OADR_CLIENT_SECRET is for OpenADR 3.1: set ESUS_OADR_VERSION=3.1 too" in message
+    assert "very-secret" not in message
+    message = error_for(configured(site_file, tmp_path, ESUS_OADR_VERSION="3.0"))
+    assert "ESUS_OADR_VERSION" in message and "2.0b" in message and "3.1" in message

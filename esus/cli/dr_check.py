@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import urlsplit
 
+from demand_response.ven3 import Ven3Config, close_client, reach
 from esus.parts.demand import modbus_meter_config
 from esus.settings.config import Settings
 
@@ -15,7 +16,16 @@ DOCTOR_INSTANCE = 4194301   # a device instance of its own while the doctor asks
 async def probe(settings: Settings, timeout_s: float) -> tuple[list[str], list[str]]:
     """(problems, findings), each a short phrase."""
     problems, found = [], []
-    if settings.oadr is not None:
+    if isinstance(settings.oadr, Ven3Config):
+        vtn = settings.oadr
+        try:
+            client, program_id = await asyncio.to_thread(reach, vtn, timeout_s)
+            close_client(client)
+            found.append(f"VTN {vtn.vtn_url} (OpenADR 3.1) granted a token; program {vtn.program!r} is {program_id}")
+        except Exception as exc:  # noqa: BLE001 - whatever failed is the finding, in one line
+            problems.append(f"VTN {vtn.vtn_url} (OpenADR 3.1): {type(exc).__name__}: {exc}: check "
+                            "ESUS_OADR_VTN_URL, _CLIENT_ID, _CLIENT_SECRET and _PROGRAM")
+    elif settings.oadr is not None:
         url = urlsplit(settings.oadr.vtn_url)
         port = url.port or (443 if url.scheme == "https" else 80)
         try:

@@ -17,12 +17,13 @@ from bacpypes3.primitivedata import Enumerated
 
 from bacnet_server.client import BacnetClient, BacnetClientError
 from demand_response.actions import ShedAction, Value
-from demand_response.baseline import History
+from demand_response.baseline import History, period_mean
 from demand_response.delivered import Delivered
 from demand_response.ledger import Ledger
 from demand_response.modbus_meter import ModbusMeter, ModbusMeterConfig
 from demand_response.shedder import Shedder, ShedState, ShedWriteError
 from demand_response.ven import Ven
+from demand_response.ven3 import Ven3, Ven3Config
 from esus.parts.bacnet import BacnetBridge
 from esus.parts.power import PowerInput
 from esus.parts.shed_tracking import ShedTracker
@@ -99,8 +100,11 @@ class DemandService:
         self._read_back_due = clock.monotonic() + READ_BACK_S
         meter = modbus_meter_config(settings)
         self.meter = ModbusMeter(meter, clock.monotonic, clock.sleep) if meter is not None else None
-        self.ven: Ven | None = None
-        if settings.oadr is not None:
+        self.ven: Ven | Ven3 | None = None
+        if isinstance(settings.oadr, Ven3Config):
+            self.ven = Ven3(settings.oadr, self.shedder, self.interval_kw, self.wake,
+                            clock=lambda: self.clock.now().timestamp(), sleep=clock.sleep)
+        elif settings.oadr is not None:
             self.ven = Ven(settings.oadr, self.shedder, self.power_kw, self.wake, sleep=clock.sleep)
         elif self.actions:
             log.warning("shed actions are declared in the site file but ESUS_OADR_VTN_URL is unset: "
@@ -148,6 +152,10 @@ class DemandService:
         if self.meter is not None:
             return self.meter.latest_kw()
         return None if self.power.is_stale() else self.power.last_value
+
+    def interval_kw(self, start_s: float, end_s: float) -> float | None:
+        """The building's mean power over an event interval, for the VTN's reports (None: not measured)."""
+        return period_mean(*self.tracker.history(start_s, end_s), start_s, end_s)
 
     def wake(self) -> None:
         self._wake.set()

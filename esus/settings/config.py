@@ -7,8 +7,10 @@ ESUS_SITE in the environment, esus runs the embedded demo.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import ipaddress
 import os
+import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,13 +23,19 @@ from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from demand_response.ven import VenConfig
+from demand_response.ven3 import Ven3Config
 from esus.settings.errors import SettingsError, first_validation_error
 from esus.settings.site import Site, load_site
 from shades.weather import OPEN_METEO_URL
 
 DEFAULT_BACNET_PORT = 47808
-SECRET_KEYS = frozenset({"ESUS_BMS_PASSWORD", "ESUS_INFLUX_TOKEN", "ESUS_DR_PAGE_PASSWORD_HASH"})
+SECRET_KEYS = frozenset({"ESUS_BMS_PASSWORD", "ESUS_INFLUX_TOKEN", "ESUS_DR_PAGE_PASSWORD_HASH",
+                         "ESUS_OADR_CLIENT_SECRET"})
 DEFAULT_DR_PAGE_PORT = 8080
+#: OpenADR 3.1 only (ESUS_OADR_VERSION=3.1), and 2.0b only
+OADR3_KEYS = ("ESUS_OADR_VERSION", "ESUS_OADR_PROGRAM", "ESUS_OADR_CLIENT_ID", "ESUS_OADR_CLIENT_SECRET",
+              "ESUS_OADR_TOKEN_URL", "ESUS_OADR_SCOPES", "ESUS_OADR_POLL_S")
+OADR2_ONLY_KEYS = ("ESUS_OADR_VEN_ID", "ESUS_OADR_CERT", "ESUS_OADR_KEY", "ESUS_OADR_VTN_FINGERPRINT")
 KNOWN_KEYS = (
     "ESUS_SITE", "ESUS_STATE_DIR", "ESUS_BMS_URL", "ESUS_BMS_USER", "ESUS_BMS_PASSWORD",
     "ESUS_INFLUX_URL", "ESUS_INFLUX_TOKEN", "ESUS_INFLUX_ORG", "ESUS_INFLUX_BUCKET",
@@ -35,11 +43,12 @@ KNOWN_KEYS = (
     "ESUS_WEATHER_URL",
     "ESUS_OADR_VTN_URL", "ESUS_OADR_VEN_NAME", "ESUS_OADR_VEN_ID", "ESUS_OADR_CERT", "ESUS_OADR_KEY",
     "ESUS_OADR_CA_FILE", "ESUS_OADR_VTN_FINGERPRINT", "ESUS_DR_PAGE_ADDRESS", "ESUS_DR_PAGE_USER",
-    "ESUS_DR_PAGE_PASSWORD_HASH",
+    "ESUS_DR_PAGE_PASSWORD_HASH", *OADR3_KEYS,
 )
 #: Variables that are ours but not settings (they choose the files settings come from).
 META_KEYS = ("ESUS_ENV_FILE", "ESUS_BIND_ADDRESS")  # ESUS_BIND_ADDRESS is for docker-compose.yml
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+PYTHON = sys.version_info[:2]
 
 
 def example_site_path() -> Path:
@@ -129,6 +138,13 @@ class EnvSettings(BaseModel):
     ESUS_OADR_KEY: Path | None = None
     ESUS_OADR_CA_FILE: Path | None = None
     ESUS_OADR_VTN_FINGERPRINT: str | None = None
+    ESUS_OADR_VERSION: Literal["2.0b", "3.1"] = "2.0b"
+    ESUS_OADR_PROGRAM: str | None = Field(default=None, min_length=1, max_length=128)
+    ESUS_OADR_CLIENT_ID: str | None = Field(default=None, min_length=1, max_length=128)
+    ESUS_OADR_CLIENT_SECRET: SecretStr | None = None
+    ESUS_OADR_TOKEN_URL: str | None = None
+    ESUS_OADR_SCOPES: str | None = None
+    ESUS_OADR_POLL_S: float = Field(default=30.0, ge=1, le=3600)
     ESUS_DR_PAGE_ADDRESS: str | None = None
     ESUS_DR_PAGE_USER: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._@-]{1,64}$")
     ESUS_DR_PAGE_PASSWORD_HASH: SecretStr | None = None
@@ -153,7 +169,7 @@ class EnvSettings(BaseModel):
             check_format(value.get_secret_value())
         return value
 
-    @field_validator("ESUS_BMS_URL", "ESUS_INFLUX_URL", "ESUS_OADR_VTN_URL", mode="before")
+    @field_validator("ESUS_BMS_URL", "ESUS_INFLUX_URL", "ESUS_OADR_VTN_URL", "ESUS_OADR_TOKEN_URL", mode="before")
     @classmethod
     def _urls(cls, value: str | None) -> str | None:
         return _http_url(value)
@@ -213,6 +229,31 @@ class EnvSettings(BaseModel):
                 raise ValueError(f"{key} = '{path}': no such file (a PEM file from the VTN operator)")
         return self
 
+    @model_validator(mode="after")
+    def _openadr_version(self) -> EnvSettings:
+        """Each OpenADR version's own keys, and 3.1 only where its client runs."""
+        if self.ESUS_OADR_VERSION == "2.0b":
+            stray = [k for k in OADR3_KEYS[1:] if getattr(self, k) and k in self.model_fields_set]
+            if stray:
+                raise ValueError(f"{stray[0]} is for OpenADR 3.1: set ESUS_OADR_VERSION=3.1 too, or remove it")
+            return self
+        stray = [k for k in OADR2_ONLY_KEYS if getattr(self, k)]
+        if stray:
+            raise ValueError(f"{stray[0]} is for OpenADR 2.0b; a 3.1 VEN signs in with ESUS_OADR_CLIENT_ID and "
+                             "ESUS_OADR_CLIENT_SECRET")
+        if PYTHON < (3, 12):
+            raise ValueError(f"ESUS_OADR_VERSION=3.1 needs Python 3.12 or later (openadr3-client); this is Python "
+                             f"{PYTHON[0]}.{PYTHON[1]}: use 2.0b, or Raspberry Pi OS trixie")
+        if importlib.util.find_spec("openadr3_client") is None:
+            raise ValueError("ESUS_OADR_VERSION=3.1 needs openadr3-client: pip install 'esus[oadr3]'")
+        needed = ["ESUS_OADR_VTN_URL", "ESUS_OADR_VEN_NAME", "ESUS_OADR_PROGRAM", "ESUS_OADR_CLIENT_ID",
+                  "ESUS_OADR_CLIENT_SECRET"]
+        missing = [k for k in needed if not getattr(self, k)]
+        if missing:
+            raise ValueError(f"ESUS_OADR_VERSION=3.1 is set, so {', '.join(missing)} must be set too (from the "
+                             "VTN operator)")
+        return self
+
 
 @dataclass(frozen=True)
 class BmsAccess:
@@ -250,7 +291,7 @@ class Settings:
     log_level: str
     env_file: Path | None
     weather_url: str | None = None    # None: clear sky only
-    oadr: VenConfig | None = None     # None: no demand response VEN
+    oadr: VenConfig | Ven3Config | None = None     # None: no demand response VEN
     dr_page: OperatorPageAccess | None = None  # None: no operator page
     bbmd: str | None = None           # "ip:port": register with the building's BBMD as a foreign device
     bbmd_ttl_s: int = 900
@@ -325,10 +366,7 @@ def load_settings(environ: Mapping[str, str] | None = None, *, demo: bool | None
     influx = (InfluxAccess(env.ESUS_INFLUX_URL, env.ESUS_INFLUX_TOKEN, env.ESUS_INFLUX_ORG or "",
                            env.ESUS_INFLUX_BUCKET or "")
               if env.ESUS_INFLUX_URL and env.ESUS_INFLUX_TOKEN else None)
-    oadr = (VenConfig(vtn_url=env.ESUS_OADR_VTN_URL, ven_name=env.ESUS_OADR_VEN_NAME or "",
-                      ven_id=env.ESUS_OADR_VEN_ID, cert=env.ESUS_OADR_CERT, key=env.ESUS_OADR_KEY,
-                      ca_file=env.ESUS_OADR_CA_FILE, vtn_fingerprint=env.ESUS_OADR_VTN_FINGERPRINT)
-            if env.ESUS_OADR_VTN_URL else None)
+    oadr = _ven_config(env)
     dr_page = None
     if env.ESUS_DR_PAGE_USER and env.ESUS_DR_PAGE_PASSWORD_HASH:
         address = env.ESUS_DR_PAGE_ADDRESS or f"{env.ESUS_BACNET_ADDRESS.ip}:{DEFAULT_DR_PAGE_PORT}"
@@ -339,6 +377,20 @@ def load_settings(environ: Mapping[str, str] | None = None, *, demo: bool | None
                     bbmd=env.ESUS_BACNET_BBMD, bbmd_ttl_s=env.ESUS_BACNET_BBMD_TTL,
                     log_level=env.ESUS_LOG_LEVEL, env_file=used_env_file,
                     weather_url=_weather_source(env.ESUS_WEATHER_URL, demo), oadr=oadr, dr_page=dr_page)
+
+
+def _ven_config(env: EnvSettings) -> VenConfig | Ven3Config | None:
+    if not env.ESUS_OADR_VTN_URL:
+        return None
+    if env.ESUS_OADR_VERSION == "3.1" and env.ESUS_OADR_CLIENT_SECRET is not None:
+        return Ven3Config(vtn_url=env.ESUS_OADR_VTN_URL, ven_name=env.ESUS_OADR_VEN_NAME or "",
+                          program=env.ESUS_OADR_PROGRAM or "", client_id=env.ESUS_OADR_CLIENT_ID or "",
+                          client_secret=env.ESUS_OADR_CLIENT_SECRET.get_secret_value(),
+                          token_url=env.ESUS_OADR_TOKEN_URL, scopes=tuple((env.ESUS_OADR_SCOPES or "").split()),
+                          ca_file=env.ESUS_OADR_CA_FILE, poll_s=env.ESUS_OADR_POLL_S)
+    return VenConfig(vtn_url=env.ESUS_OADR_VTN_URL, ven_name=env.ESUS_OADR_VEN_NAME or "",
+                     ven_id=env.ESUS_OADR_VEN_ID, cert=env.ESUS_OADR_CERT, key=env.ESUS_OADR_KEY,
+                     ca_file=env.ESUS_OADR_CA_FILE, vtn_fingerprint=env.ESUS_OADR_VTN_FINGERPRINT)
 
 
 def _weather_source(value: str | None, demo: bool) -> str | None:

@@ -1,0 +1,317 @@
+"""The OpenADR 3.1 VEN (openadr3-client, Python 3.12 and later): REST and JSON with OAuth2 client
+credentials. It finds its program by name, registers itself, polls the program's events at the
+configured interval, hands their SIMPLE levels to the same shedder as the 2.0b VEN (a PRICE payload
+is ignored, as 2.0b does), cancels what the VTN no longer lists, and reports the building's power
+for each event interval the event asks a report of. A VTN that cannot be reached is said once,
+retried with backoff, and said once when it answers again; events already received keep their times.
+
+Reports follow an event's report descriptors: DEMAND and READING are the interval's mean power (kW),
+USAGE its energy (kWh); a descriptor's `frequency` of n > 0 sends one report per n ended intervals,
+-1 (the specification's default) one report of every interval when the event ends. What a VEN
+reported before a restart is read back from the VTN, so nothing is sent twice."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from demand_response.ledger import Event
+from demand_response.shedder import Shedder
+
+if TYPE_CHECKING:
+    from openadr3_client.oadr310.models.event.event import ExistingEvent
+
+log = logging.getLogger(__name__)
+
+RETRY_S = (5.0, 15.0, 60.0, 300.0)
+TIMEOUT_S = 20.0   # for each request to the VTN and its token endpoint
+RESOURCE_NAME = "building"
+#: report payload types esus can give, and how an interval's mean kW becomes the reported value
+REPORTED = {"DEMAND": lambda kw, hours: kw, "READING": lambda kw, hours: kw, "USAGE": lambda kw, hours: kw * hours}
+NEEDS = "OpenADR 3.1 needs openadr3-client, which needs Python 3.12 or later"
+
+
+@dataclass(frozen=True)
+class Ven3Config:
+    vtn_url: str                      # the VTN's base URL, e.g. https://vtn.example.com/openadr3/3.1.0
+    ven_name: str
+    program: str                      # the program's name at the VTN
+    client_id: str
+    client_secret: str = field(repr=False)
+    token_url: str | None = None      # None: discovered from the VTN (GET /auth/server)
+    scopes: tuple[str, ...] = ()
+    ca_file: Path | None = None       # the CA that signed the VTN's certificate
+    poll_s: float = 30.0
+
+
+def event_intervals(event: ExistingEvent) -> list[Event]:
+    """An event's intervals that carry a SIMPLE level, as shedder events numbered by the event's
+    interval ids ([] without any). An interval's own period wins over the event's; without one it
+    follows the interval before. Raises ValueError for an interval that has no time at all."""
+    period = event.interval_period
+    start = period.start if period is not None else None
+    out = []
+    for interval in sorted(event.intervals or (), key=lambda i: i.id):
+        own = interval.interval_period or period
+        if own is None or (interval.interval_period is None and start is None):
+            raise ValueError(f"event {event.id}: interval {interval.id} has no time (no interval period)")
+        begins = interval.interval_period.start if interval.interval_period is not None else start
+        assert begins is not None
+        ends = begins + own.duration
+        start = ends
+        level = next((p.values[0] for p in interval.payloads if str(p.type) == "SIMPLE"), None)
+        if level is None or own.duration <= timedelta(0):
+            continue
+        out.append(Event(event.id, max(0, min(round(float(level)), 3)), begins.timestamp(), ends.timestamp(),
+                         False, interval.id))
+    return out
+
+
+def report_groups(intervals: list[Event], frequency: int) -> list[list[Event]]:
+    """The event's intervals in the groups that are reported together (see the module's docstring)."""
+    if frequency > 0:
+        return [intervals[i:i + frequency] for i in range(0, len(intervals), frequency)]
+    return [intervals] if intervals else []
+
+
+def reach(config: Ven3Config, timeout_s: float = TIMEOUT_S) -> tuple[Any, str]:
+    """A 3.1 client signed in to the VTN, and the id of the configured program (also what `esus
+    doctor` asks). Every request of it times out; raises with what failed."""
+    from openadr3_client.ven.http_factory import VirtualEndNodeHttpClientFactory
+    from openadr3_client.version import OADRVersion
+
+    verify: bool | str = str(config.ca_file) if config.ca_file else True
+    token_url = config.token_url or discovered_token_url(config.vtn_url, verify, timeout_s)
+    client = VirtualEndNodeHttpClientFactory.create_http_ven_client(
+        vtn_base_url=config.vtn_url, client_id=config.client_id, client_secret=config.client_secret,
+        token_url=token_url, scopes=list(config.scopes) or None,
+        verify_vtn_tls_certificate=config.ca_file if config.ca_file else True, version=OADRVersion.OADR_310)
+    # the VTN's own token endpoint is verified against its CA too; another one against the system's
+    token_verify = verify if urlsplit(token_url).hostname == urlsplit(config.vtn_url).hostname else True
+    for interface in (client.events, client.programs, client.reports, client.vens):
+        bounded(interface.session, timeout_s, verify)
+        manager = getattr(interface.session.auth, "_token_manager", None)   # one token session per interface
+        if manager is not None:
+            bounded(manager.oauth, timeout_s, token_verify)
+    try:
+        programs = [p for p in client.programs.get_programs(target=None, pagination=None)
+                    if p.program_name == config.program]
+        if not programs:
+            raise LookupError(f"the VTN has no program named {config.program!r} (ESUS_OADR_PROGRAM)")
+    except BaseException:
+        close_client(client)
+        raise
+    return client, programs[0].id
+
+
+def close_client(client: Any) -> None:
+    """Its connections closed: the VTN's and the token endpoint's."""
+    for interface in (client.events, client.programs, client.reports, client.vens):
+        manager = getattr(interface.session.auth, "_token_manager", None)
+        if manager is not None:
+            manager.oauth.close()
+        interface.session.close()
+
+
+def discovered_token_url(vtn_url: str, verify: bool | str, timeout_s: float) -> str:
+    """Where the VTN says tokens come from (OpenADR 3.1 discovery, GET /auth/server)."""
+    import requests
+
+    answer = requests.get(f"{vtn_url.rstrip('/')}/auth/server", verify=verify, timeout=timeout_s)
+    answer.raise_for_status()
+    token_url = answer.json().get("tokenURL")
+    if not isinstance(token_url, str) or not token_url:
+        raise ValueError("the VTN's /auth/server names no tokenURL: set ESUS_OADR_TOKEN_URL")
+    return token_url
+
+
+def bounded(session: Any, timeout_s: float, verify: bool | str) -> None:
+    """Every request of a requests session with a timeout (the client sets none: a VTN that accepts
+    and never answers would hold the VEN forever), and verified against `verify` (a session's own
+    `verify` loses to REQUESTS_CA_BUNDLE in the environment)."""
+    request = session.request
+
+    def limited(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = timeout_s
+        if kwargs.get("verify") in (None, True):
+            kwargs["verify"] = verify
+        return request(*args, **kwargs)
+    session.request = limited
+
+
+class Ven3:
+    def __init__(self, config: Ven3Config, shedder: Shedder, interval_kw: Callable[[float, float], float | None],
+                 changed: Callable[[], None], clock: Callable[[], float],
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        """`interval_kw(start_s, end_s)`: the building's mean power then (None: not measured)."""
+        self.config, self.shedder, self.interval_kw, self.changed = config, shedder, interval_kw, changed
+        self.clock, self.sleep = clock, sleep
+        self.client: Any = None
+        self.program_id: str | None = None
+        self.registered = False
+        self.last_error: str | None = None
+        self._put: dict[str, list[Event]] = {}            # what the shedder was last given, per event
+        self._reported: set[tuple[str, str, int]] = set()  # (event, payload type, first interval) sent
+        self._checked: set[str] = set()                     # events whose earlier reports were read back
+        self._said: set[str] = set()                        # events said to be ignored
+
+    async def run(self) -> None:
+        try:
+            await self._poll_until_cancelled()
+        finally:
+            self._drop_client()
+
+    async def _poll_until_cancelled(self) -> None:
+        failures = 0
+        while True:
+            try:
+                if self.client is None:
+                    await asyncio.to_thread(self._connect)
+                events = await asyncio.to_thread(self._events)
+                self._apply(events)
+                await asyncio.to_thread(self._report, events)
+            except Exception as exc:  # noqa: BLE001 - any VTN failure is this part's: said once, retried
+                self._failed(exc)
+                failures += 1
+                await self.sleep(RETRY_S[min(failures - 1, len(RETRY_S) - 1)])
+                continue
+            if self.last_error is not None:
+                log.info("demand response: the VTN %s answers again", self.config.vtn_url)
+            self.registered, self.last_error, failures = True, None, 0
+            await self.sleep(self.config.poll_s)
+
+    async def close(self) -> None:
+        self._drop_client()
+
+    def _drop_client(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            close_client(client)
+
+    def _failed(self, exc: Exception) -> None:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if status in (401, 403):
+            self._drop_client()     # a new token, and the program and registration looked up again
+        message = f"the VTN {self.config.vtn_url} failed: {type(exc).__name__}: {exc}"
+        if message != self.last_error:
+            log.warning("demand response: %s; retrying (events already received keep their times)", message)
+        self.registered, self.last_error = False, message
+
+    # -- in a worker thread: the client's HTTP calls block -------------------------------------
+
+    def _connect(self) -> None:
+        """A client with a token, the program's id, and this VEN registered."""
+        client, self.program_id = reach(self.config)
+        c = self.config
+        try:
+            if not client.vens.get_vens(ven_name=c.ven_name, target=None, pagination=None):
+                from openadr3_client.oadr310.models.ven.ven import NewVenVenRequest
+
+                client.vens.create_ven(NewVenVenRequest(ven_name=c.ven_name))
+                log.info("demand response: registered with the VTN %s as VEN %r", c.vtn_url, c.ven_name)
+            else:
+                log.info("demand response: the VTN %s knows VEN %r; polling program %r every %.0f s", c.vtn_url,
+                         c.ven_name, c.program, c.poll_s)
+        except BaseException:
+            close_client(client)
+            raise
+        self.client = client
+
+    def _events(self) -> list[ExistingEvent]:
+        return list(self.client.events.get_events(target=None, pagination=None, program_id=self.program_id))
+
+    def _report(self, events: Iterable[ExistingEvent]) -> None:
+        now = self.clock()
+        for event in events:
+            intervals = self._put.get(event.id) or []
+            for descriptor in event.report_descriptors or ():
+                kind = str(descriptor.payload_type)
+                if kind not in REPORTED:
+                    self._say(f"{event.id}:{kind}", "demand response: event %s asks for %s reports, which esus "
+                              "cannot give (it reports DEMAND, READING and USAGE)", event.id, kind)
+                    continue
+                due = [g for g in report_groups(intervals, descriptor.frequency)
+                       if g[-1].end_s <= now and (event.id, kind, g[0].interval) not in self._reported]
+                if due and event.id not in self._checked:
+                    self._read_back(event.id)
+                    due = [g for g in due if (event.id, kind, g[0].interval) not in self._reported]
+                for group in due:
+                    self._send(event.id, kind, group)
+                    self._reported.add((event.id, kind, group[0].interval))
+
+    def _read_back(self, event_id: str) -> None:
+        """What this VEN reported on the event before (a restart), so it is not sent again."""
+        for report in self.client.reports.get_reports(pagination=None, program_id=None, event_id=event_id,
+                                                      client_name=self.config.ven_name):
+            for resource in report.resources:
+                for interval in resource.intervals:
+                    for payload in interval.payloads:
+                        self._reported.add((event_id, str(payload.type), interval.id))
+        self._checked.add(event_id)
+
+    def _send(self, event_id: str, kind: str, group: list[Event]) -> None:
+        from openadr3_client.oadr310.models.report.report import NewReport
+
+        intervals = []
+        for e in group:
+            kw = self.interval_kw(e.start_s, e.end_s)
+            if kw is None:
+                continue
+            hours = (e.end_s - e.start_s) / 3600
+            intervals.append({"id": e.interval, "intervalPeriod": {
+                "start": datetime.fromtimestamp(e.start_s, UTC), "duration": timedelta(seconds=e.end_s - e.start_s)},
+                "payloads": [{"type": kind, "values": [round(REPORTED[kind](kw, hours), 3)]}]})
+        if not intervals:
+            log.warning("demand response: no power was measured in event %s's intervals %d to %d, so no %s report",
+                        event_id, group[0].interval, group[-1].interval, kind)
+            return
+        report = NewReport.model_validate({"eventID": event_id, "clientName": self.config.ven_name,
+                                           "reportName": f"{kind.lower()} of {RESOURCE_NAME}",
+                                           "resources": [{"resourceName": RESOURCE_NAME, "intervals": intervals}]})
+        self.client.reports.create_report(report)
+        log.info("demand response: reported %s of event %s, intervals %d to %d", kind, event_id, group[0].interval,
+                 group[-1].interval)
+
+    # -- on the loop: the shedder's ledger ------------------------------------------------------
+
+    def _apply(self, events: list[ExistingEvent]) -> None:
+        """Events new or changed go to the shedder; those the VTN stopped listing are cancelled."""
+        listed = set()
+        for event in events:
+            try:
+                intervals = event_intervals(event)
+            except ValueError as exc:   # one event the VEN cannot place in time stops no other
+                self._say(event.id, "demand response: %s; ignored", exc)
+                continue
+            if not intervals:
+                self._say(event.id, "demand response: event %s has no SIMPLE payload, which is all esus acts on; "
+                          "ignored", event.id)
+                continue
+            listed.add(event.id)
+            if self._put.get(event.id) != intervals:
+                self.shedder.put_event(*intervals)
+                self._put[event.id] = intervals
+                log.info("demand response: event %s, level %s from %s for %s", event.id,
+                         "/".join(str(i.level) for i in intervals),
+                         datetime.fromtimestamp(intervals[0].start_s, UTC).isoformat(),
+                         timedelta(seconds=round(intervals[-1].end_s - intervals[0].start_s)))
+                self.changed()
+        now = self.clock()
+        for event_id in {e.event_id for e in self.shedder.ledger.events() if not e.cancelled and e.end_s > now}:
+            if event_id not in listed:
+                self.shedder.cancel_event(event_id)
+                self._put.pop(event_id, None)
+                log.info("demand response: event %s is no longer listed by the VTN: cancelled", event_id)
+                self.changed()
+
+    def _say(self, key: str, message: str, *args: object) -> None:
+        if key not in self._said:
+            self._said.add(key)
+            log.warning(message, *args)

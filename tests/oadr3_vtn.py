@@ -1,0 +1,170 @@
+"""A small OpenADR 3.1.0 VTN on loopback, over HTTPS, for the 3.1 VEN's tests (no VTN is in the
+package registries). Every body it sends is built, and every body it takes is checked, with
+openadr3-client's own 3.1.0 schema models, so a field the specification does not allow fails here.
+
+What of the specification it serves: discovery (`GET /auth/server`), OAuth2 client credentials
+(`POST /auth/token`, Basic or form credentials, bearer tokens that expire), `GET /programs`,
+`GET /vens?venName=` and `POST /vens` (a VEN registers itself), `GET /events?programID=`,
+`GET /reports?eventID=&clientName=` and `POST /reports`. Not served: subscriptions and notifiers
+(webhooks, MQTT), resources, pagination beyond one page, writes by a business logic client."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import secrets
+import ssl
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from aiohttp import web
+from openadr3_client.oadr310.models.event.event import ExistingEvent
+from openadr3_client.oadr310.models.program.program import ExistingProgram
+from openadr3_client.oadr310.models.report.report import ExistingReport, NewReport
+from openadr3_client.oadr310.models.ven.ven import ExistingVen, NewVenVenRequest
+
+from tests.tls_certs import Certs
+from tests.tsdb import free_tcp_port
+
+CLIENT_ID, CLIENT_SECRET = "esus-ven", "s3cret-for-tests"
+PROGRAM_NAME = "grid-peak"
+
+
+def simple_event(event_id: str, program_id: str, start: datetime, levels: list[int], minutes: int = 15,
+                 report: str | None = "DEMAND", frequency: int = 1) -> ExistingEvent:
+    """An event of consecutive `minutes`-long intervals, one SIMPLE level each (and a PRICE payload,
+    which a VEN that sheds by level ignores); `report` asks for that report of each interval."""
+    now = datetime.now(UTC)
+    return ExistingEvent.model_validate({
+        "id": event_id, "programID": program_id, "eventName": f"peak {event_id}",
+        "createdDateTime": now, "modificationDateTime": now,
+        "payloadDescriptors": [{"payloadType": "SIMPLE"}, {"payloadType": "PRICE", "currency": "EUR"}],
+        "reportDescriptors": ([{"payloadType": report, "frequency": frequency, "repeat": -1}] if report else None),
+        "intervalPeriod": {"start": start, "duration": timedelta(minutes=minutes)},
+        "intervals": [{"id": i, "payloads": [{"type": "SIMPLE", "values": [level]},
+                                             {"type": "PRICE", "values": [0.4 + level / 10]}]}
+                      for i, level in enumerate(levels)]})
+
+
+@dataclass
+class Vtn3:
+    certs: Certs
+    port: int = field(default_factory=free_tcp_port)
+    token_lifetime_s: int = 3600
+    programs: dict[str, ExistingProgram] = field(default_factory=dict)
+    events: dict[str, ExistingEvent] = field(default_factory=dict)
+    vens: dict[str, ExistingVen] = field(default_factory=dict)
+    reports: list[NewReport] = field(default_factory=list)
+    tokens: dict[str, datetime] = field(default_factory=dict)
+    requests: list[str] = field(default_factory=list)    # "METHOD /path" as they came
+    failing: int = 0                                       # answer this many requests with 503
+
+    def __post_init__(self) -> None:
+        now = datetime.now(UTC)
+        program = ExistingProgram.model_validate({"id": "p1", "programName": PROGRAM_NAME, "createdDateTime": now,
+                                                  "modificationDateTime": now})
+        self.programs[program.id] = program
+        self._ids = itertools.count(1)
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    async def start(self) -> Vtn3:
+        app = web.Application(middlewares=[self._gate])
+        app.add_routes([web.get("/auth/server", self._discovery), web.post("/auth/token", self._token),
+                        web.get("/programs", self._programs), web.get("/vens", self._get_vens),
+                        web.post("/vens", self._post_ven), web.get("/events", self._events),
+                        web.get("/reports", self._get_reports), web.post("/reports", self._post_report)])
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.certs.server_cert, self.certs.server_key)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=context).start()
+        return self
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+
+    def put_event(self, event: ExistingEvent) -> None:
+        self.events[event.id] = event
+
+    def delete_event(self, event_id: str) -> None:
+        del self.events[event_id]
+
+    @web.middleware
+    async def _gate(self, request: web.Request, handler) -> web.StreamResponse:  # type: ignore[no-untyped-def]
+        self.requests.append(f"{request.method} {request.path}")
+        if self.failing > 0:
+            self.failing -= 1
+            return problem(503, "the VTN is being restarted")
+        if not request.path.startswith("/auth/"):
+            token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            if self.tokens.get(token, datetime.min.replace(tzinfo=UTC)) < datetime.now(UTC):
+                return problem(401, "no valid bearer token")
+        return await handler(request)
+
+    async def _discovery(self, request: web.Request) -> web.Response:
+        return web.json_response({"tokenURL": f"{self.url}/auth/token"})
+
+    async def _token(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        client_id, secret = form.get("client_id"), form.get("client_secret")
+        basic = request.headers.get("Authorization", "")
+        if basic.startswith("Basic "):
+            client_id, _, secret = base64.b64decode(basic[6:]).decode().partition(":")
+        if form.get("grant_type") != "client_credentials" or (client_id, secret) != (CLIENT_ID, CLIENT_SECRET):
+            return web.json_response({"error": "invalid_client"}, status=401)
+        token = secrets.token_urlsafe(16)
+        self.tokens[token] = datetime.now(UTC) + timedelta(seconds=self.token_lifetime_s)
+        return web.json_response({"access_token": token, "token_type": "Bearer", "expires_in": self.token_lifetime_s})
+
+    async def _programs(self, request: web.Request) -> web.Response:
+        return dumped(list(self.programs.values()))
+
+    async def _get_vens(self, request: web.Request) -> web.Response:
+        name = request.query.get("venName")
+        return dumped([v for v in self.vens.values() if name in (None, v.ven_name)])
+
+    async def _post_ven(self, request: web.Request) -> web.Response:
+        new = NewVenVenRequest.model_validate(await request.json())
+        if any(v.ven_name == new.ven_name for v in self.vens.values()):
+            return problem(409, f"a VEN named {new.ven_name} exists")
+        now = datetime.now(UTC)
+        ven = ExistingVen.model_validate({**new.model_dump(by_alias=True, mode="json"), "id": f"v{next(self._ids)}",
+                                          "clientID": CLIENT_ID, "createdDateTime": now, "modificationDateTime": now})
+        self.vens[ven.id] = ven
+        return dumped(ven, status=201)
+
+    async def _events(self, request: web.Request) -> web.Response:
+        program = request.query.get("programID")
+        return dumped([e for e in self.events.values() if program in (None, e.program_id)])
+
+    async def _get_reports(self, request: web.Request) -> web.Response:
+        event, client = request.query.get("eventID"), request.query.get("clientName")
+        now = datetime.now(UTC)
+        return dumped([ExistingReport.model_validate({**r.model_dump(by_alias=True, mode="json"), "id": f"r{n}",
+                                                      "clientID": CLIENT_ID, "createdDateTime": now,
+                                                      "modificationDateTime": now})
+                       for n, r in enumerate(self.reports) if event in (None, r.event_id)
+                       and client in (None, r.client_name)])
+
+    async def _post_report(self, request: web.Request) -> web.Response:
+        report = NewReport.model_validate(await request.json())
+        self.reports.append(report)
+        now = datetime.now(UTC)
+        return dumped(ExistingReport.model_validate({**report.model_dump(by_alias=True, mode="json"),
+                                                     "id": f"r{len(self.reports)}", "clientID": CLIENT_ID,
+                                                     "createdDateTime": now, "modificationDateTime": now}), status=201)
+
+
+def dumped(body: object, status: int = 200) -> web.Response:
+    if isinstance(body, list):
+        return web.json_response([b.model_dump(by_alias=True, mode="json") for b in body], status=status)
+    return web.json_response(body.model_dump(by_alias=True, mode="json"), status=status)  # type: ignore[attr-defined]
+
+
+def problem(status: int, detail: str) -> web.Response:
+    """The specification's error body (RFC 7807 problem)."""
+    return web.json_response({"type": "about:blank", "title": web.HTTPException.__name__, "status": status,
+                              "detail": detail}, status=status)
