@@ -1,8 +1,9 @@
 """The OpenADR 3.1 VEN (openadr3-client, Python 3.12 and later): REST and JSON with OAuth2 client
 credentials. It finds its program by name, registers itself, polls the program's events at the
-configured interval, hands their SIMPLE levels to the same shedder as the 2.0b VEN (a PRICE payload
-is ignored, as 2.0b does), cancels what the VTN no longer lists, and reports the building's power
-for each event interval the event asks a report of. A VTN that cannot be reached is said once,
+configured interval (at once when the VTN's MQTT notifier says an event of the program changed),
+hands their SIMPLE levels to the same shedder as the 2.0b VEN (a PRICE payload is ignored, as 2.0b
+does), cancels what the VTN no longer lists, and reports the building's power for each event
+interval the event asks a report of. A VTN that cannot be reached is said once,
 retried with backoff, and said once when it answers again; events already received keep their times.
 
 Reports follow an event's report descriptors: DEMAND and READING are the interval's mean power (kW),
@@ -94,7 +95,7 @@ def reach(config: Ven3Config, timeout_s: float = TIMEOUT_S) -> tuple[Any, str]:
         verify_vtn_tls_certificate=config.ca_file if config.ca_file else True, version=OADRVersion.OADR_310)
     # the VTN's own token endpoint is verified against its CA too; another one against the system's
     token_verify = verify if urlsplit(token_url).hostname == urlsplit(config.vtn_url).hostname else True
-    for interface in (client.events, client.programs, client.reports, client.vens):
+    for interface in (client.events, client.programs, client.reports, client.vens, client.notifiers):
         bounded(interface.session, timeout_s, verify)
         manager = getattr(interface.session.auth, "_token_manager", None)   # one token session per interface
         if manager is not None:
@@ -112,11 +113,34 @@ def reach(config: Ven3Config, timeout_s: float = TIMEOUT_S) -> tuple[Any, str]:
 
 def close_client(client: Any) -> None:
     """Its connections closed: the VTN's and the token endpoint's."""
-    for interface in (client.events, client.programs, client.reports, client.vens):
+    for interface in (client.events, client.programs, client.reports, client.vens, client.notifiers):
         manager = getattr(interface.session.auth, "_token_manager", None)
         if manager is not None:
             manager.oauth.close()
         interface.session.close()
+
+
+def mqtt_binding(client: Any) -> Any:
+    """The VTN's MQTT notifier (None: it offers none), its authentication kept as the VTN describes
+    it (the client's own model keeps only the base class, which would connect without any)."""
+    from openadr3_client.oadr310.models.notifiers.mqtt import mqtt
+
+    answer = client.notifiers.session.get(f"{client.notifiers.base_url}/notifiers")
+    if answer.status_code == 404:
+        return None
+    answer.raise_for_status()
+    binding = answer.json().get("MQTT")
+    if not binding:
+        return None
+    kinds = {"ANONYMOUS": mqtt.MqttNotifierAuthenticationAnonymous,
+             "OAUTH2_BEARER_TOKEN": mqtt.MqttNotifierAuthenticationOAuth2BearerToken,
+             "CERTIFICATE": mqtt.MqttNotifierAuthenticationCertificate}
+    auth = binding.get("authentication") or {"method": "ANONYMOUS"}
+    kind = kinds.get(str(auth.get("method")))
+    if kind is None:
+        raise ValueError(f"the VTN's MQTT notifier asks for {auth.get('method')} authentication, which esus "
+                         "does not know")
+    return mqtt.MqttNotifierBindingObject.model_validate({**binding, "authentication": kind.model_validate(auth)})
 
 
 def discovered_token_url(vtn_url: str, verify: bool | str, timeout_s: float) -> str:
@@ -161,8 +185,12 @@ class Ven3:
         self._reported: set[tuple[str, str, int]] = set()  # (event, payload type, first interval) sent
         self._checked: set[str] = set()                     # events whose earlier reports were read back
         self._said: set[str] = set()                        # events said to be ignored
+        self.notifier: Any = None                           # the MQTT client, while the VTN has a notifier
+        self.notified: bool | None = None                   # whether its broker is connected (None: not yet)
+        self._wake: asyncio.Event | None = None
 
     async def run(self) -> None:
+        self._wake = asyncio.Event()
         try:
             await self._poll_until_cancelled()
         finally:
@@ -174,6 +202,7 @@ class Ven3:
             try:
                 if self.client is None:
                     await asyncio.to_thread(self._connect)
+                    await asyncio.to_thread(self._listen, asyncio.get_running_loop())
                 events = await asyncio.to_thread(self._events)
                 self._apply(events)
                 await asyncio.to_thread(self._report, events)
@@ -185,13 +214,28 @@ class Ven3:
             if self.last_error is not None:
                 log.info("demand response: the VTN %s answers again", self.config.vtn_url)
             self.registered, self.last_error, failures = True, None, 0
-            await self.sleep(self.config.poll_s)
+            await self._pause(self.config.poll_s)
+
+    async def _pause(self, seconds: float) -> None:
+        """Until the next poll, or a notification that the program's events changed."""
+        assert self._wake is not None
+        waits = [asyncio.ensure_future(self.sleep(seconds)), asyncio.ensure_future(self._wake.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+        self._wake.clear()
 
     async def close(self) -> None:
         self._drop_client()
 
     def _drop_client(self) -> None:
         client, self.client = self.client, None
+        notifier, self.notifier = self.notifier, None
+        if notifier is not None:
+            notifier.loop_stop()
+            notifier.disconnect()
         if client is not None:
             close_client(client)
 
@@ -223,6 +267,51 @@ class Ven3:
             close_client(client)
             raise
         self.client = client
+
+    def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Subscribe to the VTN's MQTT notifications of the program's events, where it has a notifier:
+        each one wakes the poll. Without one, or when it fails, the VEN polls, and says so once."""
+        try:
+            binding = mqtt_binding(self.client)
+            if binding is None:
+                self._say("notifier", "demand response: the VTN offers no MQTT notifier; polling every %g s",
+                          self.config.poll_s)
+                return
+            topics = self.client.notifiers.get_event_topics_for_program(self.program_id)
+            self.notifier = self._subscribe(binding, topics.topics.all, loop)
+        except Exception as exc:  # noqa: BLE001 - notifications only hasten the poll, which goes on
+            self._say("notifier", "demand response: the VTN's MQTT notifier cannot be used (%s: %s); polling every "
+                      "%g s", type(exc).__name__, exc, self.config.poll_s)
+
+    def _subscribe(self, binding: Any, topic: str, loop: asyncio.AbstractEventLoop) -> Any:
+        from openadr3_client.oadr310._vtn.mqtt.client import MQTTClient
+
+        uri = binding.uris[0]
+        manager = getattr(self.client.events.session.auth, "_token_manager", None)
+        client = MQTTClient(binding, manager)
+        if uri.scheme in ("mqtts", "ssl"):
+            client.tls_set(ca_certs=str(self.config.ca_file) if self.config.ca_file else None)
+
+        def connected(c: Any, userdata: Any, flags: Any, reason: Any, properties: Any = None) -> None:
+            if getattr(reason, "is_failure", False):
+                failed(c, userdata, f"refused: {reason}")
+                return
+            c.subscribe(topic, qos=1)
+            self.notified = True
+            log.info("demand response: notified by the VTN's MQTT broker %s:%s of the program's events",
+                     uri.host, uri.port)
+
+        def failed(c: Any, userdata: Any, why: str = "cannot be reached") -> None:
+            if self.notified is not False:   # once per outage; paho retries on its own
+                log.warning("demand response: the VTN's MQTT broker %s:%s %s; polling every %g s meanwhile",
+                            uri.host, uri.port, why, self.config.poll_s)
+            self.notified = False
+
+        client.on_connect, client.on_connect_fail = connected, failed
+        client.on_message = lambda *_: loop.call_soon_threadsafe(self._wake.set) if self._wake else None
+        client.connect_async(uri.host, uri.port or (8883 if uri.scheme in ("mqtts", "ssl") else 1883))
+        client.loop_start()
+        return client
 
     def _events(self) -> list[ExistingEvent]:
         return list(self.client.events.get_events(target=None, pagination=None, program_id=self.program_id))

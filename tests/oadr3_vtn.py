@@ -5,17 +5,22 @@ openadr3-client's own 3.1.0 schema models, so a field the specification does not
 What of the specification it serves: discovery (`GET /auth/server`), OAuth2 client credentials
 (`POST /auth/token`, Basic or form credentials, bearer tokens that expire), `GET /programs`,
 `GET /vens?venName=` and `POST /vens` (a VEN registers itself), `GET /events?programID=`,
-`GET /reports?eventID=&clientName=` and `POST /reports`. Not served: subscriptions and notifiers
-(webhooks, MQTT), resources, pagination beyond one page, writes by a business logic client."""
+`GET /reports?eventID=&clientName=` and `POST /reports`; with a broker, the MQTT notifier
+(`GET /notifiers`, `GET /notifiers/mqtt/topics/programs/{programID}/events`, anonymous) and a
+notification published on each event created, updated or deleted. Not served: webhook
+subscriptions, resources, pagination beyond one page, writes by a business logic client."""
 
 from __future__ import annotations
 
 import base64
 import itertools
+import json
 import secrets
 import ssl
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from openadr3_client.oadr310.models.event.event import ExistingEvent
@@ -58,6 +63,7 @@ class Vtn3:
     tokens: dict[str, datetime] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)    # "METHOD /path" as they came
     failing: int = 0                                       # answer this many requests with 503
+    broker: str | None = None                              # mqtt://host:port: notify events there
 
     def __post_init__(self) -> None:
         now = datetime.now(UTC)
@@ -65,6 +71,7 @@ class Vtn3:
                                                   "modificationDateTime": now})
         self.programs[program.id] = program
         self._ids = itertools.count(1)
+        self._publisher: Any = None
 
     @property
     def url(self) -> str:
@@ -75,7 +82,17 @@ class Vtn3:
         app.add_routes([web.get("/auth/server", self._discovery), web.post("/auth/token", self._token),
                         web.get("/programs", self._programs), web.get("/vens", self._get_vens),
                         web.post("/vens", self._post_ven), web.get("/events", self._events),
-                        web.get("/reports", self._get_reports), web.post("/reports", self._post_report)])
+                        web.get("/reports", self._get_reports), web.post("/reports", self._post_report),
+                        web.get("/notifiers", self._notifiers),
+                        web.get("/notifiers/mqtt/topics/programs/{program}/events", self._event_topics)])
+        if self.broker is not None:
+            from paho.mqtt.client import Client
+            from paho.mqtt.enums import CallbackAPIVersion
+
+            url = urlsplit(self.broker)
+            self._publisher = Client(CallbackAPIVersion.VERSION2)
+            self._publisher.connect(url.hostname or "127.0.0.1", url.port or 1883)
+            self._publisher.loop_start()
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(self.certs.server_cert, self.certs.server_key)
         self._runner = web.AppRunner(app)
@@ -84,13 +101,43 @@ class Vtn3:
         return self
 
     async def stop(self) -> None:
+        if self._publisher is not None:
+            self._publisher.loop_stop()
+            self._publisher.disconnect()
         await self._runner.cleanup()
 
     def put_event(self, event: ExistingEvent) -> None:
+        operation = "PUT" if event.id in self.events else "POST"
         self.events[event.id] = event
+        self._notify(event, operation)
 
     def delete_event(self, event_id: str) -> None:
-        del self.events[event_id]
+        self._notify(self.events.pop(event_id), "DELETE")
+
+    def _notify(self, event: ExistingEvent, operation: str) -> None:
+        if self._publisher is None:
+            return
+        topics = self.topics(event.program_id)["topics"]
+        topic = topics[{"POST": "CREATE", "PUT": "UPDATE", "DELETE": "DELETE"}[operation]]
+        body = {"objectType": "EVENT", "operation": operation, "object": event.model_dump(by_alias=True, mode="json")}
+        self._publisher.publish(topic, json.dumps(body), qos=1).wait_for_publish(5)
+
+    @staticmethod
+    def topics(program_id: str) -> dict:
+        base = f"OpenADR/3.1.0/programs/{program_id}/events"
+        return {"topics": {"CREATE": f"{base}/create", "UPDATE": f"{base}/update", "DELETE": f"{base}/delete",
+                           "ALL": f"{base}/+"}}
+
+    async def _notifiers(self, request: web.Request) -> web.Response:
+        if self.broker is None:
+            return web.json_response({"WEBHOOK": False})
+        return web.json_response({"WEBHOOK": False, "MQTT": {"URIS": [self.broker], "serialization": "JSON",
+                                                             "authentication": {"method": "ANONYMOUS"}}})
+
+    async def _event_topics(self, request: web.Request) -> web.Response:
+        if self.broker is None or request.match_info["program"] not in self.programs:
+            return problem(404, "no such notifier or program")
+        return web.json_response(self.topics(request.match_info["program"]))
 
     @web.middleware
     async def _gate(self, request: web.Request, handler) -> web.StreamResponse:  # type: ignore[no-untyped-def]

@@ -222,3 +222,61 @@ async def test_the_service_runs_the_3_1_ven_its_settings_ask_for_and_the_doctor_
         await asyncio.gather(task, return_exceptions=True)
         demand.close()
         await vtn.stop()
+
+
+@in_loop
+async def test_the_vtn_s_mqtt_notifications_bring_events_at_once_between_polls(
+        tmp_path: Path, certs, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    from tests.mqtt_broker import Mosquitto
+
+    caplog.set_level(logging.INFO)
+    broker = Mosquitto(tmp_path / "mqtt").start()
+    vtn = await Vtn3(certs, broker=broker.url).start()
+    ledger = Ledger(tmp_path / "ledger.db")
+    ven, _ = ven_for(vtn, ledger, poll_s=600.0)   # a poll every 10 minutes: only a notification is in time
+    task = await running(ven)
+    try:
+        await wait_until(lambda: ven.registered and "notified by the VTN's MQTT broker" in caplog.text)
+        polls = vtn.requests.count("GET /events")
+        start = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=30)
+        vtn.put_event(simple_event("e6", "p1", start, [3]))
+        await wait_until(lambda: any(e.event_id == "e6" for e in ledger.events()), timeout_s=10)
+        vtn.delete_event("e6")
+        await wait_until(lambda: all(e.cancelled for e in ledger.events() if e.event_id == "e6"), timeout_s=10)
+        assert vtn.requests.count("GET /events") == polls + 2   # one poll for each notification
+    finally:
+        await stopped(task)
+        await vtn.stop()
+        broker.stop()
+
+
+@in_loop
+async def test_without_a_notifier_the_ven_says_it_polls(tmp_path: Path, certs,
+                                                        caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    vtn = await Vtn3(certs).start()
+    ven, _ = ven_for(vtn, Ledger(tmp_path / "ledger.db"), poll_s=0.1)
+    task = await running(ven)
+    try:
+        await wait_until(lambda: vtn.requests.count("GET /events") >= 3)
+        assert caplog.text.count("the VTN offers no MQTT notifier; polling every 0.1 s") == 1
+    finally:
+        await stopped(task)
+        await vtn.stop()
+
+
+@in_loop
+async def test_a_broker_that_cannot_be_reached_is_said_once_and_the_polls_go_on(
+        tmp_path: Path, certs, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    from tests.tsdb import free_tcp_port
+
+    vtn = await Vtn3(certs).start()
+    vtn.broker = f"mqtt://127.0.0.1:{free_tcp_port()}"   # nothing listens there
+    ven, _ = ven_for(vtn, Ledger(tmp_path / "ledger.db"), poll_s=0.1)
+    task = await running(ven)
+    try:
+        await wait_until(lambda: ven.notified is False and vtn.requests.count("GET /events") >= 5)
+        await asyncio.sleep(3.5)   # paho's retries, 1 s and then 2 s apart, say nothing more
+        assert caplog.text.count("MQTT broker 127.0.0.1") == 1 and "cannot be reached" in caplog.text
+    finally:
+        await stopped(task)
+        await vtn.stop()
