@@ -46,7 +46,7 @@ POINTS = [SimPoint(10_000 + i, f"/bench/point_{i}", KINDS[i % len(KINDS)]) for i
 
 def esus_way(url: str, start: datetime, end: datetime) -> int:
     adapter = AauBmsV1(Transport(url, BasicAuth("esus", "pw"), max_in_flight=8))
-    configured = [PointRef(p.externallogid, p.source, "r", p.kind) for p in POINTS]
+    configured = [PointRef(str(p.externallogid), p.source, "r", p.kind) for p in POINTS]
     refs, _ = resolve_points(configured, adapter.list_points())
     count = 0
     for _, samples in backfill(adapter, refs, start, end):
@@ -55,7 +55,7 @@ def esus_way(url: str, start: datetime, end: datetime) -> int:
     return count
 
 
-def _one_at_a_time(url: str, start: datetime, end: datetime, decode: Callable[[str, int], int]) -> int:
+def _one_at_a_time(url: str, start: datetime, end: datetime, decode: Callable[[str, str], int]) -> int:
     """One request per point, sequential, a new connection each, after the point list."""
     requests.get(f"{url}/api/v1/metadata", auth=("esus", "pw")).json()
     count = 0
@@ -64,7 +64,7 @@ def _one_at_a_time(url: str, start: datetime, end: datetime, decode: Callable[[s
     for point in POINTS:
         reply = requests.get(f"{url}/api/v1/trenddata", params={**params, "externallogid": point.externallogid},
                              auth=("esus", "pw"), headers={"Connection": "close"})
-        count = decode(reply.text, point.externallogid)
+        count = decode(reply.text, str(point.externallogid))
     return count
 
 
@@ -73,7 +73,7 @@ def upstream_way(url: str, start: datetime, end: datetime) -> int:
     import pandas as pd  # imported by run_case before the clock starts; only this case's memory counts it
     frames = pd.DataFrame()
 
-    def decode(text: str, _: int) -> int:
+    def decode(text: str, _: str) -> int:
         nonlocal frames
         frames = pd.concat([frames, pd.read_json(StringIO(text), orient="records")])
         return len(frames)
@@ -83,7 +83,7 @@ def upstream_way(url: str, start: datetime, end: datetime) -> int:
 def sequential_way(url: str, start: datetime, end: datetime) -> int:
     count = 0
 
-    def decode(text: str, point: int) -> int:
+    def decode(text: str, point: str) -> int:
         nonlocal count
         count += len(normalise(json.loads(text), point, "", DANISH_TIME))
         return count

@@ -48,7 +48,7 @@ def one_case(case: str, deadline_s: float) -> dict:
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.perf_counter()
     try:
-        said = f"{len(adapter.read_history(POINT.externallogid, *WEEK))} samples"
+        said = f"{len(adapter.read_history(str(POINT.externallogid), *WEEK))} samples"
     except BmsError as exc:
         said = f"{exc.cause}: {exc}"
     took = time.perf_counter() - started

@@ -1,5 +1,7 @@
 """BMS API adapters behind one small interface: list the points, read one point's history.
-The AAU BMS API v1 is the first; an EcoStruxure EWS or Project Haystack adapter fits the same shape."""
+A point's id is an opaque string past the adapter (the AAU API's integer externallogid as text, a
+Haystack ref, a BACnet object): only the adapter that made it reads it. The AAU BMS API v1 is the
+first; an EcoStruxure EWS or Project Haystack adapter fits the same shape."""
 
 from __future__ import annotations
 
@@ -22,22 +24,27 @@ SKEW_WARNING = timedelta(hours=1)
 
 @dataclass(frozen=True)
 class PointInfo:
-    externallogid: int
+    point_id: str
     source: str
 
 
 class BmsAdapter(Protocol):
     def list_points(self) -> list[PointInfo]: ...
 
-    def read_history(self, point: int, start: datetime, end: datetime, unit: str = "") -> list[Sample]:
+    def read_history(self, point: str, start: datetime, end: datetime, unit: str = "") -> list[Sample]:
         """Samples with start <= time < end (aware datetimes), oldest first."""
 
 
-def _point_ids(records: list[dict], point: int) -> set:
+def _point_ids(records: list[dict], point: str) -> set:
     try:
         return set(map(itemgetter("externallogid"), records))  # in C: a week is 10,000 records
     except KeyError:
         return {r.get("externallogid", point) for r in records}
+
+
+def _number_or_text(point: str) -> int | str:
+    """The AAU API's own form of an id: its JSON has integers."""
+    return int(point) if point.isdigit() else point
 
 
 class AauBmsV1:
@@ -45,7 +52,7 @@ class AauBmsV1:
 
     def __init__(self, transport: Transport, local_tz: ZoneInfo = DANISH_TIME) -> None:
         self.transport, self.local_tz = transport, local_tz
-        self._skew_reported: set[int] = set()
+        self._skew_reported: set[str] = set()
 
     def _records(self, path: str, params: dict | None = None) -> list[dict]:
         data = self.transport.get_json(path, params)
@@ -60,7 +67,7 @@ class AauBmsV1:
         points = []
         for record in self._records("/api/v1/metadata"):
             try:
-                points.append(PointInfo(int(record["externallogid"]), str(record.get("source", ""))))
+                points.append(PointInfo(str(int(record["externallogid"])), str(record.get("source", ""))))
             except (KeyError, TypeError, ValueError):
                 continue
         return points
@@ -68,16 +75,16 @@ class AauBmsV1:
     def _local(self, t: datetime) -> str:
         return t.astimezone(self.local_tz).strftime("%Y-%m-%d %H:%M:%S")
 
-    def read_history(self, point: int, start: datetime, end: datetime, unit: str = "") -> list[Sample]:
+    def read_history(self, point: str, start: datetime, end: datetime, unit: str = "") -> list[Sample]:
         params = {"starttime": self._local(start), "endtime": self._local(end), "externallogid": point}
         records = self._records("/api/v1/trenddata", params)
-        if _point_ids(records, point) - {point, str(point)}:  # other points mixed in
+        if _point_ids(records, point) - {point, _number_or_text(point)}:  # other points mixed in
             records = [r for r in records if str(r.get("externallogid", point)) == str(point)]
         start_utc, end_utc = start.astimezone(UTC), end.astimezone(UTC)
         samples = normalise(records, point, unit, self.local_tz)
         if samples and samples[-1].time > end_utc + SKEW_WARNING and point not in self._skew_reported:
             self._skew_reported.add(point)
-            log.warning("BMS point %d returned samples stamped up to %s for a window ending %s: the BMS clock "
+            log.warning("BMS point %s returned samples stamped up to %s for a window ending %s: the BMS clock "
                         "is more than an hour ahead (check NTP on the BMS and here); those samples are taken "
                         "when this clock reaches them", point, samples[-1].time.isoformat(), end_utc.isoformat())
         first = bisect_left(samples, start_utc, key=attrgetter("time"))  # samples are sorted by time

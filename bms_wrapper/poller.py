@@ -28,7 +28,7 @@ FUTURE_TOLERANCE = timedelta(minutes=5)
 
 @dataclass(frozen=True)
 class PointRef:
-    externallogid: int
+    point_id: str
     source: str
     room: str
     kind: str
@@ -38,19 +38,19 @@ class PointRef:
 def resolve_points(configured: list[PointRef], listed: list[PointInfo]) -> tuple[list[PointRef], list[str]]:
     """Match configured points to the BMS's list by id, else by source path (a renumbered point).
     Returns the points to poll and one message per point that is unknown or was renumbered."""
-    by_id = {p.externallogid: p for p in listed}
+    by_id = {p.point_id: p for p in listed}
     by_source = {p.source: p for p in listed}
     usable, messages = [], []
     for ref in configured:
-        if ref.externallogid in by_id:
+        if ref.point_id in by_id:
             usable.append(ref)
         elif ref.source in by_source:
-            new_id = by_source[ref.source].externallogid
-            messages.append(f"BMS point '{ref.source}' is now externallogid {new_id} (site file: "
-                            f"{ref.externallogid}); polling {new_id} - update the site file")
+            new_id = by_source[ref.source].point_id
+            messages.append(f"BMS point '{ref.source}' is now point {new_id} (site file: "
+                            f"{ref.point_id}); polling {new_id} - update the site file")
             usable.append(PointRef(new_id, ref.source, ref.room, ref.kind, ref.unit))
         else:
-            messages.append(f"BMS point {ref.externallogid} '{ref.source}' is not in the BMS's point list; "
+            messages.append(f"BMS point {ref.point_id} '{ref.source}' is not in the BMS's point list; "
                             "skipped - check the site file")
     return usable, messages
 
@@ -67,7 +67,7 @@ def windows(start: datetime, end: datetime, size: timedelta = MAX_WINDOW) -> lis
 class PollReport:
     new_samples: int = 0
     points_ok: int = 0
-    failures: dict[int, str] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
     dropped: int = 0          # values outside what the point's kind can read
 
 
@@ -84,8 +84,8 @@ class Poller:
         self.overlap, self.first_lookback, self.threads = overlap, first_lookback, threads
         #: point -> the cause of its current failure; kept up to date while a poll runs, so a status
         #: line shows a failing BMS from the moment a request fails, not when the poll ends.
-        self.failing: dict[int, str] = {}
-        self.dropped: Counter[int] = Counter()   # implausible values per point, since start
+        self.failing: dict[str, str] = {}
+        self.dropped: Counter[str] = Counter()   # implausible values per point, since start
         #: Called (in the poll's thread) each time `failing` changes.
         self.on_change: Callable[[], object] = lambda: None
 
@@ -98,7 +98,7 @@ class Poller:
             futures = {pool.submit(self._poll_point, ref, now): ref for ref in self.points}
             for future in as_completed(futures):
                 ref = futures[future]
-                point = ref.externallogid
+                point = ref.point_id
                 try:
                     new, dropped = future.result()
                 except BmsError as exc:
@@ -117,9 +117,9 @@ class Poller:
                 if dropped:
                     self._say_dropped(ref, dropped)
                     report.dropped += len(dropped)
-        order = {ref.externallogid: i for i, ref in enumerate(self.points)}
-        changed.sort(key=lambda c: order[c[0].externallogid])
-        recovered.sort(key=lambda r: order[r.externallogid])
+        order = {ref.point_id: i for i, ref in enumerate(self.points)}
+        changed.sort(key=lambda c: order[c[0].point_id])
+        recovered.sort(key=lambda r: order[r.point_id])
         self._say(changed, recovered)
         return report
 
@@ -134,22 +134,22 @@ class Poller:
         else:
             for ref, exc, before in changed:
                 was = f" (was: {before})" if before else ""
-                log.warning("BMS point %d '%s': %s%s; retrying at the next poll", ref.externallogid, ref.source,
+                log.warning("BMS point %s '%s': %s%s; retrying at the next poll", ref.point_id, ref.source,
                             exc, was)
         if several and len(recovered) == len(self.points):
             log.info("BMS: all %d points answer again", len(recovered))
         else:
             for ref in recovered:
-                log.info("BMS point %d '%s' answers again", ref.externallogid, ref.source)
+                log.info("BMS point %s '%s' answers again", ref.point_id, ref.source)
 
     def _say_dropped(self, ref: PointRef, dropped: list[Sample]) -> None:
         """Once per point: a sensor that sends nonsense does so every poll."""
-        first = not self.dropped[ref.externallogid]
-        self.dropped[ref.externallogid] += len(dropped)
+        first = not self.dropped[ref.point_id]
+        self.dropped[ref.point_id] += len(dropped)
         if first:
             low, high = PLAUSIBLE.get(ref.kind, PLAUSIBLE["other"])
-            log.warning("BMS point %d '%s': dropped %d values a %s cannot read (outside %g to %g), e.g. %g at %s; "
-                        "check the sensor and the unit (said once; `esus doctor` counts them)", ref.externallogid,
+            log.warning("BMS point %s '%s': dropped %d values a %s cannot read (outside %g to %g), e.g. %g at %s; "
+                        "check the sensor and the unit (said once; `esus doctor` counts them)", ref.point_id,
                         ref.source, len(dropped), ref.kind, low, high, dropped[0].value, dropped[0].time.isoformat())
 
     def _poll_point(self, ref: PointRef, now: datetime) -> tuple[int, list[Sample]]:
@@ -158,7 +158,7 @@ class Poller:
         start = (mark - self.overlap) if mark else now - self.first_lookback
         fetched: list[Sample] = []
         for a, b in windows(start, now + timedelta(seconds=1)):
-            fetched += self.adapter.read_history(ref.externallogid, a, b, ref.unit)
+            fetched += self.adapter.read_history(ref.point_id, a, b, ref.unit)
         fetched = [s for s in fetched if s.time <= now + FUTURE_TOLERANCE]
         if not fetched:
             return 0, []
@@ -169,9 +169,9 @@ class Poller:
         new = [s for s in unseen if s.time not in bad_times]
         dropped = [s for s in bad if mark is None or s.time > mark]   # the overlap's were counted before
         if new:
-            previous = [Sample(mark, ref.externallogid, 0.0)] if mark and mark < new[0].time else []
+            previous = [Sample(mark, ref.point_id, 0.0)] if mark and mark < new[0].time else []
             for a, b in gaps(previous + new):
-                log.info("BMS point %d '%s' has no samples from %s to %s", ref.externallogid, ref.source,
+                log.info("BMS point %s '%s' has no samples from %s to %s", ref.point_id, ref.source,
                          a.isoformat(), b.isoformat())
             self.sink(ref, new)
         latest = fetched[-1].time   # past dropped values too (the overlap reads them again, uncounted)
@@ -189,7 +189,7 @@ def backfill(adapter: BmsAdapter, points: list[PointRef], start: datetime, end: 
     the point's kind can read are dropped (said once per point), as in the poll."""
     tasks = [(ref, a, b) for ref in points for a, b in windows(start, end)]
     done_count = 0
-    said: set[int] = set()   # points whose implausible values were reported
+    said: set[str] = set()   # points whose implausible values were reported
     with ThreadPoolExecutor(threads, thread_name_prefix="backfill") as pool:
         pending: dict[Future, PointRef] = {}
         queue = iter(tasks)
@@ -199,7 +199,7 @@ def backfill(adapter: BmsAdapter, points: list[PointRef], start: datetime, end: 
                 if task is None:
                     break
                 ref, a, b = task
-                pending[pool.submit(adapter.read_history, ref.externallogid, a, b, ref.unit)] = ref
+                pending[pool.submit(adapter.read_history, ref.point_id, a, b, ref.unit)] = ref
             if not pending:
                 return
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -211,10 +211,10 @@ def backfill(adapter: BmsAdapter, points: list[PointRef], start: datetime, end: 
                 samples = future.result()
                 bad = implausible(samples, ref.kind)
                 if bad:
-                    if ref.externallogid not in said:
-                        said.add(ref.externallogid)
-                        log.warning("BMS point %d '%s': dropped values a %s cannot read, e.g. %g at %s",
-                                    ref.externallogid, ref.source, ref.kind, bad[0].value, bad[0].time.isoformat())
+                    if ref.point_id not in said:
+                        said.add(ref.point_id)
+                        log.warning("BMS point %s '%s': dropped values a %s cannot read, e.g. %g at %s",
+                                    ref.point_id, ref.source, ref.kind, bad[0].value, bad[0].time.isoformat())
                     bad_times = {s.time for s in bad}
                     samples = [s for s in samples if s.time not in bad_times]
                 yield ref, samples

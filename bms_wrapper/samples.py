@@ -22,7 +22,7 @@ class Sample(NamedTuple):
     """A named tuple: a week of 171 points is 1.7 million of them, and tuples are cheap to make."""
 
     time: datetime  # aware, UTC
-    point: int
+    point: str
     value: float
     unit: str = ""
 
@@ -80,7 +80,7 @@ class LocalTimeResolver:
         return (second if ambiguous and self._fold else first).astimezone(UTC)
 
 
-def _normalise_fast(records: list[dict], point: int, unit: str, local_tz: ZoneInfo) -> list[Sample] | None:
+def _normalise_fast(records: list[dict], point: str, unit: str, local_tz: ZoneInfo) -> list[Sample] | None:
     """Vectorised path for the usual reply: naive local stamps in one format and one named zone.
     None when the reply is anything else (the record-by-record path then handles it)."""
     try:  # itemgetter in map() walks 10,000 records in C; a missing key means the unusual path
@@ -112,7 +112,7 @@ def _normalise_fast(records: list[dict], point: int, unit: str, local_tz: ZoneIn
     return list(map(tuple.__new__, repeat(Sample), zip(times, repeat(point), values[last].tolist(), repeat(unit))))
 
 
-def normalise(records: list[dict], point: int, unit: str, local_tz: ZoneInfo) -> list[Sample]:
+def normalise(records: list[dict], point: str, unit: str, local_tz: ZoneInfo) -> list[Sample]:
     """API records of one point to sorted, unique samples (the last record of a repeated time wins)."""
     if len(records) > 50 and all(isinstance(r.get("value"), (int, float)) for r in records[:50]):
         fast = _normalise_fast(records, point, unit, local_tz)

@@ -25,7 +25,7 @@ from bms_wrapper.adapters import AauBmsV1
 from bms_wrapper.simulator import SimPoint, SimulatedBms
 from bms_wrapper.transport import BasicAuth
 from esus.parts.bacnet import POWER_POINT
-from esus.parts.bms import adapter_for
+from esus.parts.bms_sources import transport_for
 from esus.parts.power import POWER_SERIES
 from esus.runtime.clock import Clock
 from esus.runtime.scheduler import Every
@@ -121,13 +121,13 @@ class DemoBas:
 
 def start_simulated_bms(settings: Settings, clock: Clock | None = None) -> SimulatedBms:
     """The site file's BMS points, served by the simulator on loopback."""
-    points = [SimPoint(p.externallogid, p.source, p.kind) for p in settings.site.bms.points]
+    points = [SimPoint(int(p.point_id), p.source, p.kind) for p in settings.site.bms.points]
     simulator = SimulatedBms(points, BMS_USER, BMS_PASSWORD, now=clock.now if clock else lambda: datetime.now(UTC))
     return simulator.start()
 
 
 def simulated_bms_adapter(settings: Settings, simulator: SimulatedBms, max_in_flight: int | None = None) -> AauBmsV1:
-    return adapter_for(settings, simulator.url, BasicAuth(BMS_USER, BMS_PASSWORD), max_in_flight)
+    return AauBmsV1(transport_for(settings, simulator.url, BasicAuth(BMS_USER, BMS_PASSWORD), max_in_flight))
 
 
 def demo_service(settings: Settings, clock: Clock) -> Service:

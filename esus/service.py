@@ -16,7 +16,8 @@ from gpiozero.pins import Factory
 from bacnet_server.app import BacnetStartError
 from bms_wrapper.adapters import AauBmsV1
 from esus.parts.bacnet import BacnetBridge
-from esus.parts.bms import BmsService, make_adapter
+from esus.parts.bms import BmsService
+from esus.parts.bms_sources import make_adapter
 from esus.parts.demand import DemandService
 from esus.parts.forecasting import ForecastService
 from esus.parts.outdoor import OutdoorTemperature

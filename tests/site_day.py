@@ -115,7 +115,7 @@ def site_day(site: str, start: datetime, scale: float = 1.0, count: int = 24 * 6
         if i % 5 == 0:
             for n, point in enumerate(EXAMPLE_SITE.bms.points):
                 out.append(line("bms", {"value": bms_value(point.kind, i, n)}, at,
-                                {"point": str(point.externallogid), "room": point.room, "kind": point.kind,
+                                {"point": point.point_id, "room": point.room, "kind": point.kind,
                                  "unit": point.unit}, site))
         if i == 120:
             out.append(line("model", {"rmse_kw": 0.21 * scale, "persistence_rmse_kw": 0.35 * scale, "cpu_s": 41.0,

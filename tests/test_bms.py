@@ -41,8 +41,8 @@ def window(hours: float = 2, end: datetime = datetime(2026, 6, 10, 12, tzinfo=UT
 
 def test_metadata_and_history(bms: SimulatedBms) -> None:
     adapter = adapter_for(bms)
-    assert {p.externallogid for p in adapter.list_points()} == {6397, 6426, 6428}
-    samples = adapter.read_history(6397, *window(2), unit="°C")
+    assert {p.point_id for p in adapter.list_points()} == {"6397", "6426", "6428"}
+    samples = adapter.read_history("6397", *window(2), unit="°C")
     assert len(samples) == 120
     assert all(s.time.tzinfo is UTC and s.unit == "°C" and isinstance(s.value, float) for s in samples)
     assert all((b.time - a.time) == timedelta(minutes=1) for a, b in zip(samples, samples[1:]))
@@ -51,7 +51,7 @@ def test_metadata_and_history(bms: SimulatedBms) -> None:
 def test_one_session_reuses_connections(bms: SimulatedBms) -> None:
     adapter = adapter_for(bms)
     for _ in range(5):
-        adapter.read_history(6397, *window(0.5))
+        adapter.read_history("6397", *window(0.5))
     pool = adapter.transport.session.get_adapter(bms.url).poolmanager
     assert len(pool.pools) == 1  # one keep-alive pool for the host, not a connection per request
 
@@ -60,20 +60,20 @@ def test_429_honours_retry_after_and_503_retries(bms: SimulatedBms) -> None:
     sleeps: list[float] = []
     adapter = adapter_for(bms, sleeps=sleeps)
     bms.faults.next_requests.extend(["429", "503"])
-    assert len(adapter.read_history(6397, *window(1))) == 60
+    assert len(adapter.read_history("6397", *window(1))) == 60
     assert sleeps[0] == 1.0 and 0 < sleeps[1] <= 0.02  # Retry-After: 1, then jittered backoff
     bms.faults.next_requests.extend(["503"] * 3)
     with pytest.raises(BmsUnavailable, match="HTTP 503 3 times"):
-        adapter.read_history(6397, *window(1))
+        adapter.read_history("6397", *window(1))
 
 
 def test_timeouts_retry_then_give_up(bms: SimulatedBms) -> None:
     adapter = adapter_for(bms, read_timeout_s=0.3)
     bms.faults.next_requests.append("timeout")
-    assert len(adapter.read_history(6397, *window(1))) == 60
+    assert len(adapter.read_history("6397", *window(1))) == 60
     bms.faults.next_requests.extend(["timeout"] * 3)
     with pytest.raises(BmsUnavailable, match="did not answer in time"):
-        adapter.read_history(6397, *window(1))
+        adapter.read_history("6397", *window(1))
 
 
 def test_connection_refused_names_the_setting() -> None:
@@ -93,7 +93,7 @@ def test_wrong_password_login_page_malformed_and_error_bodies(bms: SimulatedBms)
                                ("error_body", BmsBadResponse, "database connection lost")]:
         bms.faults.next_requests.append(fault)
         with pytest.raises(error, match=text):
-            adapter.read_history(6397, *window(1))
+            adapter.read_history("6397", *window(1))
 
 
 def test_bearer_token_is_refreshed_once_on_401() -> None:
@@ -115,10 +115,10 @@ def test_bearer_token_is_refreshed_once_on_401() -> None:
 
 def test_duplicates_out_of_order_and_partial_windows(bms: SimulatedBms, caplog: pytest.LogCaptureFixture) -> None:
     bms.faults.duplicates = bms.faults.shuffled = True
-    samples = adapter_for(bms).read_history(6397, *window(3))
+    samples = adapter_for(bms).read_history("6397", *window(3))
     assert len(samples) == 180 and samples == sorted(samples) and len({s.time for s in samples}) == 180
     bms.faults.partial = True
-    partial = adapter_for(bms).read_history(6397, *window(3))
+    partial = adapter_for(bms).read_history("6397", *window(3))
     assert len(partial) == 120
 
 
@@ -126,11 +126,11 @@ def test_duplicates_out_of_order_and_partial_windows(bms: SimulatedBms, caplog: 
 def test_a_dst_night_in_every_timestamp_form(bms: SimulatedBms, tzinfo: str) -> None:
     bms.faults.tzinfo = tzinfo
     start = datetime(2026, 10, 24, 22, 0, tzinfo=UTC)  # 00:00 CEST; the clocks go back at 01:00 UTC
-    samples = adapter_for(bms).read_history(6428, start, start + timedelta(hours=5))
+    samples = adapter_for(bms).read_history("6428", start, start + timedelta(hours=5))
     assert len(samples) == 300
     assert all((b.time - a.time) == timedelta(minutes=1) for a, b in zip(samples, samples[1:]))
     spring = datetime(2026, 3, 28, 23, 0, tzinfo=UTC)
-    assert len(adapter_for(bms).read_history(6428, spring, spring + timedelta(hours=4))) == 240
+    assert len(adapter_for(bms).read_history("6428", spring, spring + timedelta(hours=4))) == 240
 
 
 def test_parse_zone_and_normalise_edge_cases() -> None:
@@ -140,16 +140,16 @@ def test_parse_zone_and_normalise_edge_cases() -> None:
     records = [{"timestamp": "2026-01-01 10:00:00", "value": "21.5"}, {"timestamp": "2026-01-01 10:01:00", "value": None},
                {"timestamp": "garbage", "value": 1}, {"timestamp": "2026-01-01T09:02:00Z", "value": "NaN"},
                {"timestamp": "2026-01-01T09:03:00+00:00", "value": True}]
-    samples = normalise(records, 1, "", CPH)
+    samples = normalise(records, "1", "", CPH)
     assert [(s.time.isoformat(), s.value) for s in samples] == [("2026-01-01T09:00:00+00:00", 21.5),
                                                                  ("2026-01-01T09:03:00+00:00", 1.0)]
 
 
 def test_points_are_matched_by_id_or_by_source_path(bms: SimulatedBms) -> None:
     listed = adapter_for(bms).list_points()
-    configured = [PointRef(6397, "Rum 1.213/TRU01_Rum Temp", "1.213", "temperature"),
-                  PointRef(1111, "/TM023_1_20_1103/SG01/Wind_velocity", "tmv23", "wind_speed"),
-                  PointRef(2222, "Rum 9.999/Gone", "9.999", "co2")]
+    configured = [PointRef("6397", "Rum 1.213/TRU01_Rum Temp", "1.213", "temperature"),
+                  PointRef("1111", "/TM023_1_20_1103/SG01/Wind_velocity", "tmv23", "wind_speed"),
+                  PointRef("2222", "Rum 9.999/Gone", "9.999", "co2")]
     usable, messages = resolve_points(configured, listed)
-    assert [p.externallogid for p in usable] == [6397, 6428]
-    assert "is now externallogid 6428" in messages[0] and "not in the BMS's point list" in messages[1]
+    assert [p.point_id for p in usable] == ["6397", "6428"]
+    assert "is now point 6428" in messages[0] and "not in the BMS's point list" in messages[1]

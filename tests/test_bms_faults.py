@@ -45,7 +45,7 @@ def test_a_bms_that_drips_or_says_nothing_is_cut_off_at_the_deadline(bms: Simula
     adapter = AauBmsV1(transport(bms, deadline_s=1.5, read_timeout_s=30.0))
     started = time.monotonic()
     with pytest.raises(BmsUnavailable, match=said) as caught:
-        adapter.read_history(POINT.externallogid, *WINDOW)
+        adapter.read_history(str(POINT.externallogid), *WINDOW)
     took = time.monotonic() - started
     assert caught.value.cause == "too slow"
     assert took < 1.5 + 5.0, f"a 1.5-s deadline held the request {took:.1f} s"   # not minutes (or for ever)
@@ -69,7 +69,7 @@ def test_a_deadline_that_passes_while_connecting_still_cuts_the_drip(bms: Simula
     adapter = AauBmsV1(Transport(bms.url, BasicAuth("esus", "pw"), deadline_s=0.5, retry=RetryPolicy(attempts=1)))
     started = time.monotonic()
     with pytest.raises(BmsUnavailable, match="too slow"):
-        adapter.read_history(POINT.externallogid, *WINDOW)
+        adapter.read_history(str(POINT.externallogid), *WINDOW)
     assert time.monotonic() - started < 0.8 + 5.0
     adapter.transport.close()
 
@@ -78,8 +78,8 @@ def test_the_next_request_after_a_cut_off_one_is_answered(bms: SimulatedBms) -> 
     bms.faults.next_requests.append("silent")
     adapter = AauBmsV1(transport(bms, deadline_s=1.0, max_in_flight=1))
     with pytest.raises(BmsUnavailable, match="too slow"):
-        adapter.read_history(POINT.externallogid, *WINDOW)
-    assert len(adapter.read_history(POINT.externallogid, *WINDOW)) == 120   # the pool's one slot came back
+        adapter.read_history(str(POINT.externallogid), *WINDOW)
+    assert len(adapter.read_history(str(POINT.externallogid), *WINDOW)) == 120   # the pool's one slot came back
     adapter.transport.close()
 
 
@@ -90,13 +90,13 @@ def test_a_flood_is_refused_while_it_arrives_and_never_held_whole(bms: Simulated
     tracemalloc.start()
     try:
         with pytest.raises(BmsBadResponse, match=r"answer to /api/v1/trenddata is larger than 4 MB: refused") as caught:
-            adapter.read_history(POINT.externallogid, *WINDOW)
+            adapter.read_history(str(POINT.externallogid), *WINDOW)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert caught.value.cause == "too large"
     assert peak < 20 << 20, f"{peak / 2**20:.0f} MB held for a refused 50 MB answer"
-    assert len(adapter.read_history(POINT.externallogid, *WINDOW)) == 120
+    assert len(adapter.read_history(str(POINT.externallogid), *WINDOW)) == 120
     adapter.transport.close()
 
 
@@ -104,7 +104,7 @@ def test_an_empty_answer_says_empty_not_malformed(bms: SimulatedBms) -> None:
     bms.faults.next_requests.append("empty")
     adapter = AauBmsV1(transport(bms))
     with pytest.raises(BmsBadResponse, match="with an empty body"):
-        adapter.read_history(POINT.externallogid, *WINDOW)
+        adapter.read_history(str(POINT.externallogid), *WINDOW)
     adapter.transport.close()
 
 
@@ -149,20 +149,20 @@ def test_values_no_sensor_can_read_are_dropped_counted_and_said_once(tmp_path: P
     assert rig.times(6397).size == 0                    # nothing stored, nothing sent to InfluxDB
     batch = rig.outbox.oldest(100_000)
     assert batch is not None and not any("point=6397" in line for line in batch.lines)
-    assert rig.service.poller.dropped[6397] == 24 * 60 + 5
+    assert rig.service.poller.dropped["6397"] == 24 * 60 + 5
     assert caplog.text.count("BMS point 6397") == 1 and "a temperature cannot read (outside -40 to 160)" in caplog.text
     assert f"{24 * 60 + 5} implausible values dropped" in rig.service.status(clock.now())
     assert rig.times(6428).size == 24 * 60 + 5           # the other points go on
     clock.jump(300)
     rig.poll(clock)                                     # the mark moved past them: not fetched again
-    assert rig.service.poller.dropped[6397] == 24 * 60 + 10
+    assert rig.service.poller.dropped["6397"] == 24 * 60 + 10
     rig.close()
     from esus.cli.doctor import check_bms
 
     check = check_bms(rig.settings)   # the counts outlive the process: the doctor reads them from the store
     assert check.ok and check.warning and f"point 6397 {24 * 60 + 10} (check those sensors" in check.detail
     rig = Rig(tmp_path, clock, simulator)
-    assert rig.service.poller.dropped[6397] == 24 * 60 + 10
+    assert rig.service.poller.dropped["6397"] == 24 * 60 + 10
     rig.close()
 
 

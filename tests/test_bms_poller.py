@@ -15,7 +15,8 @@ from bms_wrapper.adapters import AauBmsV1
 from bms_wrapper.poller import PointRef, backfill
 from bms_wrapper.simulator import Faults, SimPoint, SimulatedBms
 from bms_wrapper.transport import BasicAuth, Transport
-from esus.parts.bms import BmsService, make_adapter, series_name
+from esus.parts.bms import BmsService, series_name
+from esus.parts.bms_sources import make_adapter
 from esus.runtime.clock import ManualClock
 from esus.settings.config import load_settings
 from esus.state.outbox import Outbox
@@ -39,7 +40,7 @@ class Rig:
     def poll(self, clock: ManualClock) -> None:
         asyncio.run(self.service.poll(clock.now()))
 
-    def times(self, point: int) -> np.ndarray:
+    def times(self, point: str | int) -> np.ndarray:
         return self.store.range(series_name(point), 0, 2**40)[0]
 
     def close(self) -> None:
@@ -52,7 +53,7 @@ def world(tmp_path: Path):
     clock = ManualClock(NOW)
     settings = load_settings({"ESUS_SITE": str(Path(__file__).resolve().parent.parent / "site.example.toml"),
                               "ESUS_STATE_DIR": str(tmp_path / "s0")})
-    points = [SimPoint(p.externallogid, p.source, p.kind) for p in settings.site.bms.points]
+    points = [SimPoint(int(p.point_id), p.source, p.kind) for p in settings.site.bms.points]
     simulator = SimulatedBms(points, "esus", "pw", now=clock.now).start()
     yield clock, simulator
     simulator.stop()
@@ -84,14 +85,14 @@ def test_a_restart_knows_the_newest_readings_before_its_first_poll(tmp_path: Pat
     clock, simulator = world
     rig = Rig(tmp_path, clock, simulator)
     rig.poll(clock)
-    wind = rig.service.sample(6428)
+    wind = rig.service.sample("6428")
     rig.close()
 
     clock.jump(5 * 60)
     rig = Rig(tmp_path, clock, simulator)                     # restarted; no poll yet
-    assert rig.service.sample(6428) == wind and wind is not None and wind.unit == "m/s"
+    assert rig.service.sample("6428") == wind and wind is not None and wind.unit == "m/s"
     clock.jump(30 * 60)                                       # down too long: the stored reading is too old
-    assert rig.service.sample(6428, timedelta(minutes=15)) is None
+    assert rig.service.sample("6428", timedelta(minutes=15)) is None
     rig.close()
 
 
@@ -121,7 +122,7 @@ def test_one_bad_point_is_reported_once_and_the_rest_flows(tmp_path: Path, world
         rig.poll(clock)
     assert rig.times(6397).size == 0 and rig.times(6023).size > 0
     assert caplog.text.count("BMS point 6397") == 1
-    assert rig.service.last_report.failures.keys() == {6397}
+    assert rig.service.last_report.failures.keys() == {"6397"}
     simulator.faults.down_points = set()
     clock.jump(300)
     rig.poll(clock)
@@ -178,11 +179,31 @@ def test_backfill_keeps_requests_in_flight_within_the_transport_bound():
     try:
         adapter = AauBmsV1(Transport(server.url, BasicAuth("esus", "pw"), max_in_flight=3))
         end = datetime(2026, 3, 2, tzinfo=UTC)
-        refs = [PointRef(p.externallogid, p.source, "r", p.kind) for p in points]
+        refs = [PointRef(str(p.externallogid), p.source, "r", p.kind) for p in points]
         replies = backfill(adapter, refs, end - timedelta(days=2), end, threads=8)
-        got = {ref.externallogid: len(samples) for ref, samples in replies}
-        assert got == {p.externallogid: 2 * 1440 for p in points}
+        got = {ref.point_id: len(samples) for ref, samples in replies}
+        assert got == {str(p.externallogid): 2 * 1440 for p in points}
         assert server.max_concurrent == 3
         adapter.transport.close()
     finally:
         server.stop()
+
+
+def test_a_state_dir_of_the_integer_id_versions_is_read_as_it_is(tmp_path: Path, world) -> None:
+    """Before ids were text, the store's names were made from the AAU integers: the same text, so a
+    state dir carries over with nothing lost and nothing downloaded again."""
+    clock, simulator = world
+    rig = Rig(tmp_path, clock, simulator)
+    mark = (NOW - timedelta(minutes=10)).replace(second=0)
+    rig.store.append_many({"bms.6397": [(mark - timedelta(minutes=m), 21.0) for m in range(3)]})
+    rig.store.set_state("bms.mark.6397", mark.isoformat())
+    rig.store.set_state("bms.dropped.6397", "7")
+    rig.close()
+    rig = Rig(tmp_path, clock, simulator)
+    assert rig.service.poller.dropped["6397"] == 7
+    rig.poll(clock)
+    times = rig.times("6397")
+    overlap = timedelta(hours=rig.settings.site.bms.overlap_hours)
+    assert times[0] >= (mark - overlap).timestamp()     # from the old mark (less the overlap), not a day back
+    assert np.all(np.diff(times) == 60)                   # no gap, no duplicate
+    rig.close()

@@ -28,7 +28,7 @@ from shades.weather import Weather, clear_sky
 from tests.bacnet_harness import free_udp_port
 
 NOW = datetime(2026, 6, 22, 0, 0, tzinfo=UTC)
-POINT = 9001
+POINT = "9001"
 DAYS = 16
 
 
@@ -36,7 +36,7 @@ def site_settings(tmp_path: Path, mode: str = "auto") -> Settings:
     settings = load_settings({"ESUS_BACNET_ADDRESS": f"127.0.0.1/8:{free_udp_port()}",
                               "ESUS_STATE_DIR": str(tmp_path / "state")}, demo=True)
     site = settings.site
-    thermometer = BmsPoint(externallogid=POINT, source="/weather/OAT", room="tmv23", kind="outdoor_temperature",
+    thermometer = BmsPoint(externallogid=9001, source="/weather/OAT", room="tmv23", kind="outdoor_temperature",
                            unit="°C")
     site = site.model_copy(update={"forecast": site.forecast.model_copy(update={"outdoor_temperature": mode}),
                                    "bms": site.bms.model_copy(update={"points": [*site.bms.points, thermometer]})})

@@ -38,7 +38,7 @@ def test_the_example_describes_tmv23() -> None:
     assert {g.name for g in site.shades.groups} == {"east", "south", "west"}
     pins = [pin for g in site.shades.groups for pin in g.pins().values()]
     assert len(pins) == len(set(pins)) and all(9 <= pin <= 27 for pin in pins)
-    ids = {p.externallogid for p in site.bms.points}
+    ids = {p.point_id for p in site.bms.points}
     assert site.shades.wind_point in ids
     assert all(g.irradiance_point in ids for g in site.shades.groups)
 
@@ -61,7 +61,10 @@ def test_top_level_example_is_the_packaged_one() -> None:
     ("number = 2", "number = 1", r"shade group number 1 is used twice"),
     ("wind_release_mps = 8.0", "wind_release_mps = 13.0", r"wind_release_mps \(13\.0\) must be below wind_retract_mps"),
     ('kind = "co2"', 'kind = "carbon"', r"bms\.points\.\d+\.kind = 'carbon': Input should be"),
-    ("externallogid = 6023", "externallogid = 6397", r"externallogid 6397 is listed twice"),
+    ("externallogid = 6023", "externallogid = 6397", r"BMS point 6397 is listed twice"),
+    ("externallogid = 6023", 'id = "6397"', r"BMS point 6397 is listed twice"),   # one id, however written
+    ("externallogid = 6023", "externallogid = -1", r"a whole number \(externallogid\) or a text"),
+    ('api = "aau-v1"', 'api = "haystak"', r"bms\.api = 'haystak': .*unknown BMS API 'haystak': expected one of aau-v1"),
     ('name = "east"', 'name = "East Façade"', r"shades\.groups\.0\.name = 'East Façade'"),
 ])
 def test_bad_site_values(site_file: Path, old: str, new: str, expected: str) -> None:
@@ -120,3 +123,10 @@ def test_the_example_demand_response_block_is_valid(site_file: Path) -> None:
 ])
 def test_bad_demand_response_actions(site_file: Path, old: str, new: str, expected: str) -> None:
     assert re.search(expected, error_for(edited(_with_demand_response(site_file), old, new)))
+
+
+def test_point_ids_are_text_however_the_site_file_writes_them(site_file: Path) -> None:
+    site = load_site(edited(site_file, "externallogid = 6023", 'id = "@p:tmv23:r:2a3b-temp"'))
+    ids = [p.point_id for p in site.bms.points]
+    assert "@p:tmv23:r:2a3b-temp" in ids and "6397" in ids and all(isinstance(i, str) for i in ids)
+    assert site.shades.wind_point == "6428" and site.bms.api == "aau-v1"

@@ -74,7 +74,7 @@ async def running_service(tmp_path: Path, prepare: Callable[[Service], None] = l
     port = free_udp_port()
     settings0 = load_settings({"ESUS_SITE": str(site_file(tmp_path)), "ESUS_STATE_DIR": str(tmp_path / "state")},
                               demo=False)
-    points = [SimPoint(p.externallogid, p.source, p.kind) for p in settings0.site.bms.points]
+    points = [SimPoint(int(p.point_id), p.source, p.kind) for p in settings0.site.bms.points]
     bms = SimulatedBms(points, "esus", "pw").start()
     settings = load_settings({
         "ESUS_SITE": str(site_file(tmp_path)), "ESUS_STATE_DIR": str(tmp_path / "state"),

@@ -128,7 +128,8 @@ def check_bms(settings: Settings) -> Check:
         return Check("bms", True, what, warning=not settings.demo)
     from bms_wrapper.poller import resolve_points
     from bms_wrapper.transport import BmsError, RetryPolicy
-    from esus.parts.bms import configured_points, make_adapter
+    from esus.parts.bms import configured_points
+    from esus.parts.bms_sources import make_adapter
 
     adapter = make_adapter(settings)
     adapter.transport.retry = RetryPolicy(attempts=1)
@@ -151,7 +152,7 @@ def check_bms(settings: Settings) -> Check:
     return Check("bms", True, detail)
 
 
-def implausible_counts(settings: Settings) -> dict[int, int]:
+def implausible_counts(settings: Settings) -> dict[str, int]:
     """Per point, the values the service dropped as implausible (kept in the store)."""
     from esus.parts.bms import dropped_key
 
@@ -160,7 +161,7 @@ def implausible_counts(settings: Settings) -> dict[int, int]:
         return {}
     try:
         with HistoryStore(path, readonly=True) as store:
-            counts = {p.externallogid: int(store.get_state(dropped_key(p.externallogid)) or 0)
+            counts = {p.point_id: int(store.get_state(dropped_key(p.point_id)) or 0)
                       for p in settings.site.bms.points}
     except (sqlite3.Error, ValueError):   # the store check says what is wrong with the file
         return {}

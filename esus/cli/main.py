@@ -84,7 +84,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def _bms_adapter(settings: Settings, max_in_flight: int | None = None) -> Iterator:
     """The configured BMS, or in the demo a simulated one; closed (and stopped) afterwards."""
     from esus.demo import simulated_bms_adapter, start_simulated_bms
-    from esus.parts.bms import make_adapter
+    from esus.parts.bms_sources import make_adapter
 
     simulator = start_simulated_bms(settings) if settings.bms is None and settings.demo else None
     adapter = simulated_bms_adapter(settings, simulator, max_in_flight) if simulator else \
@@ -137,13 +137,13 @@ def cmd_bms_points(args: argparse.Namespace) -> int:
         print(f"esus: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     usable, messages = resolve_points(configured, listed)
-    ids = {p.externallogid for p in usable}
+    ids = {p.point_id for p in usable}
     print(f"{len(listed)} points in the BMS; {len(usable)} of {len(configured)} configured points found")
-    print(f"{'externallogid':>13}  {'room':<7} {'kind':<17} {'unit':<5} {'status':<8} source")
+    print(f"{'point':>13}  {'room':<7} {'kind':<17} {'unit':<5} {'status':<8} source")
     for ref in configured:
         renamed = any(p.source == ref.source for p in usable)
-        state = "ok" if ref.externallogid in ids else "renamed" if renamed else "MISSING"
-        print(f"{ref.externallogid:>13}  {ref.room:<7} {ref.kind:<17} {ref.unit:<5} {state:<8} {ref.source}")
+        state = "ok" if ref.point_id in ids else "renamed" if renamed else "MISSING"
+        print(f"{ref.point_id:>13}  {ref.room:<7} {ref.kind:<17} {ref.unit:<5} {state:<8} {ref.source}")
     for message in messages:
         print(f"note: {message}")
     return EXIT_OK if len(usable) == len(configured) else EXIT_FAILURE
@@ -186,7 +186,7 @@ def cmd_bms_backfill(args: argparse.Namespace) -> int:
             in_flight = args.max_in_flight or settings.site.bms.max_in_flight
             for ref, samples in backfill(adapter, points, start, end, threads=2 * in_flight, progress=progress):
                 for sample in samples:
-                    writer.writerow([sample.time.strftime("%Y-%m-%dT%H:%M:%SZ"), ref.externallogid, ref.source,
+                    writer.writerow([sample.time.strftime("%Y-%m-%dT%H:%M:%SZ"), ref.point_id, ref.source,
                                      ref.room, ref.kind, ref.unit, sample.value])
                 rows += len(samples)
     except BmsError as exc:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from bms_wrapper.adapters import AauBmsV1
 from bms_wrapper.poller import PointRef, Poller, PollReport, resolve_points
 from bms_wrapper.samples import Sample
-from bms_wrapper.transport import BasicAuth, BmsError, Transport
+from bms_wrapper.transport import BmsError
 from esus.runtime.clock import Clock
 from esus.runtime.supervisor import Health
 from esus.settings.config import Settings
@@ -27,33 +27,17 @@ log = logging.getLogger(__name__)
 API_PART = "bms api"          # the BMS's answers (the poll job itself is the scheduler's "bms")
 STORAGE_PART = "bms storage"  # keeping what it answered
 
-def series_name(point: int) -> str:
+def series_name(point: str) -> str:
     return f"bms.{point}"
 
 
-def dropped_key(point: int) -> str:
+def dropped_key(point: str) -> str:
     """The store's count of a point's values dropped as implausible, for `esus doctor`."""
     return f"bms.dropped.{point}"
 
 
 def configured_points(settings: Settings) -> list[PointRef]:
-    return [PointRef(p.externallogid, p.source, p.room, p.kind, p.unit) for p in settings.site.bms.points]
-
-
-def adapter_for(settings: Settings, url: str, auth: BasicAuth, max_in_flight: int | None = None) -> AauBmsV1:
-    """An AAU BMS API v1 adapter at `url` with the site file's timeouts and concurrency."""
-    bms = settings.site.bms
-    return AauBmsV1(Transport(url, auth, connect_timeout_s=bms.timeout_s, read_timeout_s=bms.timeout_s,
-                              deadline_s=bms.deadline_s, max_reply_bytes=int(bms.max_reply_mb * 2**20),
-                              max_in_flight=max_in_flight or bms.max_in_flight))
-
-
-def make_adapter(settings: Settings, max_in_flight: int | None = None) -> AauBmsV1:
-    """The site's BMS from settings; raises BmsError when none is configured."""
-    if settings.bms is None:
-        raise BmsError("no BMS configured: set ESUS_BMS_URL, ESUS_BMS_USER and ESUS_BMS_PASSWORD")
-    auth = BasicAuth(settings.bms.user, settings.bms.password.get_secret_value())
-    return adapter_for(settings, settings.bms.url, auth, max_in_flight)
+    return [PointRef(p.point_id, p.source, p.room, p.kind, p.unit) for p in settings.site.bms.points]
 
 
 class BmsService:
@@ -69,10 +53,10 @@ class BmsService:
                              set_mark=self._set_mark, sink=self._sink, overlap=timedelta(hours=bms.overlap_hours),
                              threads=2 * bms.max_in_flight)
         for ref in self.configured:   # what earlier runs dropped: a broken sensor stays visible after a restart
-            self.poller.dropped[ref.externallogid] = int(store.get_state(dropped_key(ref.externallogid)) or 0)
+            self.poller.dropped[ref.point_id] = int(store.get_state(dropped_key(ref.point_id)) or 0)
         self.resolved = False
         self.last_report: PollReport | None = None
-        self.latest: dict[int, Sample] = self._stored_latest()
+        self.latest: dict[str, Sample] = self._stored_latest()
         self.listeners: list[Callable[[], None]] = []   # called after each poll (the shades react to wind)
         self.polls_done = 0                              # answered or failed, since start
         self._one_poll_at_a_time = asyncio.Lock()
@@ -84,33 +68,33 @@ class BmsService:
     def errors(self) -> int:
         return self.adapter.transport.failures
 
-    def _stored_latest(self) -> dict[int, Sample]:
+    def _stored_latest(self) -> dict[str, Sample]:
         """The newest stored sample of each point: after a restart the wind (and the rooms) are
         known at once, not only after the first poll, so shades are not retracted for want of a
         reading. Too old a sample still counts as unknown (see `sample`)."""
         latest = {}
         for ref in self.configured:
-            newest = self.store.latest(series_name(ref.externallogid))
+            newest = self.store.latest(series_name(ref.point_id))
             if newest is not None:
-                latest[ref.externallogid] = Sample(newest[0], ref.externallogid, newest[1], ref.unit)
+                latest[ref.point_id] = Sample(newest[0], ref.point_id, newest[1], ref.unit)
         return latest
 
     def _known(self, ref: PointRef, start: datetime, end: datetime) -> set[datetime]:
-        times, _ = self.store.range(series_name(ref.externallogid), start, end)
+        times, _ = self.store.range(series_name(ref.point_id), start, end)
         return {datetime.fromtimestamp(t, UTC) for t in times.tolist()}
 
     def _get_mark(self, ref: PointRef) -> datetime | None:
-        text = self.store.get_state(f"bms.mark.{ref.externallogid}")
+        text = self.store.get_state(f"bms.mark.{ref.point_id}")
         return datetime.fromisoformat(text) if text else None
 
     def _set_mark(self, ref: PointRef, when: datetime) -> None:
-        self.store.set_state(f"bms.mark.{ref.externallogid}", when.isoformat())
+        self.store.set_state(f"bms.mark.{ref.point_id}", when.isoformat())
 
     def _sink(self, ref: PointRef, samples: list[Sample]) -> None:
-        tags = {"point": str(ref.externallogid), "room": ref.room, "kind": ref.kind, "unit": ref.unit}
-        self.telemetry.keep({series_name(ref.externallogid): [(s.time, s.value) for s in samples]},
+        tags = {"point": str(ref.point_id), "room": ref.room, "kind": ref.kind, "unit": ref.unit}
+        self.telemetry.keep({series_name(ref.point_id): [(s.time, s.value) for s in samples]},
                             [line("bms", {"value": s.value}, s.time, tags, self.telemetry.site) for s in samples])
-        self.latest[ref.externallogid] = samples[-1]
+        self.latest[ref.point_id] = samples[-1]
 
     def _resolve(self) -> None:
         points, messages = resolve_points(self.configured, self.adapter.list_points())
@@ -153,14 +137,14 @@ class BmsService:
                 for listener in self.listeners:
                     listener()
 
-    def sample(self, point: int | None, max_age: timedelta = timedelta(minutes=20)) -> Sample | None:
+    def sample(self, point: str | None, max_age: timedelta = timedelta(minutes=20)) -> Sample | None:
         """The newest sample of a point if it is recent enough, else None (unknown)."""
         sample = self.latest.get(point) if point is not None else None
         if sample is None or self.clock.now() - sample.time > max_age:
             return None
         return sample
 
-    def value(self, point: int | None, max_age: timedelta = timedelta(minutes=20)) -> float | None:
+    def value(self, point: str | None, max_age: timedelta = timedelta(minutes=20)) -> float | None:
         sample = self.sample(point, max_age)
         return sample.value if sample is not None else None
 

@@ -30,12 +30,12 @@ TEMPERATURE_SERIES = "forecast.outdoor_temperature_c"
 BMS_MAX_AGE = timedelta(minutes=20)
 
 
-def history_point(site: Site) -> int | None:
+def history_point(site: Site) -> str | None:
     """The BMS point whose history stands in where nothing was kept (None: the mode allows none)."""
     return site.outdoor_temperature_point if site.forecast.outdoor_temperature in ("auto", "bms") else None
 
 
-def known_temperature(store: HistoryStore, grid: Grid, point: int | None,
+def known_temperature(store: HistoryStore, grid: Grid, point: str | None,
                       since_s: int | None = None) -> np.ndarray | None:
     """For each slot of `grid` (epoch seconds), the target-hour temperature as the forecast knew it
     then (read from `since_s` on, NaN before); None when there is none at all."""
@@ -49,7 +49,7 @@ def known_temperature(store: HistoryStore, grid: Grid, point: int | None,
 
 class OutdoorTemperature:
     def __init__(self, site: Site, weather: Callable[[], Weather] | None,
-                 bms_value: Callable[[int, timedelta], float | None] | None) -> None:
+                 bms_value: Callable[[str, timedelta], float | None] | None) -> None:
         """`weather` gives the current forecast; `bms_value(point, max_age)` a point's latest reading."""
         self.mode = site.forecast.outdoor_temperature
         self.weather, self.bms_value = weather, bms_value

@@ -152,13 +152,13 @@ class ShadesService:
 
     # -- inputs ----------------------------------------------------------------------------------
 
-    def _room_points(self) -> dict[int, list[tuple[str, dict[str, int]]]]:
-        by_room: dict[str, dict[str, int]] = {}
+    def _room_points(self) -> dict[int, list[tuple[str, dict[str, str]]]]:
+        by_room: dict[str, dict[str, str]] = {}
         for p in self.settings.site.bms.points:
-            by_room.setdefault(p.room, {})[p.kind] = p.externallogid
+            by_room.setdefault(p.room, {})[p.kind] = p.point_id
         return {g.number: [(room, by_room.get(room, {})) for room in g.rooms] for g in self.shades.groups}
 
-    def _bms(self, point: int | None) -> float | None:
+    def _bms(self, point: str | None) -> float | None:
         return self.bms.value(point, BMS_MAX_AGE) if self.bms is not None and point is not None else None
 
     def inputs(self) -> Inputs:

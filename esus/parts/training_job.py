@@ -104,7 +104,7 @@ def training_process_setup(niceness: int) -> None:
 
 def train_from_store(db_path: str, candidate_path: str, until_s: int, days: int = TRAINING_DAYS,
                      calendar: WorkCalendar | None = None, temperature: bool = False,
-                     temperature_point: int | None = None, level: float = 0.9) -> dict:
+                     temperature_point: str | None = None, level: float = 0.9) -> dict:
     """Train on the `days` before `until_s` with the site's work `calendar` and, if `temperature`,
     the outdoor temperature the forecast knew (`esus.parts.outdoor`); save to `candidate_path` only
     if sane; report. The bound is calibrated at `level`, first moved by how the bounds published over

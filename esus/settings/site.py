@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from esus.settings.errors import SettingsError, first_validation_error
 
@@ -99,8 +99,26 @@ PointKind = Literal[
 ]
 
 
+def _point_id(value: object) -> object:
+    """A BMS point's id as the adapter names it, kept as text: the AAU API's externallogid (a whole
+    number), a Haystack ref, a BACnet object."""
+    if isinstance(value, bool) or (isinstance(value, int) and value < 0):
+        raise ValueError("expected a point id as the BMS lists it: a whole number (externallogid) or a text")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise ValueError("expected a point id as the BMS lists it: a whole number (externallogid) or a text")
+
+
+PointId = Annotated[str, BeforeValidator(_point_id)]
+#: The BMS APIs esus reads (the adapters' registry is esus.parts.bms_sources).
+BMS_APIS = ("aau-v1",)
+
+
 class BmsPoint(Model):
-    externallogid: int = Field(ge=0)
+    #: `externallogid` in an AAU BMS API v1 site file, `id` for any API
+    point_id: PointId = Field(validation_alias=AliasChoices("id", "externallogid"))
     source: str = Field(min_length=1)
     room: str = Field(min_length=1)
     kind: PointKind
@@ -108,6 +126,7 @@ class BmsPoint(Model):
 
 
 class BmsSettings(Model):
+    api: str = Field(default="aau-v1", description="which BMS API: " + ", ".join(BMS_APIS))
     poll_minutes: int = Field(default=5, ge=1, le=60)
     overlap_hours: float = Field(default=8.0, ge=0, le=48)
     max_in_flight: int = Field(default=4, ge=1, le=32)
@@ -117,16 +136,23 @@ class BmsSettings(Model):
     max_reply_mb: float = Field(default=4.0, gt=0, le=256, description="a longer answer is refused while it arrives")
     points: list[BmsPoint] = Field(default_factory=list)
 
+    @field_validator("api")
+    @classmethod
+    def _known_api(cls, value: str) -> str:
+        if value not in BMS_APIS:
+            raise ValueError(f"unknown BMS API {value!r}: expected one of {', '.join(BMS_APIS)}")
+        return value
+
     @model_validator(mode="after")
     def _unique_ids(self) -> BmsSettings:
         if self.deadline_s >= self.poll_minutes * 60:
             raise ValueError(f"deadline_s {self.deadline_s:g} must be shorter than the poll period "
                              f"({self.poll_minutes} minutes), or a slow BMS would make polls overlap")
-        seen: set[int] = set()
+        seen: set[str] = set()
         for point in self.points:
-            if point.externallogid in seen:
-                raise ValueError(f"externallogid {point.externallogid} is listed twice")
-            seen.add(point.externallogid)
+            if point.point_id in seen:
+                raise ValueError(f"BMS point {point.point_id} is listed twice")
+            seen.add(point.point_id)
         return self
 
 
@@ -149,7 +175,7 @@ class ShadeGroup(Model):
     travel_down_s: float = Field(gt=0, le=600)
     travel_up_s: float = Field(gt=0, le=600)
     rooms: list[str] = Field(default_factory=list)
-    irradiance_point: int | None = None
+    irradiance_point: PointId | None = None
 
     def pins(self) -> dict[str, int]:
         names = ("up_relay_pin", "down_relay_pin", "up_switch_pin", "down_switch_pin")
@@ -165,8 +191,8 @@ class ShadeSettings(Model):
     wind_retract_mps: float = Field(default=12.0, gt=0, le=60)
     wind_release_mps: float = Field(default=8.0, gt=0, le=60)
     wind_release_minutes: float = Field(default=10.0, ge=1, le=240)
-    wind_point: int | None = None
-    outdoor_temperature_point: int | None = None
+    wind_point: PointId | None = None
+    outdoor_temperature_point: PointId | None = None
     occupied_from: time = time(7, 0)
     occupied_until: time = time(18, 0)
     occupied_weekdays: list[int] = Field(default=[1, 2, 3, 4, 5], description="ISO weekdays, 1 = Monday")
@@ -324,9 +350,9 @@ class Site(Model):
     demand_response: DemandResponseSettings = DemandResponseSettings()
 
     @property
-    def outdoor_temperature_point(self) -> int | None:
+    def outdoor_temperature_point(self) -> str | None:
         """The BMS's outdoor thermometer: the first point of kind outdoor_temperature, else the shades'."""
-        listed = (p.externallogid for p in self.bms.points if p.kind == "outdoor_temperature")
+        listed = (p.point_id for p in self.bms.points if p.kind == "outdoor_temperature")
         return next(listed, self.shades.outdoor_temperature_point)
 
     @model_validator(mode="after")

@@ -170,7 +170,7 @@ class Week:
         store.close()
         self.adapt_to_the_machine()
         self.tsdb.start()
-        points = [SimPoint(p.externallogid, p.source, p.kind) for p in SITE.bms.points]
+        points = [SimPoint(int(p.point_id), p.source, p.kind) for p in SITE.bms.points]
         self.bms = SimulatedBms(points, "esus", "e2e", faults=self.faults, now=self.clock.now).start()
         (self.workdir / "presses.json").write_text(json.dumps(
             [{"at": self.timeline.press.isoformat(), "pin": SOUTH_UP_SWITCH}]))
