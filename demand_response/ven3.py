@@ -89,7 +89,8 @@ def reach(config: Ven3Config, timeout_s: float = TIMEOUT_S) -> tuple[Any, str]:
 
     verify: bool | str = str(config.ca_file) if config.ca_file else True
     token_url = config.token_url or discovered_token_url(config.vtn_url, verify, timeout_s)
-    client = VirtualEndNodeHttpClientFactory.create_http_ven_client(
+    # the 3.1 client (its interfaces are not on the base class the factory is typed to return)
+    client: Any = VirtualEndNodeHttpClientFactory.create_http_ven_client(
         vtn_base_url=config.vtn_url, client_id=config.client_id, client_secret=config.client_secret,
         token_url=token_url, scopes=list(config.scopes) or None,
         verify_vtn_tls_certificate=config.ca_file if config.ca_file else True, version=OADRVersion.OADR_310)
@@ -132,9 +133,9 @@ def mqtt_binding(client: Any) -> Any:
     binding = answer.json().get("MQTT")
     if not binding:
         return None
-    kinds = {"ANONYMOUS": mqtt.MqttNotifierAuthenticationAnonymous,
-             "OAUTH2_BEARER_TOKEN": mqtt.MqttNotifierAuthenticationOAuth2BearerToken,
-             "CERTIFICATE": mqtt.MqttNotifierAuthenticationCertificate}
+    kinds: dict[str, Any] = {"ANONYMOUS": mqtt.MqttNotifierAuthenticationAnonymous,
+                             "OAUTH2_BEARER_TOKEN": mqtt.MqttNotifierAuthenticationOAuth2BearerToken,
+                             "CERTIFICATE": mqtt.MqttNotifierAuthenticationCertificate}
     auth = binding.get("authentication") or {"method": "ANONYMOUS"}
     kind = kinds.get(str(auth.get("method")))
     if kind is None:
@@ -308,7 +309,11 @@ class Ven3:
             self.notified = False
 
         client.on_connect, client.on_connect_fail = connected, failed
-        client.on_message = lambda *_: loop.call_soon_threadsafe(self._wake.set) if self._wake else None
+        def notified(*_: Any) -> None:
+            if self._wake is not None:
+                loop.call_soon_threadsafe(self._wake.set)
+
+        client.on_message = notified
         client.connect_async(uri.host, uri.port or (8883 if uri.scheme in ("mqtts", "ssl") else 1883))
         client.loop_start()
         return client
