@@ -29,10 +29,19 @@ class PointInfo:
 
 
 class BmsAdapter(Protocol):
+    #: How far back the source keeps history, in days (None: as far as anyone asks).
+    history_days: float | None
+
     def list_points(self) -> list[PointInfo]: ...
 
     def read_history(self, point: str, start: datetime, end: datetime, unit: str = "") -> list[Sample]:
         """Samples with start <= time < end (aware datetimes), oldest first."""
+
+
+class HttpAdapter(BmsAdapter, Protocol):
+    """An adapter over HTTP: its owner closes the transport and reads its failure count."""
+
+    transport: Transport
 
 
 def _point_ids(records: list[dict], point: str) -> set:
@@ -49,6 +58,8 @@ def _number_or_text(point: str) -> int | str:
 
 class AauBmsV1:
     """GET /api/v1/metadata and /api/v1/trenddata (HTTP Basic); times are Danish local time."""
+
+    history_days: float | None = 7.6   # the trend buffers hold about 7.6 days of one-minute samples
 
     def __init__(self, transport: Transport, local_tz: ZoneInfo = DANISH_TIME) -> None:
         self.transport, self.local_tz = transport, local_tz
@@ -72,11 +83,19 @@ class AauBmsV1:
                 continue
         return points
 
-    def _local(self, t: datetime) -> str:
-        return t.astimezone(self.local_tz).strftime("%Y-%m-%d %H:%M:%S")
+    def _local(self, t: datetime, widen: timedelta) -> str:
+        """`t` as the API takes it, in local time without an offset. In the repeated hour at the end of
+        summer time that names two instants, so the window is widened by `widen` there; the samples
+        outside it are cut off after."""
+        local = t.astimezone(self.local_tz).replace(tzinfo=None)
+        first, second = local.replace(tzinfo=self.local_tz, fold=0), local.replace(tzinfo=self.local_tz, fold=1)
+        if first.utcoffset() != second.utcoffset():
+            local += widen
+        return local.strftime("%Y-%m-%d %H:%M:%S")
 
     def read_history(self, point: str, start: datetime, end: datetime, unit: str = "") -> list[Sample]:
-        params = {"starttime": self._local(start), "endtime": self._local(end), "externallogid": point}
+        params = {"starttime": self._local(start, -timedelta(hours=1)), "endtime": self._local(end, timedelta(hours=1)),
+                  "externallogid": point}
         records = self._records("/api/v1/trenddata", params)
         if _point_ids(records, point) - {point, _number_or_text(point)}:  # other points mixed in
             records = [r for r in records if str(r.get("externallogid", point)) == str(point)]

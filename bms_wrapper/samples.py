@@ -45,7 +45,7 @@ def parse_zone(text: str | None) -> timezone | ZoneInfo | None:
         return None
 
 
-def _number(value: object) -> float | None:
+def as_number(value: object) -> float | None:
     if isinstance(value, bool):
         return float(value)
     try:
@@ -63,10 +63,18 @@ SECOND_PASS_STEP = timedelta(minutes=30)
 class LocalTimeResolver:
     """Local wall-clock times to UTC; in a repeated hour, a big step back means the second pass."""
 
-    def __init__(self, tz: ZoneInfo) -> None:
-        self.tz = tz
+    def __init__(self, tz: ZoneInfo, second_pass_step: timedelta = SECOND_PASS_STEP) -> None:
+        """`second_pass_step`: the least step back that means the second pass (zero where the records
+        are sorted, as a Haystack history is: then any step back, or a repeated time, means it)."""
+        self.tz, self.second_pass_step = tz, second_pass_step
         self._previous: datetime | None = None
         self._fold = 0
+
+    def seed(self, start: datetime) -> None:
+        """Records that follow an aware `start`: a first record in a repeated hour takes start's pass
+        (and a record at start itself is no step back)."""
+        local = start.astimezone(self.tz)
+        self._previous, self._fold = local.replace(tzinfo=None) - timedelta(microseconds=1), local.fold
 
     def to_utc(self, naive: datetime) -> datetime:
         first = naive.replace(tzinfo=self.tz, fold=0)
@@ -74,7 +82,7 @@ class LocalTimeResolver:
         ambiguous = first.utcoffset() != second.utcoffset()
         if not ambiguous:
             self._fold = 0
-        elif self._previous is not None and self._previous - naive >= SECOND_PASS_STEP:
+        elif self._previous is not None and self._previous - naive >= self.second_pass_step:
             self._fold = 1
         self._previous = naive
         return (second if ambiguous and self._fold else first).astimezone(UTC)
@@ -121,7 +129,7 @@ def normalise(records: list[dict], point: str, unit: str, local_tz: ZoneInfo) ->
     resolver = LocalTimeResolver(local_tz)
     by_time: dict[datetime, Sample] = {}
     for record in records:
-        value = _number(record.get("value"))
+        value = as_number(record.get("value"))
         stamp = record.get("timestamp")
         if value is None or not stamp:
             continue

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import orjson
 import requests
@@ -190,11 +190,25 @@ def _deadline(seconds: float) -> Iterator[_Deadline]:
         _watched.deadline = None
 
 
+class Auth(Protocol):
+    """How a transport signs in: `apply` once to its session, `refresh` when the BMS answers 401
+    (True: try the request again)."""
+
+    def apply(self, session: requests.Session) -> None: ...
+
+    def refresh(self) -> bool: ...
+
+
+class Reply(NamedTuple):
+    body: bytes
+    content_type: str
+
+
 class Transport:
-    def __init__(self, base_url: str, auth: BasicAuth | BearerAuth, *, connect_timeout_s: float = 5.0,
+    def __init__(self, base_url: str, auth: Auth, *, connect_timeout_s: float = 5.0,
                  read_timeout_s: float = 30.0, deadline_s: float = DEADLINE_S, max_reply_bytes: int = MAX_REPLY_BYTES,
                  max_in_flight: int = 4, retry: RetryPolicy = RetryPolicy(),
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, accept: str = "application/json") -> None:
         self.base_url = base_url.rstrip("/")
         self.connect_timeout_s, self.read_timeout_s = connect_timeout_s, read_timeout_s
         self.deadline_s, self.max_reply_bytes = deadline_s, max_reply_bytes
@@ -207,7 +221,7 @@ class Transport:
         adapter.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _TlsPool}
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
-        self.session.headers["Accept"] = "application/json"
+        self.session.headers["Accept"] = accept
         self.auth = auth
         self._auth_lock = threading.Lock()
         auth.apply(self.session)
@@ -217,16 +231,39 @@ class Transport:
     def close(self) -> None:
         self.session.close()
 
+    @property
+    def timeouts(self) -> tuple[float, float]:
+        """(connect, read) seconds, for a request made beside `get` (a login exchange)."""
+        return self.connect_timeout_s, self.read_timeout_s
+
     def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
         """GET and decode JSON within the deadline, retrying what is worth retrying; raises a BmsError subclass."""
+        reply = self.get(path, params)
         try:
-            return self._get_json(path, params, time.monotonic() + self.deadline_s)
+            return self._decode(reply, path)
         except BmsError:
             self.failures += 1
             raise
 
-    def _get_json(self, path: str, params: dict[str, Any] | None, deadline_at: float) -> Any:
+    def get(self, path: str, params: dict[str, Any] | None = None) -> Reply:
+        """GET within the deadline, retrying what is worth retrying: a 200's body, checked to be no
+        login page and not empty; raises a BmsError subclass."""
+        return self.request("GET", path, params)
+
+    def request(self, method: str, path: str, params: dict[str, Any] | None = None, data: bytes | None = None,
+                content_type: str = "") -> Reply:
+        """`get` with a method and a body: only for requests that read (a retry must change nothing)."""
+        try:
+            reply = self._request(method, path, params, data, content_type, time.monotonic() + self.deadline_s)
+            return self._checked(reply, path)
+        except BmsError:
+            self.failures += 1
+            raise
+
+    def _request(self, method: str, path: str, params: dict[str, Any] | None, data: bytes | None,
+                 content_type: str, deadline_at: float) -> Reply:
         url = f"{self.base_url}{path}"
+        headers = {"Content-Type": content_type} if content_type else None
         refreshed = False
         attempt = 0
         while True:
@@ -237,8 +274,8 @@ class Transport:
             self.requests += 1
             with _deadline(remaining) as watch:
                 try:
-                    reply = self.session.get(url, params=params, stream=True,
-                                             timeout=(self.connect_timeout_s, min(self.read_timeout_s, remaining)))
+                    reply = self.session.request(method, url, params=params, data=data, headers=headers, stream=True,
+                                                 timeout=(self.connect_timeout_s, min(self.read_timeout_s, remaining)))
                     watch.answered = True
                     with reply:
                         body = self._body(reply, path, watch) if reply.status_code == 200 else b""
@@ -275,7 +312,7 @@ class Transport:
             if reply.status_code != 200:
                 raise BmsBadResponse(f"the BMS answered HTTP {reply.status_code} for {path}: {excerpt}",
                                      f"HTTP {reply.status_code}")
-            return self._decode(body, reply.headers.get("Content-Type", ""), path)
+            return Reply(body, reply.headers.get("Content-Type", ""))
 
     def _pause(self, seconds: float, deadline_at: float) -> None:
         """Back off, but never past the deadline (the next attempt then says the time is up)."""
@@ -307,13 +344,19 @@ class Transport:
             return next(reply.iter_content(200), b"").decode("utf-8", "replace")
         return ""
 
-    def _decode(self, raw: bytes, content_type: str, path: str) -> Any:
-        body = raw.lstrip()
-        if "html" in content_type or body[:1] == b"<":
-            raise BmsLoginPage(f"the BMS answered {path} with an HTML page (a login page?) instead of JSON: "
+    @staticmethod
+    def _checked(reply: Reply, path: str) -> Reply:
+        body = reply.body.lstrip()
+        if "html" in reply.content_type or body[:1] == b"<":
+            raise BmsLoginPage(f"the BMS answered {path} with an HTML page (a login page?) instead of data: "
                                "check ESUS_BMS_URL points at the API and the account is enabled", "an HTML page")
         if not body:
             raise BmsBadResponse(f"the BMS answered {path} with an empty body", "an empty answer")
+        return Reply(body, reply.content_type)
+
+    @staticmethod
+    def _decode(reply: Reply, path: str) -> Any:
+        body = reply.body
         try:
             return orjson.loads(body)  # a week of one point is 10,000 records: 3x faster than json
         except orjson.JSONDecodeError:

@@ -14,7 +14,7 @@ from datetime import datetime, time, timedelta
 from gpiozero.pins import Factory
 
 from bacnet_server.app import BacnetStartError
-from bms_wrapper.adapters import AauBmsV1
+from bms_wrapper.adapters import HttpAdapter
 from esus.parts.bacnet import BacnetBridge
 from esus.parts.bms import BmsService
 from esus.parts.bms_sources import make_adapter
@@ -50,7 +50,7 @@ class Service:
     background loop and its status. A part that fails is that part's fault: see `Health`."""
 
     def __init__(self, settings: Settings, clock: Clock, *, pin_factory: Factory | None = None,
-                 bms_adapter: AauBmsV1 | None = None) -> None:
+                 bms_adapter: HttpAdapter | None = None) -> None:
         """`pin_factory` and `bms_adapter` replace the site's own devices (the demo's, a test's):
         by default gpiozero's pin library and the BMS from settings."""
         self.settings, self.clock = settings, clock

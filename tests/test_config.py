@@ -100,6 +100,16 @@ def test_incomplete_groups_name_the_missing_key(site_file: Path, tmp_path: Path,
     assert missing in error_for(configured(site_file, tmp_path, **given))
 
 
+def test_a_haystack_token_signs_in_instead_of_a_password_and_only_for_haystack(site_file: Path,
+                                                                                 tmp_path: Path) -> None:
+    message = error_for(configured(site_file, tmp_path, ESUS_BMS_URL="http://bms", ESUS_BMS_TOKEN="tok-secret"))
+    assert 'ESUS_BMS_TOKEN is for [bms] api = "haystack"' in message and "tok-secret" not in message
+    site_file.write_text(site_file.read_text().replace('api = "aau-v1"', 'api = "haystack"'))
+    settings = load_settings(configured(site_file, tmp_path, ESUS_BMS_URL="http://bms", ESUS_BMS_TOKEN="tok-secret"))
+    assert settings.bms is not None and settings.bms.token.get_secret_value() == "tok-secret"
+    assert "tok-secret" not in repr(settings)
+
+
 def test_configured_mode_requires_a_site_file(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("ESUS_LOG_LEVEL=INFO\n")
     assert "ESUS_SITE is missing" in error_for({})

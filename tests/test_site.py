@@ -64,7 +64,9 @@ def test_top_level_example_is_the_packaged_one() -> None:
     ("externallogid = 6023", "externallogid = 6397", r"BMS point 6397 is listed twice"),
     ("externallogid = 6023", 'id = "6397"', r"BMS point 6397 is listed twice"),   # one id, however written
     ("externallogid = 6023", "externallogid = -1", r"a whole number \(externallogid\) or a text"),
-    ('api = "aau-v1"', 'api = "haystak"', r"bms\.api = 'haystak': .*unknown BMS API 'haystak': expected one of aau-v1"),
+    ('api = "aau-v1"', 'api = "haystak"', r"bms\.api = 'haystak': .*unknown BMS API 'haystak': expected one of aau-v1, haystack"),
+    ("max_reply_mb = 4 ", 'max_reply_mb = 4\n[bms.haystack]\nformat = "xml"\n#', r"bms\.haystack\.format = 'xml': Input should be 'zinc' or 'json'"),
+    ("max_reply_mb = 4 ", 'max_reply_mb = 4\n[bms.haystack]\npoints_filter = ""\n#', r"bms\.haystack\.points_filter = '': String should have at least 1 character"),
     ('name = "east"', 'name = "East Façade"', r"shades\.groups\.0\.name = 'East Façade'"),
 ])
 def test_bad_site_values(site_file: Path, old: str, new: str, expected: str) -> None:
@@ -112,6 +114,14 @@ def test_the_example_demand_response_block_is_valid(site_file: Path) -> None:
     assert dr.actions[2].priority == 10 and dr.actions[2].typed_values() == {2: "inactive"}
 
 
+def test_the_example_haystack_block_is_valid(site_file: Path) -> None:
+    text = site_file.read_text().replace('api = "aau-v1"', 'api = "haystack"')
+    text = re.sub(r"^# (\[bms\.haystack\]|format = |points_filter = )", r"\1", text, flags=re.M)
+    bms = load_site(edited(site_file, site_file.read_text(), text)).bms
+    assert bms.api == "haystack" and bms.haystack.format == "zinc" and bms.haystack.points_filter == "point and his"
+    assert "[bms.haystack]" in text
+
+
 @pytest.mark.parametrize(("old", "new", "expected"), [
     ('address = "192.168.1.21"', 'address = "ahu-1"', r"demand_response\.actions\.0\.address = 'ahu-1': expected an IPv4"),
     ('object = "analog-value,12"', 'object = "analog-input,12"', r"object 'analog-input,12': expected analog-, binary-"),
@@ -128,5 +138,5 @@ def test_bad_demand_response_actions(site_file: Path, old: str, new: str, expect
 def test_point_ids_are_text_however_the_site_file_writes_them(site_file: Path) -> None:
     site = load_site(edited(site_file, "externallogid = 6023", 'id = "@p:tmv23:r:2a3b-temp"'))
     ids = [p.point_id for p in site.bms.points]
-    assert "@p:tmv23:r:2a3b-temp" in ids and "6397" in ids and all(isinstance(i, str) for i in ids)
+    assert "p:tmv23:r:2a3b-temp" in ids and "6397" in ids and all(isinstance(i, str) for i in ids)   # '@' or not
     assert site.shades.wind_point == "6428" and site.bms.api == "aau-v1"

@@ -141,7 +141,8 @@ def check_bms(settings: Settings) -> Check:
     finally:
         adapter.transport.close()
     usable, messages = resolve_points(configured_points(settings), listed)
-    detail = f"{settings.bms.url}: {len(listed)} points listed, {len(usable)} of the site's found"
+    detail = (f"{settings.bms.url} ({settings.site.bms.api}): {len(listed)} points listed, {len(usable)} of the "
+              "site's found")
     if messages:
         return Check("bms", True, f"{detail}; {messages[0]} (`esus bms points` lists all)", warning=True)
     dropped = implausible_counts(settings)

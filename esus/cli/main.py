@@ -138,19 +138,17 @@ def cmd_bms_points(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     usable, messages = resolve_points(configured, listed)
     ids = {p.point_id for p in usable}
-    print(f"{len(listed)} points in the BMS; {len(usable)} of {len(configured)} configured points found")
-    print(f"{'point':>13}  {'room':<7} {'kind':<17} {'unit':<5} {'status':<8} source")
+    print(f"{len(listed)} points in the BMS ({settings.site.bms.api}); {len(usable)} of {len(configured)} "
+          "configured points found")
+    width = max([13, *(len(ref.point_id) for ref in configured)])
+    print(f"{'point':>{width}}  {'room':<7} {'kind':<17} {'unit':<5} {'status':<8} source")
     for ref in configured:
         renamed = any(p.source == ref.source for p in usable)
         state = "ok" if ref.point_id in ids else "renamed" if renamed else "MISSING"
-        print(f"{ref.point_id:>13}  {ref.room:<7} {ref.kind:<17} {ref.unit:<5} {state:<8} {ref.source}")
+        print(f"{ref.point_id:>{width}}  {ref.room:<7} {ref.kind:<17} {ref.unit:<5} {state:<8} {ref.source}")
     for message in messages:
         print(f"note: {message}")
     return EXIT_OK if len(usable) == len(configured) else EXIT_FAILURE
-
-
-#: The BMS's trend buffers hold about 7.6 days of one-minute samples.
-BMS_BUFFER_DAYS = 7.6
 
 
 def cmd_bms_backfill(args: argparse.Namespace) -> int:
@@ -161,16 +159,18 @@ def cmd_bms_backfill(args: argparse.Namespace) -> int:
     from esus.parts.bms import configured_points
 
     settings = _settings(args)
-    days = min(args.days, BMS_BUFFER_DAYS)
-    if args.days > BMS_BUFFER_DAYS:
-        print(f"esus: the BMS keeps about {BMS_BUFFER_DAYS} days; fetching {days} days", file=sys.stderr)
     end = datetime.now(UTC).replace(second=0, microsecond=0)
-    start = end - timedelta(days=days)
+    days = args.days
     out = open(args.out, "w", newline="") if args.out else sys.stdout
     show = sys.stderr.isatty()
     rows = 0
     try:
         with _bms_adapter(settings, args.max_in_flight) as adapter:
+            kept = adapter.history_days
+            if kept is not None and days > kept:
+                print(f"esus: the BMS keeps about {kept:g} days; fetching {kept:g} days", file=sys.stderr)
+                days = kept
+            start = end - timedelta(days=days)
             points, messages = resolve_points(configured_points(settings), adapter.list_points())
             for message in messages:
                 print(f"esus: {message}", file=sys.stderr)

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from bms_wrapper.adapters import AauBmsV1
+from bms_wrapper.adapters import HttpAdapter
 from bms_wrapper.poller import PointRef, Poller, PollReport, resolve_points
 from bms_wrapper.samples import Sample
 from bms_wrapper.transport import BmsError
@@ -42,7 +42,7 @@ def configured_points(settings: Settings) -> list[PointRef]:
 
 class BmsService:
     def __init__(self, settings: Settings, store: HistoryStore, telemetry: Telemetry, clock: Clock,
-                 adapter: AauBmsV1, health: Health | None = None) -> None:
+                 adapter: HttpAdapter, health: Health | None = None) -> None:
         """Takes over `adapter` (closed with this service)."""
         self.settings, self.store, self.telemetry, self.clock = settings, store, telemetry, clock
         self.health = health if health is not None else Health(clock)

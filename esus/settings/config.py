@@ -29,7 +29,7 @@ from esus.settings.site import Site, load_site
 from shades.weather import OPEN_METEO_URL
 
 DEFAULT_BACNET_PORT = 47808
-SECRET_KEYS = frozenset({"ESUS_BMS_PASSWORD", "ESUS_INFLUX_TOKEN", "ESUS_DR_PAGE_PASSWORD_HASH",
+SECRET_KEYS = frozenset({"ESUS_BMS_PASSWORD", "ESUS_BMS_TOKEN", "ESUS_INFLUX_TOKEN", "ESUS_DR_PAGE_PASSWORD_HASH",
                          "ESUS_OADR_CLIENT_SECRET"})
 DEFAULT_DR_PAGE_PORT = 8080
 #: OpenADR 3.1 only (ESUS_OADR_VERSION=3.1), and 2.0b only
@@ -37,7 +37,7 @@ OADR3_KEYS = ("ESUS_OADR_VERSION", "ESUS_OADR_PROGRAM", "ESUS_OADR_CLIENT_ID", "
               "ESUS_OADR_TOKEN_URL", "ESUS_OADR_SCOPES", "ESUS_OADR_POLL_S")
 OADR2_ONLY_KEYS = ("ESUS_OADR_VEN_ID", "ESUS_OADR_CERT", "ESUS_OADR_KEY", "ESUS_OADR_VTN_FINGERPRINT")
 KNOWN_KEYS = (
-    "ESUS_SITE", "ESUS_STATE_DIR", "ESUS_BMS_URL", "ESUS_BMS_USER", "ESUS_BMS_PASSWORD",
+    "ESUS_SITE", "ESUS_STATE_DIR", "ESUS_BMS_URL", "ESUS_BMS_USER", "ESUS_BMS_PASSWORD", "ESUS_BMS_TOKEN",
     "ESUS_INFLUX_URL", "ESUS_INFLUX_TOKEN", "ESUS_INFLUX_ORG", "ESUS_INFLUX_BUCKET",
     "ESUS_BACNET_ADDRESS", "ESUS_BACNET_DEVICE_ID", "ESUS_BACNET_BBMD", "ESUS_BACNET_BBMD_TTL", "ESUS_LOG_LEVEL",
     "ESUS_WEATHER_URL",
@@ -121,6 +121,7 @@ class EnvSettings(BaseModel):
     ESUS_BMS_URL: str | None = None
     ESUS_BMS_USER: str | None = None
     ESUS_BMS_PASSWORD: SecretStr | None = None
+    ESUS_BMS_TOKEN: SecretStr | None = None
     ESUS_INFLUX_URL: str | None = None
     ESUS_INFLUX_TOKEN: SecretStr | None = None
     ESUS_INFLUX_ORG: str | None = None
@@ -206,8 +207,9 @@ class EnvSettings(BaseModel):
 
     @model_validator(mode="after")
     def _complete_groups(self) -> EnvSettings:
-        if self.ESUS_BMS_URL and not (self.ESUS_BMS_USER and self.ESUS_BMS_PASSWORD):
-            raise ValueError("ESUS_BMS_URL is set, so ESUS_BMS_USER and ESUS_BMS_PASSWORD are required too")
+        if self.ESUS_BMS_URL and not (self.ESUS_BMS_USER and self.ESUS_BMS_PASSWORD) and not self.ESUS_BMS_TOKEN:
+            raise ValueError("ESUS_BMS_URL is set, so ESUS_BMS_USER and ESUS_BMS_PASSWORD are required too "
+                             "(or, for a Haystack server, ESUS_BMS_TOKEN)")
         if self.ESUS_INFLUX_URL:
             missing = [k for k in ("ESUS_INFLUX_TOKEN", "ESUS_INFLUX_ORG", "ESUS_INFLUX_BUCKET")
                        if not getattr(self, k)]
@@ -260,6 +262,7 @@ class BmsAccess:
     url: str
     user: str
     password: SecretStr
+    token: SecretStr = SecretStr("")   # a Haystack bearer token given instead of a sign-in
 
 
 @dataclass(frozen=True)
@@ -361,8 +364,12 @@ def load_settings(environ: Mapping[str, str] | None = None, *, demo: bool | None
     site = load_site(site_path)
     state_dir = ensure_writable_dir(env.ESUS_STATE_DIR or _default_state_dir(demo, environ),
                                     "ESUS_STATE_DIR")
-    bms = (BmsAccess(env.ESUS_BMS_URL, env.ESUS_BMS_USER or "", env.ESUS_BMS_PASSWORD)
-           if env.ESUS_BMS_URL and env.ESUS_BMS_PASSWORD else None)
+    if env.ESUS_BMS_TOKEN and site.bms.api != "haystack":
+        raise SettingsError(f"{where}: ESUS_BMS_TOKEN is for [bms] api = \"haystack\" (this site file's is "
+                            f"\"{site.bms.api}\"): sign in with ESUS_BMS_USER and ESUS_BMS_PASSWORD, or remove it")
+    bms = (BmsAccess(env.ESUS_BMS_URL, env.ESUS_BMS_USER or "", env.ESUS_BMS_PASSWORD or SecretStr(""),
+                     env.ESUS_BMS_TOKEN or SecretStr(""))
+           if env.ESUS_BMS_URL and (env.ESUS_BMS_PASSWORD or env.ESUS_BMS_TOKEN) else None)
     influx = (InfluxAccess(env.ESUS_INFLUX_URL, env.ESUS_INFLUX_TOKEN, env.ESUS_INFLUX_ORG or "",
                            env.ESUS_INFLUX_BUCKET or "")
               if env.ESUS_INFLUX_URL and env.ESUS_INFLUX_TOKEN else None)

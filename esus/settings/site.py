@@ -106,14 +106,14 @@ def _point_id(value: object) -> object:
         raise ValueError("expected a point id as the BMS lists it: a whole number (externallogid) or a text")
     if isinstance(value, int):
         return str(value)
-    if isinstance(value, str) and value.strip():
-        return value.strip()
+    if isinstance(value, str) and value.strip().removeprefix("@"):
+        return value.strip().removeprefix("@")   # a Haystack ref is written with '@' or without
     raise ValueError("expected a point id as the BMS lists it: a whole number (externallogid) or a text")
 
 
 PointId = Annotated[str, BeforeValidator(_point_id)]
 #: The BMS APIs esus reads (the adapters' registry is esus.parts.bms_sources).
-BMS_APIS = ("aau-v1",)
+BMS_APIS = ("aau-v1", "haystack")
 
 
 class BmsPoint(Model):
@@ -123,6 +123,15 @@ class BmsPoint(Model):
     room: str = Field(min_length=1)
     kind: PointKind
     unit: str = ""
+
+
+class HaystackSettings(Model):
+    """`[bms.haystack]`: how esus talks to a Project Haystack server."""
+
+    format: Literal["zinc", "json"] = Field(default="zinc", description="zinc (any Haystack version) or json "
+                                            "(Haystack 4's)")
+    points_filter: str = Field(default="point and his", min_length=1,
+                               description="the Haystack filter that lists the points esus may read")
 
 
 class BmsSettings(Model):
@@ -135,6 +144,7 @@ class BmsSettings(Model):
                               description="for a whole request, retries included; a slower answer is dropped")
     max_reply_mb: float = Field(default=4.0, gt=0, le=256, description="a longer answer is refused while it arrives")
     points: list[BmsPoint] = Field(default_factory=list)
+    haystack: HaystackSettings = Field(default_factory=HaystackSettings)
 
     @field_validator("api")
     @classmethod

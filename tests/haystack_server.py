@@ -1,0 +1,340 @@
+"""A Project Haystack server on loopback for the tests and the benchmark: SCRAM-SHA-256 sign-in as
+RFC 5802 and Haystack's HttpAuth describe it, `about`, `read` by filter and `hisRead` (one id, or
+many as Haystack 4's batch read), answering in Zinc or Haystack 4 JSON as asked. Written from the
+specifications without phable (esus's client): request grids are read by hszinc, point grids
+written by hszinc, histories written out by hand, so neither end checks itself. A point's history
+is the simulated AAU BMS's value for the same kind at each minute, stamped in Copenhagen time with
+the offset, as SkySpark writes it. Faults are switched on per test."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import hszinc
+import numpy as np
+import pandas as pd
+
+from bms_wrapper.simulator import DANISH_TIME, SimPoint, values
+
+TAGS = {"temperature": "temp zone air sensor", "irradiance": "solar irradiance sensor", "wind_speed": "wind speed sensor",
+        "co2": "co2 zone air sensor", "setpoint_heating": "temp zone air heating sp"}
+UNITS = {"temperature": "°C", "irradiance": "W/m²", "wind_speed": "m/s", "co2": "ppm", "setpoint_heating": "°C"}
+
+
+@dataclass(frozen=True)
+class HaystackPoint:
+    ref: str          # without '@'
+    dis: str
+    kind: str
+    number: int       # the simulated signal's seed (an AAU externallogid)
+
+    @property
+    def sim(self) -> SimPoint:
+        return SimPoint(self.number, self.dis, self.kind)
+
+
+@dataclass
+class HaystackFaults:
+    next_requests: deque = field(default_factory=deque)   # "500", "503", "html", "error_grid", "slow"
+    empty: set = field(default_factory=set)                # refs whose history is empty
+    down: set = field(default_factory=set)                 # refs whose hisRead answers 503
+    haystack3_json: bool = False                           # JSON as Haystack 3 wrote it ("t:…" strings)
+    latency_s: float = 0.0
+    slow_s: float = 5.0
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _b64_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text.replace("+", "-").replace("/", "_") + "=" * (-len(text) % 4))
+
+
+def _params(header: str) -> dict[str, str]:
+    """'SCRAM handshakeToken=x, data=y' -> {'handshakeToken': 'x', 'data': 'y'}."""
+    return dict(re.findall(r"(\w+)=([^,\s]+)", header.split(" ", 1)[1] if " " in header else ""))
+
+
+def zinc_number(value: float, unit: str) -> str:
+    return f"{value!r}{unit}"
+
+
+class HaystackServer:
+    def __init__(self, points: list[HaystackPoint], user: str = "esus", password: str = "pw", *,
+                 auth: str = "scram", iterations: int = 4096, faults: HaystackFaults | None = None,
+                 now: Any = lambda: datetime.now(UTC)) -> None:
+        self.points = {p.ref: p for p in points}
+        self.user, self.password, self.auth, self.iterations = user, password, auth, iterations
+        self.faults = faults or HaystackFaults()
+        self.now = now
+        self.salt = secrets.token_bytes(16)
+        self.tokens: set[str] = set()
+        self.logins = self.requests = 0
+        self.ops: list[str] = []
+        self._handshakes: dict[str, dict[str, str]] = {}
+        self._lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}/api/demo"
+
+    def start(self) -> HaystackServer:
+        threading.Thread(target=self.server.serve_forever, name="haystack-server", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def forget_tokens(self) -> None:
+        """The server restarted: every token is void."""
+        with self._lock:
+            self.tokens.clear()
+
+    # ── SCRAM, the server's side ───────────────────────────────────────────────
+
+    def _keys(self) -> tuple[bytes, bytes]:
+        salted = hashlib.pbkdf2_hmac("sha256", self.password.encode(), self.salt, self.iterations)
+        client_key = hmac.digest(salted, b"Client Key", "sha256")
+        return hashlib.sha256(client_key).digest(), hmac.digest(salted, b"Server Key", "sha256")
+
+    def scram(self, header: str) -> tuple[int, dict[str, str]]:
+        """One step of the exchange: (status, reply headers)."""
+        scheme = header.split(" ", 1)[0].upper()
+        params = _params(header)
+        if scheme == "HELLO":
+            if self.auth == "basic":
+                return 401, {"WWW-Authenticate": "basic realm=haystack"}
+            token = secrets.token_hex(8)
+            self._handshakes[token] = {"user": _b64_decode(params.get("username", "")).decode()}
+            return 401, {"WWW-Authenticate": f"SCRAM handshakeToken={token}, hash=SHA-256"}
+        state = self._handshakes.get(params.get("handshakeToken", ""))
+        if scheme != "SCRAM" or state is None:
+            return 403, {}
+        message = _b64_decode(params.get("data", "")).decode()
+        if "client_first_bare" not in state:
+            bare = message.removeprefix("n,,")
+            fields = dict(part.split("=", 1) for part in bare.split(","))
+            if fields.get("n") != self.user or state["user"] != self.user:
+                return 403, {}
+            nonce = fields["r"] + secrets.token_hex(12)
+            server_first = f"r={nonce},s={_b64(self.salt)},i={self.iterations}"
+            state.update(client_first_bare=bare, server_first=server_first, nonce=nonce)
+            return 401, {"WWW-Authenticate": f"SCRAM handshakeToken={params['handshakeToken']}, hash=SHA-256, "
+                                             f"data={_b64(server_first.encode()).rstrip('=')}"}
+        without_proof, _, proof = message.rpartition(",p=")
+        if f"r={state['nonce']}" not in without_proof.split(","):
+            return 403, {}
+        auth_message = f"{state['client_first_bare']},{state['server_first']},{without_proof}"
+        stored_key, server_key = self._keys()
+        signature = hmac.digest(stored_key, auth_message.encode(), "sha256")
+        client_key = bytes(a ^ b for a, b in zip(_b64_decode(proof), signature, strict=False))
+        if hashlib.sha256(client_key).digest() != stored_key:
+            return 403, {}
+        token = secrets.token_hex(16)
+        server_signature = _b64(hmac.digest(server_key, auth_message.encode(), "sha256"))
+        with self._lock:
+            self.tokens.add(token)
+            self.logins += 1
+        return 200, {"Authentication-Info": f"authToken={token}, hash=SHA-256, "
+                                            f"data={_b64(f'v={server_signature}'.encode()).rstrip('=')}"}
+
+    def signed_in(self, header: str) -> bool:
+        if self.auth == "none":
+            return True
+        if self.auth == "basic":
+            return header == "Basic " + _b64(f"{self.user}:{self.password}".encode())
+        return header.upper().startswith("BEARER") and _params(header).get("authToken") in self.tokens
+
+    # ── the ops ─────────────────────────────────────────────────────────────────
+
+    def matches(self, point: HaystackPoint, filter_text: str) -> bool:
+        """Haystack filters of marker tags joined by `and`, `or`, `not` (what esus's site files use)."""
+        tags = set(f"point his id dis kind unit tz {TAGS.get(point.kind, '')}".split())
+        words = re.findall(r"\(|\)|\w+", filter_text)
+        expression = " ".join(w if w in ("and", "or", "not", "(", ")") else str(w in tags) for w in words)
+        return bool(eval(expression, {"__builtins__": {}}))  # noqa: S307 # only True/False/and/or/not/() reach it
+
+    def read_grid(self, filter_text: str) -> hszinc.Grid:
+        grid = hszinc.Grid(version=hszinc.VER_3_0)
+        for name in ("id", "dis", "point", "his", "kind", "unit", "tz", "navName"):
+            grid.column[name] = {}
+        for point in self.points.values():
+            if self.matches(point, filter_text):
+                row = {"id": hszinc.Ref(point.ref, point.dis), "dis": point.dis, "navName": point.dis,
+                       "point": hszinc.MARKER, "his": hszinc.MARKER, "kind": "Number",
+                       "unit": UNITS.get(point.kind, ""), "tz": "Copenhagen"}
+                for tag in TAGS.get(point.kind, "").split():
+                    grid.column.setdefault(tag, {})
+                    row[tag] = hszinc.MARKER
+                grid.append(row)
+        return grid
+
+    def history(self, point: HaystackPoint, start: datetime, end: datetime) -> tuple[list[str], list[float]]:
+        """(Zinc datetimes in Copenhagen time, values) at each whole minute in [start, end), none in the future."""
+        if point.ref in self.faults.empty:
+            return [], []
+        newest = int(min(end, self.now()).timestamp())
+        first = -(-int(start.timestamp()) // 60) * 60
+        times = np.arange(first, newest, 60, dtype=np.int64)
+        local = pd.to_datetime(times, unit="s", utc=True).tz_convert(DANISH_TIME)
+        offsets = [f"{z[:3]}:{z[3:]}" for z in local.strftime("%z")]
+        wall = np.datetime_as_string(local.tz_localize(None).values.astype("datetime64[s]"), unit="s").tolist()
+        return [f"{w}{o} Copenhagen" for w, o in zip(wall, offsets, strict=True)], values(point.sim, times).tolist()
+
+    def his_body(self, refs: list[str], start: datetime, end: datetime, mime: str) -> str:
+        """One history (ts, val) or a batch (ts, v0, v1, …), as Zinc or JSON."""
+        series = [self.history(self.points[ref], start, end) for ref in refs]
+        units = [UNITS.get(self.points[ref].kind, "") for ref in refs]
+        names = ["val"] if len(refs) == 1 else [f"v{i}" for i in range(len(refs))]
+        stamps = list(dict.fromkeys(t for ts, _ in series for t in ts))   # every series is at whole minutes
+        stamps.sort(key=_instant)
+        columns = [dict(zip(ts, vs, strict=True)) for ts, vs in series]
+        meta = f'id:@{refs[0]} ' if len(refs) == 1 else ""
+        if mime == "zinc":
+            lines = [f'ver:"3.0" {meta}hisStart:{_zinc_utc(start)} hisEnd:{_zinc_utc(end)}', ",".join(["ts", *names])]
+            for t in stamps:
+                lines.append(",".join([t] + [zinc_number(c[t], u) if t in c else "" for c, u in zip(columns, units)]))
+            return "\n".join(lines) + "\n"
+        rows = []
+        for t in stamps:
+            text, _, zone = t.partition(" ")
+            row: dict[str, Any] = {"ts": f"t:{t}" if self.faults.haystack3_json else
+                                   {"_kind": "dateTime", "val": text, "tz": zone}}
+            for name, c, u in zip(names, columns, units, strict=True):
+                if t in c:
+                    row[name] = (f"n:{c[t]} {u}" if self.faults.haystack3_json else
+                                 {"_kind": "number", "val": c[t], "unit": u})
+            rows.append(row)
+        return json.dumps({"_kind": "grid", "meta": {"ver": "3.0"}, "cols": [{"name": n} for n in ["ts", *names]],
+                           "rows": rows})
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _send(self, status: int, body: str = "", content_type: str = "text/zinc; charset=utf-8",
+                      headers: dict | None = None) -> None:
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self._serve(b"")
+
+            def do_POST(self) -> None:
+                self._serve(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+
+            def _serve(self, body: bytes) -> None:
+                op = self.path.split("?")[0].rsplit("/", 1)[-1]
+                with server._lock:
+                    server.requests += 1
+                time.sleep(server.faults.latency_s)
+                authorization = self.headers.get("Authorization", "")
+                if op == "about" and authorization and not authorization.upper().startswith(("BEARER", "BASIC")):
+                    status, headers = server.scram(authorization)
+                    self._send(status, "", headers=headers)
+                    return
+                if not server.signed_in(authorization):
+                    self._send(401, "", headers={"WWW-Authenticate": "SCRAM" if server.auth == "scram" else "basic"})
+                    return
+                with server._lock:   # a fault meets a signed-in request
+                    fault = server.faults.next_requests.popleft() if server.faults.next_requests else None
+                if fault == "slow":
+                    time.sleep(server.faults.slow_s)
+                if fault in ("500", "503"):
+                    self._send(int(fault), "server error")
+                    return
+                if fault == "html":
+                    self._send(200, "<html><body>Sign in</body></html>", "text/html")
+                    return
+                mime = "json" if "json" in self.headers.get("Accept", "") else "zinc"
+                server.ops.append(op)
+                try:
+                    request = hszinc.parse(body.decode(), mode=hszinc.MODE_ZINC) if body else None
+                    if op == "hisRead" and {row["id"].name for row in request} & server.faults.down:
+                        self._send(503, "Service Unavailable", "text/plain")
+                        return
+                    reply = self._op(op, request, mime, fault)
+                except (KeyError, ValueError) as exc:
+                    reply = self._error(f"{type(exc).__name__}: {exc}", mime)
+                self._send(200, reply, "application/json" if mime == "json" else "text/zinc; charset=utf-8")
+
+            def _error(self, dis: str, mime: str, kind: str = "sys::Err") -> str:
+                if mime == "json":
+                    return json.dumps({"_kind": "grid", "meta": {"ver": "3.0", "err": {"_kind": "marker"},
+                                                                 "errType": kind, "dis": dis}, "cols": [], "rows": []})
+                return f'ver:"3.0" err dis:"{dis}" errType:"{kind}"\nempty\n'
+
+            def _op(self, op: str, request: Any, mime: str, fault: str | None) -> str:
+                if fault == "error_grid":
+                    return self._error("sys::Err: the history store is offline", mime)
+                if op == "about":
+                    return 'ver:"3.0"\nserverName,productName,haystackVersion\n"loopback","esus test","4.0"\n'
+                if op == "read":
+                    grid = server.read_grid(request[0]["filter"])
+                    return hszinc.dump(grid, mode=hszinc.MODE_ZINC) if mime == "zinc" else _json_points(grid)
+                if op == "hisRead":
+                    refs = [row["id"].name for row in request]
+                    unknown = [ref for ref in refs if ref not in server.points]
+                    if unknown:
+                        return self._error(f"UnknownRecErr: @{unknown[0]}", mime, "sys::UnknownRecErr")
+                    text = request.metadata.get("range") or request[0]["range"]
+                    start, end = (_parse_zinc_utc(part) for part in str(text).split(","))
+                    return server.his_body(refs, start, end, mime)
+                return self._error(f"UnknownOpErr: {op}", mime, "sys::UnknownOpErr")
+
+        return Handler
+
+
+def _zinc_utc(t: datetime) -> str:
+    return f"{t.astimezone(UTC):%Y-%m-%dT%H:%M:%S}Z UTC"
+
+
+def _instant(stamp: str) -> datetime:
+    """A Zinc datetime's instant (its offset, not its zone, says which pass of a repeated hour)."""
+    return datetime.fromisoformat(stamp.split(" ")[0].replace("Z", "+00:00"))
+
+
+def _parse_zinc_utc(text: str) -> datetime:
+    stamp = text.strip().split(" ")[0].replace("Z", "+00:00")
+    return datetime.fromisoformat(stamp).astimezone(UTC)
+
+
+def _json_points(grid: hszinc.Grid) -> str:
+    """A point grid in Haystack 4 JSON (hszinc writes Haystack 3's)."""
+    def kind(value: Any) -> Any:
+        if value is hszinc.MARKER:
+            return {"_kind": "marker"}
+        if isinstance(value, hszinc.Ref):
+            return {"_kind": "ref", "val": value.name, "dis": value.value}
+        return value
+    rows = [{name: kind(value) for name, value in row.items()} for row in grid]
+    return json.dumps({"_kind": "grid", "meta": {"ver": "3.0"}, "cols": [{"name": n} for n in grid.column],
+                       "rows": rows})

@@ -1,0 +1,261 @@
+"""The contract every BMS adapter passes, run over each API in esus.parts.bms_sources.SOURCES: the
+points listed, samples sorted, unique, in UTC and inside the window asked for (a repeated hour of
+the end of summer time included), and the poller's guarantees in the service (high-water marks
+across a restart, no gap, no duplicate, an outage back-filled, one line per failure and per
+recovery, an unknown point skipped). A new adapter adds its server here, as `Source`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bms_wrapper.poller import backfill
+from bms_wrapper.simulator import SimPoint, SimulatedBms
+from bms_wrapper.transport import RetryPolicy
+from esus.parts.bms import BmsService, series_name
+from esus.parts.bms_sources import SOURCES, make_adapter
+from esus.runtime.clock import ManualClock
+from esus.settings.config import Settings, load_settings
+from esus.state.outbox import Outbox
+from esus.state.store import HistoryStore
+from esus.state.telemetry import Telemetry
+from tests.haystack_server import HaystackPoint, HaystackServer
+
+SITE = Path(__file__).resolve().parent.parent / "site.example.toml"
+NOW = datetime(2026, 6, 10, 12, 0, 30, tzinfo=UTC)
+ROOM = 6397   # Rum 1.213's temperature, as the AAU API numbers it
+WIND = 6428
+
+
+@dataclass
+class Source:
+    """One API's server on loopback, and how the contract drives it."""
+
+    api: str
+    url: str
+    site: Path
+    point_id: Callable[[int], str]          # the AAU number of a point -> this API's id for it
+    take_down: Callable[[set[str]], None]    # these points' histories answer 503 (empty: all answer)
+    stop: Callable[[], None]
+
+
+def aau_source(tmp_path: Path, clock: ManualClock, numbers: list[tuple[int, str, str]]) -> Source:
+    server = SimulatedBms([SimPoint(*p) for p in numbers], "esus", "pw", now=clock.now).start()
+
+    def take_down(ids: set[str]) -> None:
+        server.faults.down_points = {int(i) for i in ids}
+    return Source("aau-v1", server.url, SITE, str, take_down, server.stop)
+
+
+def haystack_source(tmp_path: Path, clock: ManualClock, numbers: list[tuple[int, str, str]]) -> Source:
+    def ref(number: int) -> str:
+        return f"p:tmv23:r:{number}"
+    server = HaystackServer([HaystackPoint(ref(n), source, kind, n) for n, source, kind in numbers], "esus", "pw",
+                            now=clock.now).start()
+    text = SITE.read_text().replace('api = "aau-v1"', 'api = "haystack"')
+    text = re.sub(r"^externallogid = (\d+)", r'id = "@p:tmv23:r:\1"', text, flags=re.M)
+    text = re.sub(r"^(wind_point|irradiance_point) = (\d+)", r'\1 = "p:tmv23:r:\2"', text, flags=re.M)
+    site = tmp_path / "haystack-site.toml"
+    site.write_text(text)
+
+    def take_down(ids: set[str]) -> None:
+        server.faults.down = set(ids)
+    return Source("haystack", server.url, site, ref, take_down, server.stop)
+
+
+SERVERS = {"aau-v1": aau_source, "haystack": haystack_source}
+
+
+def test_every_api_has_its_server_here() -> None:
+    assert SERVERS.keys() == SOURCES.keys()
+
+
+def site_points() -> list[tuple[int, str, str]]:
+    settings = load_settings({"ESUS_SITE": str(SITE), "ESUS_STATE_DIR": "/tmp/esus-contract-unused"})
+    return [(int(p.point_id), p.source, p.kind) for p in settings.site.bms.points]
+
+
+@pytest.fixture(params=sorted(SERVERS))
+def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[ManualClock, Source]]:
+    clock = ManualClock(NOW)
+    source = SERVERS[request.param](tmp_path, clock, site_points())
+    yield clock, source
+    source.stop()
+
+
+class Rig:
+    """The BMS part of the service over a source, its store in tmp_path (a restart is a new Rig)."""
+
+    def __init__(self, tmp_path: Path, clock: ManualClock, source: Source) -> None:
+        self.settings: Settings = load_settings({
+            "ESUS_SITE": str(source.site), "ESUS_STATE_DIR": str(tmp_path / "state"), "ESUS_BMS_URL": source.url,
+            "ESUS_BMS_USER": "esus", "ESUS_BMS_PASSWORD": "pw"})
+        self.clock, self.source = clock, source
+        self.store = HistoryStore(self.settings.state_dir / "history.db")
+        self.outbox = Outbox(self.store)
+        self.service = BmsService(self.settings, self.store, Telemetry(self.outbox, "TMV23"), clock,
+                                  make_adapter(self.settings))
+        self.service.adapter.transport.retry = RetryPolicy(attempts=2, base_s=0.01)   # outages in seconds, not minutes
+
+    def poll(self) -> None:
+        asyncio.run(self.service.poll(self.clock.now()))
+
+    def times(self, number: int) -> np.ndarray:
+        return self.store.range(series_name(self.source.point_id(number)), 0, 2**40)[0]
+
+    def close(self) -> None:
+        self.service.close()
+        self.store.close()
+
+
+def test_the_points_are_listed_and_a_window_reads_sorted_unique_utc_samples(tmp_path: Path, world) -> None:
+    clock, source = world
+    rig = Rig(tmp_path, clock, source)
+    adapter = rig.service.adapter
+    listed = {p.point_id for p in adapter.list_points()}
+    assert {p.point_id for p in rig.settings.site.bms.points} <= listed
+    start, end = NOW.replace(second=0) - timedelta(hours=2), NOW - timedelta(minutes=30, seconds=30)
+    samples = adapter.read_history(source.point_id(ROOM), start, end, "°C")
+    assert len(samples) == 90 and samples[0].time == start and samples[-1].time < end
+    assert all(s.time.tzinfo is UTC and s.unit == "°C" and s.point == source.point_id(ROOM) for s in samples)
+    assert all(b.time - a.time == timedelta(minutes=1) for a, b in pairwise(samples))
+    rig.close()
+
+
+@pytest.mark.parametrize("start", [datetime(2026, 10, 24, 23, 0, tzinfo=UTC),     # before the repeated hour
+                                   datetime(2026, 10, 25, 0, 30, tzinfo=UTC),     # in its first pass
+                                   datetime(2026, 10, 25, 1, 20, tzinfo=UTC)])    # in its second pass
+def test_the_repeated_hour_of_the_end_of_summer_time_reads_as_two_hours(tmp_path: Path, world,
+                                                                         start: datetime) -> None:
+    clock, source = world
+    clock.jump((datetime(2026, 10, 25, 6, tzinfo=UTC) - clock.now()).total_seconds())
+    rig = Rig(tmp_path, clock, source)
+    samples = rig.service.adapter.read_history(source.point_id(ROOM), start, start + timedelta(hours=2))
+    assert len(samples) == 120 and samples[0].time == start
+    assert all(b.time - a.time == timedelta(minutes=1) for a, b in pairwise(samples))
+    rig.close()
+
+
+def test_marks_survive_a_restart_and_nothing_is_stored_twice(tmp_path: Path, world) -> None:
+    clock, source = world
+    rig = Rig(tmp_path, clock, source)
+    rig.poll()
+    first = rig.times(ROOM)
+    assert first.size == 24 * 60  # the first poll looks back a day
+    lines = rig.outbox.depth
+    rig.poll()                    # the same time again: nothing new
+    assert rig.times(ROOM).size == first.size and rig.outbox.depth == lines
+    rig.close()
+
+    clock.jump(5 * 60)            # a restart five minutes later
+    rig = Rig(tmp_path, clock, source)
+    assert rig.service.sample(source.point_id(WIND)) is not None   # known before the first poll
+    rig.poll()
+    times = rig.times(ROOM)
+    assert times.size == first.size + 5
+    assert np.all(np.diff(times) == 60)                             # no gap, no duplicate
+    assert rig.outbox.depth == lines + 5 * len(rig.service.poller.points)   # each new sample sent once
+    rig.close()
+
+
+def test_an_outage_is_one_line_and_back_filled_when_it_ends(tmp_path: Path, world,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    clock, source = world
+    rig = Rig(tmp_path, clock, source)
+    rig.poll()
+    count = len(rig.service.poller.points)
+    source.take_down({p.point_id for p in rig.service.poller.points})
+    with caplog.at_level(logging.INFO):
+        for _ in range(6):            # half an hour without an answer
+            clock.jump(300)
+            rig.poll()
+        assert rig.times(ROOM)[-1] == int(NOW.timestamp()) // 60 * 60
+        source.take_down(set())
+        clock.jump(300)
+        rig.poll()
+    assert caplog.text.count(f"BMS: all {count} points failed ({count} HTTP 503)") == 1
+    assert caplog.text.count(f"BMS: all {count} points answer again") == 1
+    assert "BMS point" not in caplog.text   # one line for the BMS, not one per point
+    assert "recovered" not in caplog.text   # the poller's line says it; the health record does not repeat it
+    times = rig.times(ROOM)
+    assert np.all(np.diff(times) == 60) and times[-1] == int(clock.now().timestamp()) // 60 * 60
+    rig.close()
+
+
+def test_one_failing_point_is_said_once_and_the_rest_flow(tmp_path: Path, world,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    clock, source = world
+    source.take_down({source.point_id(ROOM)})
+    rig = Rig(tmp_path, clock, source)
+    with caplog.at_level(logging.WARNING):
+        rig.poll()
+        clock.jump(300)
+        rig.poll()
+    assert rig.times(ROOM).size == 0 and rig.times(WIND).size > 0
+    assert caplog.text.count(f"BMS point {source.point_id(ROOM)}") == 1
+    assert rig.service.last_report.failures.keys() == {source.point_id(ROOM)}
+    source.take_down(set())
+    clock.jump(300)
+    rig.poll()
+    assert rig.times(ROOM).size > 0 and not rig.service.last_report.failures
+    rig.close()
+
+
+def test_a_point_the_bms_does_not_list_is_skipped_with_one_line(tmp_path: Path, world,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    clock, source = world
+    source.stop()
+    points = [p for p in site_points() if p[0] != ROOM]
+    source = SERVERS[source.api](tmp_path, clock, points)
+    rig = Rig(tmp_path, clock, source)
+    with caplog.at_level(logging.WARNING):
+        rig.poll()
+    assert caplog.text.count("is not in the BMS's point list; skipped") == 1
+    assert len(rig.service.poller.points) == len(points) and rig.times(WIND).size > 0
+    rig.close()
+    source.stop()
+
+
+def test_a_backfill_reads_every_point_whole(tmp_path: Path, world) -> None:
+    clock, source = world
+    rig = Rig(tmp_path, clock, source)
+    points = rig.service.configured[:4]
+    start = NOW.replace(second=0) - timedelta(days=2)
+    got = {ref.point_id: 0 for ref in points}
+    for ref, samples in backfill(rig.service.adapter, points, start, NOW.replace(second=0)):
+        got[ref.point_id] += len(samples)
+    assert got == {ref.point_id: 2 * 24 * 60 for ref in points}
+    rig.close()
+
+
+def test_the_cli_and_the_doctor_read_every_api(tmp_path: Path, world, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from esus.cli.doctor import check_bms
+    from esus.cli.main import main
+
+    clock, source = world
+    clock.jump((datetime.now(UTC) - clock.now()).total_seconds())   # `esus bms backfill` reads up to now
+    env = {"ESUS_SITE": str(source.site), "ESUS_STATE_DIR": str(tmp_path / "state"), "ESUS_BMS_URL": source.url,
+           "ESUS_BMS_USER": "esus", "ESUS_BMS_PASSWORD": "pw"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)   # no .env here
+    assert main(["bms", "points"]) == 0
+    out = capsys.readouterr().out
+    assert f"({source.api}); 28 of 28 configured points found" in out and source.point_id(ROOM) in out
+    csv = tmp_path / "backfill.csv"
+    assert main(["bms", "backfill", "--days", "0.05", "--out", str(csv)]) == 0
+    rows = csv.read_text().splitlines()
+    assert rows[0] == "time,point,source,room,kind,unit,value" and len(rows) - 1 >= 28 * 71
+    assert {row.split(",")[1] for row in rows[1:]} >= {source.point_id(ROOM), source.point_id(WIND)}
+    check = check_bms(load_settings(env))
+    assert check.ok and not check.warning and f"({source.api}): " in check.detail and "28 of the site's" in check.detail
