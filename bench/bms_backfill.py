@@ -6,10 +6,13 @@ Both list the points first, as each does before its backfill. Two baselines:
 - "upstream": what the upstream wrapper (falkecarlsen/esus-tmv23, bms_api_build_aau_dk_v1.py) did
   with each reply: `pd.read_json`, then `pd.concat` onto everything fetched so far;
 - "sequential": the same requests, decoded by esus's own code: the floor of any one-at-a-time client.
-The simulated BMS runs in its own process; each case runs in a fresh process, whose peak RSS is
-reported. Prints wall time, speed-up and peak memory of each.
+Beside them, the same points and days from a Project Haystack server (tests/haystack_server.py, the
+same 200 ms per request, SCRAM sign-in, Zinc), read by esus's Haystack adapter one point per hisRead
+and 8 points per hisRead (Haystack 4's batch read).
+The simulated servers run in their own processes; each case runs in a fresh process, whose peak RSS
+is reported. Prints wall time, speed-up and peak memory of each.
 
-    .venv/bin/python bench/bms_backfill.py [--days 1 7] [--skip-upstream] [--handshake-ms 200]
+    .venv/bin/python bench/bms_backfill.py [--days 1 7] [--skip-upstream] [--skip-haystack] [--handshake-ms 200]
 
 With --handshake-ms, a new connection also costs that long before its first request is read (the
 TCP and TLS set-up round trips of a real network, which loopback does not have): the cost that
@@ -19,12 +22,14 @@ keep-alive saves and the upstream paid on every request.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import multiprocessing
 import resource
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -35,6 +40,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bms_wrapper.adapters import AauBmsV1  # noqa: E402
+from bms_wrapper.haystack import Haystack, HaystackAuth  # noqa: E402
 from bms_wrapper.poller import PointRef, backfill, resolve_points  # noqa: E402
 from bms_wrapper.samples import normalise  # noqa: E402
 from bms_wrapper.simulator import DANISH_TIME, Faults, SimPoint, SimulatedBms  # noqa: E402
@@ -51,6 +57,20 @@ def esus_way(url: str, start: datetime, end: datetime) -> int:
     count = 0
     for _, samples in backfill(adapter, refs, start, end):
         count += len(samples)  # a CSV writer or the store would take them here, then let them go
+    adapter.transport.close()
+    return count
+
+
+def haystack_way(url: str, start: datetime, end: datetime, batch: bool = True) -> int:
+    """The same points from a Project Haystack server: SCRAM sign-in, then hisRead in Zinc, 8 points
+    per request where `batch` (Haystack 4's batch read), else one point per request."""
+    adapter = Haystack(Transport(url, HaystackAuth(url, "esus", "pw"), max_in_flight=8))
+    adapter.batch_reads = batch
+    configured = [PointRef(f"p:bench:{p.externallogid}", p.source, "r", p.kind) for p in POINTS]
+    refs, _ = resolve_points(configured, adapter.list_points())
+    count = 0
+    for _, samples in backfill(adapter, refs, start, end):
+        count += len(samples)
     adapter.transport.close()
     return count
 
@@ -95,8 +115,18 @@ def serve(port: int, handshake_s: float) -> None:
     SimulatedBms(POINTS, "esus", "pw", faults=faults, port=port).start().thread.join()
 
 
+def serve_haystack(port: int) -> None:
+    from tests.haystack_server import HaystackFaults, HaystackPoint, HaystackServer
+
+    points = [HaystackPoint(f"p:bench:{p.externallogid}", p.source, p.kind, p.externallogid) for p in POINTS]
+    server = HaystackServer(points, "esus", "pw", faults=HaystackFaults(latency_s=0.2), port=port).start()
+    threading.Event().wait()
+    server.stop()
+
+
 def run_case(name: str, url: str, days: float, end: datetime, queue: multiprocessing.Queue) -> None:
-    fn = {"esus": esus_way, "upstream": upstream_way, "sequential": sequential_way}[name]
+    fn = {"esus": esus_way, "upstream": upstream_way, "sequential": sequential_way, "haystack-batch": haystack_way,
+          "haystack": functools.partial(haystack_way, batch=False)}[name]
     if name == "upstream":
         importlib.import_module("pandas")
     started = time.perf_counter()
@@ -114,21 +144,28 @@ def measure(name: str, url: str, days: float, end: datetime) -> tuple[float, int
     return result
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--days", type=float, nargs="+", default=[1, 7])
     parser.add_argument("--skip-upstream", action="store_true")
+    parser.add_argument("--skip-haystack", action="store_true")
     parser.add_argument("--handshake-ms", type=float, default=0.0)
     args = parser.parse_args()
     end = datetime.now(UTC).replace(second=0, microsecond=0)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = multiprocessing.get_context("spawn").Process(target=serve, args=(port, args.handshake_ms / 1000),
-                                                         daemon=True)
+    port, haystack_port = free_port(), free_port()
+    spawn = multiprocessing.get_context("spawn")
+    server = spawn.Process(target=serve, args=(port, args.handshake_ms / 1000), daemon=True)
+    haystack_server = spawn.Process(target=serve_haystack, args=(haystack_port,), daemon=True)
     server.start()
-    url = f"http://127.0.0.1:{port}"
-    time.sleep(2)
+    haystack_server.start()
+    url, haystack_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{haystack_port}/api/demo"
+    time.sleep(3)
     try:
         print(f"{len(POINTS)} points, 200 ms latency per request, {args.handshake_ms:g} ms more per new connection, "
               "simulated BMS in its own process")
@@ -138,11 +175,17 @@ def main() -> None:
             if not args.skip_upstream:
                 for baseline in ("upstream", "sequential"):
                     t_base, _, m_base = measure(baseline, url, days, end)
-                    line += (f"\n    {baseline:<10} {t_base:6.1f} s, peak RSS {m_base:4.0f} MB: "
+                    line += (f"\n    {baseline:<14} {t_base:6.1f} s, peak RSS {m_base:4.0f} MB: "
                              f"esus is {t_base / t_esus:4.1f}x faster")
+            if not args.skip_haystack:
+                for way in ("haystack", "haystack-batch"):
+                    t_way, n_way, m_way = measure(way, haystack_url, days, end)
+                    line += (f"\n    {way:<14} {t_way:6.1f} s for {n_way:,} samples, peak RSS {m_way:4.0f} MB: "
+                             f"{t_way / t_esus:4.2f}x the AAU adapter's time")
             print(line, flush=True)
     finally:
         server.terminate()
+        haystack_server.terminate()
 
 
 if __name__ == "__main__":

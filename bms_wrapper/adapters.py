@@ -6,14 +6,13 @@ first; an EcoStruxure EWS or Project Haystack adapter fits the same shape."""
 from __future__ import annotations
 
 import logging
-from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from operator import attrgetter, itemgetter
-from typing import Protocol
+from operator import itemgetter
+from typing import Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
-from bms_wrapper.samples import Sample, normalise
+from bms_wrapper.samples import Sample, normalise, within
 from bms_wrapper.transport import BmsBadResponse, Transport
 
 log = logging.getLogger(__name__)
@@ -36,6 +35,16 @@ class BmsAdapter(Protocol):
 
     def read_history(self, point: str, start: datetime, end: datetime, unit: str = "") -> list[Sample]:
         """Samples with start <= time < end (aware datetimes), oldest first."""
+
+
+@runtime_checkable
+class BatchReader(Protocol):
+    """An adapter that reads several points' histories in one request (a backfill uses it)."""
+
+    batch_size: int
+
+    def read_many(self, points: list[tuple[str, str]], start: datetime, end: datetime) -> list[list[Sample]]:
+        """For (id, unit) pairs, each point's samples with start <= time < end, in the same order."""
 
 
 class HttpAdapter(BmsAdapter, Protocol):
@@ -99,12 +108,11 @@ class AauBmsV1:
         records = self._records("/api/v1/trenddata", params)
         if _point_ids(records, point) - {point, _number_or_text(point)}:  # other points mixed in
             records = [r for r in records if str(r.get("externallogid", point)) == str(point)]
-        start_utc, end_utc = start.astimezone(UTC), end.astimezone(UTC)
+        end_utc = end.astimezone(UTC)
         samples = normalise(records, point, unit, self.local_tz)
         if samples and samples[-1].time > end_utc + SKEW_WARNING and point not in self._skew_reported:
             self._skew_reported.add(point)
             log.warning("BMS point %s returned samples stamped up to %s for a window ending %s: the BMS clock "
                         "is more than an hour ahead (check NTP on the BMS and here); those samples are taken "
                         "when this clock reaches them", point, samples[-1].time.isoformat(), end_utc.isoformat())
-        first = bisect_left(samples, start_utc, key=attrgetter("time"))  # samples are sorted by time
-        return samples[first:bisect_left(samples, end_utc, lo=first, key=attrgetter("time"))]
+        return within(samples, start, end)

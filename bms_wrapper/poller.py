@@ -14,7 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_c
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from bms_wrapper.adapters import BmsAdapter, PointInfo
+from bms_wrapper.adapters import BatchReader, BmsAdapter, PointInfo
 from bms_wrapper.plausible import PLAUSIBLE, implausible
 from bms_wrapper.samples import Sample, gaps
 from bms_wrapper.transport import BmsError
@@ -187,34 +187,46 @@ def backfill(adapter: BmsAdapter, points: list[PointRef], start: datetime, end: 
     stays bounded whatever the span. The transport bounds the requests in flight; with more threads
     than that, replies are decoded while the next requests wait on the network. Values no sensor of
     the point's kind can read are dropped (said once per point), as in the poll."""
-    tasks = [(ref, a, b) for ref in points for a, b in windows(start, end)]
+    size = adapter.batch_size if isinstance(adapter, BatchReader) else 1
+    batches = [points[i:i + size] for i in range(0, len(points), size)]
+    tasks = [(batch, a, b) for batch in batches for a, b in windows(start, end)]
+
+    def read(batch: list[PointRef], a: datetime, b: datetime) -> list[list[Sample]]:
+        if isinstance(adapter, BatchReader):
+            return adapter.read_many([(ref.point_id, ref.unit) for ref in batch], a, b)
+        return [adapter.read_history(ref.point_id, a, b, ref.unit) for ref in batch]
+
     done_count = 0
     said: set[str] = set()   # points whose implausible values were reported
     with ThreadPoolExecutor(threads, thread_name_prefix="backfill") as pool:
-        pending: dict[Future, PointRef] = {}
+        pending: dict[Future, list[PointRef]] = {}
         queue = iter(tasks)
         while True:
             while len(pending) < threads:
                 task = next(queue, None)
                 if task is None:
                     break
-                ref, a, b = task
-                pending[pool.submit(adapter.read_history, ref.point_id, a, b, ref.unit)] = ref
+                pending[pool.submit(read, *task)] = task[0]
             if not pending:
                 return
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
-                ref = pending.pop(future)
+                batch = pending.pop(future)
                 done_count += 1
                 if progress:
                     progress(done_count, len(tasks))
-                samples = future.result()
-                bad = implausible(samples, ref.kind)
-                if bad:
-                    if ref.point_id not in said:
-                        said.add(ref.point_id)
-                        log.warning("BMS point %s '%s': dropped values a %s cannot read, e.g. %g at %s",
-                                    ref.point_id, ref.source, ref.kind, bad[0].value, bad[0].time.isoformat())
-                    bad_times = {s.time for s in bad}
-                    samples = [s for s in samples if s.time not in bad_times]
-                yield ref, samples
+                for ref, samples in zip(batch, future.result(), strict=True):
+                    yield ref, _plausible(ref, samples, said)
+
+
+def _plausible(ref: PointRef, samples: list[Sample], said: set[str]) -> list[Sample]:
+    """The samples but those no sensor of the point's kind can read (said once per point)."""
+    bad = implausible(samples, ref.kind)
+    if not bad:
+        return samples
+    if ref.point_id not in said:
+        said.add(ref.point_id)
+        log.warning("BMS point %s '%s': dropped values a %s cannot read, e.g. %g at %s",
+                    ref.point_id, ref.source, ref.kind, bad[0].value, bad[0].time.isoformat())
+    bad_times = {s.time for s in bad}
+    return [s for s in samples if s.time not in bad_times]

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import math
 import re
+from bisect import bisect_left
 from datetime import UTC, datetime, timedelta, timezone
 from itertools import pairwise, repeat
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -147,6 +148,13 @@ def normalise(records: list[dict], point: str, unit: str, local_tz: ZoneInfo) ->
         when = parsed.astimezone(UTC)
         by_time[when] = Sample(when, point, value, unit)
     return [by_time[t] for t in sorted(by_time)]
+
+
+def within(samples: list[Sample], start: datetime, end: datetime) -> list[Sample]:
+    """The samples (sorted by time) with start <= time < end."""
+    start_utc, end_utc = start.astimezone(UTC), end.astimezone(UTC)
+    first = bisect_left(samples, start_utc, key=attrgetter("time"))
+    return samples[first:bisect_left(samples, end_utc, lo=first, key=attrgetter("time"))]
 
 
 def gaps(samples: list[Sample], factor: float = 3.0, min_gap: timedelta = timedelta(minutes=10)

@@ -9,8 +9,10 @@ the offset, as SkySpark writes it. Faults are switched on per test."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
+import io
 import json
 import re
 import secrets
@@ -39,6 +41,7 @@ class HaystackPoint:
     dis: str
     kind: str
     number: int       # the simulated signal's seed (an AAU externallogid)
+    room: str = ""    # the spaceRef's name, where the point is in a room
 
     @property
     def sim(self) -> SimPoint:
@@ -51,6 +54,7 @@ class HaystackFaults:
     empty: set = field(default_factory=set)                # refs whose history is empty
     down: set = field(default_factory=set)                 # refs whose hisRead answers 503
     haystack3_json: bool = False                           # JSON as Haystack 3 wrote it ("t:…" strings)
+    no_batch: bool = False                                 # hisRead reads the first id only (Haystack 3)
     latency_s: float = 0.0
     slow_s: float = 5.0
 
@@ -75,7 +79,7 @@ def zinc_number(value: float, unit: str) -> str:
 class HaystackServer:
     def __init__(self, points: list[HaystackPoint], user: str = "esus", password: str = "pw", *,
                  auth: str = "scram", iterations: int = 4096, faults: HaystackFaults | None = None,
-                 now: Any = lambda: datetime.now(UTC)) -> None:
+                 now: Any = lambda: datetime.now(UTC), port: int = 0) -> None:
         self.points = {p.ref: p for p in points}
         self.user, self.password, self.auth, self.iterations = user, password, auth, iterations
         self.faults = faults or HaystackFaults()
@@ -86,7 +90,7 @@ class HaystackServer:
         self.ops: list[str] = []
         self._handshakes: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
 
     @property
@@ -164,27 +168,23 @@ class HaystackServer:
 
     # ── the ops ─────────────────────────────────────────────────────────────────
 
-    def matches(self, point: HaystackPoint, filter_text: str) -> bool:
-        """Haystack filters of marker tags joined by `and`, `or`, `not` (what esus's site files use)."""
-        tags = set(f"point his id dis kind unit tz {TAGS.get(point.kind, '')}".split())
-        words = re.findall(r"\(|\)|\w+", filter_text)
-        expression = " ".join(w if w in ("and", "or", "not", "(", ")") else str(w in tags) for w in words)
-        return bool(eval(expression, {"__builtins__": {}}))  # noqa: S307 # only True/False/and/or/not/() reach it
-
     def read_grid(self, filter_text: str) -> hszinc.Grid:
+        """The points whose tags match a Haystack filter, as hszinc's filter engine reads it."""
         grid = hszinc.Grid(version=hszinc.VER_3_0)
-        for name in ("id", "dis", "point", "his", "kind", "unit", "tz", "navName"):
+        for name in ("id", "dis", "point", "his", "kind", "unit", "tz", "navName", "spaceRef"):
             grid.column[name] = {}
         for point in self.points.values():
-            if self.matches(point, filter_text):
-                row = {"id": hszinc.Ref(point.ref, point.dis), "dis": point.dis, "navName": point.dis,
-                       "point": hszinc.MARKER, "his": hszinc.MARKER, "kind": "Number",
-                       "unit": UNITS.get(point.kind, ""), "tz": "Copenhagen"}
-                for tag in TAGS.get(point.kind, "").split():
-                    grid.column.setdefault(tag, {})
-                    row[tag] = hszinc.MARKER
-                grid.append(row)
-        return grid
+            row = {"id": hszinc.Ref(point.ref, point.dis), "dis": point.dis, "navName": point.dis,
+                   "point": hszinc.MARKER, "his": hszinc.MARKER, "kind": "Number",
+                   "unit": UNITS.get(point.kind, ""), "tz": "Copenhagen"}
+            if point.room:
+                row["spaceRef"] = hszinc.Ref(f"s:{point.room}", f"Room {point.room}")
+            for tag in TAGS.get(point.kind, "").split():
+                grid.column.setdefault(tag, {})
+                row[tag] = hszinc.MARKER
+            grid.append(row)
+        with contextlib.redirect_stdout(io.StringIO()):   # hszinc prints each filter it compiles
+            return grid.filter(filter_text)
 
     def history(self, point: HaystackPoint, start: datetime, end: datetime) -> tuple[list[str], list[float]]:
         """(Zinc datetimes in Copenhagen time, values) at each whole minute in [start, end), none in the future."""
@@ -301,7 +301,7 @@ class HaystackServer:
                     grid = server.read_grid(request[0]["filter"])
                     return hszinc.dump(grid, mode=hszinc.MODE_ZINC) if mime == "zinc" else _json_points(grid)
                 if op == "hisRead":
-                    refs = [row["id"].name for row in request]
+                    refs = [row["id"].name for row in request][:1 if server.faults.no_batch else None]
                     unknown = [ref for ref in refs if ref not in server.points]
                     if unknown:
                         return self._error(f"UnknownRecErr: @{unknown[0]}", mime, "sys::UnknownRecErr")

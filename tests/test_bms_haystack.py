@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bms_wrapper.haystack import Haystack, HaystackAuth, history_samples
+from bms_wrapper.poller import PointRef, backfill
 from bms_wrapper.samples import LocalTimeResolver
 from bms_wrapper.transport import BmsAuthError, BmsBadResponse, BmsLoginPage, RetryPolicy, Transport
 from tests.haystack_server import HaystackPoint, HaystackServer
@@ -59,6 +60,18 @@ def test_a_filter_chooses_the_points(server: HaystackServer) -> None:
     adapter.points_filter = "point and (wind or solar)"
     assert {p.point_id for p in adapter.list_points()} == {"p:tmv23:r:6428", "p:tmv23:r:6426"}
     assert adapter.records["p:tmv23:r:6428"]["unit"] == "m/s"
+
+
+@pytest.mark.parametrize("batch", [True, False])
+def test_a_backfill_reads_points_in_batches_where_the_server_can(server: HaystackServer, batch: bool) -> None:
+    server.faults.no_batch = not batch
+    adapter = client(server)
+    refs = [PointRef(p.ref, p.dis, "r", p.kind) for p in POINTS]
+    got = {ref.point_id: samples for ref, samples in backfill(adapter, refs, NOW - timedelta(days=2), NOW)}
+    assert {k: len(v) for k, v in got.items()} == {p.ref: 2 * 24 * 60 for p in POINTS}
+    assert got[ROOM] == adapter.read_history(ROOM, NOW - timedelta(days=2), NOW)   # as one point's read gives it
+    reads = server.ops.count("hisRead") - 1
+    assert reads == (1 if batch else 1 + len(POINTS)) and adapter.batch_reads == batch
 
 
 def test_a_wrong_password_is_one_clear_error(server: HaystackServer) -> None:
