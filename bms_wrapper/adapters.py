@@ -25,6 +25,11 @@ SKEW_WARNING = timedelta(hours=1)
 class PointInfo:
     point_id: str
     source: str
+    #: Set where the adapter chose the point itself (a Haystack filter in the site file): it is
+    #: polled as this kind, in this room, without a [[bms.points]] entry.
+    kind: str = ""
+    room: str = ""
+    unit: str = ""
 
 
 class BmsAdapter(Protocol):

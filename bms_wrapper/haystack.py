@@ -13,6 +13,7 @@ import base64
 import logging
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import Message
 from typing import Any, Literal
@@ -59,6 +60,28 @@ def request_grid(columns: dict[str, str], rows: Iterable[dict[str, str]] = ({},)
     for row in rows:
         lines.append(",".join(row.get(name, columns[name]) for name in names))
     return ("\n".join(lines) + "\n").encode()
+
+
+def display_name(row: Mapping[str, Any]) -> str:
+    ref = row.get("id")
+    return str(row.get("navName") or row.get("dis") or (ref.dis if isinstance(ref, Ref) else "") or "")
+
+
+def tag_text(value: Any) -> str:
+    """A tag's value as a name: a ref's display name (else its id), a text as it is."""
+    if isinstance(value, Ref):
+        return value.dis or point_id(value)
+    return value if isinstance(value, str) else ""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The points a filter finds are read as `kind`, each in the room its `room_tag` names."""
+
+    filter: str
+    kind: str
+    room_tag: str = "spaceRef"
+    unit: str = ""
 
 
 # ── signing in ───────────────────────────────────────────────────────────────
@@ -150,8 +173,10 @@ class Haystack:
     history_days: float | None = None   # a historian keeps years
     batch_size = 8   # points per batch hisRead: 8 days of 8 points at one-minute steps is about 1 MB of Zinc
 
-    def __init__(self, transport: Transport, *, fmt: Format = "zinc", points_filter: str = POINTS_FILTER) -> None:
+    def __init__(self, transport: Transport, *, fmt: Format = "zinc", points_filter: str = POINTS_FILTER,
+                 selections: Iterable[Selection] = ()) -> None:
         self.transport, self.fmt, self.points_filter = transport, fmt, points_filter
+        self.selections = list(selections)
         transport.session.headers["Accept"] = MIME[fmt]
         self.records: dict[str, Mapping[str, Any]] = {}   # each listed point's tags, by id
         self.batch_reads = True   # until the server shows it reads one id per hisRead
@@ -179,17 +204,30 @@ class Haystack:
                                  "unknown point" if unknown else "an error grid")
         return grid
 
-    def list_points(self) -> list[PointInfo]:
-        grid = self.call("read", request_grid({"filter": zinc_text(self.points_filter)}))
-        points = []
+    def read(self, filter_text: str) -> list[tuple[str, Mapping[str, Any]]]:
+        """The records a filter finds, as (id, tags); each kept in `records`."""
+        grid = self.call("read", request_grid({"filter": zinc_text(filter_text)}))
+        found = []
         for row in grid.rows:
             ref = row.get("id")
-            if not isinstance(ref, Ref):
-                continue
-            self.records[point_id(ref)] = row
-            name = row.get("navName") or row.get("dis") or ref.dis or ""
-            points.append(PointInfo(point_id(ref), str(name)))
-        return points
+            if isinstance(ref, Ref):
+                self.records[point_id(ref)] = row
+                found.append((point_id(ref), row))
+        return found
+
+    def list_points(self) -> list[PointInfo]:
+        """The points `points_filter` finds, and those each selection finds, typed by it (the first
+        selection that finds a point types it)."""
+        points = {ident: PointInfo(ident, display_name(row)) for ident, row in self.read(self.points_filter)}
+        chosen: set[str] = set()
+        for selection in self.selections:
+            for ident, row in self.read(selection.filter):
+                if ident not in chosen:
+                    chosen.add(ident)
+                    points[ident] = PointInfo(ident, display_name(row), selection.kind,
+                                              tag_text(row.get(selection.room_tag)),
+                                              selection.unit or tag_text(row.get("unit")))
+        return list(points.values())
 
     def read_history(self, point: str, start: datetime, end: datetime, unit: str = "") -> list[Sample]:
         """Samples with start <= time < end, oldest first; the Haystack unit where the site file gives none."""

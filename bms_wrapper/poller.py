@@ -36,11 +36,13 @@ class PointRef:
 
 
 def resolve_points(configured: list[PointRef], listed: list[PointInfo]) -> tuple[list[PointRef], list[str]]:
-    """Match configured points to the BMS's list by id, else by source path (a renumbered point).
-    Returns the points to poll and one message per point that is unknown or was renumbered."""
+    """Match configured points to the BMS's list by id, else by source path (a renumbered point),
+    then add the listed points the adapter chose and typed itself. Returns the points to poll and
+    one message per point that is unknown or was renumbered."""
     by_id = {p.point_id: p for p in listed}
     by_source = {p.source: p for p in listed}
-    usable, messages = [], []
+    usable: list[PointRef] = []
+    messages: list[str] = []
     for ref in configured:
         if ref.point_id in by_id:
             usable.append(ref)
@@ -52,6 +54,9 @@ def resolve_points(configured: list[PointRef], listed: list[PointInfo]) -> tuple
         else:
             messages.append(f"BMS point {ref.point_id} '{ref.source}' is not in the BMS's point list; "
                             "skipped - check the site file")
+    taken = {ref.point_id for ref in usable} | {ref.point_id for ref in configured}
+    usable += [PointRef(p.point_id, p.source, p.room, p.kind, p.unit) for p in listed
+               if p.kind and p.point_id not in taken]
     return usable, messages
 
 

@@ -178,7 +178,7 @@ class HaystackServer:
                    "point": hszinc.MARKER, "his": hszinc.MARKER, "kind": "Number",
                    "unit": UNITS.get(point.kind, ""), "tz": "Copenhagen"}
             if point.room:
-                row["spaceRef"] = hszinc.Ref(f"s:{point.room}", f"Room {point.room}")
+                row["spaceRef"] = hszinc.Ref(f"s:{point.room}", point.room)
             for tag in TAGS.get(point.kind, "").split():
                 grid.column.setdefault(tag, {})
                 row[tag] = hszinc.MARKER

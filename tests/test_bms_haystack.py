@@ -5,20 +5,27 @@ resolution from local times without their offsets."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from bms_wrapper.haystack import Haystack, HaystackAuth, history_samples
+from bms_wrapper.adapters import PointInfo
+from bms_wrapper.haystack import Haystack, HaystackAuth, Selection, history_samples
 from bms_wrapper.poller import PointRef, backfill
 from bms_wrapper.samples import LocalTimeResolver
 from bms_wrapper.transport import BmsAuthError, BmsBadResponse, BmsLoginPage, RetryPolicy, Transport
+from esus.parts.shading import ShadesService
+from esus.runtime.clock import ManualClock
+from tests.bms_servers import Rig, haystack_source, site_points
 from tests.haystack_server import HaystackPoint, HaystackServer
 
 CPH = ZoneInfo("Europe/Copenhagen")
 NOW = datetime(2026, 6, 10, 12, tzinfo=UTC)
-POINTS = [HaystackPoint("p:tmv23:r:6397", "Rum 1.213 Temp", "temperature", 6397),
+POINTS = [HaystackPoint("p:tmv23:r:6397", "Rum 1.213 Temp", "temperature", 6397, "1.213"),
           HaystackPoint("p:tmv23:r:6428", "SG01 Wind velocity", "wind_speed", 6428),
           HaystackPoint("p:tmv23:r:6426", "SG01 Solar panel east", "irradiance", 6426)]
 ROOM = "p:tmv23:r:6397"
@@ -72,6 +79,39 @@ def test_a_backfill_reads_points_in_batches_where_the_server_can(server: Haystac
     assert got[ROOM] == adapter.read_history(ROOM, NOW - timedelta(days=2), NOW)   # as one point's read gives it
     reads = server.ops.count("hisRead") - 1
     assert reads == (1 if batch else 1 + len(POINTS)) and adapter.batch_reads == batch
+
+
+def test_filters_choose_points_and_type_them_and_the_first_filter_wins(server: HaystackServer) -> None:
+    adapter = client(server)
+    adapter.selections = [Selection("point and temp and zone and sensor", "temperature"),
+                          Selection("point and sensor", "other", unit="raw")]
+    listed = {p.point_id: p for p in adapter.list_points()}
+    assert listed[ROOM] == PointInfo(ROOM, "Rum 1.213 Temp", "temperature", "1.213", "°C")   # room from spaceRef
+    assert listed["p:tmv23:r:6428"] == PointInfo("p:tmv23:r:6428", "SG01 Wind velocity", "other", "", "raw")
+
+
+def test_a_site_that_chooses_its_room_temperatures_by_filter(tmp_path: Path) -> None:
+    """Every room temperature left out of [[bms.points]] and chosen by one filter instead: polled,
+    stored, and each read by the shade group its room belongs to."""
+    clock = ManualClock(datetime(2026, 6, 10, 12, tzinfo=UTC))
+    source = haystack_source(tmp_path, clock, site_points())
+    text = re.sub(r'\[\[bms\.points\]\]\nid = "[^"]+"\nsource = "[^"]+"\nroom = "[^"]+"\nkind = "temperature"\n'
+                  r'unit = "[^"]*"\n', "", source.site.read_text())
+    text += '\n[[bms.haystack.select]]\nfilter = "point and temp and zone and sensor"\nkind = "temperature"\n'
+    source.site.write_text(text)
+    rig = Rig(tmp_path, clock, source)
+    assert not any(p.kind == "temperature" for p in rig.settings.site.bms.points)
+    rig.poll()
+    temperatures = {p.point_id: p.room for p in rig.service.points if p.kind == "temperature"}
+    assert temperatures == {source.point_id(n): room for n, _, kind, room in site_points() if kind == "temperature"}
+    assert rig.times(6397).size == 24 * 60 and rig.service.value(source.point_id(6397)) is not None
+    shades = SimpleNamespace(bms=rig.service, settings=rig.settings, shades=rig.settings.site.shades)
+    east = rig.settings.site.shades.groups[0]
+    assert east.rooms == ["1.213", "1.215"]
+    rooms = dict(ShadesService.room_points.fget(shades)[east.number])
+    assert rooms["1.213"]["temperature"] == source.point_id(6397)
+    rig.close()
+    source.stop()
 
 
 def test_a_wrong_password_is_one_clear_error(server: HaystackServer) -> None:

@@ -31,6 +31,7 @@ class PendingBms:
 
     def __init__(self) -> None:
         self.polls_done, self.listeners = 0, []
+        self.points: list = []   # none listed yet: the rooms' readings are unknown too
 
     def sample(self, point, max_age):
         return None

@@ -67,6 +67,8 @@ def test_top_level_example_is_the_packaged_one() -> None:
     ('api = "aau-v1"', 'api = "haystak"', r"bms\.api = 'haystak': .*unknown BMS API 'haystak': expected one of aau-v1, haystack"),
     ("max_reply_mb = 4 ", 'max_reply_mb = 4\n[bms.haystack]\nformat = "xml"\n#', r"bms\.haystack\.format = 'xml': Input should be 'zinc' or 'json'"),
     ("max_reply_mb = 4 ", 'max_reply_mb = 4\n[bms.haystack]\npoints_filter = ""\n#', r"bms\.haystack\.points_filter = '': String should have at least 1 character"),
+    ("max_reply_mb = 4 ", 'max_reply_mb = 4\n[[bms.haystack.select]]\nfilter = "temp"\nkind = "temperature"\n#',
+     r"\[\[bms\.haystack\.select\]\] chooses points on a Haystack server, but api is 'aau-v1'"),
     ('name = "east"', 'name = "East Façade"', r"shades\.groups\.0\.name = 'East Façade'"),
 ])
 def test_bad_site_values(site_file: Path, old: str, new: str, expected: str) -> None:
@@ -116,9 +118,12 @@ def test_the_example_demand_response_block_is_valid(site_file: Path) -> None:
 
 def test_the_example_haystack_block_is_valid(site_file: Path) -> None:
     text = site_file.read_text().replace('api = "aau-v1"', 'api = "haystack"')
-    text = re.sub(r"^# (\[bms\.haystack\]|format = |points_filter = )", r"\1", text, flags=re.M)
+    text = re.sub(r"^# (\[bms\.haystack\]|\[\[bms\.haystack\.select\]\]|format = |points_filter = |filter = |kind = |"
+                  r"room_tag = )", r"\1", text, flags=re.M)
     bms = load_site(edited(site_file, site_file.read_text(), text)).bms
     assert bms.api == "haystack" and bms.haystack.format == "zinc" and bms.haystack.points_filter == "point and his"
+    assert [(s.filter, s.kind, s.room_tag) for s in bms.haystack.select] == [
+        ("point and his and temp and zone and sensor", "temperature", "spaceRef")]
     assert "[bms.haystack]" in text
 
 

@@ -138,17 +138,22 @@ def cmd_bms_points(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     usable, messages = resolve_points(configured, listed)
     ids = {p.point_id for p in usable}
-    print(f"{len(listed)} points in the BMS ({settings.site.bms.api}); {len(usable)} of {len(configured)} "
-          "configured points found")
-    width = max([13, *(len(ref.point_id) for ref in configured)])
+    chosen = [ref for ref in usable if ref.point_id not in {c.point_id for c in configured}
+              and ref.source not in {c.source for c in configured}]
+    found = len(usable) - len(chosen)
+    print(f"{len(listed)} points in the BMS ({settings.site.bms.api}); {found} of {len(configured)} configured "
+          f"points found" + (f", {len(chosen)} more chosen by the site file's filters" if chosen else ""))
+    width = max([13, *(len(ref.point_id) for ref in configured + chosen)])
     print(f"{'point':>{width}}  {'room':<7} {'kind':<17} {'unit':<5} {'status':<8} source")
     for ref in configured:
         renamed = any(p.source == ref.source for p in usable)
         state = "ok" if ref.point_id in ids else "renamed" if renamed else "MISSING"
         print(f"{ref.point_id:>{width}}  {ref.room:<7} {ref.kind:<17} {ref.unit:<5} {state:<8} {ref.source}")
+    for ref in chosen:
+        print(f"{ref.point_id:>{width}}  {ref.room or '-':<7} {ref.kind:<17} {ref.unit:<5} {'filter':<8} {ref.source}")
     for message in messages:
         print(f"note: {message}")
-    return EXIT_OK if len(usable) == len(configured) else EXIT_FAILURE
+    return EXIT_OK if found == len(configured) else EXIT_FAILURE
 
 
 def cmd_bms_backfill(args: argparse.Namespace) -> int:

@@ -52,11 +52,10 @@ class BmsService:
         self.poller = Poller(self.adapter, self.configured, known=self._known, get_mark=self._get_mark,
                              set_mark=self._set_mark, sink=self._sink, overlap=timedelta(hours=bms.overlap_hours),
                              threads=2 * bms.max_in_flight)
-        for ref in self.configured:   # what earlier runs dropped: a broken sensor stays visible after a restart
-            self.poller.dropped[ref.point_id] = int(store.get_state(dropped_key(ref.point_id)) or 0)
         self.resolved = False
         self.last_report: PollReport | None = None
-        self.latest: dict[str, Sample] = self._stored_latest()
+        self.latest: dict[str, Sample] = {}
+        self._restore(self.configured)
         self.listeners: list[Callable[[], None]] = []   # called after each poll (the shades react to wind)
         self.polls_done = 0                              # answered or failed, since start
         self._one_poll_at_a_time = asyncio.Lock()
@@ -68,16 +67,21 @@ class BmsService:
     def errors(self) -> int:
         return self.adapter.transport.failures
 
-    def _stored_latest(self) -> dict[str, Sample]:
-        """The newest stored sample of each point: after a restart the wind (and the rooms) are
-        known at once, not only after the first poll, so shades are not retracted for want of a
-        reading. Too old a sample still counts as unknown (see `sample`)."""
-        latest = {}
-        for ref in self.configured:
+    @property
+    def points(self) -> list[PointRef]:
+        """The points polled: the site file's, and those the adapter chose (once the BMS has listed them)."""
+        return self.poller.points if self.resolved else self.configured
+
+    def _restore(self, refs: list[PointRef]) -> None:
+        """What earlier runs knew of these points: the newest stored sample (after a restart the wind
+        and the rooms are known at once, not only after the first poll, so shades are not retracted
+        for want of a reading; too old a sample still counts as unknown, see `sample`), and the count
+        of values dropped as implausible (a broken sensor stays visible)."""
+        for ref in refs:
+            self.poller.dropped[ref.point_id] = int(self.store.get_state(dropped_key(ref.point_id)) or 0)
             newest = self.store.latest(series_name(ref.point_id))
             if newest is not None:
-                latest[ref.point_id] = Sample(newest[0], ref.point_id, newest[1], ref.unit)
-        return latest
+                self.latest[ref.point_id] = Sample(newest[0], ref.point_id, newest[1], ref.unit)
 
     def _known(self, ref: PointRef, start: datetime, end: datetime) -> set[datetime]:
         times, _ = self.store.range(series_name(ref.point_id), start, end)
@@ -100,6 +104,12 @@ class BmsService:
         points, messages = resolve_points(self.configured, self.adapter.list_points())
         for message in messages:
             log.warning("%s", message)
+        known = {ref.point_id for ref in self.configured}
+        chosen = [ref for ref in points if ref.point_id not in known]
+        if chosen:
+            log.info("BMS: %d points chosen by the site file's filters besides its %d listed ones", len(chosen),
+                     len(self.configured))
+        self._restore(chosen)
         self.poller.points = points
         self.resolved = True
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bms_wrapper.adapters import AauBmsV1, HttpAdapter
-from bms_wrapper.haystack import Haystack, HaystackAuth
+from bms_wrapper.haystack import Haystack, HaystackAuth, Selection
 from bms_wrapper.transport import Auth, BasicAuth, BmsError, Transport
 from esus.settings.config import BmsAccess, Settings
 from esus.settings.site import BMS_APIS
@@ -35,8 +35,9 @@ def haystack(settings: Settings, access: BmsAccess, max_in_flight: int | None = 
     auth = HaystackAuth(access.url, access.user, access.password.get_secret_value(),
                         access.token.get_secret_value(), timeouts=(timeout_s, timeout_s))
     options = settings.site.bms.haystack
+    selections = [Selection(s.filter, s.kind, s.room_tag, s.unit) for s in options.select]
     return Haystack(transport_for(settings, access.url, auth, max_in_flight), fmt=options.format,
-                    points_filter=options.points_filter)
+                    points_filter=options.points_filter, selections=selections)
 
 
 SOURCES: dict[str, Callable[[Settings, BmsAccess, int | None], HttpAdapter]] = {

@@ -14,7 +14,7 @@ from pvlib.location import Location
 
 from bacnet_server.points import SHADE_MODES
 from esus.parts.bacnet import BacnetBridge
-from esus.parts.bms import BmsService
+from esus.parts.bms import BmsService, configured_points
 from esus.parts.weather import weather_service
 from esus.runtime.clock import Clock
 from esus.runtime.supervisor import Health
@@ -60,7 +60,6 @@ class ShadesService:
         self.shades, self.tz = site.shades, site.site.tz
         self.location = location_of(settings)
         self.weather = weather
-        self.room_points = self._room_points()
         self.irradiance_points = {g.number: g.irradiance_point for g in self.shades.groups}
         self.started = False
         self.created_at = clock.now()
@@ -152,9 +151,13 @@ class ShadesService:
 
     # -- inputs ----------------------------------------------------------------------------------
 
-    def _room_points(self) -> dict[int, list[tuple[str, dict[str, str]]]]:
+    @property
+    def room_points(self) -> dict[int, list[tuple[str, dict[str, str]]]]:
+        """Per group, its rooms' point ids by kind: the site file's points, and those the BMS
+        adapter chose by filter once it has listed them."""
+        points = self.bms.points if self.bms is not None else configured_points(self.settings)
         by_room: dict[str, dict[str, str]] = {}
-        for p in self.settings.site.bms.points:
+        for p in points:
             by_room.setdefault(p.room, {})[p.kind] = p.point_id
         return {g.number: [(room, by_room.get(room, {})) for room in g.rooms] for g in self.shades.groups}
 

@@ -125,6 +125,16 @@ class BmsPoint(Model):
     unit: str = ""
 
 
+class HaystackSelect(Model):
+    """`[[bms.haystack.select]]`: the points a Haystack filter finds are read as one kind, each in the
+    room its `room_tag` names (a ref's display name, or a text)."""
+
+    filter: str = Field(min_length=1)
+    kind: PointKind
+    room_tag: str = Field(default="spaceRef", min_length=1)
+    unit: str = Field(default="", description="empty: the unit the server gives")
+
+
 class HaystackSettings(Model):
     """`[bms.haystack]`: how esus talks to a Project Haystack server."""
 
@@ -132,6 +142,7 @@ class HaystackSettings(Model):
                                             "(Haystack 4's)")
     points_filter: str = Field(default="point and his", min_length=1,
                                description="the Haystack filter that lists the points esus may read")
+    select: list[HaystackSelect] = Field(default_factory=list)
 
 
 class BmsSettings(Model):
@@ -158,6 +169,9 @@ class BmsSettings(Model):
         if self.deadline_s >= self.poll_minutes * 60:
             raise ValueError(f"deadline_s {self.deadline_s:g} must be shorter than the poll period "
                              f"({self.poll_minutes} minutes), or a slow BMS would make polls overlap")
+        if self.haystack.select and self.api != "haystack":
+            raise ValueError(f"[[bms.haystack.select]] chooses points on a Haystack server, but api is {self.api!r}: "
+                             'set api = "haystack" or remove the select blocks')
         seen: set[str] = set()
         for point in self.points:
             if point.point_id in seen:
