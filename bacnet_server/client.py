@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
-from bacpypes3.apdu import ErrorRejectAbortNack
+from bacpypes3.apdu import ErrorRejectAbortNack, ReadRangeACK, ReadRangeRequest
 from bacpypes3.app import Application
+from bacpypes3.basetypes import DateTime, LogRecord, Range, RangeBySequenceNumber, RangeByTime
+from bacpypes3.constructeddata import ListOf
 from bacpypes3.local.device import DeviceObject
 from bacpypes3.local.networkport import NetworkPortObject
-from bacpypes3.primitivedata import Null
+from bacpypes3.pdu import Address
+from bacpypes3.primitivedata import Date, Null, ObjectIdentifier, PropertyIdentifier, Time
 
 TIMEOUT_S = 10.0
+#: What bacpypes3 returns, as text, for an answer it cannot decode.
+BACPYPES_REFUSALS = ("-no object class-", "-no property type-")
 
 
 class BacnetClientError(Exception):
@@ -66,6 +72,48 @@ class BacnetClient:
             raise BacnetClientError(f"{what}: the answer was not a value")
         return value
 
+    async def device_at(self, address: str) -> str:
+        """The device object at an address ("device,1001"), asked with a directed Who-Is."""
+        try:
+            answers = await self.application().who_is(address=Address(address), timeout=self.timeout_s)
+        except (ValueError, TypeError, OSError) as exc:
+            raise BacnetClientError(f"{address}: {type(exc).__name__}: {exc}") from None
+        if not answers:
+            raise BacnetClientError(f"{address}: no answer to Who-Is within {self.timeout_s:g} s")
+        kind, instance = answers[0].iAmDeviceIdentifier
+        return f"{kind},{instance}"
+
+    async def read_log(self, address: str, trend_log: str, after: datetime | int, count: int
+                       ) -> tuple[int, list[tuple[datetime, float | None]]]:
+        """Up to `count` records of a TrendLog's buffer: those stamped after a local time, or from a
+        sequence number on (ReadRange by time, by sequence number). Returns the first record's
+        sequence number (the next page starts after the last: local times repeat once a year, the
+        numbers never) and each record as (the controller's local time, naive; its value, None for
+        a record that holds no number)."""
+        if isinstance(after, datetime):
+            what = f"{address} {trend_log} log-buffer after {after.isoformat()}"
+            reference = DateTime(date=Date((after.year - 1900, after.month, after.day, after.isoweekday())),
+                                 time=Time((after.hour, after.minute, after.second, 0)))
+            wanted = Range(byTime=RangeByTime(referenceTime=reference, count=count))
+        else:
+            what = f"{address} {trend_log} log-buffer from record {after}"
+            wanted = Range(bySequenceNumber=RangeBySequenceNumber(referenceSequenceNumber=after, count=count))
+        try:
+            request = ReadRangeRequest(objectIdentifier=ObjectIdentifier(trend_log),
+                                       propertyIdentifier=PropertyIdentifier("log-buffer"), range=wanted,
+                                       destination=Address(address))
+        except (ValueError, TypeError) as exc:
+            raise BacnetClientError(f"{what}: {type(exc).__name__}: {exc}") from None
+        reply = await self._ask(what, self.application().request(request))
+        if not isinstance(reply, ReadRangeACK):
+            raise BacnetClientError(f"{what}: the answer was not a log buffer")
+        try:
+            records = reply.itemData.cast_out(ListOf(LogRecord))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise BacnetClientError(f"{what}: the log buffer could not be read ({type(exc).__name__})") from None
+        first = int(reply.firstSequenceNumber) if reply.firstSequenceNumber is not None else 0
+        return first, [(_naive(record.timestamp), _log_number(record.logDatum)) for record in records]
+
     async def write(self, address: str, object_id: str, value: Any, *, property: str = "present-value",
                     priority: int | None = None) -> None:
         """Write `value` (cast to the property's datatype); None writes NULL, which relinquishes `priority`."""
@@ -90,7 +138,7 @@ class BacnetClient:
             raise BacnetClientError(f"{what}: {type(exc).__name__}: {exc}") from None
         if isinstance(reply, ErrorRejectAbortNack):
             raise BacnetClientError(f"{what}: refused: {reply}")
-        if isinstance(reply, str):   # bacpypes3's "-no object class-" and "-no property type-"
+        if isinstance(reply, str) and reply in BACPYPES_REFUSALS:   # a CharacterString value is a str too
             raise BacnetClientError(f"{what}: {reply.strip('-')}")
         return reply
 
@@ -99,3 +147,20 @@ class BacnetClient:
         if self._own is not None:
             self._own.close()
             self._own = None
+
+
+def _naive(stamp: Any) -> datetime:
+    """A BACnet DateTime (years since 1900) as a naive datetime."""
+    year, month, day, _ = stamp.date
+    hour, minute, second, hundredths = stamp.time
+    return datetime(year + 1900, month, day, hour, minute, second, hundredths * 10_000)
+
+
+def _log_number(datum: Any) -> float | None:
+    """A log record's value as a number; None for a status, a failure, a null or a bit string."""
+    for kind in ("realValue", "unsignedValue", "signedValue", "enumValue"):
+        value = getattr(datum, kind, None)
+        if value is not None:
+            return float(value)
+    boolean = getattr(datum, "booleanValue", None)
+    return None if boolean is None else float(bool(boolean))

@@ -36,6 +36,12 @@ class BmsAdapter(Protocol):
     #: How far back the source keeps history, in days (None: as far as anyone asks).
     history_days: float | None
 
+    @property
+    def failures(self) -> int:
+        """Requests that failed since the start."""
+
+    def close(self) -> None: ...
+
     def list_points(self) -> list[PointInfo]: ...
 
     def read_history(self, point: str, start: datetime, end: datetime, unit: str = "") -> list[Sample]:
@@ -52,6 +58,7 @@ class BatchReader(Protocol):
         """For (id, unit) pairs, each point's samples with start <= time < end, in the same order."""
 
 
+@runtime_checkable
 class HttpAdapter(BmsAdapter, Protocol):
     """An adapter over HTTP: its owner closes the transport and reads its failure count."""
 
@@ -78,6 +85,13 @@ class AauBmsV1:
     def __init__(self, transport: Transport, local_tz: ZoneInfo = DANISH_TIME) -> None:
         self.transport, self.local_tz = transport, local_tz
         self._skew_reported: set[str] = set()
+
+    @property
+    def failures(self) -> int:
+        return self.transport.failures
+
+    def close(self) -> None:
+        self.transport.close()
 
     def _records(self, path: str, params: dict | None = None) -> list[dict]:
         data = self.transport.get_json(path, params)

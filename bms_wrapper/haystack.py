@@ -181,6 +181,13 @@ class Haystack:
         self.records: dict[str, Mapping[str, Any]] = {}   # each listed point's tags, by id
         self.batch_reads = True   # until the server shows it reads one id per hisRead
 
+    @property
+    def failures(self) -> int:
+        return self.transport.failures
+
+    def close(self) -> None:
+        self.transport.close()
+
     def call(self, op: str, body: bytes) -> Grid:
         """One op: its grid, or a BmsError saying what the server said."""
         reply = self.transport.request("POST", f"/{op}", data=body, content_type="text/zinc; charset=utf-8")

@@ -14,10 +14,10 @@ from datetime import datetime, time, timedelta
 from gpiozero.pins import Factory
 
 from bacnet_server.app import BacnetStartError
-from bms_wrapper.adapters import HttpAdapter
+from bms_wrapper.adapters import BmsAdapter
 from esus.parts.bacnet import BacnetBridge
 from esus.parts.bms import BmsService
-from esus.parts.bms_sources import make_adapter
+from esus.parts.bms_sources import bms_configured, make_adapter, service_context
 from esus.parts.demand import DemandService
 from esus.parts.forecasting import ForecastService
 from esus.parts.outdoor import OutdoorTemperature
@@ -50,7 +50,7 @@ class Service:
     background loop and its status. A part that fails is that part's fault: see `Health`."""
 
     def __init__(self, settings: Settings, clock: Clock, *, pin_factory: Factory | None = None,
-                 bms_adapter: HttpAdapter | None = None) -> None:
+                 bms_adapter: BmsAdapter | None = None) -> None:
         """`pin_factory` and `bms_adapter` replace the site's own devices (the demo's, a test's):
         by default gpiozero's pin library and the BMS from settings."""
         self.settings, self.clock = settings, clock
@@ -71,8 +71,9 @@ class Service:
         self.bacnet = BacnetBridge(settings, self.power)
         self.weather = WeatherPart(settings, clock)
         self.bms: BmsService | None = None
-        if bms_adapter is None and settings.bms is not None:
-            bms_adapter = make_adapter(settings)
+        if bms_adapter is None and bms_configured(settings):
+            bms_adapter = make_adapter(settings, context=service_context(settings, lambda: self.bacnet.device.app,
+                                                                         clock.now))
         if bms_adapter is not None:
             self.bms = BmsService(settings, self.store, self.telemetry, clock, bms_adapter, self.health)
         self.forecast = ForecastService(settings, self.store, self.power, self.bacnet, clock, self.telemetry,

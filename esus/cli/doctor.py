@@ -123,26 +123,31 @@ def check_forecast(settings: Settings) -> Check:
 
 
 def check_bms(settings: Settings) -> Check:
-    if settings.bms is None:
+    from esus.parts.bms_sources import bms_configured
+
+    if not bms_configured(settings):
         what = "simulated (demo)" if settings.demo else "not configured (ESUS_BMS_URL unset): no polling"
         return Check("bms", True, what, warning=not settings.demo)
+    from bms_wrapper.adapters import HttpAdapter
     from bms_wrapper.poller import resolve_points
     from bms_wrapper.transport import BmsError, RetryPolicy
     from esus.parts.bms import configured_points
-    from esus.parts.bms_sources import make_adapter
+    from esus.parts.bms_sources import command_context, make_adapter
 
-    adapter = make_adapter(settings)
-    adapter.transport.retry = RetryPolicy(attempts=1)
-    adapter.transport.read_timeout_s = adapter.transport.deadline_s = TIMEOUT_S
-    try:
-        listed = adapter.list_points()
-    except BmsError as exc:
-        return Check("bms", False, str(exc))
-    finally:
-        adapter.transport.close()
+    with command_context(settings) as context:
+        adapter = make_adapter(settings, context=context)
+        if isinstance(adapter, HttpAdapter):   # one quick attempt: the doctor says, the poll retries
+            adapter.transport.retry = RetryPolicy(attempts=1)
+            adapter.transport.read_timeout_s = adapter.transport.deadline_s = TIMEOUT_S
+        try:
+            listed = adapter.list_points()
+        except BmsError as exc:
+            return Check("bms", False, str(exc))
+        finally:
+            adapter.close()
     usable, messages = resolve_points(configured_points(settings), listed)
-    detail = (f"{settings.bms.url} ({settings.site.bms.api}): {len(listed)} points listed, {len(usable)} of the "
-              "site's found")
+    where = settings.bms.url if settings.bms is not None else "the controllers"
+    detail = f"{where} ({settings.site.bms.api}): {len(listed)} points listed, {len(usable)} of the site's found"
     if messages:
         return Check("bms", True, f"{detail}; {messages[0]} (`esus bms points` lists all)", warning=True)
     dropped = implausible_counts(settings)

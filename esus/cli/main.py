@@ -84,17 +84,18 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def _bms_adapter(settings: Settings, max_in_flight: int | None = None) -> Iterator:
     """The configured BMS, or in the demo a simulated one; closed (and stopped) afterwards."""
     from esus.demo import simulated_bms_adapter, start_simulated_bms
-    from esus.parts.bms_sources import make_adapter
+    from esus.parts.bms_sources import bms_configured, command_context, make_adapter
 
-    simulator = start_simulated_bms(settings) if settings.bms is None and settings.demo else None
-    adapter = simulated_bms_adapter(settings, simulator, max_in_flight) if simulator else \
-        make_adapter(settings, max_in_flight)
-    try:
-        yield adapter
-    finally:
-        adapter.transport.close()
-        if simulator:
-            simulator.stop()
+    simulator = start_simulated_bms(settings) if not bms_configured(settings) and settings.demo else None
+    with command_context(settings) as context:
+        adapter = simulated_bms_adapter(settings, simulator, max_in_flight) if simulator else \
+            make_adapter(settings, max_in_flight, context)
+        try:
+            yield adapter
+        finally:
+            adapter.close()
+            if simulator:
+                simulator.stop()
 
 
 def cmd_shades_plan(args: argparse.Namespace) -> int:

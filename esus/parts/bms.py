@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from bms_wrapper.adapters import HttpAdapter
+from bms_wrapper.adapters import BmsAdapter
 from bms_wrapper.poller import PointRef, Poller, PollReport, resolve_points
 from bms_wrapper.samples import Sample
 from bms_wrapper.transport import BmsError
@@ -42,7 +42,7 @@ def configured_points(settings: Settings) -> list[PointRef]:
 
 class BmsService:
     def __init__(self, settings: Settings, store: HistoryStore, telemetry: Telemetry, clock: Clock,
-                 adapter: HttpAdapter, health: Health | None = None) -> None:
+                 adapter: BmsAdapter, health: Health | None = None) -> None:
         """Takes over `adapter` (closed with this service)."""
         self.settings, self.store, self.telemetry, self.clock = settings, store, telemetry, clock
         self.health = health if health is not None else Health(clock)
@@ -50,7 +50,7 @@ class BmsService:
         self.configured = configured_points(settings)
         bms = settings.site.bms
         self.poller = Poller(self.adapter, self.configured, known=self._known, get_mark=self._get_mark,
-                             set_mark=self._set_mark, sink=self._sink, overlap=timedelta(hours=bms.overlap_hours),
+                             set_mark=self._set_mark, sink=self._sink, overlap=bms.overlap,
                              threads=2 * bms.max_in_flight)
         self.resolved = False
         self.last_report: PollReport | None = None
@@ -61,11 +61,11 @@ class BmsService:
         self._one_poll_at_a_time = asyncio.Lock()
 
     def close(self) -> None:
-        self.adapter.transport.close()
+        self.adapter.close()
 
     @property
     def errors(self) -> int:
-        return self.adapter.transport.failures
+        return self.adapter.failures
 
     @property
     def points(self) -> list[PointRef]:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import ipaddress
 import re
 import tomllib
-from datetime import time
+from datetime import time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from bms_wrapper.bacnet import parse_point
 from esus.settings.errors import SettingsError, first_validation_error
 
 if TYPE_CHECKING:
@@ -113,7 +114,7 @@ def _point_id(value: object) -> object:
 
 PointId = Annotated[str, BeforeValidator(_point_id)]
 #: The BMS APIs esus reads (the adapters' registry is esus.parts.bms_sources).
-BMS_APIS = ("aau-v1", "haystack")
+BMS_APIS = ("aau-v1", "haystack", "bacnet")
 
 
 class BmsPoint(Model):
@@ -148,7 +149,8 @@ class HaystackSettings(Model):
 class BmsSettings(Model):
     api: str = Field(default="aau-v1", description="which BMS API: " + ", ".join(BMS_APIS))
     poll_minutes: int = Field(default=5, ge=1, le=60)
-    overlap_hours: float = Field(default=8.0, ge=0, le=48)
+    overlap_hours: float | None = Field(default=None, ge=0, le=48, description="re-read before each mark; "
+                                        "unset: 8 h for the HTTP APIs (their lag), 0.25 h for BACnet TrendLogs")
     max_in_flight: int = Field(default=4, ge=1, le=32)
     timeout_s: float = Field(default=10.0, gt=0, le=300, description="for a connection and for each read")
     deadline_s: float = Field(default=30.0, gt=0, le=600,
@@ -156,6 +158,13 @@ class BmsSettings(Model):
     max_reply_mb: float = Field(default=4.0, gt=0, le=256, description="a longer answer is refused while it arrives")
     points: list[BmsPoint] = Field(default_factory=list)
     haystack: HaystackSettings = Field(default_factory=HaystackSettings)
+
+    @property
+    def overlap(self) -> timedelta:
+        """How much before each point's mark a poll reads again: an HTTP API's history may arrive hours
+        late; a TrendLog's records are written as they are logged."""
+        hours = self.overlap_hours if self.overlap_hours is not None else 0.25 if self.api == "bacnet" else 8.0
+        return timedelta(hours=hours)
 
     @field_validator("api")
     @classmethod
@@ -174,6 +183,8 @@ class BmsSettings(Model):
                              'set api = "haystack" or remove the select blocks')
         seen: set[str] = set()
         for point in self.points:
+            if self.api == "bacnet":
+                parse_point(point.point_id)   # its ValueError names the point and the form
             if point.point_id in seen:
                 raise ValueError(f"BMS point {point.point_id} is listed twice")
             seen.add(point.point_id)
