@@ -21,13 +21,15 @@ from zoneinfo import ZoneInfo
 
 from bms_wrapper.adapters import PointInfo
 from bms_wrapper.samples import LocalTimeResolver, Sample, as_number, within
-from bms_wrapper.transport import BmsBadResponse, BmsError
+from bms_wrapper.transport import BmsBadResponse, BmsError, BmsUnavailable
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 #: What a point id names: an address (IPv4 with an optional port, or network:mac) and an object.
 POINT_ID = re.compile(r"^(?P<address>\S+)\s+(?P<object>[a-z][a-z-]*,\d+)$")
+#: A controller that did not answer is asked again after this (each poll's points would wait for it).
+ASK_AGAIN = timedelta(minutes=1)
 #: Log records asked for per ReadRange: about 28 bytes each, so an answer fits one 1476-byte APDU.
 RECORDS_PER_READ = 40
 
@@ -77,6 +79,7 @@ class BacnetSource:
         self.points = [parse_point(p) for p in points]
         self.reads, self.call, self.local_tz, self.now = reads, call, local_tz, now
         self.controllers: dict[str, Controller] = {}
+        self._silent: dict[str, datetime] = {}   # a controller that did not answer Who-Is, and when
         self.failures = 0
         self._lock = threading.Lock()
 
@@ -95,9 +98,18 @@ class BacnetSource:
         failure: a controller offline at start is learnt when it answers)."""
         with self._lock:
             known = self.controllers.get(address)
+            silent_since = self._silent.get(address)
         if known is not None:
             return known
-        device = self._run(self.reads.device_at(address))
+        if silent_since is not None and self.now() - silent_since < ASK_AGAIN:
+            raise BmsUnavailable(f"BACnet controller {address} did not answer at {silent_since:%H:%M:%S}; asked "
+                                 f"again from {silent_since + ASK_AGAIN:%H:%M:%S}", "no answer")
+        try:
+            device = self._run(self.reads.device_at(address))
+        except BmsUnavailable:
+            with self._lock:
+                self._silent[address] = self.now()
+            raise
         objects = {str(o) for o in self._run(self.reads.read(address, device, "object-list"))}
         trend_logs: dict[str, str] = {}
         for trend_log in sorted(o for o in objects if o.startswith("trend-log,")):

@@ -115,7 +115,7 @@ class _App(Application):
         object_id = f"{apdu.objectIdentifier[0]},{apdu.objectIdentifier[1]}"
         self._refuse(object_id)
         point = self.controller.point_of(object_id)
-        if point is not None and apdu.propertyIdentifier == "present-value":
+        if point is not None and str(apdu.propertyIdentifier) == "present-value":
             now = int(self.controller.now().timestamp()) // 60 * 60
             self.get_object_id(apdu.objectIdentifier).presentValue = values(point.sim, np.array([now]))[0]
         await super().do_ReadPropertyRequest(apdu)

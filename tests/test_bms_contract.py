@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from bms_wrapper.poller import backfill
+from bms_wrapper.simulator import SimPoint, values
 from esus.parts.bms_sources import SOURCES
 from esus.runtime.clock import ManualClock
 from esus.settings.config import load_settings
@@ -50,7 +51,14 @@ def test_the_points_are_listed_and_a_window_reads_sorted_unique_utc_samples(tmp_
     assert len(samples) == 90 and samples[0].time == start and samples[-1].time < end
     assert all(s.time.tzinfo is UTC and s.unit == "°C" and s.point == source.point_id(ROOM) for s in samples)
     assert all(b.time - a.time == timedelta(minutes=1) for a, b in pairwise(samples))
+    expected = values(sim(ROOM), np.array([int(s.time.timestamp()) for s in samples]))
+    assert [s.value for s in samples] == pytest.approx(expected.tolist(), rel=1e-6)   # BACnet's Real is 32 bits
     rig.close()
+
+
+def sim(number: int) -> SimPoint:
+    """The simulated signal of a point of the example site (the same on every server)."""
+    return next(SimPoint(n, source, kind) for n, source, kind, _ in site_points() if n == number)
 
 
 @pytest.mark.parametrize("start", [datetime(2026, 10, 24, 23, 0, tzinfo=UTC),     # before the repeated hour
@@ -73,6 +81,8 @@ def test_marks_survive_a_restart_and_nothing_is_stored_twice(tmp_path: Path, wor
     rig.poll()
     first = rig.times(ROOM)
     assert first.size == 24 * 60  # the first poll looks back a day
+    wind_now = values(sim(WIND), np.array([int(NOW.timestamp()) // 60 * 60]))[0]
+    assert rig.service.value(source.point_id(WIND)) == pytest.approx(wind_now, rel=1e-6)
     lines = rig.outbox.depth
     rig.poll()                    # the same time again: nothing new
     assert rig.times(ROOM).size == first.size and rig.outbox.depth == lines

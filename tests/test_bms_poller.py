@@ -148,7 +148,7 @@ def test_a_state_dir_of_the_integer_id_versions_is_read_as_it_is(tmp_path: Path,
     assert rig.service.poller.dropped["6397"] == 7
     rig.poll(clock)
     times = rig.times("6397")
-    overlap = timedelta(hours=rig.settings.site.bms.overlap_hours)
+    overlap = rig.settings.site.bms.overlap
     assert times[0] >= (mark - overlap).timestamp()     # from the old mark (less the overlap), not a day back
     assert np.all(np.diff(times) == 60)                   # no gap, no duplicate
     rig.close()

@@ -64,7 +64,8 @@ def test_top_level_example_is_the_packaged_one() -> None:
     ("externallogid = 6023", "externallogid = 6397", r"BMS point 6397 is listed twice"),
     ("externallogid = 6023", 'id = "6397"', r"BMS point 6397 is listed twice"),   # one id, however written
     ("externallogid = 6023", "externallogid = -1", r"a whole number \(externallogid\) or a text"),
-    ('api = "aau-v1"', 'api = "haystak"', r"bms\.api = 'haystak': .*unknown BMS API 'haystak': expected one of aau-v1, haystack"),
+    ('api = "aau-v1"', 'api = "haystak"', r"bms\.api = 'haystak': .*unknown BMS API 'haystak': expected one of aau-v1, haystack, bacnet"),
+    ('api = "aau-v1"', 'api = "bacnet"', r"BACnet point '6397': expected '<address> <object-type>,<instance>', such as"),
     ("max_reply_mb = 4 ", 'max_reply_mb = 4\n[bms.haystack]\nformat = "xml"\n#', r"bms\.haystack\.format = 'xml': Input should be 'zinc' or 'json'"),
     ("max_reply_mb = 4 ", 'max_reply_mb = 4\n[bms.haystack]\npoints_filter = ""\n#', r"bms\.haystack\.points_filter = '': String should have at least 1 character"),
     ("max_reply_mb = 4 ", 'max_reply_mb = 4\n[[bms.haystack.select]]\nfilter = "temp"\nkind = "temperature"\n#',

@@ -152,7 +152,7 @@ def service_context(settings: Settings, device: Callable[[], Application | None]
     """In the service (which runs in the event loop): a BACnet source reads through esus's device."""
     if settings.site.bms.api != "bacnet":
         return Context(now=now)
-    return Context(BacnetClient(device), asyncio.get_running_loop(), now)
+    return Context(BacnetClient(device, settings.site.bms.timeout_s), asyncio.get_running_loop(), now)
 
 
 @contextmanager

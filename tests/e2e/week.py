@@ -72,8 +72,8 @@ def scene_site_text() -> str:
     service polls every half second of real time, and 8 h x 28 points each time is 600 times the load
     a real BMS sees (the replies then come back stale in simulated time, and the wind with them)."""
     text = example_site_path().read_text()
-    assert "\noverlap_hours = 8 " in text, "site.example.toml changed: update the e2e scene"
-    return text.replace("\noverlap_hours = 8 ", "\noverlap_hours = 1 ")
+    assert "\n# overlap_hours = 8 " in text, "site.example.toml changed: update the e2e scene"
+    return text.replace("\n# overlap_hours = 8 ", "\noverlap_hours = 1 ")
 
 
 def spec_named(name: str):
