@@ -88,6 +88,18 @@ def values(point: SimPoint, times_s: np.ndarray, faults: Faults | None = None) -
     return np.zeros(n)
 
 
+def send(handler: BaseHTTPRequestHandler, status: int, data: bytes, content_type: str,
+         headers: dict | None = None) -> None:
+    """A whole answer with its length (a keep-alive connection needs it)."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(data)))
+    for key, value in (headers or {}).items():
+        handler.send_header(key, value)
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class _Server(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         if not isinstance(sys.exc_info()[1], ConnectionError):  # a client killed mid-request is no error here
@@ -175,13 +187,7 @@ class SimulatedBms:
                 remaining = self.reply_due - time.monotonic()  # the reply was made within the latency, as a server does
                 if remaining > 0:
                     time.sleep(remaining)
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(data)))
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(data)
+                send(self, status, data, content_type, headers)
 
             def do_GET(self) -> None:
                 self.reply_due = time.monotonic() + bms.faults.latency_s

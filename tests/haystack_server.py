@@ -28,7 +28,7 @@ import hszinc
 import numpy as np
 import pandas as pd
 
-from bms_wrapper.simulator import DANISH_TIME, SimPoint, values
+from bms_wrapper.simulator import DANISH_TIME, SimPoint, send, values
 
 TAGS = {"temperature": "temp zone air sensor", "irradiance": "solar irradiance sensor", "wind_speed": "wind speed sensor",
         "co2": "co2 zone air sensor", "setpoint_heating": "temp zone air heating sp"}
@@ -236,14 +236,7 @@ class HaystackServer:
 
             def _send(self, status: int, body: str = "", content_type: str = "text/zinc; charset=utf-8",
                       headers: dict | None = None) -> None:
-                data = body.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(data)))
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(data)
+                send(self, status, body.encode(), content_type, headers)
 
             def do_GET(self) -> None:
                 self._serve(b"")
