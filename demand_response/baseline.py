@@ -58,6 +58,13 @@ def interval_starts(start_s: float, end_s: float) -> np.ndarray:
     return np.arange(first, end_s, INTERVAL_S, dtype=np.float64)
 
 
+def samples_needed(times_s: np.ndarray, span_s: float, min_share: float) -> int:
+    """How many samples a span of `span_s` needs to count as covered: `min_share` of the meter's
+    steps in it (its median step; a 1-minute meter's minutes), at least one."""
+    step = float(np.median(np.diff(times_s))) if times_s.size > 1 else 60.0
+    return max(1, int(min_share * span_s / max(step, 1.0)))
+
+
 def interval_means(times_s: np.ndarray, kw: np.ndarray, starts_s: np.ndarray, min_share: float = 0.5) -> np.ndarray:
     """Mean kW of the samples in each [start, start + 15 min); NaN where fewer than `min_share` of
     the interval's minutes have a sample (a 1-minute meter; any sample counts for a slower one)."""
@@ -66,21 +73,19 @@ def interval_means(times_s: np.ndarray, kw: np.ndarray, starts_s: np.ndarray, mi
     hi = np.searchsorted(times_s, starts_s + INTERVAL_S, side="left")
     sums = np.concatenate(([0.0], np.cumsum(kw)))
     count = hi - lo
-    step = float(np.median(np.diff(times_s))) if times_s.size > 1 else 60.0
-    needed = max(1, int(min_share * INTERVAL_S / max(step, 1.0)))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count >= needed, (sums[hi] - sums[lo]) / np.maximum(count, 1), np.nan)
+        return np.where(count >= samples_needed(times_s, INTERVAL_S, min_share),
+                        (sums[hi] - sums[lo]) / np.maximum(count, 1), np.nan)
 
 
 def period_mean(times_s: np.ndarray, kw: np.ndarray, start_s: float, end_s: float,
                 min_share: float = 0.5) -> float | None:
-    """Mean kW of the samples in [start_s, end_s) of any length; None where fewer than `min_share`
-    of its minutes (of the meter's steps) have a sample."""
+    """Mean kW of the samples in [start_s, end_s) of any length; None where the period is not
+    covered (as `interval_means` counts it)."""
     times_s, kw = np.asarray(times_s, dtype=np.float64), np.asarray(kw, dtype=np.float64)
     keep = (times_s >= start_s) & (times_s < end_s)
-    step = float(np.median(np.diff(times_s))) if times_s.size > 1 else 60.0
-    needed = max(1, int(min_share * (end_s - start_s) / max(step, 1.0)))
-    return float(kw[keep].mean()) if int(keep.sum()) >= needed else None
+    covered = int(keep.sum()) >= samples_needed(times_s, end_s - start_s, min_share)
+    return float(kw[keep].mean()) if covered else None
 
 
 def days_before(starts_s: np.ndarray, day: date, tz: ZoneInfo) -> np.ndarray:

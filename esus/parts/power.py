@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from demand_response.baseline import interval_means
+from demand_response.baseline import period_mean
 from esus.runtime.clock import Clock
 from esus.state.telemetry import INTERVAL, Telemetry, line
 
@@ -70,7 +70,5 @@ class PowerInput:
     def interval_mean_kw(self, end: datetime) -> float | None:
         """Mean of the samples kept in the 15 minutes before `end`; None when fewer than half of the
         interval's minutes have one (a mean of a few would pass a gap off as the building's power)."""
-        start_s = (end - INTERVAL).timestamp()
-        times, kw = self.store.range(POWER_SERIES, start_s, end.timestamp())
-        (mean,) = interval_means(times, kw, np.array([start_s]), min_share=0.5)
-        return float(mean) if math.isfinite(mean) else None
+        start_s, end_s = (end - INTERVAL).timestamp(), end.timestamp()
+        return period_mean(*self.store.range(POWER_SERIES, start_s, end_s), start_s, end_s, min_share=0.5)
