@@ -194,7 +194,8 @@ def backfill(adapter: BmsAdapter, points: list[PointRef], start: datetime, end: 
     the point's kind can read are dropped (said once per point), as in the poll."""
     size = adapter.batch_size if isinstance(adapter, BatchReader) else 1
     batches = [points[i:i + size] for i in range(0, len(points), size)]
-    tasks = [(batch, a, b) for batch in batches for a, b in windows(start, end)]
+    span = MAX_WINDOW / size   # a request of `size` points covers no more point-days than one point's
+    tasks = [(batch, a, b) for batch in batches for a, b in windows(start, end, span)]
 
     def read(batch: list[PointRef], a: datetime, b: datetime) -> list[list[Sample]]:
         if isinstance(adapter, BatchReader):

@@ -96,9 +96,9 @@ def reach(config: Ven3Config, timeout_s: float = TIMEOUT_S) -> tuple[Any, str]:
         verify_vtn_tls_certificate=config.ca_file if config.ca_file else True, version=OADRVersion.OADR_310)
     # the VTN's own token endpoint is verified against its CA too; another one against the system's
     token_verify = verify if urlsplit(token_url).hostname == urlsplit(config.vtn_url).hostname else True
-    for interface in (client.events, client.programs, client.reports, client.vens, client.notifiers):
+    for interface in interfaces(client):
         bounded(interface.session, timeout_s, verify)
-        manager = getattr(interface.session.auth, "_token_manager", None)   # one token session per interface
+        manager = token_manager(interface)   # one token session per interface
         if manager is not None:
             bounded(manager.oauth, timeout_s, token_verify)
     try:
@@ -112,10 +112,23 @@ def reach(config: Ven3Config, timeout_s: float = TIMEOUT_S) -> tuple[Any, str]:
     return client, programs[0].id
 
 
+def interfaces(client: Any) -> tuple[Any, ...]:
+    """The 3.1 client's interfaces, each with a session of its own."""
+    return client.events, client.programs, client.reports, client.vens, client.notifiers
+
+
+def token_manager(interface: Any) -> Any:
+    """An interface's OAuth2 token manager (None: it signs in without one). The client keeps it
+    private (`_token_manager` of the session's auth), and esus needs it for its timeouts and its
+    CA, to close its session, and for the MQTT notifier's sign-in: reached here only, so a release
+    that moves it breaks one function (the ven3 tests say so)."""
+    return getattr(interface.session.auth, "_token_manager", None)
+
+
 def close_client(client: Any) -> None:
     """Its connections closed: the VTN's and the token endpoint's."""
-    for interface in (client.events, client.programs, client.reports, client.vens, client.notifiers):
-        manager = getattr(interface.session.auth, "_token_manager", None)
+    for interface in interfaces(client):
+        manager = token_manager(interface)
         if manager is not None:
             manager.oauth.close()
         interface.session.close()
@@ -288,8 +301,7 @@ class Ven3:
         from openadr3_client.oadr310._vtn.mqtt.client import MQTTClient
 
         uri = binding.uris[0]
-        manager = getattr(self.client.events.session.auth, "_token_manager", None)
-        client = MQTTClient(binding, manager)
+        client = MQTTClient(binding, token_manager(self.client.events))
         if uri.scheme in ("mqtts", "ssl"):
             client.tls_set(ca_certs=str(self.config.ca_file) if self.config.ca_file else None)
 

@@ -90,6 +90,7 @@ class HaystackServer:
         self.ops: list[str] = []
         self._handshakes: dict[str, dict[str, str]] = {}
         self._lock = threading.Lock()
+        self.codec_lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
 
@@ -270,7 +271,8 @@ class HaystackServer:
                 mime = "json" if "json" in self.headers.get("Accept", "") else "zinc"
                 server.ops.append(op)
                 try:
-                    request = hszinc.parse(body.decode(), mode=hszinc.MODE_ZINC) if body else None
+                    with server.codec_lock:   # hszinc's pyparsing grammar is not thread-safe
+                        request = hszinc.parse(body.decode(), mode=hszinc.MODE_ZINC) if body else None
                     if op == "hisRead" and {row["id"].name for row in request} & server.faults.down:
                         self._send(503, "Service Unavailable", "text/plain")
                         return
@@ -283,7 +285,7 @@ class HaystackServer:
                 if mime == "json":
                     return json.dumps({"_kind": "grid", "meta": {"ver": "3.0", "err": {"_kind": "marker"},
                                                                  "errType": kind, "dis": dis}, "cols": [], "rows": []})
-                return f'ver:"3.0" err dis:"{dis}" errType:"{kind}"\nempty\n'
+                return f'ver:"3.0" err dis:{json.dumps(dis)} errType:"{kind}"\nempty\n'   # a JSON string is a Zinc Str
 
             def _op(self, op: str, request: Any, mime: str, fault: str | None) -> str:
                 if fault == "error_grid":
@@ -291,8 +293,9 @@ class HaystackServer:
                 if op == "about":
                     return 'ver:"3.0"\nserverName,productName,haystackVersion\n"loopback","esus test","4.0"\n'
                 if op == "read":
-                    grid = server.read_grid(request[0]["filter"])
-                    return hszinc.dump(grid, mode=hszinc.MODE_ZINC) if mime == "zinc" else _json_points(grid)
+                    with server.codec_lock:
+                        grid = server.read_grid(request[0]["filter"])
+                        return hszinc.dump(grid, mode=hszinc.MODE_ZINC) if mime == "zinc" else _json_points(grid)
                 if op == "hisRead":
                     refs = [row["id"].name for row in request][:1 if server.faults.no_batch else None]
                     unknown = [ref for ref in refs if ref not in server.points]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import requests
 
-from tests.tsdb import free_tcp_port, stop_server, wait_until_up
+from tests.tsdb import answers, free_tcp_port, stop_server, wait_until_up
 
 BINARY = shutil.which("influxd")
 MISSING = "influxd is not installed: run scripts/test (it installs it) or apt-get install influxdb"
@@ -59,7 +59,7 @@ class InfluxV1:
     def start(self) -> InfluxV1:
         self.process = subprocess.Popen([BINARY, "-config", str(self.config)], stdout=subprocess.DEVNULL,
                                         stderr=open(self.root / "influxd.log", "ab"))
-        wait_until_up(self.process, f"{self.url}/ping", 204, log=self.root / "influxd.log")
+        wait_until_up(self.process, answers(f"{self.url}/ping", 204), log=self.root / "influxd.log")
         return self
 
     def stop(self) -> None:

@@ -4,12 +4,10 @@ directory, stopped with SIGTERM (the OpenADR 3.1 VTN's notifier)."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
-from tests.tsdb import free_tcp_port, stop_server
+from tests.tsdb import free_tcp_port, listens, stop_server, wait_until_up
 
 BINARY = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
 MISSING = "mosquitto is not installed: run scripts/test (it installs it) or apt-get install mosquitto"
@@ -33,16 +31,8 @@ class Mosquitto:
     def start(self) -> Mosquitto:
         self.process = subprocess.Popen([str(BINARY), "-c", str(self.config)], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"mosquitto exited with status {self.process.returncode} at start")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"mosquitto did not listen on 127.0.0.1:{self.port} within 20 s")
+        wait_until_up(self.process, listens(self.port), timeout_s=20, log=self.root / "mosquitto.log")
+        return self
 
     def stop(self) -> None:
         stop_server(self.process)

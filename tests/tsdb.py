@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,23 +25,43 @@ def free_tcp_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until_up(process: subprocess.Popen, url: str, status: int, timeout_s: float = 30,
+def answers(url: str, status: int) -> Callable[[], bool]:
+    """A probe: the server answers `url` with `status`."""
+    def probe() -> bool:
+        try:
+            return requests.get(url, timeout=1).status_code == status
+        except requests.ConnectionError:
+            return False
+    probe.__doc__ = f"answer {url} with {status}"
+    return probe
+
+
+def listens(port: int, host: str = "127.0.0.1") -> Callable[[], bool]:
+    """A probe: the server accepts a TCP connection on `port`."""
+    def probe() -> bool:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return True
+        except OSError:
+            return False
+    probe.__doc__ = f"listen on {host}:{port}"
+    return probe
+
+
+def wait_until_up(process: subprocess.Popen, probe: Callable[[], bool], timeout_s: float = 30,
                   log: Path | None = None) -> None:
-    """Until a server just started answers `url` with `status`; says why it did not (it exited,
-    with its log's tail, or never answered)."""
+    """Until a server just started passes `probe`; says why it did not (it exited, with its log's
+    tail, or never came up)."""
     name = Path(str(process.args[0])).name
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             tail = log.read_text()[-2000:] if log is not None and log.exists() else ""
             raise RuntimeError(f"{name} exited with status {process.returncode} at start {tail}")
-        try:
-            if requests.get(url, timeout=1).status_code == status:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{name} did not answer {url} within {timeout_s:.0f} s")
+        if probe():
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{name} did not {probe.__doc__} within {timeout_s:.0f} s")
 
 
 def stop_server(process: subprocess.Popen | None) -> None:
@@ -64,7 +85,7 @@ class VictoriaMetrics:
             [BINARY, f"-storageDataPath={self.data_dir}", f"-httpListenAddr=127.0.0.1:{self.port}",
              "-dedup.minScrapeInterval=1ms", "-retentionPeriod=100y", "-search.latencyOffset=0s",
              "-loggerLevel=ERROR"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until_up(self.process, f"{self.url}/health", 200)
+        wait_until_up(self.process, answers(f"{self.url}/health", 200))
         return self
 
     def stop(self) -> None:
