@@ -24,8 +24,9 @@ from phable import Grid, Number, Ref, ph_from_json, ph_from_zinc
 from phable.auth.scram import ScramScheme, ScramServerResponseParsingError, ScramServerSignatureNotEqualError
 
 from bms_wrapper.adapters import PointInfo
-from bms_wrapper.samples import LocalTimeResolver, Sample, as_number, within
+from bms_wrapper.samples import LocalTimeResolver, Sample, as_number, samples_from, within
 from bms_wrapper.transport import BmsAuthError, BmsBadResponse, BmsUnavailable, Transport
+from bms_wrapper.zinc_history import his_columns
 
 log = logging.getLogger(__name__)
 
@@ -190,9 +191,18 @@ class Haystack:
 
     def call(self, op: str, body: bytes) -> Grid:
         """One op: its grid, or a BmsError saying what the server said."""
+        return self._grid(op, self._text(op, body))
+
+    def _text(self, op: str, body: bytes) -> str:
         reply = self.transport.request("POST", f"/{op}", data=body, content_type="text/zinc; charset=utf-8")
         try:
-            text = reply.body.decode("utf-8")
+            return reply.body.decode("utf-8")
+        except UnicodeDecodeError:
+            self.transport.failures += 1
+            raise BmsBadResponse(f"the Haystack server's answer to {op} is not UTF-8", "not UTF-8") from None
+
+    def _grid(self, op: str, text: str) -> Grid:
+        try:
             grid = ph_from_zinc(text) if self.fmt == "zinc" else ph_from_json(text)
         except (ValueError, LookupError, TypeError, AttributeError) as exc:   # what the decoders raise on a broken body
             self.transport.failures += 1
@@ -240,8 +250,25 @@ class Haystack:
         """Samples with start <= time < end, oldest first; the Haystack unit where the site file gives none."""
         body = request_grid({"id": f"@{point_id(point)}", "range": zinc_text(
             f"{zinc_datetime(start)},{zinc_datetime(end)}")})
-        grid = self.call("hisRead", body)
-        return within(history_samples(grid.rows, point_id(point), unit, start), start, end)
+        return self._histories("hisRead", body, [(point, unit)], start, end)[0]
+
+    def _histories(self, op: str, body: bytes, points: list[tuple[str, str]], start: datetime, end: datetime
+                   ) -> list[list[Sample]]:
+        """Each point's samples from a his grid of one value column per point (`val`, or v0, v1, …)."""
+        text = self._text(op, body)
+        regular = his_columns(text, len(points)) if self.fmt == "zinc" else None
+        if regular is not None:
+            seconds, columns = regular
+            return [within(samples_from(seconds, values, point_id(point), unit or his_unit), start, end)
+                    for (point, unit), (values, his_unit) in zip(points, columns, strict=True)]
+        grid = self._grid(op, text)
+        names = [col.name for col in grid.cols]
+        if len(points) > 1 and ("val" in names or f"v{len(points) - 1}" not in names):
+            raise NoBatchReads
+        value_names = ["val"] if len(points) == 1 else [f"v{i}" for i in range(len(points))]
+        return [within(history_samples(({"ts": row.get("ts"), "val": row.get(name)} for row in grid.rows),
+                                       point_id(point), unit, start), start, end)
+                for (point, unit), name in zip(points, value_names, strict=True)]
 
     def read_many(self, points: list[tuple[str, str]], start: datetime, end: datetime) -> list[list[Sample]]:
         """Several points' histories in one request (Haystack 4's batch hisRead), for (id, unit) pairs;
@@ -250,17 +277,16 @@ class Haystack:
             return [self.read_history(point, start, end, unit) for point, unit in points]
         body = request_grid({"id": ""}, ({"id": f"@{point_id(point)}"} for point, _ in points),
                             meta="range:" + zinc_text(f"{zinc_datetime(start)},{zinc_datetime(end)}"))
-        grid = self.call("hisRead", body)
-        names = [col.name for col in grid.cols]
-        if "val" in names or f"v{len(points) - 1}" not in names:
+        try:
+            return self._histories("hisRead", body, points, start, end)
+        except NoBatchReads:
             log.info("the Haystack server reads one point per hisRead (no batch reads): asking point by point")
             self.batch_reads = False
             return self.read_many(points, start, end)
-        out = []
-        for i, (point, unit) in enumerate(points):
-            column = ({"ts": row.get("ts"), "val": row.get(f"v{i}")} for row in grid.rows)
-            out.append(within(history_samples(column, point_id(point), unit, start), start, end))
-        return out
+
+
+class NoBatchReads(Exception):
+    """A batch hisRead was answered for one point only."""
 
 
 def history_samples(rows: Iterable[Mapping[str, Any]], point: str, unit: str, start: datetime) -> list[Sample]:

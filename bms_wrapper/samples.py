@@ -113,7 +113,14 @@ def _normalise_fast(records: list[dict], point: str, unit: str, local_tz: ZoneIn
         values = np.array(raw, dtype="float64")  # None becomes NaN, numeric strings numbers
     except (TypeError, ValueError):
         values = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy("float64")
+    return samples_from(seconds, values, point, unit)
+
+
+def samples_from(seconds: np.ndarray, values: np.ndarray, point: str, unit: str) -> list[Sample]:
+    """Epoch seconds and values (NaN: none) as sorted samples, one per time (the last of a repeated one)."""
     finite = np.isfinite(values)
+    if not finite.any():
+        return []
     order = np.argsort(seconds[finite], kind="stable")  # stable: of a repeated time, the last record wins
     seconds, values = seconds[finite][order], values[finite][order]
     last = np.append(seconds[1:] != seconds[:-1], True)

@@ -11,12 +11,15 @@ from pathlib import Path
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
+from phable import ph_from_zinc
 
 from bms_wrapper.adapters import PointInfo
 from bms_wrapper.haystack import Haystack, HaystackAuth, Selection, history_samples
 from bms_wrapper.poller import PointRef, backfill
-from bms_wrapper.samples import LocalTimeResolver
+from bms_wrapper.samples import LocalTimeResolver, samples_from
+from bms_wrapper.zinc_history import his_columns
 from bms_wrapper.transport import BmsAuthError, BmsBadResponse, BmsLoginPage, RetryPolicy, Transport
 from esus.parts.shading import ShadesService
 from esus.runtime.clock import ManualClock
@@ -220,3 +223,34 @@ def test_the_resolver_seeded_in_the_second_pass_stays_there() -> None:
     resolver.seed(datetime(2026, 10, 25, 1, 10, tzinfo=UTC))        # 02:10 in the second pass
     assert resolver.to_utc(datetime(2026, 10, 25, 2, 10)) == datetime(2026, 10, 25, 1, 10, tzinfo=UTC)
     assert resolver.to_utc(datetime(2026, 10, 25, 3, 0)) == datetime(2026, 10, 25, 2, 0, tzinfo=UTC)
+
+
+# ── the column-wise Zinc reader beside phable's ─────────────────────────────────────────────────
+
+
+@pytest.mark.parametrize("day", ["2026-06-10", "2026-10-25", "2026-03-29"])   # summer, and both DST nights
+def test_a_regular_his_grid_reads_the_same_column_wise_as_through_phable(day: str) -> None:
+    start = datetime.fromisoformat(day).replace(tzinfo=UTC) - timedelta(hours=2)
+    server = HaystackServer(POINTS, now=lambda: datetime(2027, 1, 1, tzinfo=UTC))   # its grids, not its HTTP
+    text = server.his_body([ROOM, "p:tmv23:r:6428"], start, start + timedelta(hours=6), "zinc")
+    seconds, columns = his_columns(text, 2)
+    grid = ph_from_zinc(text)
+    for i, (values, unit) in enumerate(columns):
+        fast = samples_from(seconds, values, ROOM, "")
+        slow = history_samples(({"ts": r["ts"], "val": r.get(f"v{i}")} for r in grid.rows), ROOM, "", start)
+        assert [(s.time, s.value) for s in fast] == [(s.time, s.value) for s in slow] and len(fast) == 360
+        assert unit == ("°C" if i == 0 else "m/s")
+    server.server.server_close()
+
+
+def test_an_irregular_his_grid_is_left_to_phable() -> None:
+    head = 'ver:"3.0"\nts,val\n'
+    assert his_columns(head + "2026-06-10T12:00:00Z UTC,T\n", 1) is None          # a Bool
+    assert his_columns(head + "2026-06-10T12:00:00Z UTC,NA\n", 1) is None         # NA
+    assert his_columns(head + '2026-06-10T12:00:00Z UTC,"x,y"\n', 1) is None      # a Str with a comma
+    assert his_columns('ver:"3.0"\nts,val unit:"°C"\n', 1) is None                 # column meta
+    assert his_columns('ver:"3.0" err dis:"x"\nempty\n', 1) is None                # an error grid
+    seconds, [(values, unit)] = his_columns(head + "2026-06-10T12:00:00Z UTC,1_000.5kW\n"
+                                            "2026-06-10T12:01:00Z UTC,\n2026-06-10T12:02:00Z UTC,N\n", 1)
+    assert seconds.tolist() == [1781092800, 1781092860, 1781092920] and unit == "kW"
+    assert values[0] == 1000.5 and np.isnan(values[1:]).all()
