@@ -187,44 +187,46 @@ class HaystackServer:
         with contextlib.redirect_stdout(io.StringIO()):   # hszinc prints each filter it compiles
             return grid.filter(filter_text)
 
-    def history(self, point: HaystackPoint, start: datetime, end: datetime) -> tuple[list[str], list[float]]:
-        """(Zinc datetimes in Copenhagen time, values) at each whole minute in [start, end), none in the future."""
-        if point.ref in self.faults.empty:
-            return [], []
+    def history(self, point: HaystackPoint, start: datetime, end: datetime) -> tuple[np.ndarray, np.ndarray]:
+        """(epoch seconds, values) at each whole minute in [start, end), none in the future."""
         newest = int(min(end, self.now()).timestamp())
         first = -(-int(start.timestamp()) // 60) * 60
         times = np.arange(first, newest, 60, dtype=np.int64)
-        local = pd.to_datetime(times, unit="s", utc=True).tz_convert(DANISH_TIME)
-        offsets = [f"{z[:3]}:{z[3:]}" for z in local.strftime("%z")]
-        wall = np.datetime_as_string(local.tz_localize(None).values.astype("datetime64[s]"), unit="s").tolist()
-        return [f"{w}{o} Copenhagen" for w, o in zip(wall, offsets, strict=True)], values(point.sim, times).tolist()
+        if point.ref in self.faults.empty:
+            times = times[:0]
+        return times, values(point.sim, times)
 
     def his_body(self, refs: list[str], start: datetime, end: datetime, mime: str) -> str:
-        """One history (ts, val) or a batch (ts, v0, v1, …), as Zinc or JSON."""
+        """One history (ts, val) or a batch (ts, v0, v1, …), as Zinc or JSON; written with numpy, as
+        the AAU simulator's are, so the server takes little of the CPU the client is measured on."""
         series = [self.history(self.points[ref], start, end) for ref in refs]
         units = [UNITS.get(self.points[ref].kind, "") for ref in refs]
         names = ["val"] if len(refs) == 1 else [f"v{i}" for i in range(len(refs))]
-        stamps = list(dict.fromkeys(t for ts, _ in series for t in ts))   # every series is at whole minutes
-        stamps.sort(key=_instant)
-        columns = [dict(zip(ts, vs, strict=True)) for ts, vs in series]
+        times = np.unique(np.concatenate([t for t, _ in series]))   # sorted instants, as a history is
+        cells = []   # per series, its value at each instant or None
+        for t, v in series:
+            at = np.searchsorted(t, times).clip(max=max(len(t) - 1, 0))
+            present = (t[at] == times) if len(t) else np.zeros(len(times), dtype=bool)
+            cells.append([float(x) if ok else None for x, ok in zip(v[at] if len(t) else times, present, strict=True)])
+        stamps = zinc_stamps(times)
         meta = f'id:@{refs[0]} ' if len(refs) == 1 else ""
         if mime == "zinc":
-            lines = [f'ver:"3.0" {meta}hisStart:{_zinc_utc(start)} hisEnd:{_zinc_utc(end)}', ",".join(["ts", *names])]
-            for t in stamps:
-                lines.append(",".join([t] + [zinc_number(c[t], u) if t in c else "" for c, u in zip(columns, units)]))
-            return "\n".join(lines) + "\n"
-        rows = []
-        for t in stamps:
-            text, _, zone = t.partition(" ")
-            row: dict[str, Any] = {"ts": f"t:{t}" if self.faults.haystack3_json else
+            header = [f'ver:"3.0" {meta}hisStart:{_zinc_utc(start)} hisEnd:{_zinc_utc(end)}', ",".join(["ts", *names])]
+            rows = (",".join([stamp] + ["" if c[i] is None else zinc_number(c[i], u) for c, u in zip(cells, units)])
+                    for i, stamp in enumerate(stamps))
+            return "\n".join([*header, *rows]) + "\n"
+        rows_json = []
+        for i, stamp in enumerate(stamps):
+            text, _, zone = stamp.partition(" ")
+            row: dict[str, Any] = {"ts": f"t:{stamp}" if self.faults.haystack3_json else
                                    {"_kind": "dateTime", "val": text, "tz": zone}}
-            for name, c, u in zip(names, columns, units, strict=True):
-                if t in c:
-                    row[name] = (f"n:{c[t]} {u}" if self.faults.haystack3_json else
-                                 {"_kind": "number", "val": c[t], "unit": u})
-            rows.append(row)
+            for name, c, u in zip(names, cells, units, strict=True):
+                if c[i] is not None:
+                    row[name] = (f"n:{c[i]} {u}" if self.faults.haystack3_json else
+                                 {"_kind": "number", "val": c[i], "unit": u})
+            rows_json.append(row)
         return json.dumps({"_kind": "grid", "meta": {"ver": "3.0"}, "cols": [{"name": n} for n in ["ts", *names]],
-                           "rows": rows})
+                           "rows": rows_json})
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -313,9 +315,16 @@ def _zinc_utc(t: datetime) -> str:
     return f"{t.astimezone(UTC):%Y-%m-%dT%H:%M:%S}Z UTC"
 
 
-def _instant(stamp: str) -> datetime:
-    """A Zinc datetime's instant (its offset, not its zone, says which pass of a repeated hour)."""
-    return datetime.fromisoformat(stamp.split(" ")[0].replace("Z", "+00:00"))
+def zinc_stamps(times: np.ndarray) -> list[str]:
+    """Epoch seconds as Zinc datetimes in Copenhagen time, each with its offset (which says the pass
+    of a repeated hour): 2026-10-25T02:30:00+01:00 Copenhagen."""
+    utc = times.astype("datetime64[s]")
+    local = pd.to_datetime(times, unit="s", utc=True).tz_convert(DANISH_TIME).tz_localize(None).values
+    wall = local.astype("datetime64[s]")
+    offsets = (wall - utc).astype(np.int64)
+    text = {o: f"{'+' if o >= 0 else '-'}{abs(o) // 3600:02d}:{abs(o) % 3600 // 60:02d}" for o in set(offsets.tolist())}
+    return [f"{w}{text[o]} Copenhagen" for w, o in zip(np.datetime_as_string(wall, unit="s").tolist(),
+                                                         offsets.tolist(), strict=True)]
 
 
 def _parse_zinc_utc(text: str) -> datetime:
