@@ -52,7 +52,9 @@ class BmsAdapter(Protocol):
 class BatchReader(Protocol):
     """An adapter that reads several points' histories in one request (a backfill uses it)."""
 
-    batch_size: int
+    @property
+    def batch_size(self) -> int:
+        """Points per request (1: the source reads one at a time after all)."""
 
     def read_many(self, points: list[tuple[str, str]], start: datetime, end: datetime) -> list[list[Sample]]:
         """For (id, unit) pairs, each point's samples with start <= time < end, in the same order."""

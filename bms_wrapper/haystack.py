@@ -34,6 +34,7 @@ Format = Literal["zinc", "json"]
 MIME: dict[str, str] = {"zinc": "text/zinc", "json": "application/json"}
 #: What a point list asks for unless the site file says otherwise: every point with a history.
 POINTS_FILTER = "point and his"
+BATCH_SIZE = 8
 #: A 401 this soon after signing in is a request sent before the token came, not a refused token.
 FRESH_LOGIN_S = 10.0
 
@@ -172,7 +173,6 @@ class Haystack:
     """A Haystack server's points and histories (POST of a Zinc request grid: every server reads it)."""
 
     history_days: float | None = None   # a historian keeps years
-    batch_size = 8   # points per batch hisRead: 8 days of 8 points at one-minute steps is about 1 MB of Zinc
 
     def __init__(self, transport: Transport, *, fmt: Format = "zinc", points_filter: str = POINTS_FILTER,
                  selections: Iterable[Selection] = ()) -> None:
@@ -181,6 +181,12 @@ class Haystack:
         transport.session.headers["Accept"] = MIME[fmt]
         self.records: dict[str, Mapping[str, Any]] = {}   # each listed point's tags, by id
         self.batch_reads = True   # until the server shows it reads one id per hisRead
+
+    @property
+    def batch_size(self) -> int:
+        """Points per hisRead: 8 where the server reads batches (a day of 8 points is what 8 days of
+        one is, about 0.5 MB of Zinc), else 1."""
+        return BATCH_SIZE if self.batch_reads else 1
 
     @property
     def failures(self) -> int:
