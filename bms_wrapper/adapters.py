@@ -12,7 +12,7 @@ from operator import itemgetter
 from typing import Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
-from bms_wrapper.samples import Sample, normalise, within
+from bms_wrapper.samples import Sample, ambiguous, normalise, within
 from bms_wrapper.transport import BmsBadResponse, Transport
 
 log = logging.getLogger(__name__)
@@ -118,8 +118,7 @@ class AauBmsV1:
         summer time that names two instants, so the window is widened by `widen` there; the samples
         outside it are cut off after."""
         local = t.astimezone(self.local_tz).replace(tzinfo=None)
-        first, second = local.replace(tzinfo=self.local_tz, fold=0), local.replace(tzinfo=self.local_tz, fold=1)
-        if first.utcoffset() != second.utcoffset():
+        if ambiguous(local, self.local_tz):
             local += widen
         return local.strftime("%Y-%m-%d %H:%M:%S")
 

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from bms_wrapper.adapters import PointInfo
-from bms_wrapper.samples import LocalTimeResolver, Sample, as_number, within
+from bms_wrapper.samples import LocalTimeResolver, Sample, ambiguous, as_number, within
 from bms_wrapper.transport import BmsBadResponse, BmsError, BmsUnavailable
 
 log = logging.getLogger(__name__)
@@ -170,8 +170,7 @@ class BacnetSource:
         address = parse_point(point).address
         after = start - timedelta(seconds=1)
         local = after.astimezone(self.local_tz).replace(tzinfo=None)
-        if local.replace(tzinfo=self.local_tz, fold=0).utcoffset() != local.replace(tzinfo=self.local_tz,
-                                                                                   fold=1).utcoffset():
+        if ambiguous(local, self.local_tz):
             local -= timedelta(hours=1)
             after = local.replace(tzinfo=self.local_tz)   # an hour before a repeated hour names one instant
         resolver = LocalTimeResolver(self.local_tz, second_pass_step=timedelta(0))

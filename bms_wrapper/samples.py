@@ -61,6 +61,11 @@ def as_number(value: object) -> float | None:
 SECOND_PASS_STEP = timedelta(minutes=30)
 
 
+def ambiguous(naive: datetime, tz: ZoneInfo) -> bool:
+    """Does this wall-clock time name two instants (the repeated hour at the end of summer time)?"""
+    return naive.replace(tzinfo=tz, fold=0).utcoffset() != naive.replace(tzinfo=tz, fold=1).utcoffset()
+
+
 class LocalTimeResolver:
     """Local wall-clock times to UTC; in a repeated hour, a big step back means the second pass."""
 
@@ -78,15 +83,13 @@ class LocalTimeResolver:
         self._previous, self._fold = local.replace(tzinfo=None) - timedelta(microseconds=1), local.fold
 
     def to_utc(self, naive: datetime) -> datetime:
-        first = naive.replace(tzinfo=self.tz, fold=0)
-        second = naive.replace(tzinfo=self.tz, fold=1)
-        ambiguous = first.utcoffset() != second.utcoffset()
-        if not ambiguous:
+        twice = ambiguous(naive, self.tz)
+        if not twice:
             self._fold = 0
         elif self._previous is not None and self._previous - naive >= self.second_pass_step:
             self._fold = 1
         self._previous = naive
-        return (second if ambiguous and self._fold else first).astimezone(UTC)
+        return naive.replace(tzinfo=self.tz, fold=self._fold if twice else 0).astimezone(UTC)
 
 
 def _normalise_fast(records: list[dict], point: str, unit: str, local_tz: ZoneInfo) -> list[Sample] | None:
