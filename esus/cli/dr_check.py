@@ -56,16 +56,10 @@ async def probe(settings: Settings, timeout_s: float) -> tuple[list[str], list[s
 
 async def _read_shed_points(settings: Settings, timeout_s: float) -> list[str]:
     """One phrase per shed point that does not answer a ReadProperty of what esus would write."""
-    import socket
+    from bacnet_server.client import BacnetClientError
+    from esus.parts.bacnet import client_beside
 
-    from bacnet_server.client import BacnetClient, BacnetClientError
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:  # a free port beside esus's own
-        sock.bind((settings.bacnet.ip, 0))
-        port = sock.getsockname()[1]
-    prefix = settings.bacnet.interface.network.prefixlen
-    client = BacnetClient.own_device(f"{settings.bacnet.ip}/{prefix}:{port}", DOCTOR_INSTANCE, "esus-doctor",
-                                     timeout_s)
+    client = client_beside(settings, DOCTOR_INSTANCE, "esus-doctor", timeout_s)
     problems = []
     try:
         for action in settings.site.demand_response.actions:

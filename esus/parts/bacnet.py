@@ -4,10 +4,12 @@ and faults on every power-derived point when the BAS stops writing."""
 from __future__ import annotations
 
 import logging
+import socket
 from datetime import datetime
 from typing import Any
 
 from bacnet_server.app import BacnetDevice, DeviceIdentity
+from bacnet_server.client import BacnetClient
 from bacnet_server.points import PointSpec, ShadeGroupRef, point_table
 from esus import __version__
 from esus.parts.power import PowerInput, PowerValueError
@@ -88,3 +90,13 @@ class BacnetBridge:
         bbmd = self.device.bbmd_registration()
         return (f"BACnet {self.device.writes} writes, power point {'ok' if health == 'noFaultDetected' else health}"
                 + (f", {bbmd}" if bbmd else ""))
+
+
+def client_beside(settings: Settings, instance: int, name: str, timeout_s: float) -> BacnetClient:
+    """A BACnet client with a device of its own on a free UDP port beside esus's, for a command that
+    runs while the service may hold esus's port (the doctor, `esus bms …`); closed by its `close`."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((settings.bacnet.ip, 0))
+        port = sock.getsockname()[1]
+    prefix = settings.bacnet.interface.network.prefixlen
+    return BacnetClient.own_device(f"{settings.bacnet.ip}/{prefix}:{port}", instance, name, timeout_s)

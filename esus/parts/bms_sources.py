@@ -6,7 +6,6 @@ contract tests (tests/test_bms_contract.py)."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from bms_wrapper.adapters import AauBmsV1, BmsAdapter
 from bms_wrapper.bacnet import BacnetSource
 from bms_wrapper.haystack import Haystack, HaystackAuth, Selection
 from bms_wrapper.transport import Auth, BasicAuth, BmsBadResponse, BmsError, BmsUnavailable, Transport
+from esus.parts.bacnet import client_beside
 from esus.settings.config import BmsAccess, Settings
 from esus.settings.site import BMS_APIS
 
@@ -165,12 +165,7 @@ def command_context(settings: Settings) -> Iterator[Context]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="bms-bacnet", daemon=True)
     thread.start()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((settings.bacnet.ip, 0))
-        port = sock.getsockname()[1]
-    prefix = settings.bacnet.interface.network.prefixlen
-    client = BacnetClient.own_device(f"{settings.bacnet.ip}/{prefix}:{port}", CLI_INSTANCE, "esus-bms",
-                                     settings.site.bms.timeout_s)
+    client = client_beside(settings, CLI_INSTANCE, "esus-bms", settings.site.bms.timeout_s)
     try:
         yield Context(client, loop)
     finally:
