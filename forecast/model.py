@@ -1,6 +1,6 @@
 """The forecast model: gradient boosting and a ridge regression on the same features, blended.
 
-Chosen by the walk-forward backtest on the open-dsm meters (`bench/forecast.py`): on the 1-minute
+Chosen by the walk-forward backtest on the open-dsm meters (`bench/forecast_backtest.py`): on the 1-minute
 data the 0.7/0.3 blend with ridge scores 20.6 % CV(RMSE) from power alone, 19.8 % with the outdoor
 temperature (persistence 44.7 %, last week 32.1 %);
 gradient boosting alone, other blend weights, and more, fewer or regularised trees scored worse or

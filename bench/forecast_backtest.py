@@ -2,7 +2,7 @@
 with the nearby weather station's outdoor temperature and without it, training time and memory on
 90 days of 1-minute data on one core, and the live forecast latency.
 
-    .venv/bin/python bench/forecast.py [--quick] [--no-holidays] [--no-temperature]
+    .venv/bin/python bench/forecast_backtest.py [--quick] [--no-holidays] [--no-temperature]
 """
 
 from __future__ import annotations
