@@ -16,7 +16,8 @@ class Access(StrEnum):
     COMMANDABLE = "commandable"  # priority array + relinquish default
 
 
-SHADE_MODES = ("auto", "bas", "manual", "wind", "frost", "fault", "disabled")
+#: shade-{g}-mode states; new ones go at the end, so a BAS keeps its numbers
+SHADE_MODES = ("auto", "bas", "manual", "wind", "frost", "fault", "disabled", "wind-data-lost")
 DR_LEVELS = ("normal", "moderate", "high", "special")  # OpenADR SIMPLE levels 0-3, as states 1-4
 
 
@@ -84,7 +85,7 @@ def building_points(min_kw: float, max_kw: float) -> list[PointSpec]:
                   "BAS kill switch for shade automation (inactive stops automation, not wind safety)",
                   relinquish_default=1, inactive_text="disabled", active_text="enabled"),
         PointSpec("wind-lockout", bv, 4, Access.READ,
-                  "Shades retracted and locked for wind or frost"),
+                  "Shades retracted and locked for wind, ice or lost wind data"),
     ]
 
 

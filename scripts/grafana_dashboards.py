@@ -136,9 +136,10 @@ SITES_NOW = [
                                                    "high_load", "low_load")),
     per_site(influxql("power", ["input_kw"], fn="count", per_interval=False, window="time > now() - 10m"),
              "sum", "input_kw", "samples_10min"),
-    # shade groups whose last mode is wind or frost lockout (4, 5) or fault (6)
+    # shade groups whose last mode is a wind or ice lockout (4, 5), a fault (6) or lost wind data (8)
     per_site(influxql("shades", ["mode_code"], fn="last", by=("group",), per_interval=False),
-             "count", "mode_code", "shade_groups_held", where='"mode_code" >= 4 AND "mode_code" <= 6'),
+             "count", "mode_code", "shade_groups_held",
+             where='("mode_code" >= 4 AND "mode_code" <= 6 OR "mode_code" >= 8)'),
     influxql("demand_response", ["event_active", "shed_kw"], fn="last", per_interval=False),
     influxql("health", ["outbox_depth", "outbox_depth"], fn=("last", "max"), per_interval=False,
              names=("outbox_depth", "outbox_peak")),
@@ -150,7 +151,7 @@ DASHBOARDS = {
             "Every query is grouped by site and dated at the start of the range, so Grafana's merge puts them on "
             "one row per site. 'power samples in 10 min' is empty (red) when a site wrote no power for 10 "
             "minutes; the panel beside it says when each site's last sample came. Shade groups count those whose "
-            "last mode is wind or frost lockout or fault."),
+            "last mode is a wind, ice or lost-wind-data lockout or a fault."),
             overrides=PORTFOLIO_COLUMNS, width=18, transformations=[{"id": "merge", "options": {}}],
             options={"showHeader": True, "sortBy": [{"displayName": "site", "desc": False}]}),
         panel("Last power sample", [influxql("power", ["input_kw"], fn="last", per_interval=False,
@@ -206,7 +207,7 @@ DASHBOARDS = {
     "esus-shades": dashboard("esus-shades", "esus: shades and sun", [
         panel("Shade positions", [influxql("shades", ["position_pct", "target_pct"], by=("group",))], unit="percent",
               alias="$tag_site $tag_group $col"),
-        panel("Modes (1 auto 2 bas 3 manual 4 wind 5 frost 6 fault 7 disabled)",
+        panel("Modes (1 auto 2 bas 3 manual 4 wind 5 frost 6 fault 7 disabled 8 wind-data-lost)",
               [influxql("shades", ["mode_code"], fn="last", by=("group",))], kind="state-timeline", width=12,
               alias="$tag_site $tag_group"),
         panel("Automatic moves today", [influxql("shades", ["moves_today"], fn="max", by=("group",))], width=12,

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -21,11 +21,10 @@ from gpiozero import OutputDevice
 from gpiozero.pins import Factory
 from pvlib.location import Location
 
-from shades.lockout import Lockout, LockoutSettings, LockoutState
+from shades.lockout import KINDS, Lockout, LockoutSettings, LockoutState
 from shades.motor import DOWN, STOPPED, UP, ShadeMotor
-from shades.outlook import is_shading_day
 from shades.planner import GroupConfig, GroupDay, ShadeConfig, policy_settings
-from shades.policy import Decision, choose_season, decide
+from shades.policy import Decision, PolicySettings, decide
 from shades.switches import SwitchPair
 from shades.weather import Weather, clear_sky
 
@@ -63,15 +62,12 @@ class GroupState:
     last_auto_move: str | None = None
     moves_day: str | None = None
     auto_moves_today: int = 0
-    season: str | None = None
-    shading_date: str | None = None   # the date shading was switched on for, if any
+    opened_by_hand: bool = False      # an escape door a person raised: automation never lowers it
 
     @classmethod
     def from_dict(cls, data: dict | None) -> GroupState:
-        data = dict(data or {})
-        if "shading_day" in data:   # its name before 0.2
-            data.setdefault("shading_date", data.pop("shading_day"))
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        """Keys of older versions (season, shading_date) are dropped."""
+        known = {k: v for k, v in (data or {}).items() if k in cls.__dataclass_fields__}
         return cls(**known)
 
 
@@ -105,6 +101,10 @@ class GroupWiring(GroupConfig, Protocol):
     def travel_down_s(self) -> float: ...
     @property
     def travel_up_s(self) -> float: ...
+    @property
+    def manual_hold(self) -> str: ...     # "timed" or "end-of-day"
+    @property
+    def escape_door(self) -> bool: ...
 
 
 def _when(text: str | None) -> datetime | None:
@@ -114,9 +114,10 @@ def _when(text: str | None) -> datetime | None:
 class GroupController:
     """One shade group: its motor, its switches, its state."""
 
-    def __init__(self, group: GroupWiring, state: GroupState, monotonic: Callable[[], float],
-                 pin_factory: Factory | None, on_press: Callable[[int, str], None]) -> None:
-        self.group, self.state = group, state
+    def __init__(self, group: GroupWiring, state: GroupState, policy: PolicySettings,
+                 monotonic: Callable[[], float], pin_factory: Factory | None,
+                 on_press: Callable[[int, str], None]) -> None:
+        self.group, self.state, self.policy = group, state, policy
         if state.was_moving:  # killed mid-run: the blind stopped somewhere between start and target
             log.warning("shade %s: the service stopped while it moved; position %.0f %% is an estimate until "
                         "the next run to an end stop", group.name, state.position_pct)
@@ -135,7 +136,7 @@ class GroupController:
         return GroupStatus(self.group.number, self.group.name, round(self.motor.position_pct, 1),
                            self.state.applied_target, self.decision.mode, self.decision.reason,
                            bool(self.motor.up.value), bool(self.motor.down.value), _when(self.state.hold_until),
-                           self.decision.mode in ("wind", "frost"), self.state.auto_moves_today)
+                           self.decision.mode in KINDS, self.state.auto_moves_today)
 
     def sync_state(self) -> None:
         self.state.position_pct = round(self.motor.position_pct, 2)
@@ -162,7 +163,6 @@ class ShadeCoordinator:
         self.load, self.save, self.inputs, self.weather = load, save, inputs, weather
         self.on_status = on_status or (lambda status: None)
         self.hold = timedelta(minutes=hold_minutes)
-        self.policy = policy_settings(config)
         self.lockout = Lockout.from_dict(lockout or LockoutSettings(), load("shades.lockout"))
         self.wake = asyncio.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -171,7 +171,8 @@ class ShadeCoordinator:
         try:
             for g in groups:
                 state = GroupState.from_dict(load(f"shades.group.{g.number}"))
-                self.groups[g.number] = GroupController(g, state, monotonic, pin_factory, self._press_from_pin)
+                self.groups[g.number] = GroupController(g, state, policy_settings(config, g), monotonic,
+                                                        pin_factory, self._press_from_pin)
         except BaseException:
             self.close()
             raise
@@ -217,13 +218,22 @@ class ShadeCoordinator:
             target = 0.0 if direction == UP else 100.0
             c.motor.move_to(target)
             what = f"moving {direction}"
-        until = now + self.hold
+        until = self._hold_until(c, now)
+        if c.group.escape_door and what.startswith("moving"):
+            c.state.opened_by_hand = direction == UP
         c.state.hold_until, c.state.applied_mode, c.state.applied_target = until.isoformat(), "manual", target
         c.decision = Decision(target, "manual", f"wall switch: held until {until.astimezone(self.tz):%H:%M}")
         log.info("shade %s: wall switch %s, %s; hold until %s", name, direction, what,
                  until.astimezone(self.tz).strftime("%Y-%m-%d %H:%M"))
         self._persist(c)
         self.wake.set()
+
+    def _hold_until(self, c: GroupController, now: datetime) -> datetime:
+        """The end of a wall-switch hold: after the building's hold time, or at the next local midnight."""
+        if c.group.manual_hold == "end-of-day":
+            tomorrow = now.astimezone(self.tz).date() + timedelta(days=1)
+            return datetime.combine(tomorrow, time(0), tzinfo=self.tz)
+        return now + self.hold
 
     # -- evaluation ------------------------------------------------------------------------------
 
@@ -269,26 +279,18 @@ class ShadeCoordinator:
         if st.moves_day != today.isoformat():
             st.moves_day, st.auto_moves_today = today.isoformat(), 0
         day = self._group_day(c, today, weather)
-        rooms = inputs.rooms.get(c.group.number, ())
-        st.season, season_reason = choose_season(rooms, day.outdoor_max_c, today.month,
-                                                 self.config.cooling_outdoor_max_c,
-                                                 self.config.comfort_margin_k, st.season)
-        measured = inputs.measured_wm2.get(c.group.number)
-        shading, shading_reason = is_shading_day(day.window, measured, self.config.sunny_on_wm2,
-                                              self.config.sunny_off_wm2, st.shading_date == today.isoformat())
-        st.shading_date = today.isoformat() if shading else None
         hold = _when(st.hold_until)
         if hold is not None and now >= hold:
             log.info("shade %s: the wall-switch hold has ended; automation resumes", c.group.name)
             st.hold_until = hold = None
         situation = day.situation(
-            now, self.tz, c.motor.position_pct, season=st.season, season_reason=season_reason,
-            shading=shading, shading_reason=shading_reason, measured_wm2=measured,
+            now, self.tz, c.motor.position_pct, rooms=inputs.rooms.get(c.group.number, ()),
+            measured_wm2=inputs.measured_wm2.get(c.group.number),
             lockout=lock.kind if lock.locked else None, lockout_reason=lock.reason,
             bas_command_pct=inputs.bas_commands.get(c.group.number),
-            automation_enabled=inputs.automation_enabled, hold_until=hold,
+            automation_enabled=inputs.automation_enabled, hold_until=hold, door_opened_by_hand=st.opened_by_hand,
             last_auto_move=_when(st.last_auto_move), auto_moves_today=st.auto_moves_today)
-        decision = decide(situation, self.policy)
+        decision = decide(situation, c.policy)
         self._apply(c, decision, now)
         self._persist(c)
 
@@ -325,7 +327,7 @@ class ShadeCoordinator:
         target = decision.target_pct
         if target is None:
             return
-        if decision.mode in ("wind", "frost"):
+        if decision.mode in KINDS:
             # safety is level-triggered: anything not up, or not going up, is retracted now
             if motor.direction == DOWN or (motor.direction == STOPPED and motor.pending is None
                                            and motor.position_pct > 0.5):

@@ -1,8 +1,10 @@
 """The shading policy: a priority chain of small handlers, each returning a decision with the
 reason shown to the user (BACnet, logs, InfluxDB, `esus shades plan`).
 
-Highest first: wind/frost safety -> BAS command -> wall-switch hold -> BAS kill switch ->
-automation (pre-emptive cooling, night, cooling, heating with glare control) -> default.
+Highest first: wind/ice/lost-wind-data safety -> BAS command -> wall-switch hold -> BAS kill switch ->
+an escape door a person raised ->
+automation (night, then the room forecast: the most open position worth its cost to the rooms,
+glare control while people are in) -> default.
 Automatic decisions then pass the rate limits (minimum interval, minimum change, daily cap);
 safety, the BAS and the occupant are never rate-limited. Everything here is pure.
 
@@ -18,17 +20,17 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-COOLING, HEATING = "cooling", "heating"
+from shades.foresight import Option
 
 
 @dataclass(frozen=True)
 class PolicySettings:
     night_position_pct: float = 0.0
-    glare_min_wm2: float = 150.0
+    glare_min_wm2: float = 150.0   # direct sun on the façade from this is glare; less light, no lowering
     min_move_interval: timedelta = timedelta(minutes=15)
     min_change_pct: float = 5.0
-    max_moves_per_day: int = 6
-    lead: timedelta = timedelta(minutes=30)
+    max_moves_per_day: int = 4
+    min_saving_kwh: float = 0.1    # a move must save this much heating and cooling today
 
 
 @dataclass(frozen=True)
@@ -38,22 +40,23 @@ class Situation:
     now: datetime
     tz: ZoneInfo
     position_pct: float
-    lockout: str | None = None            # "wind" / "frost" while locked
+    lockout: str | None = None            # shades.lockout.KINDS while locked
     lockout_reason: str = ""
     bas_command_pct: float | None = None
     automation_enabled: bool = True
     hold_until: datetime | None = None
-    season: str = HEATING
-    season_reason: str = ""
+    door_opened_by_hand: bool = False     # an escape door a person raised
     sun_up: bool = False
     sun_on_facade: bool = False
-    sun_start: datetime | None = None     # today's sun window on the façade
-    sun_end: datetime | None = None
-    shading_day: bool = False
-    shading_reason: str = ""
     occupied: bool = False
     poa_wm2: float = 0.0
-    glare_pct: float = 0.0
+    direct_wm2: float = 0.0               # its direct beam: what casts sun patches and glare
+    glare_pct: float = 0.0                # the position that keeps direct sun off the work zone
+    room: str = ""                        # the room that speaks for the group, as shown
+    room_c: float | None = None           # its air temperature (None: unknown)
+    heating_c: float = 21.0               # its setpoints
+    cooling_c: float = 25.0
+    options: tuple[Option, ...] = ()      # what each position now costs today (shades.foresight)
     last_auto_move: datetime | None = None
     auto_moves_today: int = 0
 
@@ -88,10 +91,10 @@ class Decision:
 Handler = Callable[[Situation, PolicySettings], "Decision | str"]
 
 
-def wind_frost(s: Situation, p: PolicySettings) -> Decision | str:
+def lockout(s: Situation, p: PolicySettings) -> Decision | str:
     if s.lockout:
         return Decision(0.0, s.lockout, f"retracted: {s.lockout_reason}")
-    return "no wind or frost lockout"
+    return "no wind, ice or wind-data lockout"
 
 
 def bas_command(s: Situation, p: PolicySettings) -> Decision | str:
@@ -112,25 +115,11 @@ def kill_switch(s: Situation, p: PolicySettings) -> Decision | str:
     return "automation enabled"
 
 
-def _in_cooling_window(s: Situation, p: PolicySettings) -> bool:
-    return (s.season == COOLING and s.shading_day and s.sun_start is not None and s.sun_end is not None
-            and s.sun_start - p.lead <= s.now < s.sun_end)
-
-
-def preemptive_cooling(s: Situation, p: PolicySettings) -> Decision | str:
-    """Cooling on a sunny day: down from `lead` before the sun reaches the façade until it has left."""
-    if _in_cooling_window(s, p):
-        assert s.sun_start is not None and s.sun_end is not None
-        when = "ahead of the sun" if s.now < s.sun_start else "sun on the façade"
-        return Decision(100.0, "auto", f"cooling, {when} {s.hhmm(s.sun_start)}-{s.hhmm(s.sun_end)} "
-                                       f"({s.shading_reason})", automatic=True)
-    if s.season != COOLING:
-        return f"not the cooling season ({s.season}{': ' + s.season_reason if s.season_reason else ''})"
-    if not s.shading_day:
-        return f"not a shading day ({s.shading_reason})" if s.shading_reason else "not a shading day"
-    if s.sun_start is None or s.sun_end is None:
-        return "the sun does not reach the façade today"
-    return f"outside {s.hhmm(s.sun_start - p.lead)}-{s.hhmm(s.sun_end)} (sun on the façade, with the lead)"
+def escape_door(s: Situation, p: PolicySettings) -> Decision | str:
+    if s.door_opened_by_hand:
+        return Decision(None, "manual", "escape door raised by hand: not lowered automatically until someone "
+                                        "lowers it at the wall switch")
+    return "not a door raised by hand"
 
 
 def night(s: Situation, p: PolicySettings) -> Decision | str:
@@ -139,33 +128,94 @@ def night(s: Situation, p: PolicySettings) -> Decision | str:
     return "the sun is up"
 
 
-def cooling(s: Situation, p: PolicySettings) -> Decision | str:
-    if s.season != COOLING:
-        return f"season is {s.season}"
-    if not s.shading_day:
-        why = f"no sunny forecast ({s.shading_reason})"
-    elif s.sun_end is not None and s.now >= s.sun_end:
-        why = "the sun has left the façade"
+def room_forecast(s: Situation, p: PolicySettings) -> Decision | str:
+    """The most open position whose day costs at most `min_saving_kwh` more heating and cooling
+    than the best one: daylight and view unless shading is worth it. Staying put wins ties (a move
+    must beat the present position by the margin, opening by a clear one), so the blind does not
+    follow the forecast's every wobble."""
+    if not s.options:
+        return "no room forecast"
+    allowed, note = _allowed(s, p)
+    best = min(o.kwh for o in allowed)
+    current = min(s.options, key=lambda o: abs(o.position_pct - s.position_pct))
+    if current in allowed and current.kwh <= best + p.min_saving_kwh:
+        opener = [o for o in allowed if o.kwh <= best + p.min_saving_kwh / 4
+                  and (o.position_pct < 0.5 or o.position_pct <= current.position_pct - OPENING_STEP_PCT)]
+        chosen = opener[0] if opener and opener[0].position_pct < current.position_pct else current
     else:
-        why = "sun not on the façade yet"
-    return Decision(0.0, "auto", f"cooling, up: {why}", automatic=True)
+        chosen = next(o for o in allowed if o.kwh <= best + p.min_saving_kwh)
+    return Decision(chosen.position_pct, "auto", _why(chosen, allowed, s, p) + note, automatic=True)
 
 
-def heating(s: Situation, p: PolicySettings) -> Decision | str:
-    if s.season != HEATING:
-        return f"season is {s.season}"
-    if s.occupied and s.sun_on_facade and s.poa_wm2 >= p.glare_min_wm2 and s.glare_pct > 0:
-        return Decision(s.glare_pct, "auto", f"heating, glare control: sun in front at {s.poa_wm2:.0f} W/m²",
-                        automatic=True)
-    return Decision(0.0, "auto", "heating, up for solar gain", automatic=True)
+#: A partly lowered blind opens further (short of fully up) only by this much at a time.
+OPENING_STEP_PCT = 30.0
+#: A room this close to its heating setpoint is being heated.
+HEATED_MARGIN_K = 0.5
+#: Heating differences below this are the model's rounding, not a cost of the glare position.
+HEATING_NOISE_WH = 1.0
+
+
+def _allowed(s: Situation, p: PolicySettings) -> tuple[list[Option], str]:
+    """The positions the room forecast may choose from, and what was left out, said to people.
+
+    No lowering in dim light (the view is worth more than the light's heat) or in a room being
+    heated (it takes the sun now, whatever the afternoon brings: the model, whose mass starts at
+    the air temperature, cannot see what a heated room's cooler mass would give). While people
+    are in and direct sun is on the façade, nothing more open than the glare position, unless the
+    room is in the lower half of its band or the model says the sun's heat saves heating."""
+    no_lowering = [o for o in s.options if o.position_pct <= s.position_pct + 0.5]
+    if s.poa_wm2 < p.glare_min_wm2:
+        return no_lowering, ""
+    if s.room_c is not None and s.room_c < s.heating_c + HEATED_MARGIN_K:
+        return no_lowering, "; no lowering: the room is at its heating setpoint and takes the sun's heat"
+    glare = s.occupied and s.sun_on_facade and s.direct_wm2 >= p.glare_min_wm2 and s.glare_pct > 0
+    if not glare:
+        return list(s.options), ""
+    if s.room_c is not None and s.room_c < (s.heating_c + s.cooling_c) / 2:
+        return list(s.options), ("; no glare position: the room is in the lower half of its band and takes "
+                                 "the sun's heat")
+    shielded = [o for o in s.options if o.position_pct >= s.glare_pct - 0.5]
+    costs_heat_wh = 1000 * (shielded[0].heating_kwh - s.options[0].heating_kwh)
+    if costs_heat_wh > HEATING_NOISE_WH:
+        return list(s.options), f"; no glare position: the sun's heat saves {costs_heat_wh:.0f} Wh of heating tonight"
+    return shielded, ""
+
+
+def _label(position_pct: float, glare_pct: float) -> str:
+    if position_pct < 0.5:
+        return "up"
+    if position_pct > 99.5:
+        return "down"
+    return "the glare position" if abs(position_pct - glare_pct) < 0.5 else f"{position_pct:.0f} %"
+
+
+def _why(chosen: Option, allowed: list[Option], s: Situation, p: PolicySettings) -> str:
+    name = _label(chosen.position_pct, s.glare_pct)
+    opened = [o for o in allowed if o.position_pct < chosen.position_pct - 0.5]
+    closed = [o for o in allowed if o.position_pct > chosen.position_pct + 0.5]
+    if opened:
+        more_open = opened[-1]
+        cooling = more_open.cooling_kwh - chosen.cooling_kwh >= more_open.heating_kwh - chosen.heating_kwh
+        why = (f"{name}: saves {more_open.kwh - chosen.kwh:.2f} kWh of {'cooling' if cooling else 'heating'} today "
+               f"against {_label(more_open.position_pct, s.glare_pct)}")
+    elif chosen.position_pct > 0.5:
+        why = f"{name}: keeps direct sun off the work zone"
+    else:
+        why = "up"
+    if closed:
+        further = max(chosen.kwh - min(o.kwh for o in closed), 0.0)
+        if further < p.min_saving_kwh:
+            why += f"; further down would save {further:.2f} kWh, not worth a move"
+    elif chosen.position_pct < 0.5:
+        why += ": nothing to shade against"
+    return why + (f" ({s.room})" if s.room else "")
 
 
 def default(s: Situation, p: PolicySettings) -> Decision:
     return Decision(None, "auto", "no rule applies: staying")
 
 
-CHAIN: Sequence[Handler] = (wind_frost, bas_command, wall_switch, kill_switch,
-                            preemptive_cooling, night, cooling, heating)
+CHAIN: Sequence[Handler] = (lockout, bas_command, wall_switch, kill_switch, escape_door, night, room_forecast)
 
 
 def rate_limit(d: Decision, s: Situation, p: PolicySettings) -> str | None:
@@ -179,6 +229,8 @@ def rate_limit(d: Decision, s: Situation, p: PolicySettings) -> str | None:
         return f"next move from {s.hhmm(s.last_auto_move + p.min_move_interval)}"
     if s.auto_moves_today >= p.max_moves_per_day:
         return f"daily cap of {p.max_moves_per_day} moves reached"
+    if s.auto_moves_today >= p.max_moves_per_day - 1 and d.target_pct > s.position_pct:
+        return f"the last of {p.max_moves_per_day} moves a day is kept for raising"
     return None
 
 
@@ -198,42 +250,3 @@ def decide(s: Situation, p: PolicySettings, chain: Sequence[Handler] = CHAIN) ->
         return replace(outcome, target_pct=None, reason=reason, trace=tuple(trace))
     decision = default(s, p)
     return replace(decision, trace=(*trace, TraceStep("default", "matched", decision.reason)))
-
-
-def choose_season(rooms: Sequence[tuple[str, float | None, float | None, float | None]],
-                  outdoor_max_c: float | None, month: int, cooling_outdoor_max_c: float,
-                  margin_k: float, previous: str | None) -> tuple[str, str]:
-    """Cooling (keep the sun out) or heating (let its gain in) for a group, from its rooms (name,
-    temperature, heating and cooling setpoints). The rooms decide whenever they are known: an office
-    with people and computers in it needs cooling on a cool sunny afternoon, which the outdoor
-    temperature does not tell. A room in the upper half of its band between the setpoints is
-    protected (the sun would carry it to cooling); rooms in the lower half take the gain; near the
-    middle the previous season holds. The forecast daily maximum outdoor temperature decides only
-    when no room is known, and with no data at all the calendar."""
-    for name, temp, _heat, cool in rooms:
-        if temp is not None and cool is not None and temp >= cool - margin_k:
-            return COOLING, f"room {name} {temp:.1f} °C near its cooling setpoint {cool:.1f} °C"
-    banded = [(n, t, h, c) for n, t, h, c in rooms if t is not None and h is not None and c is not None and c > h]
-    if banded:
-        name, temp, heat, cool = max(banded, key=lambda r: (r[1] - r[2]) / (r[3] - r[2]))   # the warmest in its band
-        middle = (heat + cool) / 2
-        if temp >= middle:
-            return COOLING, (f"room {name} {temp:.1f} °C in the upper half of its {heat:g}-{cool:g} °C band: "
-                             "the sun would carry it to cooling")
-        if temp <= middle - margin_k:
-            return HEATING, f"rooms in the lower half of their bands (warmest: {name} {temp:.1f} °C)"
-        if previous in (COOLING, HEATING):
-            return previous, f"unchanged (room {name} {temp:.1f} °C near the middle of its band)"
-        return COOLING, f"room {name} {temp:.1f} °C near the middle of its band: keeping the sun out"
-    if outdoor_max_c is not None and outdoor_max_c >= cooling_outdoor_max_c:
-        return COOLING, (f"no room temperature known; forecast maximum {outdoor_max_c:.1f} °C >= "
-                         f"{cooling_outdoor_max_c:g} °C")
-    known = [(n, t, h) for n, t, h, _ in rooms if t is not None and h is not None]
-    if known and all(t <= h + margin_k for _, t, h in known):
-        return HEATING, "rooms near their heating setpoints"
-    if outdoor_max_c is not None and outdoor_max_c < cooling_outdoor_max_c - 2 * margin_k:
-        return HEATING, f"no room temperature known; forecast maximum {outdoor_max_c:.1f} °C"
-    if previous in (COOLING, HEATING):
-        return previous, "unchanged (between the thresholds)"
-    season = COOLING if 5 <= month <= 9 else HEATING
-    return season, "no temperatures known: by the calendar"

@@ -13,8 +13,11 @@ def plan_text(plans: list[GroupPlan], day: date, weather_source: str, tz: ZoneIn
     lines = [f"Shading plan for {day.isoformat()} (weather: {weather_source})"]
     for plan in plans:
         lines.append("")
-        lines.append(f"{plan.group} (façade {plan.facade_azimuth:g}°): {plan.season} ({plan.season_reason}); "
-                     f"{plan.moves} move(s), avoided gain {plan.avoided_gain_kwh:.2f} kWh")
+        air = plan.hours["air_c"] if not plan.hours.empty else None
+        rooms = (f"; room model {air.min():.1f}-{air.max():.1f} °C, cooling {plan.cooling_kwh:.2f} kWh, "
+                 f"heating {plan.heating_kwh:.2f} kWh") if air is not None else ""
+        lines.append(f"{plan.group} (façade {plan.facade_azimuth:g}°): {plan.moves} move(s), "
+                     f"avoided gain {plan.avoided_gain_kwh:.2f} kWh{rooms}")
         if plan.sun is not None:   # the window the policy works with: from the first sunlit step to the end of the last
             peak = max(s.poa_wm2 for s in plan.steps if s.sun_on_facade)
             lines.append(f"  sun on the façade {plan.sun.start.astimezone(tz):%H:%M}-"
@@ -50,7 +53,7 @@ def plan_plot(plans: list[GroupPlan], day: date, weather_source: str, tz: ZoneIn
                 right.axvline(step.time.astimezone(tz), color="#1f4e79", ls=":", lw=1)
         right.set_ylim(-5, 105)
         right.set_ylabel("% down")
-        ax.set_title(f"{plan.group} ({plan.facade_azimuth:g}°) - {plan.season}, {plan.moves} move(s), "
+        ax.set_title(f"{plan.group} ({plan.facade_azimuth:g}°) - {plan.moves} move(s), "
                      f"avoided {plan.avoided_gain_kwh:.2f} kWh", loc="left", fontsize=10)
         handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
         ax.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize=8)

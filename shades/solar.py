@@ -57,11 +57,12 @@ def cloudy_sky_wm2(clear: pd.DataFrame, cloud_fraction: pd.Series, sun: pd.DataF
     return pd.DataFrame({"ghi": ghi, "dni": split["dni"], "dhi": split["dhi"]}, index=clear.index)
 
 
-def facade_irradiance_wm2(facade: Facade, sun: pd.DataFrame, sky: pd.DataFrame) -> pd.Series:
-    """Plane-of-array (total) irradiance on the façade."""
+def facade_irradiance_wm2(facade: Facade, sun: pd.DataFrame, sky: pd.DataFrame, part: str = "poa_global"
+                          ) -> pd.Series:
+    """Plane-of-array irradiance on the façade: total (`poa_global`) or the direct beam (`poa_direct`)."""
     poa = pvlib.irradiance.get_total_irradiance(facade.tilt_deg, facade.azimuth_deg, sun["apparent_zenith_deg"],
                                                 sun["azimuth_deg"], sky["dni"], sky["ghi"], sky["dhi"])
-    return poa["poa_global"].clip(lower=0).fillna(0)
+    return poa[part].clip(lower=0).fillna(0)
 
 
 def avoided_gain_kwh(poa_wm2: pd.Series, shaded_fraction: pd.Series, window_area_m2: float, g_value: float,

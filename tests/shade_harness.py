@@ -9,7 +9,7 @@ from gpiozero.pins.mock import MockFactory
 
 from esus.parts.shading import lockout_settings
 from esus.settings.config import example_site_path
-from esus.settings.site import load_site
+from esus.settings.site import ShadeSettings, load_site
 from shades.coordinator import Inputs, ShadeCoordinator
 from shades.planner import GroupDay
 from shades.solar import site_location
@@ -20,9 +20,9 @@ _days: dict = {}
 
 def _cached_compute(cls, location, group, config, weather, day):
     """GroupDay.compute is pure; tests that restart often reuse its result (keyed on what it reads)."""
-    if config is not SHADES or location is not LOCATION:
+    if location is not LOCATION or not any(config is known for known in CACHED_CONFIGS):
         return _compute(cls, location, group, config, weather, day)
-    key = (group.number, day, weather.source, weather.fetched_at)
+    key = (id(config), group.number, day, weather.source, weather.fetched_at)
     if key not in _days:
         _days[key] = _compute(cls, location, group, config, weather, day)
     return _days[key]
@@ -34,6 +34,8 @@ SITE = load_site(example_site_path())
 SHADES = SITE.shades
 LOCATION = site_location(SITE.site.latitude, SITE.site.longitude, SITE.site.altitude_m, SITE.site.timezone)
 TZ = SITE.site.tz
+#: Shade settings whose days are cached (module constants: they live as long as the cache)
+CACHED_CONFIGS: list[ShadeSettings] = [SHADES]
 
 
 @dataclass
@@ -69,13 +71,14 @@ class Rig:
     inputs: Inputs = field(default_factory=Inputs)
     events: list[RelayEvent] = field(default_factory=list)
     coordinator: ShadeCoordinator | None = None
+    shades: ShadeSettings = SHADES
 
     def start(self) -> ShadeCoordinator:
         self.coordinator = ShadeCoordinator(
-            SHADES, list(SHADES.groups), LOCATION, TZ, self.time.now, self.time.monotonic,
+            self.shades, list(self.shades.groups), LOCATION, TZ, self.time.now, self.time.monotonic,
             load=self.saved.get, save=self.saved.__setitem__, inputs=lambda: self.inputs,
-            pin_factory=self.factory, hold_minutes=SHADES.manual_hold_minutes,
-            lockout=lockout_settings(SHADES))
+            pin_factory=self.factory, hold_minutes=self.shades.manual_hold_minutes,
+            lockout=lockout_settings(self.shades))
         for number, c in self.coordinator.groups.items():
             for relay_name in ("up", "down"):
                 self._watch(number, relay_name, getattr(c.motor, relay_name))

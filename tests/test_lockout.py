@@ -46,18 +46,40 @@ def test_release_needs_ten_calm_minutes_and_gusts_restart_the_wait() -> None:
     assert not lockout.update(1060, 5.0, 1060).locked
 
 
-def test_stale_reading_and_frost_lock() -> None:
+def test_lost_wind_data_is_its_own_reason() -> None:
     lockout = Lockout(S)
+    assert lockout.state.locked and lockout.state.kind == "wind-data-lost"      # before the first reading
     lockout.update(0, 2.0, 0)
     assert not lockout.update(700, 2.0, 700).locked
-    assert lockout.update(2000, 2.0, 1000).locked and "stale" in lockout.state.reason
-    frost = Lockout(S)
-    frost.update(0, 2.0, 0)
-    frost.update(600, 2.0, 600)
-    state = frost.update(700, 2.0, 700, temperature_c=-1.5, precipitation=True)
-    assert state.locked and state.kind == "frost" and "frost" in state.reason
-    assert frost.update(800, 2.0, 800, temperature_c=-1.5, precipitation=False).locked  # calm wait again
+    stale = lockout.update(2000, 2.0, 1000)
+    assert stale.locked and stale.kind == "wind-data-lost" and "17 min old" in stale.reason
+    gone = Lockout(S)
+    gone.update(0, 2.0, 0)
+    gone.update(700, 2.0, 700)
+    assert gone.update(800, None, None).kind == "wind-data-lost" and "no wind reading" in gone.state.reason
+    assert gone.update(900, 13.0, 900).kind == "wind"                           # wind, once it is known again
 
 
-def test_a_new_lockout_starts_locked_until_it_has_a_reading() -> None:
-    assert Lockout(S).state.locked
+@settings(max_examples=300, deadline=None)
+@given(temperature=st.floats(-20, 10), precipitation=st.booleans(), frost_below=st.floats(-10, 2))
+def test_ice_locks_at_or_below_the_frost_temperature_with_precipitation(temperature: float, precipitation: bool,
+                                                                       frost_below: float) -> None:
+    settings_ = LockoutSettings(release_after_s=600, frost_below_c=frost_below)
+    lockout = Lockout(settings_)
+    lockout.update(0, 2.0, 0)
+    assert not lockout.update(600, 2.0, 600).locked
+    state = lockout.update(700, 2.0, 700, temperature_c=temperature, precipitation=precipitation)
+    iced = precipitation and temperature <= frost_below
+    assert state.locked == iced
+    if iced:
+        assert state.kind == "frost" and state.reason.startswith("ice: precipitation at")
+        assert lockout.update(800, 2.0, 800, temperature_c=temperature, precipitation=False).locked  # dry wait
+        assert not lockout.update(1400, 2.0, 1400, temperature_c=temperature, precipitation=False).locked
+
+
+def test_ice_at_the_default_minus_two_degrees() -> None:
+    lockout = Lockout(S)
+    lockout.update(0, 2.0, 0)
+    lockout.update(600, 2.0, 600)
+    assert not lockout.update(700, 2.0, 700, temperature_c=-1.5, precipitation=True).locked
+    assert lockout.update(800, 2.0, 800, temperature_c=-2.0, precipitation=True).kind == "frost"

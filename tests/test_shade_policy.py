@@ -1,22 +1,31 @@
-"""The policy: a summer and a winter day for each façade, the priority chain, the rate limits,
-glare geometry and the season choice."""
+"""The policy: a summer and a winter day for each façade with the room model as the rooms, the
+priority chain, the room forecast's choice, the rate limits and the glare geometry."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from shades.planner import GroupDay, plan_day, plan_json
-from shades.policy import COOLING, HEATING, PolicySettings, Situation, choose_season, decide
+from shades.foresight import Option
+from shades.planner import GroupDay, RoomState, plan_day, plan_json
+from shades.policy import Decision, PolicySettings, Situation, decide
 from shades.solar import glare_position_pct
 from shades.weather import Weather, clear_sky
 from tests.shade_harness import LOCATION, SHADES, TZ
 
 GROUP = {g.name: g for g in SHADES.groups}
-SUMMER, WINTER = date(2026, 6, 22), date(2026, 12, 21)   # both Mondays
+SUMMER, WINTER, LATE_WINTER = date(2026, 6, 22), date(2026, 12, 21), date(2027, 2, 24)   # Mon, Mon, Wed
+
+
+def cold_clear(day: date) -> Weather:
+    """A clear winter day at -2 to 4 °C."""
+    hours = pd.date_range(pd.Timestamp(day, tz=TZ).tz_convert("UTC") - pd.Timedelta(hours=2), periods=30, freq="h")
+    return Weather("forecast", hours[0].to_pydatetime(), pd.DataFrame(
+        {"cloud_fraction": 0.0, "temperature_c": 1.0 + 3.0 * np.cos(2 * np.pi * (hours.hour - 13) / 24)}, index=hours))
 
 
 def local(day: date, hhmm: str) -> datetime:
@@ -29,17 +38,21 @@ def moves(plan) -> list[tuple[datetime, float]]:
 
 
 @pytest.mark.parametrize("name", ["east", "south", "west"])
-def test_summer_day_lowers_before_the_sun_arrives_and_raises_after_it_leaves(name: str) -> None:
+def test_a_clear_summer_day_shades_while_the_sun_is_on_the_facade_and_raises_after(name: str) -> None:
     day = GroupDay.compute(LOCATION, GROUP[name], SHADES, clear_sky(), SUMMER)
     plan = plan_day(day, TZ)
-    assert plan.season == COOLING
-    (down_at, down), (up_at, up) = moves(plan)
-    assert (down, up) == (100.0, 0.0)
-    assert down_at <= day.window.start - timedelta(minutes=SHADES.lead_minutes) + timedelta(minutes=5)
-    assert down_at < day.window.start <= day.window.end <= up_at
-    # every step with the sun on the façade is shaded: the plan keeps out the whole avoidable gain
-    assert all(s.position == 100 for s in plan.steps if s.sun_on_facade)
-    assert plan.moves == 2 and plan.avoided_gain_kwh > 10
+    made = moves(plan)
+    assert made and made[0][1] > 0 and made[-1][1] == 0.0 and plan.moves <= SHADES.max_moves_per_day
+    first = next(s for s in plan.steps if s.moved)
+    assert first.poa_wm2 >= SHADES.glare_min_wm2                               # never lowered in dim light
+    sunlit = [s for s in plan.steps if s.sun_on_facade and s.poa_wm2 > 300]
+    assert sum(s.position >= 50 for s in sunlit) / len(sunlit) > 0.7          # the strong sun is kept out
+    never = plan_day(day, TZ, chain=(never_shaded,), foresee=False)
+    assert plan.cooling_kwh < 0.6 * never.cooling_kwh and plan.avoided_gain_kwh > 5
+
+
+def never_shaded(s: Situation, p: PolicySettings) -> Decision:
+    return Decision(0.0, "auto", "never shaded", automatic=True)
 
 
 def test_summer_facades_follow_the_sun_round_the_building() -> None:
@@ -49,26 +62,40 @@ def test_summer_facades_follow_the_sun_round_the_building() -> None:
     assert local(SUMMER, "04:30") < starts["east"] < local(SUMMER, "06:00")
 
 
-@pytest.mark.parametrize("name", ["east", "south", "west"])
-def test_winter_day_keeps_the_blinds_up_for_solar_gain_except_glare(name: str) -> None:
-    plan = plan_day(GroupDay.compute(LOCATION, GROUP[name], SHADES, clear_sky(), WINTER), TZ)
-    assert plan.season == HEATING
+def test_a_cool_room_takes_more_of_the_sun_than_a_warm_one() -> None:
+    day = GroupDay.compute(LOCATION, GROUP["south"], SHADES, clear_sky(), SUMMER)
+    warm = plan_day(day, TZ, start=RoomState(24.5, 24.5))
+    cool = plan_day(day, TZ, start=RoomState(21.0, 19.0))
+    strong = day.frame.index[day.frame["direct_wm2"] >= 300][0]       # the sun's beam is strong from here
+    assert moves(warm)[0][0] <= strong + timedelta(minutes=15)
+    shaded = {name: sum(s.position for s in plan.steps) for name, plan in (("warm", warm), ("cool", cool))}
+    assert shaded["cool"] < 0.85 * shaded["warm"]
+    assert cool.cooling_kwh < warm.cooling_kwh
+
+
+@pytest.mark.parametrize(("name", "when", "start"), [
+    ("east", WINTER, RoomState(21.0, 20.0)), ("south", WINTER, RoomState(21.0, 20.0)),
+    ("west", WINTER, RoomState(21.0, 20.0)),
+    # late February: the sun is strong, a south room warms past the middle of its band by noon
+    ("south", LATE_WINTER, RoomState(21.0, 20.5)), ("west", LATE_WINTER, RoomState(21.0, 20.5))])
+def test_a_winter_day_adds_no_heating_and_lowers_only_for_glare(name: str, when: date, start: RoomState) -> None:
+    day = GroupDay.compute(LOCATION, GROUP[name], SHADES, cold_clear(when), when)
+    plan = plan_day(day, TZ, start=start)
+    never = plan_day(day, TZ, start=start, chain=(never_shaded,), foresee=False)
+    assert plan.heating_kwh <= never.heating_kwh + 0.01
     for step in plan.steps:
-        if step.position > 0:  # only glare control, only when occupied and the sun is in front
-            assert "glare" in step.reason and step.sun_on_facade
+        if step.position > 0:  # only while people are in and the sun is in front
+            assert step.sun_on_facade
             assert SHADES.occupied_from <= step.time.astimezone(TZ).time() < SHADES.occupied_until
-    assert plan.moves <= 4
-    if name != "south":   # the low winter sun barely touches east and west: nothing to do
-        assert plan.moves == 0
+    assert plan.moves <= SHADES.max_moves_per_day
 
 
-def test_a_cloudy_forecast_day_is_not_shaded() -> None:
+def test_an_overcast_cool_day_is_not_shaded() -> None:
     times = pd.date_range(local(SUMMER, "00:00"), periods=30, freq="1h").tz_convert("UTC")
     overcast = Weather("forecast", local(SUMMER, "00:00"), pd.DataFrame(
-        {"cloud_fraction": 1.0, "temperature_c": 24.0, "wind_mps": 3.0, "precipitation_mm": 0.0}, index=times))
+        {"cloud_fraction": 1.0, "temperature_c": 12.0, "wind_mps": 3.0, "precipitation_mm": 0.0}, index=times))
     plan = plan_day(GroupDay.compute(LOCATION, GROUP["south"], SHADES, overcast, SUMMER), TZ)
-    assert plan.season == COOLING and "forecast maximum 24.0" in plan.season_reason
-    assert plan.moves == 0 and "no sunny forecast" in plan.steps[150].reason
+    assert plan.moves == 0 and plan.steps[150].reason.startswith("up")
 
 
 def test_plan_json_has_the_spec_shape_and_an_entry_every_15_minutes() -> None:
@@ -81,22 +108,50 @@ def test_plan_json_has_the_spec_shape_and_an_entry_every_15_minutes() -> None:
         assert all(t.utcoffset() == timedelta(hours=2) for t in times)
         assert max(b - a for a, b in zip(times, times[1:])) <= timedelta(minutes=15)
         entry = group["timeline"][0]
-        assert set(entry) >= {"time", "position", "mode", "reason", "sun_on_facade", "poa_wm2"}
+        assert set(entry) >= {"time", "position", "mode", "reason", "sun_on_facade", "poa_wm2", "room_c"}
         assert sum(e["moved"] for e in group["timeline"]) == group["moves"]
 
 
 # -- the chain -------------------------------------------------------------------------------------
 
-BASE = Situation(now=local(SUMMER, "10:00"), tz=TZ, position_pct=0.0, season=COOLING, sun_up=True,
-                 sun_on_facade=True, sun_start=local(SUMMER, "08:30"), sun_end=local(SUMMER, "18:20"),
-                 shading_day=True, shading_reason="forecast peak 640 W/m²", occupied=True, poa_wm2=600)
-P = PolicySettings()
+#: 10:00 on a summer morning, sun on the façade, people in; what each position costs today
+HOT = (Option(0.0, 0.0, 3.1), Option(40.0, 0.0, 2.6), Option(100.0, 0.0, 1.2))
+BASE = Situation(now=local(SUMMER, "10:00"), tz=TZ, position_pct=0.0, sun_up=True, sun_on_facade=True, direct_wm2=450,
+                 occupied=True, poa_wm2=600, glare_pct=40.0, room="room 1.217 24.2 °C", room_c=24.2, options=HOT)
+P = PolicySettings(min_saving_kwh=0.25)
 
 
-def test_automation_shades_a_sunny_cooling_day() -> None:
+def test_automation_shades_when_it_saves_cooling() -> None:
     d = decide(BASE, P)
     assert (d.target_pct, d.mode, d.automatic) == (100.0, "auto", True)
-    assert "cooling" in d.reason and "08:30-18:20" in d.reason
+    assert d.reason == "down: saves 1.40 kWh of cooling today against the glare position (room 1.217 24.2 °C)"
+
+
+def test_the_room_forecast_picks_the_most_open_position_worth_its_cost() -> None:
+    mild = (Option(0.0, 0.0, 0.5), Option(40.0, 0.0, 0.4), Option(100.0, 0.0, 0.3))
+    d = decide(replace(BASE, options=mild), P)
+    assert d.target_pct == 40.0 and d.reason.startswith("the glare position: keeps direct sun off the work zone")
+    nobody = decide(replace(BASE, options=mild, occupied=False), P)
+    assert nobody.target_pct is None and nobody.reason.startswith("up")          # already up: no glare to mind
+    cold = (Option(0.0, 0.8, 0.0), Option(40.0, 0.9, 0.0), Option(100.0, 1.1, 0.0))
+    winter = decide(replace(BASE, options=cold, position_pct=100.0, room_c=22.0), P)
+    assert winter.target_pct == 0.0 and "lower half of its band" in winter.reason   # its heat is welcome
+    heated = decide(replace(BASE, room_c=21.2), P)                                # whatever the afternoon brings
+    assert heated.target_pct is None and "no lowering: the room is at its heating setpoint" in heated.reason
+    dim = decide(replace(BASE, poa_wm2=120.0, direct_wm2=0.0, options=HOT), P)
+    assert dim.target_pct is None                                              # no lowering in dim light
+
+
+def test_a_lowered_blind_opens_only_for_a_clear_gain() -> None:
+    down = replace(BASE, position_pct=100.0)
+    close_call = (Option(0.0, 0.0, 0.40), Option(40.0, 0.0, 0.38), Option(100.0, 0.0, 0.30))
+    assert decide(replace(down, options=close_call, occupied=False, glare_pct=0.0), P).target_pct is None
+    clearly = (Option(0.0, 0.0, 0.32), Option(100.0, 0.0, 0.30))
+    assert decide(replace(down, options=clearly, occupied=False, glare_pct=0.0), P).target_pct == 0.0
+    partly = replace(BASE, position_pct=60.0, glare_pct=40.0,
+                     options=(Option(0.0, 0.0, 0.6), Option(40.0, 0.0, 0.31), Option(60.0, 0.0, 0.30),
+                              Option(100.0, 0.0, 0.29)))
+    assert decide(partly, P).target_pct is None                              # 20 points up: not worth a move
 
 
 def test_priority_wind_then_bas_then_hold_then_kill_switch() -> None:
@@ -104,6 +159,7 @@ def test_priority_wind_then_bas_then_hold_then_kill_switch() -> None:
                          hold_until=BASE.now + timedelta(hours=1), automation_enabled=False)
     assert decide(everything, P).mode == "wind" and decide(everything, P).target_pct == 0
     assert decide(replace(everything, lockout="frost"), P).mode == "frost"
+    assert decide(replace(everything, lockout="wind-data-lost"), P).mode == "wind-data-lost"
     no_wind = replace(everything, lockout=None)
     assert (decide(no_wind, P).mode, decide(no_wind, P).target_pct) == ("bas", 60)
     no_bas = replace(no_wind, bas_command_pct=None)
@@ -120,6 +176,14 @@ def test_the_kill_switch_stops_automation_but_not_safety() -> None:
     assert decide(replace(off, lockout="wind", lockout_reason="x"), P).target_pct == 0
 
 
+def test_an_escape_door_raised_by_hand_is_not_lowered_by_automation() -> None:
+    door = replace(BASE, door_opened_by_hand=True)
+    d = decide(door, P)
+    assert (d.target_pct, d.mode) == (None, "manual") and "escape door raised by hand" in d.reason
+    assert decide(replace(door, bas_command_pct=80), P).target_pct == 80        # the BAS still commands it
+    assert decide(replace(door, lockout="wind", lockout_reason="x"), P).target_pct == 0
+
+
 def test_rate_limits_apply_to_automation_only() -> None:
     soon = replace(BASE, last_auto_move=BASE.now - timedelta(minutes=10))
     d = decide(soon, P)
@@ -128,14 +192,18 @@ def test_rate_limits_apply_to_automation_only() -> None:
     assert decide(replace(BASE, position_pct=97), P).target_pct is None            # < 5 % change
     capped = decide(replace(BASE, auto_moves_today=P.max_moves_per_day), P)
     assert capped.target_pct is None and "daily cap" in capped.reason
+    last = decide(replace(BASE, auto_moves_today=P.max_moves_per_day - 1), P)
+    assert last.target_pct is None and "kept for raising" in last.reason
+    raising = replace(BASE, position_pct=100.0, occupied=False, sun_on_facade=False,
+                      options=(Option(0.0, 0.0, 0.3), Option(100.0, 0.0, 0.3)), auto_moves_today=P.max_moves_per_day - 1)
+    assert decide(raising, P).target_pct == 0.0
     assert decide(replace(BASE, last_auto_move=BASE.now - timedelta(minutes=15)), P).target_pct == 100
 
 
-def test_night_position_and_raising_after_the_sun_has_left() -> None:
-    evening = replace(BASE, now=local(SUMMER, "19:00"), sun_on_facade=False, position_pct=100)
-    assert decide(evening, P).target_pct == 0 and "left the façade" in decide(evening, P).reason
-    night = replace(evening, sun_up=False, position_pct=0)
+def test_night_position() -> None:
+    night = replace(BASE, sun_up=False, sun_on_facade=False, options=())
     assert decide(night, replace(P, night_position_pct=100)).target_pct == 100
+    assert decide(replace(night, position_pct=100), P).target_pct == 0
 
 
 def test_glare_position_from_window_geometry() -> None:
@@ -145,60 +213,25 @@ def test_glare_position_from_window_geometry() -> None:
     assert position.tolist() == [100.0, 80.0, 20.0, 0.0]
 
 
-def test_season_from_rooms_then_forecast_then_hysteresis_then_calendar() -> None:
-    warm = (("1.213", 23.5, 21.0, 24.0),)
-    upper = (("1.213", 23.2, 21.0, 25.0),)      # the upper half of its band, on a cool day: an office's gains
-    cool = (("1.213", 21.3, 21.0, 24.0),)
-    middle = (("1.213", 22.0, 21.0, 24.0),)
-    assert choose_season(warm, 5.0, 1, 18.0, 1.0, None)[0] == COOLING
-    assert choose_season(upper, 12.0, 6, 18.0, 1.0, HEATING)[0] == COOLING      # the rooms, not the forecast
-    assert choose_season(cool, 25.0, 7, 18.0, 1.0, None)[0] == HEATING           # a cool room takes the gain
-    assert choose_season(middle, 17.0, 1, 18.0, 1.0, COOLING)[0] == COOLING       # near the middle: it holds
-    assert choose_season(middle, 17.0, 1, 18.0, 1.0, HEATING)[0] == HEATING
-    temperature_only = (("1.213", 22.0, None, None),)                            # no setpoints: the forecast
-    assert choose_season(temperature_only, 25.0, 1, 18.0, 1.0, None)[0] == COOLING
-    assert choose_season(temperature_only, 10.0, 7, 18.0, 1.0, None)[0] == HEATING
-    assert choose_season((), None, 7, 18.0, 1.0, None)[0] == COOLING
-    assert choose_season((), None, 12, 18.0, 1.0, None)[0] == HEATING
-
-
 def test_the_decision_keeps_its_whole_trace() -> None:
     """Which rule matched, which passed and why, and a rate limit that held a move back."""
-    s = BASE
-    decision = decide(s, PolicySettings())
+    decision = decide(BASE, P)
     rules = [(t.rule, t.outcome) for t in decision.trace]
-    assert rules[:4] == [("wind_frost", "passed"), ("bas_command", "passed"), ("wall_switch", "passed"),
-                         ("kill_switch", "passed")]
-    assert rules[-1] == ("preemptive_cooling", "matched") and decision.target_pct == 100.0
-    assert decision.trace[0].why == "no wind or frost lockout"
-    soon = decide(replace(s, last_auto_move=s.now - timedelta(minutes=5)), PolicySettings())
+    assert rules == [("lockout", "passed"), ("bas_command", "passed"), ("wall_switch", "passed"),
+                     ("kill_switch", "passed"), ("escape_door", "passed"), ("night", "passed"),
+                     ("room_forecast", "matched")]
+    assert decision.trace[0].why == "no wind, ice or wind-data lockout"
+    soon = decide(replace(BASE, last_auto_move=BASE.now - timedelta(minutes=5)), P)
     assert soon.target_pct is None and soon.trace[-1].outcome == "limited"
-    assert soon.trace[-1].why.startswith("next move from") and "preemptive_cooling limited" in soon.explain()
-    night = decide(replace(s, sun_up=False, sun_start=None, sun_end=None), PolicySettings())
-    passed = {t.rule: t.why for t in night.trace if t.outcome == "passed"}
-    assert passed["preemptive_cooling"] == "the sun does not reach the façade today"
-    assert night.trace[-1].rule == "night"
+    assert soon.trace[-1].why.startswith("next move from") and "room_forecast limited" in soon.explain()
+    unknown = decide(replace(BASE, options=()), P)
+    assert unknown.trace[-2].why == "no room forecast" and unknown.trace[-1].rule == "default"
 
 
-def cool_sunny(day: date, temperature_c: float = 14.0) -> Weather:
-    """A clear day whose forecast maximum stays well below the cooling threshold."""
-    hours = pd.date_range(pd.Timestamp(day, tz=TZ).tz_convert("UTC") - pd.Timedelta(hours=2), periods=30, freq="h")
-    return Weather("forecast", hours[0].to_pydatetime(),
-                   pd.DataFrame({"cloud_fraction": 0.0, "temperature_c": temperature_c}, index=hours))
-
-
-def test_a_cool_sunny_day_protects_an_office_whose_rooms_say_it_needs_cooling() -> None:
-    """An office with its gains sits in the upper half of its band while the forecast maximum is
-    14 °C: the outdoor forecast alone chose heating and kept the west façade up at 18:00 with
-    about 500 W/m² on it. The rooms decide now; the forecast is the fallback."""
-    day = GroupDay.compute(LOCATION, GROUP["west"], SHADES, cool_sunny(SUMMER), SUMMER)
-    six_pm = next(i for i, t in enumerate(day.frame.index) if t.to_pydatetime() >= local(SUMMER, "18:00"))
-    assert day.frame["poa_wm2"].iloc[six_pm] > 400                       # the sun is on the west façade
-    assert day.outdoor_max_c is not None and day.outdoor_max_c < SHADES.cooling_outdoor_max_c - 2
-    unknown = plan_day(day, TZ)                                           # no room known: the forecast
-    assert unknown.season == HEATING and unknown.steps[six_pm].position < 100.0   # gain in (glare aside)
-    office = plan_day(day, TZ, rooms=(("west office", 23.5, 21.0, 25.0),))
-    assert office.season == COOLING and "upper half" in office.season_reason
-    assert office.steps[six_pm].position == 100.0                        # kept out
-    chilly = plan_day(day, TZ, rooms=(("west office", 21.4, 21.0, 25.0),))
-    assert chilly.season == HEATING and chilly.steps[six_pm].position < 100.0    # a cool room takes the gain
+def test_plan_json_keeps_each_steps_trace_and_the_room_model() -> None:
+    plan = plan_day(GroupDay.compute(LOCATION, GROUP["south"], SHADES, clear_sky(), SUMMER), TZ)
+    doc = plan_json([plan], SUMMER, "clear-sky")["groups"]["south"]
+    moved = [e for e in doc["timeline"] if e["moved"]]
+    assert moved[0]["trace"][-1]["rule"] == "room_forecast" and moved[0]["trace"][-1]["outcome"] == "matched"
+    assert doc["cooling_kwh"] == round(plan.cooling_kwh, 3) and doc["heating_kwh"] == round(plan.heating_kwh, 3)
+    assert all(21.0 - 0.01 <= e["room_c"] <= 25.0 + 0.01 for e in doc["timeline"])

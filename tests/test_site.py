@@ -71,9 +71,30 @@ def test_top_level_example_is_the_packaged_one() -> None:
     ("max_reply_mb = 4 ", 'max_reply_mb = 4\n[[bms.haystack.select]]\nfilter = "temp"\nkind = "temperature"\n#',
      r"\[\[bms\.haystack\.select\]\] chooses points on a Haystack server, but api is 'aau-v1'"),
     ('name = "east"', 'name = "East Façade"', r"shades\.groups\.0\.name = 'East Façade'"),
+    ("travel_up_s = 52\n", 'travel_up_s = 52\nmanual_hold = "forever"\n',
+     r"shades\.groups\.0\.manual_hold = 'forever': Input should be 'timed' or 'end-of-day'"),
+    ("frost_below_c = -2 ", "frost_below_c = 8 ", r"shades\.frost_below_c = 8: Input should be less than or equal to 5"),
+    ("min_saving_wh_per_m2 = 2 ", "min_saving_wh_per_m2 = -1 ", r"shades\.min_saving_wh_per_m2 = -1"),
 ])
 def test_bad_site_values(site_file: Path, old: str, new: str, expected: str) -> None:
     assert re.search(expected, error_for(edited(site_file, old, new)))
+
+
+def test_keys_of_the_geometry_only_policy_are_dropped_with_a_warning(site_file: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """An upgraded site file still starts; the log says once which keys to remove."""
+    path = edited(site_file, "[shades]\n", "[shades]\nsunny_on_wm2 = 200\nlead_minutes = 30\n")
+    site = load_site(path)
+    assert site.shades.min_saving_wh_per_m2 == 2
+    assert "[shades] lead_minutes, sunny_on_wm2: no longer used" in caplog.text and "remove them" in caplog.text
+
+
+def test_the_rooms_behind_a_group_and_its_conventions(site_file: Path) -> None:
+    path = edited(site_file, "travel_up_s = 52\n", 'travel_up_s = 52\nfloor_area_m2 = 30\nmanual_hold = "end-of-day"\n'
+                  "escape_door = true\ncooling_setpoint_c = 26\n")
+    east = load_site(path).shades.groups[0]
+    assert (east.floor_area_m2, east.manual_hold, east.escape_door, east.cooling_setpoint_c) == (30, "end-of-day", True, 26)
+    assert load_site(path).shades.groups[1].manual_hold == "timed"
 
 
 def test_missing_section(site_file: Path) -> None:

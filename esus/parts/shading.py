@@ -44,9 +44,9 @@ def location_of(settings: Settings) -> Location:
 
 
 def lockout_settings(shades: ShadeSettings) -> LockoutSettings:
-    """The wind lockout's thresholds from the site file."""
+    """The lockout's thresholds from the site file."""
     return LockoutSettings(retract_mps=shades.wind_retract_mps, release_mps=shades.wind_release_mps,
-                           release_after_s=shades.wind_release_minutes * 60)
+                           release_after_s=shades.wind_release_minutes * 60, frost_below_c=shades.frost_below_c)
 
 
 class ShadesService:

@@ -7,17 +7,20 @@ silently ignored is worse than a service that refuses to start.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 import tomllib
 from datetime import time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from bms_wrapper.bacnet import parse_point
 from esus.settings.errors import SettingsError, first_validation_error
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from forecast.calendar import WorkCalendar
@@ -211,6 +214,16 @@ class ShadeGroup(Model):
     travel_up_s: float = Field(gt=0, le=600)
     rooms: list[str] = Field(default_factory=list)
     irradiance_point: PointId | None = None
+    manual_hold: Literal["timed", "end-of-day"] = Field(
+        default="timed", description="a wall-switch press holds for [shades] manual_hold_minutes, or to midnight")
+    escape_door: bool = Field(default=False, description="a door: once a person raised it, never lowered "
+                                                         "automatically until a person lowers it")
+    floor_area_m2: float | None = Field(default=None, gt=0, le=100_000,
+                                        description="floor of the rooms behind the windows; default 6 x window area")
+    heating_setpoint_c: float = Field(default=21.0, ge=5, le=30, description="when the BMS gives none")
+    cooling_setpoint_c: float = Field(default=25.0, ge=15, le=35, description="when the BMS gives none")
+    internal_gains_w_m2: float = Field(default=15.0, ge=0, le=100,
+                                       description="people, equipment and light in the occupied hours")
 
     def pins(self) -> dict[str, int]:
         names = ("up_relay_pin", "down_relay_pin", "up_switch_pin", "down_switch_pin")
@@ -221,28 +234,44 @@ class ShadeGroup(Model):
         return self.window_width_m * self.window_height_m * self.window_count
 
 
+RETIRED_SHADE_KEYS = {"sunny_on_wm2", "sunny_off_wm2", "lead_minutes", "cooling_outdoor_max_c", "comfort_margin_k"}
+
+
 class ShadeSettings(Model):
     manual_hold_minutes: float = Field(default=120.0, ge=1, le=24 * 60)
     wind_retract_mps: float = Field(default=12.0, gt=0, le=60)
     wind_release_mps: float = Field(default=8.0, gt=0, le=60)
     wind_release_minutes: float = Field(default=10.0, ge=1, le=240)
+    frost_below_c: float = Field(default=-2.0, ge=-20, le=5,
+                                 description="precipitation at or below this outdoor temperature: retract (ice)")
     wind_point: PointId | None = None
     outdoor_temperature_point: PointId | None = None
     occupied_from: time = time(7, 0)
     occupied_until: time = time(18, 0)
     occupied_weekdays: list[int] = Field(default=[1, 2, 3, 4, 5], description="ISO weekdays, 1 = Monday")
-    sunny_on_wm2: float = Field(default=200.0, gt=0, le=1500, description="façade irradiance that makes a day sunny")
-    sunny_off_wm2: float = Field(default=120.0, gt=0, le=1500)
-    lead_minutes: float = Field(default=30.0, ge=0, le=180, description="lower this long before the sun arrives")
-    cooling_outdoor_max_c: float = Field(default=18.0, ge=-30, le=50)
-    comfort_margin_k: float = Field(default=1.0, gt=0, le=10)
+    min_saving_wh_per_m2: float = Field(
+        default=2.0, ge=0, le=100, description="a move must save this much heating and cooling today, per m² "
+        "of floor; below it, daylight and view win")
     glare_distance_m: float = Field(default=1.0, gt=0, le=20)
     glare_min_wm2: float = Field(default=150.0, gt=0, le=1500)
     night_position_pct: float = Field(default=0.0, ge=0, le=100)
     min_move_interval_minutes: float = Field(default=15.0, ge=0, le=240)
     min_change_pct: float = Field(default=5.0, ge=0, le=50)
-    max_moves_per_day: int = Field(default=6, ge=1, le=100)
+    max_moves_per_day: int = Field(default=4, ge=2, le=100)
     groups: list[ShadeGroup] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired(cls, data: Any) -> Any:
+        """Keys of the geometry-only policy: an upgraded site file still starts, and says once
+        what took their place."""
+        retired = sorted(set(data) & RETIRED_SHADE_KEYS) if isinstance(data, dict) else []
+        if retired:
+            log.warning("[shades] %s: no longer used (the room model decides when and how far to shade: see "
+                        "min_saving_wh_per_m2 and the groups' setpoints); remove them from the site file",
+                        ", ".join(retired))
+            data = {k: v for k, v in data.items() if k not in RETIRED_SHADE_KEYS}
+        return data
 
     @model_validator(mode="after")
     def _consistent(self) -> ShadeSettings:
@@ -250,8 +279,6 @@ class ShadeSettings(Model):
             raise ValueError(
                 f"wind_release_mps ({self.wind_release_mps}) must be below "
                 f"wind_retract_mps ({self.wind_retract_mps})")
-        if self.sunny_off_wm2 >= self.sunny_on_wm2:
-            raise ValueError(f"sunny_off_wm2 ({self.sunny_off_wm2}) must be below sunny_on_wm2 ({self.sunny_on_wm2})")
         if self.occupied_from >= self.occupied_until:
             raise ValueError(f"occupied_from ({self.occupied_from}) must be before "
                              f"occupied_until ({self.occupied_until})")

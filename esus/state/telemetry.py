@@ -73,8 +73,8 @@ SCHEMA: dict[str, Measurement] = {
         "position_pct": "%, estimated position (0 up, 100 down)",
         "target_pct": "%, where the policy wants it",
         "relay_up": "1 = up relay on", "relay_down": "1 = down relay on",
-        "mode_code": "1 auto, 2 bas, 3 manual, 4 wind, 5 frost, 6 fault, 7 disabled",
-        "hold": "1 = a wall-switch hold is active", "lockout": "1 = wind/frost lockout",
+        "mode_code": "1 auto, 2 bas, 3 manual, 4 wind, 5 frost, 6 fault, 7 disabled, 8 wind-data-lost",
+        "hold": "1 = a wall-switch hold is active", "lockout": "1 = wind, ice or lost-wind-data lockout",
         "moves_today": "automatic moves since local midnight",
     }, string_fields=("reason",)),
     "solar": Measurement("Sun and façade irradiance per façade, once a minute", ("facade",), {
