@@ -213,13 +213,13 @@ class ShadeCoordinator:
             return
         if c.motor.direction != STOPPED or c.motor.pending is not None:
             c.motor.stop()
-            target, what = round(c.motor.position_pct, 1), "stopped"
+            target, what, started = round(c.motor.position_pct, 1), "stopped", False
         else:
             target = 0.0 if direction == UP else 100.0
             c.motor.move_to(target)
-            what = f"moving {direction}"
+            what, started = f"moving {direction}", True
         until = self._hold_until(c, now)
-        if c.group.escape_door and what.startswith("moving"):
+        if c.group.escape_door and started:   # a person started it up (or down): the door is theirs (or not)
             c.state.opened_by_hand = direction == UP
         c.state.hold_until, c.state.applied_mode, c.state.applied_target = until.isoformat(), "manual", target
         c.decision = Decision(target, "manual", f"wall switch: held until {until.astimezone(self.tz):%H:%M}")

@@ -274,6 +274,7 @@ def plan_day(group_day: GroupDay, tz: ZoneInfo, start_position_pct: float = 0.0,
     plan = GroupPlan(g.name, g.facade_azimuth_deg, sun=group_day.window)
     step_hour = np.searchsorted(rooms.hours.as_unit("ns").asi8, group_day.frame.index.as_unit("ns").asi8,
                                 side="right") - 1
+    sun_up = group_day.frame["elevation_deg"].to_numpy() > 0
     position, last_move, moves = start_position_pct, None, 0
     positions, hourly = np.empty(len(step_hour)), []
     for h in range(len(rooms.hours)):
@@ -301,7 +302,7 @@ def plan_day(group_day: GroupDay, tz: ZoneInfo, start_position_pct: float = 0.0,
         hourly.append((temps.air_c, max(plant_w, 0.0), max(-plant_w, 0.0), solar_w, open_w, true_outdoor[h],
                        rooms.internal_w[h], float(positions[steps].mean()) / 100 if len(steps) else 0.0,
                        occupied_at(config, rooms.hours[h].to_pydatetime()),
-                       bool((group_day.frame["elevation_deg"].to_numpy()[steps] > 0).any()), mass_start_c))
+                       bool(sun_up[steps].any()), mass_start_c))
     plan.moves, plan.end = moves, state
     plan.hours = pd.DataFrame(hourly, index=rooms.hours, columns=list(HOUR_COLUMNS))
     shaded = pd.Series(positions, index=group_day.frame.index) / 100.0
