@@ -32,6 +32,13 @@ POINT_ID = re.compile(r"^(?P<address>\S+)\s+(?P<object>[a-z][a-z-]*,\d+)$")
 ASK_AGAIN = timedelta(minutes=1)
 #: Log records asked for per ReadRange: about 28 bytes each, so an answer fits one 1476-byte APDU.
 RECORDS_PER_READ = 40
+#: A log's sequence numbers are Unsigned32 and go on from 2^32 - 1 to 1 (clause 12.25.16).
+SEQUENCE_WRAP = 2**32 - 1
+
+
+def next_sequence(first: int, count: int) -> int:
+    """The sequence number `count` records after `first`, across the wrap."""
+    return (first - 1 + count) % SEQUENCE_WRAP + 1
 
 
 class BacnetPoint(NamedTuple):
@@ -73,10 +80,12 @@ class BacnetSource:
     history_days: float | None = None   # as long as each controller's TrendLog buffers reach
 
     def __init__(self, points: Iterable[str], reads: BacnetReads, call: Callable[[Coroutine[Any, Any, Any]], Any],
-                 *, local_tz: ZoneInfo, now: Callable[[], datetime]) -> None:
+                 *, local_tz: ZoneInfo, now: Callable[[], datetime], records_per_read: int = RECORDS_PER_READ
+                 ) -> None:
         """`points`: the site file's ids; `call(coroutine)` runs it on the device's loop and returns
         its result."""
         self.points = [parse_point(p) for p in points]
+        self.records_per_read = records_per_read
         self.reads, self.call, self.local_tz, self.now = reads, call, local_tz, now
         self.controllers: dict[str, Controller] = {}
         self._silent: dict[str, datetime] = {}   # a controller that did not answer Who-Is, and when
@@ -114,8 +123,10 @@ class BacnetSource:
         trend_logs: dict[str, str] = {}
         for trend_log in sorted(o for o in objects if o.startswith("trend-log,")):
             logged = self._run(self.reads.read(address, trend_log, "log-device-object-property"))
+            # the device is optional; a controller that names itself (bacnet-stack does) is this one
+            logged_device = None if logged.deviceIdentifier is None else str(logged.deviceIdentifier)
             if (str(logged.propertyIdentifier) == "present-value"
-                    and logged.deviceIdentifier in (None, device) and str(logged.objectIdentifier) in objects):
+                    and logged_device in (None, device) and str(logged.objectIdentifier) in objects):
                 trend_logs.setdefault(str(logged.objectIdentifier), trend_log)
         found = Controller(device, objects, trend_logs)
         with self._lock:
@@ -178,13 +189,13 @@ class BacnetSource:
         samples: list[Sample] = []
         reference: datetime | int = local
         while True:
-            first, records = self._run(self.reads.read_log(address, trend_log, reference, RECORDS_PER_READ))
+            first, records = self._run(self.reads.read_log(address, trend_log, reference, self.records_per_read))
             when = after
             for stamp, value in records:
                 when = resolver.to_utc(stamp)
                 if value is not None:
                     samples.append(Sample(when, point, value, unit))
-            if len(records) < RECORDS_PER_READ or when >= end:
+            if len(records) < self.records_per_read or when >= end:
                 break   # the buffer's end, or past the window
-            reference = first + len(records)
+            reference = next_sequence(first, len(records))
         return within(sorted(set(samples)), start, end)

@@ -74,8 +74,10 @@ class Controller:
             objects.append(AnalogInputObject(objectIdentifier=(kind, int(number)), objectName=point.name,
                                              presentValue=0.0))
             if self.trend_logs:
+                # naming its own device in the optional field, as bacnet-stack's controllers do
                 logged = DeviceObjectPropertyReference(objectIdentifier=(kind, int(number)),
-                                                       propertyIdentifier="present-value")
+                                                       propertyIdentifier="present-value",
+                                                       deviceIdentifier=("device", self.instance))
                 objects.append(TrendLogObject(objectIdentifier=("trend-log", i), objectName=f"log-{point.name}",
                                               logDeviceObjectProperty=logged, logBuffer=ListOf(LogRecord)([]),
                                               logInterval=6000, recordCount=0, totalRecordCount=0))
