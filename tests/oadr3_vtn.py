@@ -28,6 +28,7 @@ from openadr3_client.oadr310.models.program.program import ExistingProgram
 from openadr3_client.oadr310.models.report.report import ExistingReport, NewReport
 from openadr3_client.oadr310.models.ven.ven import ExistingVen, NewVenVenRequest
 
+from tests.oadr3_spec import request_violation, response_violation
 from tests.tls_certs import Certs
 from tests.tsdb import free_tcp_port
 
@@ -62,7 +63,9 @@ class Vtn3:
     reports: list[NewReport] = field(default_factory=list)
     tokens: dict[str, datetime] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)    # "METHOD /path" as they came
+    violations: list[str] = field(default_factory=list)  # what the specification does not allow, either way
     failing: int = 0                                       # answer this many requests with 503
+    unavailable: str = ""                                  # and every request of this path, while set
     broker: str | None = None                              # mqtt://host:port: notify events there
 
     def __post_init__(self) -> None:
@@ -78,7 +81,7 @@ class Vtn3:
         return f"https://127.0.0.1:{self.port}"
 
     async def start(self) -> Vtn3:
-        app = web.Application(middlewares=[self._gate])
+        app = web.Application(middlewares=[self._spec, self._gate])
         app.add_routes([web.get("/auth/server", self._discovery), web.post("/auth/token", self._token),
                         web.get("/programs", self._programs), web.get("/vens", self._get_vens),
                         web.post("/vens", self._post_ven), web.get("/events", self._events),
@@ -105,6 +108,7 @@ class Vtn3:
             self._publisher.loop_stop()
             self._publisher.disconnect()
         await self._runner.cleanup()
+        assert not self.violations, "not as the OpenADR 3.1.0 specification allows:\n" + "\n".join(self.violations)
 
     def put_event(self, event: ExistingEvent) -> None:
         operation = "PUT" if event.id in self.events else "POST"
@@ -140,10 +144,25 @@ class Vtn3:
         return web.json_response(self.topics(request.match_info["program"]))
 
     @web.middleware
+    async def _spec(self, request: web.Request, handler) -> web.StreamResponse:  # type: ignore[no-untyped-def]
+        body = await request.read()
+        wrong = request_violation(request, body)
+        if wrong is not None:
+            self.violations.append(f"request {request.method} {request.path}: {wrong[:400]}")
+            return problem(400, wrong)
+        response = await handler(request)
+        if response.status == 503:
+            return response   # a fault the test injects (a VTN behind a proxy, restarting): no answer of its
+        wrong = response_violation(request, body, response)
+        if wrong is not None:
+            self.violations.append(f"answer to {request.method} {request.path} ({response.status}): {wrong[:400]}")
+        return response
+
+    @web.middleware
     async def _gate(self, request: web.Request, handler) -> web.StreamResponse:  # type: ignore[no-untyped-def]
         self.requests.append(f"{request.method} {request.path}")
-        if self.failing > 0:
-            self.failing -= 1
+        if self.failing > 0 or (self.unavailable and request.path == self.unavailable):
+            self.failing = max(0, self.failing - 1)
             return problem(503, "the VTN is being restarted")
         if not request.path.startswith("/auth/"):
             token = request.headers.get("Authorization", "").removeprefix("Bearer ")
@@ -205,10 +224,20 @@ class Vtn3:
                                                      "createdDateTime": now, "modificationDateTime": now}), status=201)
 
 
-def dumped(body: object, status: int = 200) -> web.Response:
+#: The `objectType` the specification requires of each object (the client's models leave it out).
+OBJECT_TYPES = {ExistingProgram: "PROGRAM", ExistingEvent: "EVENT", ExistingReport: "REPORT",
+                ExistingVen: "VEN"}
+
+
+def as_specified(body: Any) -> dict[str, Any]:
+    """An object as the specification has it: absent fields absent (not null), its objectType."""
+    return {**body.model_dump(by_alias=True, mode="json", exclude_none=True), "objectType": OBJECT_TYPES[type(body)]}
+
+
+def dumped(body: Any, status: int = 200) -> web.Response:
     if isinstance(body, list):
-        return web.json_response([b.model_dump(by_alias=True, mode="json") for b in body], status=status)
-    return web.json_response(body.model_dump(by_alias=True, mode="json"), status=status)  # type: ignore[attr-defined]
+        return web.json_response([as_specified(b) for b in body], status=status)
+    return web.json_response(as_specified(body), status=status)
 
 
 def problem(status: int, detail: str) -> web.Response:

@@ -184,6 +184,27 @@ async def test_faults_are_said_once_and_the_ven_recovers(tmp_path: Path, certs,
 
 
 @in_loop
+async def test_a_token_is_used_until_it_expires_through_a_back_off(tmp_path: Path, certs) -> None:  # type: ignore[no-untyped-def]
+    """Signed in, then the VTN cannot list its programs for a while: each retry is a new client, and
+    all of them (each with five interfaces) sign with the one token; a refused token brings a new one."""
+    vtn = await Vtn3(certs).start()
+    vtn.unavailable = "/programs"
+    try:
+        ven, _ = ven_for(vtn, Ledger(tmp_path / "ledger.db"))
+        ven.sleep = lambda s: asyncio.sleep(min(s, 0.05))   # the backoff, shortened
+        task = await running(ven)
+        await wait_until(lambda: vtn.requests.count("GET /programs") >= 4)
+        vtn.unavailable = ""
+        await wait_until(lambda: ven.registered)
+        assert vtn.requests.count("POST /auth/token") == 1 and len(vtn.tokens) == 1
+        vtn.tokens.clear()                                   # the VTN forgot its tokens (a restart)
+        await wait_until(lambda: vtn.requests.count("POST /auth/token") == 2 and ven.registered, 20)
+        await stopped(task)
+    finally:
+        await vtn.stop()
+
+
+@in_loop
 async def test_the_service_runs_the_3_1_ven_its_settings_ask_for_and_the_doctor_signs_in(
         tmp_path: Path, certs) -> None:  # type: ignore[no-untyped-def]
     from datetime import UTC, datetime as dt
