@@ -19,24 +19,39 @@ from email.message import Message
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+import orjson
 import requests
 from phable import Grid, Number, Ref, ph_from_json, ph_from_zinc
 from phable.auth.scram import ScramScheme, ScramServerResponseParsingError, ScramServerSignatureNotEqualError
 
 from bms_wrapper.adapters import PointInfo
+from bms_wrapper.haystack_json import haystack4, is_haystack3_grid
 from bms_wrapper.samples import LocalTimeResolver, Sample, as_number, samples_from, within
 from bms_wrapper.transport import BmsAuthError, BmsBadResponse, BmsUnavailable, Transport
 from bms_wrapper.zinc_history import his_columns
+from bms_wrapper.zinc_mend import mend
 
 log = logging.getLogger(__name__)
 
 Format = Literal["zinc", "json"]
 MIME: dict[str, str] = {"zinc": "text/zinc", "json": "application/json"}
+#: The forms of a request grid's type, the first as Haystack's HTTP spec shows it; servers differ
+CONTENT_TYPES = ("text/zinc", "text/zinc; charset=utf-8")
+#: What the decoders raise on a body that is not what it says
+DECODING_ERRORS = (ValueError, LookupError, TypeError, AttributeError)
 #: What a point list asks for unless the site file says otherwise: every point with a history.
 POINTS_FILTER = "point and his"
 BATCH_SIZE = 8
 #: A 401 this soon after signing in is a request sent before the token came, not a refused token.
 FRESH_LOGIN_S = 10.0
+
+
+def readable_zinc(text: str) -> bool:
+    try:
+        ph_from_zinc(text)
+    except DECODING_ERRORS:
+        return False
+    return True
 
 
 def point_id(ref: Ref | str) -> str:
@@ -181,6 +196,8 @@ class Haystack:
         transport.session.headers["Accept"] = MIME[fmt]
         self.records: dict[str, Mapping[str, Any]] = {}   # each listed point's tags, by id
         self.batch_reads = True   # until the server shows it reads one id per hisRead
+        self.content_type = CONTENT_TYPES[0]
+        self._mends_said: set[str] = set()
 
     @property
     def batch_size(self) -> int:
@@ -200,7 +217,19 @@ class Haystack:
         return self._grid(op, self._text(op, body))
 
     def _text(self, op: str, body: bytes) -> str:
-        reply = self.transport.request("POST", f"/{op}", data=body, content_type="text/zinc; charset=utf-8")
+        """The answer's text. The request grid is sent as `text/zinc`, as the HTTP spec of Haystack
+        shows it; a server that refuses that form (406, 415) is asked once with the charset named,
+        and the form it takes is kept."""
+        try:
+            reply = self.transport.request("POST", f"/{op}", data=body, content_type=self.content_type)
+        except BmsBadResponse as refused:
+            if refused.cause not in ("HTTP 406", "HTTP 415"):
+                raise
+            other = CONTENT_TYPES[1 - CONTENT_TYPES.index(self.content_type)]
+            reply = self.transport.request("POST", f"/{op}", data=body, content_type=other)
+            log.info("the Haystack server takes requests as %r, not %r (it answered %s)", other, self.content_type,
+                     refused.cause)
+            self.content_type = other
         try:
             return reply.body.decode("utf-8")
         except UnicodeDecodeError:
@@ -209,12 +238,11 @@ class Haystack:
 
     def _grid(self, op: str, text: str) -> Grid:
         try:
-            grid = ph_from_zinc(text) if self.fmt == "zinc" else ph_from_json(text)
-        except (ValueError, LookupError, TypeError, AttributeError) as exc:   # what the decoders raise on a broken body
+            grid = self._decoded(op, text)
+        except DECODING_ERRORS as exc:
             self.transport.failures += 1
             raise BmsBadResponse(f"the Haystack server's answer to {op} is no {self.fmt} grid ({type(exc).__name__}: "
-                                 f"{str(exc)[:80]}); if it speaks Haystack 3 JSON, set [bms.haystack] format = "
-                                 '"zinc"', f"malformed {self.fmt}") from None
+                                 f"{str(exc)[:80]})", f"malformed {self.fmt}") from None
         if not isinstance(grid, Grid):
             self.transport.failures += 1
             raise BmsBadResponse(f"the Haystack server answered {op} with a {type(grid).__name__}, not a grid",
@@ -226,6 +254,26 @@ class Haystack:
             raise BmsBadResponse(f"the Haystack server answered {op} with an error: {dis}",
                                  "unknown point" if unknown else "an error grid")
         return grid
+
+    def _decoded(self, op: str, text: str) -> Any:
+        """phable's reading of the text: Haystack 3 JSON as Haystack 4's; Zinc the grammar does not allow
+        mended cell by cell (zinc_mend), which is said once per kind of mend."""
+        if self.fmt == "json":
+            data = orjson.loads(text)
+            return ph_from_json(haystack4(data) if is_haystack3_grid(data) else data)
+        try:
+            return ph_from_zinc(text)
+        except DECODING_ERRORS:
+            mended = mend(text, readable_zinc)
+            if mended is None:
+                raise
+        text, said = mended
+        for what in said:
+            kind = what.split("(", 1)[0]
+            if kind not in self._mends_said:
+                self._mends_said.add(kind)
+                log.warning("the Haystack server's answer to %s is not all Zinc: %s; said once", op, what)
+        return ph_from_zinc(text)
 
     def read(self, filter_text: str) -> list[tuple[str, Mapping[str, Any]]]:
         """The records a filter finds, as (id, tags); each kept in `records`."""
@@ -304,9 +352,8 @@ def history_samples(rows: Iterable[Mapping[str, Any]], point: str, unit: str, st
         ts, raw = row.get("ts"), row.get("val")
         if not isinstance(ts, datetime) or ts.tzinfo is None:
             if ts is not None and not isinstance(ts, datetime):
-                raise BmsBadResponse(f"point {point}'s history has a ts that is no datetime ({str(ts)[:40]}); if the "
-                                     'server speaks Haystack 3 JSON, set [bms.haystack] format = "zinc"',
-                                     "malformed history")
+                raise BmsBadResponse(f"point {point}'s history has a ts that is no datetime ({str(ts)[:40]}): the "
+                                     "server's history is not one esus can read", "malformed history")
             continue
         value = as_number(raw.val if isinstance(raw, Number) else raw)
         if value is None:

@@ -339,9 +339,9 @@ class Transport:
 
     @staticmethod
     def _excerpt(reply: requests.Response) -> str:
-        """The start of an error answer, for the message (never the whole of it)."""
+        """The start of an error answer, on one line, for the message (never the whole of it)."""
         with contextlib.suppress(requests.RequestException):
-            return next(reply.iter_content(200), b"").decode("utf-8", "replace")
+            return " ".join(next(reply.iter_content(200), b"").decode("utf-8", "replace").split())
         return ""
 
     @staticmethod

@@ -9,6 +9,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from esus.state.telemetry import Telemetry
 from tests.bacnet_controllers import Controller, ControllerPoint
 from tests.bacnet_harness import free_udp_port
 from tests.haystack_server import HaystackPoint, HaystackServer
+from tests.peers.shaystack_server import Shaystack
 
 SITE = Path(__file__).resolve().parent.parent / "site.example.toml"
 #: (AAU number, source, kind, room) of a point
@@ -47,6 +49,7 @@ class Source:
     outage_cause: str = "HTTP 503"           # what the poller says a taken-down point failed with
     context: Context = Context()             # what the adapter needs beyond settings
     keeps_history: Callable[[int], bool] = lambda number: True   # else one sample per poll
+    server: str = ""                         # its key in SERVERS, where that is not the API's name
 
 
 def aau_source(tmp_path: Path, clock: ManualClock, points: list[Point]) -> Source:
@@ -63,15 +66,20 @@ def haystack_source(tmp_path: Path, clock: ManualClock, points: list[Point]) -> 
         return f"p:tmv23:r:{number}"
     server = HaystackServer([HaystackPoint(ref(n), source, kind, n, room) for n, source, kind, room in points],
                             "esus", "pw", now=clock.now).start()
+
+    def take_down(ids: set[str]) -> None:
+        server.faults.down = set(ids)
+    return Source("haystack", server.url, haystack_site(tmp_path), ref, take_down, server.stop)
+
+
+def haystack_site(tmp_path: Path) -> Path:
+    """The example site read from a Haystack server: each point's id is its ref, @p:tmv23:r:<number>."""
     text = SITE.read_text().replace('api = "aau-v1"', 'api = "haystack"')
     text = re.sub(r"^externallogid = (\d+)", r'id = "@p:tmv23:r:\1"', text, flags=re.M)
     text = re.sub(r"^(wind_point|irradiance_point) = (\d+)", r'\1 = "p:tmv23:r:\2"', text, flags=re.M)
     site = tmp_path / "haystack-site.toml"
     site.write_text(text)
-
-    def take_down(ids: set[str]) -> None:
-        server.faults.down = set(ids)
-    return Source("haystack", server.url, site, ref, take_down, server.stop)
+    return site
 
 
 SERVERS = {"aau-v1": aau_source, "haystack": haystack_source}
@@ -140,8 +148,24 @@ def bacnet_source(tmp_path: Path, clock: ManualClock, points: list[Point]) -> So
                   context=Context(client, loop, clock.now), keeps_history=lambda n: n in {p[0] for p in rooms})
 
 
+def shaystack_source(tmp_path: Path, clock: ManualClock, points: list[Point]) -> Source:
+    """shaystack, a Haystack server no one here wrote (tests/peers/shaystack_server.py), with the same
+    points and site file as the test Haystack server, its histories covering the windows the contract
+    reads: the days before the clock's time, the end of summer time, and the hours around now."""
+    now = clock.now()
+    windows = [(now - timedelta(days=3), now + timedelta(hours=1)),
+               (datetime(2026, 10, 24, 21, tzinfo=UTC), datetime(2026, 10, 25, 4, tzinfo=UTC)),
+               (datetime.now(UTC) - timedelta(hours=3), datetime.now(UTC) + timedelta(hours=1))]
+    server = Shaystack(tmp_path / "shaystack", [HaystackPoint(f"p:tmv23:r:{n}", source, kind, n, room)
+                                                for n, source, kind, room in points], windows).start()
+    return Source("haystack", server.url, haystack_site(tmp_path), lambda n: f"p:tmv23:r:{n}",
+                  lambda ids: server.start(missing=ids), server.stop, outage_cause="HTTP 400",
+                  server="shaystack")
+
+
+#: Each API's servers: ours (with faults), and a peer no one here wrote where one installs.
 SERVERS: dict[str, Callable[[Path, ManualClock, list[Point]], Source]] = {
-    "aau-v1": aau_source, "haystack": haystack_source, "bacnet": bacnet_source}
+    "aau-v1": aau_source, "haystack": haystack_source, "shaystack": shaystack_source, "bacnet": bacnet_source}
 
 
 class Rig:

@@ -55,6 +55,7 @@ class HaystackFaults:
     down: set = field(default_factory=set)                 # refs whose hisRead answers 503
     haystack3_json: bool = False                           # JSON as Haystack 3 wrote it ("t:…" strings)
     no_batch: bool = False                                 # hisRead reads the first id only (Haystack 3)
+    refused_content_type: str = ""                         # a request grid of this exact type answers 415
     latency_s: float = 0.0
     slow_s: float = 5.0
 
@@ -225,8 +226,8 @@ class HaystackServer:
                     row[name] = (f"n:{c[i]} {u}" if self.faults.haystack3_json else
                                  {"_kind": "number", "val": c[i], "unit": u})
             rows_json.append(row)
-        return json.dumps({"_kind": "grid", "meta": {"ver": "3.0"}, "cols": [{"name": n} for n in ["ts", *names]],
-                           "rows": rows_json})
+        grid = {"meta": {"ver": "3.0"}, "cols": [{"name": n} for n in ["ts", *names]], "rows": rows_json}
+        return json.dumps(grid if self.faults.haystack3_json else {"_kind": "grid", **grid})
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -259,6 +260,9 @@ class HaystackServer:
                     return
                 if not server.signed_in(authorization):
                     self._send(401, "", headers={"WWW-Authenticate": "SCRAM" if server.auth == "scram" else "basic"})
+                    return
+                if body and self.headers.get("Content-Type", "") == server.faults.refused_content_type:
+                    self._send(415, "the request's type is not one this server takes")
                     return
                 with server._lock:   # a fault meets a signed-in request
                     fault = server.faults.next_requests.popleft() if server.faults.next_requests else None

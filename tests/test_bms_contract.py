@@ -2,7 +2,8 @@
 points listed, samples sorted, unique, in UTC and inside the window asked for (a repeated hour of
 the end of summer time included), and the poller's guarantees in the service (high-water marks
 across a restart, no gap, no duplicate, an outage back-filled, one line per failure and per
-recovery, an unknown point skipped). A new adapter adds its server to tests/bms_servers.py."""
+recovery, an unknown point skipped). A new adapter adds its server to tests/bms_servers.py; each API
+is also run against a server no one here wrote where one installs (shaystack for Haystack)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ WIND = 6428
 
 
 def test_every_api_has_its_server_here() -> None:
-    assert SERVERS.keys() == SOURCES.keys()
+    assert SERVERS.keys() - {"shaystack"} == SOURCES.keys()
 
 
 @pytest.fixture(params=sorted(SERVERS))
@@ -148,7 +149,7 @@ def test_a_point_the_bms_does_not_list_is_skipped_with_one_line(tmp_path: Path, 
     clock, source = world
     source.stop()
     points = [p for p in site_points() if p[0] != ROOM]
-    source = SERVERS[source.api](tmp_path, clock, points)
+    source = SERVERS[source.server or source.api](tmp_path, clock, points)
     rig = Rig(tmp_path, clock, source)
     with caplog.at_level(logging.WARNING):
         rig.poll()
