@@ -212,6 +212,8 @@ class Transport:
         self.base_url = base_url.rstrip("/")
         self.connect_timeout_s, self.read_timeout_s = connect_timeout_s, read_timeout_s
         self.deadline_s, self.max_reply_bytes = deadline_s, max_reply_bytes
+        #: what sets the deadline, for the message when it passes (the doctor's is its own)
+        self.deadline_set_by = "the limit is [bms] deadline_s in the site file"
         self.retry, self.sleep = retry, sleep
         self.session = requests.Session()
         # A blocking pool of `max_in_flight` keep-alive connections is the one bound on requests to the
@@ -252,10 +254,21 @@ class Transport:
 
     def request(self, method: str, path: str, params: dict[str, Any] | None = None, data: bytes | None = None,
                 content_type: str = "") -> Reply:
-        """`get` with a method and a body: only for requests that read (a retry must change nothing)."""
+        """`get` with a method and a body: only for requests that read (a retry must change nothing).
+        An HTML page in place of data is asked again like a 503 (a single sign-on proxy answers one
+        now and then while a session lapses); a wrong URL answers one every time, and is said."""
+        deadline_at = time.monotonic() + self.deadline_s
+        pages = 0
         try:
-            reply = self._request(method, path, params, data, content_type, time.monotonic() + self.deadline_s)
-            return self._checked(reply, path)
+            while True:
+                reply = self._request(method, path, params, data, content_type, deadline_at)
+                try:
+                    return self._checked(reply, path)
+                except BmsLoginPage:
+                    pages += 1
+                    if pages >= self.retry.attempts or time.monotonic() >= deadline_at:
+                        raise
+                    self._pause(self.retry.delay_s(pages - 1), deadline_at)
         except BmsError:
             self.failures += 1
             raise
@@ -283,8 +296,8 @@ class Transport:
                 except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
                     if watch.expired:
                         sent = f"sent {watch.received} bytes of its answer" if watch.answered else "did not answer"
-                        raise BmsUnavailable(f"the BMS {sent} to {path} in {self.deadline_s:g} s: too slow (the "
-                                             "limit is [bms] deadline_s in the site file)", "too slow") from None
+                        raise BmsUnavailable(f"the BMS {sent} to {path} in {self.deadline_s:g} s: too slow "
+                                             f"({self.deadline_set_by})", "too slow") from None
                     timeouts = (requests.Timeout, urllib3.exceptions.TimeoutError)
                     problem = ("did not answer in time" if isinstance(exc, timeouts) else
                                "refused the connection" if isinstance(exc, requests.ConnectionError) else

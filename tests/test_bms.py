@@ -91,9 +91,26 @@ def test_wrong_password_login_page_malformed_and_error_bodies(bms: SimulatedBms)
     adapter = adapter_for(bms)
     for fault, error, text in [("html", BmsLoginPage, "login page"), ("malformed", BmsBadResponse, "malformed JSON"),
                                ("error_body", BmsBadResponse, "database connection lost")]:
-        bms.faults.next_requests.append(fault)
+        bms.faults.next_requests.extend([fault] * 3)   # every attempt: a login page is asked again
         with pytest.raises(error, match=text):
             adapter.read_history("6397", *window(1))
+        bms.faults.next_requests.clear()
+
+
+def test_an_odd_login_page_among_hundreds_of_answers_is_asked_again_and_the_backfill_finishes(
+        bms: SimulatedBms) -> None:
+    """As a single sign-on proxy answers now and then while a session lapses: about 2 % of requests."""
+    from bms_wrapper.poller import backfill
+
+    adapter = adapter_for(bms)
+    points = [PointRef(str(p.externallogid), p.source, "", p.kind, "") for p in POINTS]
+    bms.faults.next_requests.extend((["html"] + ["none"] * 49) * 4)
+    start, end = window(24 * 4)
+    got = {ref.point_id: 0 for ref in points}
+    for ref, samples in backfill(adapter, points, start, end, threads=1):
+        got[ref.point_id] += len(samples)
+    assert got == {ref.point_id: 4 * 24 * 60 for ref in points}
+    assert adapter.transport.failures == 0
 
 
 def test_bearer_token_is_refreshed_once_on_401() -> None:

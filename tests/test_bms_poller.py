@@ -14,7 +14,7 @@ import pytest
 from bms_wrapper.adapters import AauBmsV1
 from bms_wrapper.poller import PointRef, backfill
 from bms_wrapper.simulator import Faults, SimPoint, SimulatedBms
-from bms_wrapper.transport import BasicAuth, Transport
+from bms_wrapper.transport import BasicAuth, RetryPolicy, Transport
 from esus.parts.bms import BmsService, series_name
 from esus.parts.bms_sources import make_adapter
 from esus.runtime.clock import ManualClock
@@ -99,9 +99,10 @@ def test_late_samples_arrive_once_within_the_overlap(tmp_path: Path, world) -> N
 def test_a_down_api_never_stops_the_service(tmp_path: Path, world, caplog: pytest.LogCaptureFixture) -> None:
     clock, simulator = world
     rig = Rig(tmp_path, clock, simulator)
-    simulator.faults.next_requests.extend(["html"])
+    simulator.faults.next_requests.extend(["html"] * RetryPolicy().attempts)   # each attempt (an odd one is asked again)
     rig.poll(clock)  # the metadata request meets a login page: logged, no exception
     assert "HTML page" in caplog.text
+    simulator.faults.next_requests.clear()
     rig.poll(clock)
     assert rig.times(6397).size > 0
     rig.close()

@@ -78,6 +78,20 @@ def test_bms_unreachable_wrong_password_and_login_page(site_file: Path, tmp_path
         FakeBms.status, FakeBms.content_type = 200, "application/json"
 
 
+def test_a_bms_slower_than_the_doctor_waits_is_said_with_both_limits(site_file: Path, tmp_path: Path) -> None:
+    from bms_wrapper.simulator import SimulatedBms
+
+    bms = SimulatedBms([], "u", "pw").start()
+    bms.faults.next_requests.append("silent")
+    try:
+        check = check_bms(settings_with(site_file, tmp_path, ESUS_BMS_URL=bms.url, ESUS_BMS_USER="u",
+                                        ESUS_BMS_PASSWORD="pw"))
+    finally:
+        bms.stop()
+    assert not check.ok and "in 5 s: too slow" in check.detail
+    assert "the doctor waits 5 s; the service waits [bms] deadline_s, 30 s" in check.detail
+
+
 def test_influx_down(site_file: Path, tmp_path: Path) -> None:
     settings = settings_with(site_file, tmp_path, ESUS_INFLUX_URL=f"http://127.0.0.1:{free_tcp_port()}",
                              ESUS_INFLUX_TOKEN="t", ESUS_INFLUX_ORG="o", ESUS_INFLUX_BUCKET="b")

@@ -139,6 +139,8 @@ def check_bms(settings: Settings) -> Check:
         if isinstance(adapter, HttpAdapter):   # one quick attempt: the doctor says, the poll retries
             adapter.transport.retry = RetryPolicy(attempts=1)
             adapter.transport.read_timeout_s = adapter.transport.deadline_s = TIMEOUT_S
+            adapter.transport.deadline_set_by = (f"the doctor waits {TIMEOUT_S:g} s; the service waits [bms] "
+                                                 f"deadline_s, {settings.site.bms.deadline_s:g} s")
         try:
             listed = adapter.list_points()
         except BmsError as exc:

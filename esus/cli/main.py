@@ -20,6 +20,19 @@ log = logging.getLogger("esus")
 
 
 
+#: Libraries whose INFO lines are their own business: shown from WARNING on unless ESUS_LOG_LEVEL=DEBUG
+LIBRARIES = ("urllib3", "matplotlib", "bacpypes3", "openleadr", "openadr3_client", "apscheduler", "pymodbus",
+             "aiohttp", "paho")
+
+
+class LibraryChatter(logging.Filter):
+    """Keeps libraries' lines below WARNING out of the log. A filter on the handler, not a level on
+    their loggers: openleadr sets its logger to INFO when it is imported, after the log is set up."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name.split(".", 1)[0] not in LIBRARIES
+
+
 def setup_logging(level: str) -> None:
     """Log to stdout for journald (which adds its own timestamps)."""
     fmt = "%(levelname)s %(name)s: %(message)s" if os.environ.get("JOURNAL_STREAM") else \
@@ -29,8 +42,8 @@ def setup_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("urllib3", "matplotlib", "bacpypes3", "openleadr", "apscheduler", "pymodbus"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    if root.level > logging.DEBUG:
+        handler.addFilter(LibraryChatter())
 
 
 def _settings(args: argparse.Namespace) -> Settings:
