@@ -37,8 +37,9 @@ def day_index(day: date, tz: ZoneInfo, step: timedelta = STEP) -> pd.DatetimeInd
 
 def facade_day(location: Location, facade: Facade, weather: Weather, day: date) -> pd.DataFrame:
     """Columns elevation_deg, azimuth_deg, aoi_deg, profile_deg, on_facade, poa_clear_wm2, poa_wm2
-    (the forecast: clear sky scaled by cloud cover) and its direct beam direct_wm2, cloud_fraction,
-    temperature_c."""
+    (the forecast's irradiance transposed onto the façade) and its direct beam direct_wm2,
+    cloud_fraction, temperature_c, and irradiance_forecast (True where the forecast gave the sun's
+    irradiance; elsewhere clear sky scaled by its cloud cover, or clear sky where it has none)."""
     times = day_index(day, ZoneInfo(str(location.tz)))
     sun = sun_position(location, times)
     clear = clear_sky_wm2(location, times)
@@ -49,6 +50,10 @@ def facade_day(location: Location, facade: Facade, weather: Weather, day: date) 
     frame["on_facade"] = sun_on_facade(facade, sun)
     frame["poa_clear_wm2"] = facade_irradiance_wm2(facade, sun, clear)
     sky = cloudy_sky_wm2(clear, cloud, sun)
+    forecast = weather.irradiance_wm2(times)
+    given = forecast.notna().all(axis=1) & (sun["elevation_deg"] > 0)
+    sky.loc[given, ["ghi", "dni", "dhi"]] = forecast.loc[given, ["ghi", "dni", "dhi"]].to_numpy()
+    frame["irradiance_forecast"] = given
     frame["poa_wm2"] = facade_irradiance_wm2(facade, sun, sky)
     frame["direct_wm2"] = facade_irradiance_wm2(facade, sun, sky, "poa_direct")
     frame["cloud_fraction"] = cloud

@@ -1,10 +1,11 @@
 """The weather forecast for the shading policy: Open-Meteo over HTTP, cached on disk, and clear
 sky when it cannot be had.
 
-A forecast is an hourly frame in UTC with `cloud_fraction` (0-1), `temperature_c`, `wind_mps` and
-`precipitation_mm`; any column may be missing (NaN). The policy only needs cloud cover to scale
-clear sky and the day's maximum temperature to choose cooling or heating, so a forecast a few
-hours old is still good; one older than `MAX_AGE` is not used.
+A forecast is an hourly frame in UTC with `cloud_fraction` (0-1), `temperature_c`, `wind_mps`,
+`precipitation_mm` and the sun's irradiance at each hour, `ghi_wm2`, `dni_wm2` and `dhi_wm2` (global
+horizontal, direct normal, diffuse horizontal: the weather model's own, which pvlib transposes onto
+each façade; cloud cover scaling clear sky is the fallback where they are missing). Any column may be
+missing (NaN). A forecast a few hours old is still good; one older than `MAX_AGE` is not used.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ import requests
 log = logging.getLogger(__name__)
 
 OPEN_METEO_URL = "https://api.open-meteo.com/v1/forecast"
-HOURLY = ("cloud_cover", "temperature_2m", "wind_speed_10m", "precipitation")
+#: `_instant`: the irradiance at the hour (Open-Meteo's plain ones are the mean of the hour before)
+IRRADIANCE = {"shortwave_radiation_instant": "ghi_wm2", "direct_normal_irradiance_instant": "dni_wm2",
+              "diffuse_radiation_instant": "dhi_wm2"}
 COLUMNS = {"cloud_cover": "cloud_fraction", "temperature_2m": "temperature_c",
-           "wind_speed_10m": "wind_mps", "precipitation": "precipitation_mm"}
+           "wind_speed_10m": "wind_mps", "precipitation": "precipitation_mm"} | IRRADIANCE
+HOURLY = tuple(COLUMNS)
 #: Fetch again after this long; use a cached forecast up to MAX_AGE when the source is down.
 REFRESH = timedelta(hours=1)
 MAX_AGE = timedelta(hours=36)
@@ -49,6 +53,11 @@ class Weather:
 
     def temperature_c(self, times: pd.DatetimeIndex) -> pd.Series:
         return self._at(times, "temperature_c")
+
+    def irradiance_wm2(self, times: pd.DatetimeIndex) -> pd.DataFrame:
+        """Columns ghi, dni, dhi (W/m²) at `times` as the forecast has them; NaN where it has not."""
+        return pd.DataFrame({"ghi": self._at(times, "ghi_wm2"), "dni": self._at(times, "dni_wm2"),
+                             "dhi": self._at(times, "dhi_wm2")}, index=times)
 
     def _at(self, times: pd.DatetimeIndex, column: str) -> pd.Series:
         if self.hourly.empty or column not in self.hourly:
@@ -102,6 +111,8 @@ def parse_open_meteo(payload: object) -> pd.DataFrame:
     frame.loc[~frame["cloud_fraction"].between(0, 1), "cloud_fraction"] = np.nan
     frame.loc[~frame["wind_mps"].between(0, 100), "wind_mps"] = np.nan
     frame.loc[~frame["temperature_c"].between(-80, 70), "temperature_c"] = np.nan
+    for column in IRRADIANCE.values():   # above the solar constant is no irradiance on Earth
+        frame.loc[~frame[column].between(0, 1400), column] = np.nan
     return frame[~frame.index.duplicated()].sort_index()
 
 

@@ -124,3 +124,44 @@ def test_current_hour_values_for_frost_and_wind() -> None:
     assert weather.now("temperature_c", start) == -2.0
     assert weather.now("precipitation_mm", start) == 0.4
     assert weather.now("wind_mps", start + timedelta(hours=30)) is None     # beyond the forecast
+
+
+def test_the_facade_sees_the_forecast_irradiance_transposed_by_pvlib_and_cloud_cover_only_where_it_is_missing(
+        ) -> None:
+    """A forecast whose irradiance is half of clear sky's at every hour puts half the clear-sky
+    irradiance on the façade, whatever its cloud cover says (90 % here, which alone would scale clear
+    sky to 0.35 + 0.65 x 0.1 of it); the hours it lacks fall back to cloud cover."""
+    from datetime import date
+
+    from shades.outlook import facade_day
+    from shades.solar import Facade, clear_sky_wm2, site_location
+    from shades.weather import Weather
+
+    location = site_location(57.015, 9.985, 10, "Europe/Copenhagen")
+    hours = pd.date_range("2026-06-21 22:00", periods=30, freq="1h", tz="UTC")
+    clear = clear_sky_wm2(location, hours)
+    hourly = pd.DataFrame({"cloud_fraction": 0.9, "temperature_c": 20.0, "wind_mps": 3.0, "precipitation_mm": 0.0,
+                           "ghi_wm2": clear["ghi"] / 2, "dni_wm2": clear["dni"] / 2, "dhi_wm2": clear["dhi"] / 2},
+                          index=hours)
+    hourly.loc[hours >= pd.Timestamp("2026-06-22 15:00", tz="UTC"), ["ghi_wm2", "dni_wm2", "dhi_wm2"]] = float("nan")
+    east = facade_day(location, Facade(90.0), Weather("forecast", NOW, hourly), date(2026, 6, 22))
+    on_the_hour = east[(east.index.minute == 0) & east["irradiance_forecast"]]
+    assert len(on_the_hour) >= 10 and not east.loc["2026-06-22 18:00":, "irradiance_forecast"].any()
+    morning = on_the_hour.between_time("06:00", "10:00")
+    assert (morning["poa_wm2"] / morning["poa_clear_wm2"]).to_numpy() == pytest.approx(0.5, abs=0.01)
+    cloudy = facade_day(location, Facade(90.0), Weather("forecast", NOW, hourly.drop(
+        columns=["ghi_wm2", "dni_wm2", "dhi_wm2"])), date(2026, 6, 22))
+    assert not cloudy["irradiance_forecast"].any()
+    assert cloudy.loc["2026-06-22 08:00", "poa_wm2"] < 0.5 * cloudy.loc["2026-06-22 08:00", "poa_clear_wm2"]
+
+
+def test_the_forecast_asks_for_the_irradiance_at_each_hour_and_refuses_impossible_values() -> None:
+    data = reply(hours=3)
+    data["hourly"] |= {"shortwave_radiation_instant": [500.0, 2000.0, None],
+                       "direct_normal_irradiance_instant": [700.0, 600.0, 500.0],
+                       "diffuse_radiation_instant": [100.0, -5.0, 90.0]}
+    frame = parse_open_meteo(data)
+    assert frame["ghi_wm2"].tolist()[0] == 500.0 and frame["ghi_wm2"].isna().tolist()[1:] == [True, True]
+    assert frame["dhi_wm2"].isna().tolist() == [False, True, False]
+    assert {"shortwave_radiation_instant", "direct_normal_irradiance_instant", "diffuse_radiation_instant"} <= set(
+        OpenMeteo(57.0, 10.0).params["hourly"].split(","))
