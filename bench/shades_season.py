@@ -1,5 +1,5 @@
 """The shading judged by the rooms: a summer (June-August) and a winter (December-February) at
-TMV23, clear and cloudy, for four strategies side by side, each driving the same room model
+TMV23, clear and cloudy, for six strategies side by side, each driving the same room model
 (shades.thermal, the 5R1C network of ISO 13790) behind each façade:
 
 - never: the blinds stay up;
@@ -9,7 +9,11 @@ TMV23, clear and cloudy, for four strategies side by side, each driving the same
 - climate: Home Assistant Adaptive Cover Pro's climate mode: sun in front and the room above its
   comfort temperature (cooling setpoint - 1 K): down; below it (heating setpoint + 0.5 K): up for
   the gain; between: the glare position; sun not in front: up;
-- esus: the policy as shipped (shades.policy.CHAIN: the room forecast).
+- threshold: the conventional rule an outside bench judged esus against: down whenever the façade
+  gets more than 150 W/m² with the sun in front, else up;
+- esus floor: the policy as shipped for a group whose room model is not validated (shades.policy.CHAIN:
+  a cooled room protected, the VDI 3813 thermal automatic);
+- esus model: the same chain with the room model taken as validated (the room forecast decides).
 
 Every strategy goes through the same rate limits (15 min between moves, daily cap 4). The rooms
 take their state from one day into the next, after a week's warm-up that is not counted.
@@ -134,13 +138,21 @@ class Strategy:
     name: str
     chain: Callable[[GroupDay], Sequence[Handler]]
     foresee: bool = False
+    model_validated: bool = False
+
+
+def threshold(s: Situation, p: PolicySettings) -> Decision:
+    down = s.sun_on_facade and s.poa_wm2 > 150.0
+    return Decision(100.0 if down else 0.0, "auto", "threshold 150 W/m²", automatic=True)
 
 
 STRATEGIES = (
     Strategy("never", lambda day: (never,)),
     Strategy("sun rule", lambda day: (kill_switch, night, sun_rule(day))),
     Strategy("climate", lambda day: (kill_switch, night, climate)),
-    Strategy("esus", lambda day: CHAIN, foresee=True),
+    Strategy("threshold", lambda day: (kill_switch, night, threshold)),
+    Strategy("esus floor", lambda day: CHAIN),
+    Strategy("esus model", lambda day: CHAIN, foresee=True, model_validated=True),
 )
 
 
@@ -163,7 +175,7 @@ def season(site, location, days: list[date], cloudy: bool, summer: bool) -> dict
             for strategy in STRATEGIES:
                 plan = plan_day(group_day, tz, position[strategy.name], state[strategy.name],
                                 chain=strategy.chain(group_day), truth=true_frame, foresee=strategy.foresee,
-                                sensor=True)
+                                sensor=True, model_validated=strategy.model_validated)
                 state[strategy.name], position[strategy.name] = plan.end, plan.steps[-1].position
                 if day >= days[0]:
                     out[strategy.name][group.name].append(plan.hours.assign(moves=plan.moves, day=day))

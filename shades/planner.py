@@ -166,6 +166,8 @@ class GroupDay:
                    room_day_of(frame, group, config, day, location.latitude), weather.source, weather.fetched_at)
 
     def __post_init__(self) -> None:
+        #: the day's highest outdoor temperature: the forecast's, else the season's normal
+        self.outdoor_max_c = float(np.nanmax(self.rooms.outdoor_c))
         self._epoch_s = self.frame.index.astype("datetime64[s, UTC]").asi8
         self._rows = self.frame.assign(glare_pct=self.glare_pct).to_dict("records")
         self._options: dict[tuple, tuple[Option, ...]] = {}
@@ -202,7 +204,7 @@ class GroupDay:
                          occupied=occupied_at(self.config, now.astimezone(tz)), poa_wm2=poa, direct_wm2=direct,
                          glare_pct=glare,
                          room=room.label, room_c=room.air_c if room.measured else None, heating_c=room.heating_c,
-                         cooling_c=room.cooling_c, options=found, **runtime)
+                         cooling_c=room.cooling_c, options=found, outdoor_max_c=self.outdoor_max_c, **runtime)
 
 
 @dataclass
@@ -255,14 +257,16 @@ class GroupPlan:
 
 def plan_day(group_day: GroupDay, tz: ZoneInfo, start_position_pct: float = 0.0, start: RoomState | None = None,
              *, chain: Sequence[Handler] = CHAIN, truth: pd.DataFrame | None = None, foresee: bool = True,
-             sensor: bool = False) -> GroupPlan:
+             sensor: bool = False, model_validated: bool = False) -> GroupPlan:
     """The policy over the day, undisturbed, with the room model as the rooms: where the group
     would be at every step, why, and what it did to the rooms hour by hour.
 
     The policy reads the room as a BMS would, the air temperature at the end of the last hour.
     `truth` (a facade_day frame of what really happened: poa_wm2, temperature_c) drives the room
     and scores the avoided gain; by default the forecast is taken as what happened. With `sensor`
-    the policy reads the truth's façade irradiance as a sensor on the façade would."""
+    the policy reads the truth's façade irradiance as a sensor on the façade would. With
+    `model_validated` the room forecast decides (its room model taken as validated), else the VDI
+    3813 thermal automatic, as for a group whose room model is not (yet) validated."""
     g, config, rooms = group_day.group, group_day.config, group_day.rooms
     p = policy_settings(config, g)
     truth = group_day.frame if truth is None else truth
@@ -284,7 +288,8 @@ def plan_day(group_day: GroupDay, tz: ZoneInfo, start_position_pct: float = 0.0,
             now = group_day.frame.index[k].to_pydatetime()
             s = group_day.situation(now, tz, position, rooms=(("model", state.air_c, heat, cool),), foresee=foresee,
                                     measured_wm2=float(true_poa[k]) if sensor else None,
-                                    last_auto_move=last_move, auto_moves_today=moves)
+                                    last_auto_move=last_move, auto_moves_today=moves,
+                                    room_model_validated=model_validated)
             decision: Decision = decide(s, p, chain)
             target = decision.target_pct
             moved = target is not None and abs(target - position) >= 0.5

@@ -3,7 +3,10 @@ reason shown to the user (BACnet, logs, InfluxDB, `esus shades plan`).
 
 Highest first: wind/ice/lost-wind-data safety -> BAS command -> wall-switch hold -> BAS kill switch ->
 an escape door a person raised ->
-automation (night, then the room forecast: the most open position worth its cost to the rooms,
+automation (night; a room held at its cooling setpoint with the sun on its glass is protected; the
+VDI 3813 thermal automatic, a threshold on the façade's irradiance with the room's temperature
+deciding protect or admit, which decides until the group's room model is validated on the
+building's own data; then the room forecast: the most open position worth its cost to the rooms,
 glare control while people are in) -> default.
 Automatic decisions then pass the rate limits (minimum interval, minimum change, daily cap);
 safety, the BAS and the occupant are never rate-limited. Everything here is pure.
@@ -31,6 +34,9 @@ class PolicySettings:
     min_change_pct: float = 5.0
     max_moves_per_day: int = 4
     min_saving_kwh: float = 0.1    # a move must save this much heating and cooling today
+    protect_above_wm2: float = 150.0   # VDI 3813 thermal automatic: down from this on the façade
+    release_below_wm2: float = 120.0   # and up again below this
+    heating_season_below_c: float = 12.0   # a day whose outdoor maximum stays below this is a heating day
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,8 @@ class Situation:
     heating_c: float = 21.0               # its setpoints
     cooling_c: float = 25.0
     options: tuple[Option, ...] = ()      # what each position now costs today (shades.foresight)
+    room_model_validated: bool = False    # the group's room model met its error bound on held-out days
+    outdoor_max_c: float | None = None    # the day's highest outdoor temperature, forecast (None: unknown)
     last_auto_move: datetime | None = None
     auto_moves_today: int = 0
 
@@ -126,6 +134,56 @@ def night(s: Situation, p: PolicySettings) -> Decision | str:
     if not s.sun_up:
         return Decision(p.night_position_pct, "auto", "night position", automatic=True)
     return "the sun is up"
+
+
+#: A room this close below its cooling setpoint is being cooled.
+COOLED_MARGIN_K = 0.3
+
+
+def cooled_room(s: Situation, p: PolicySettings) -> Decision | str:
+    """A room held at its cooling setpoint while the sun is on its glass is being cooled: every watt
+    the sun puts in is taken out again by the plant, so the blind is down, whatever a model says."""
+    if s.room_c is None or s.room_c < s.cooling_c - COOLED_MARGIN_K:
+        return "the room is not at its cooling setpoint" if s.room_c is not None else "the room's temperature unknown"
+    if not s.sun_on_facade or s.poa_wm2 < p.protect_above_wm2:
+        return f"the room is at its cooling setpoint, but {s.poa_wm2:.0f} W/m² on the façade is no sun to keep out"
+    return Decision(100.0, "auto", f"down: the room is cooled (at its {s.cooling_c:g} °C cooling setpoint) and the "
+                                   f"sun puts {s.poa_wm2:.0f} W/m² on the façade{_of(s)}", automatic=True)
+
+
+def thermal_automatic(s: Situation, p: PolicySettings) -> Decision | str:
+    """VDI 3813's thermal automatic, the floor any smarter choice must beat: down while the sun puts
+    `protect_above_wm2` or more on the façade, up again below `release_below_wm2`, except that a room
+    at its heating setpoint takes the sun's heat, and so do all on a heating day (the forecast's
+    outdoor maximum below `heating_season_below_c`) until one reaches its cooling setpoint
+    (`cooled_room`). A cool room on a summer morning does not: the morning sun's heat, stored in the
+    room's mass, comes back as cooling in the afternoon. It decides until the group's room model is
+    validated on the building's own data: a room model that only guesses the room loses to it."""
+    if s.room_model_validated:
+        return "the room model is validated: the room forecast decides"
+    if s.room_c is not None and s.room_c < s.heating_c + HEATED_MARGIN_K:
+        return Decision(0.0, "auto", f"up: the room is heated (at its {s.heating_c:g} °C heating setpoint) and takes "
+                                     f"the sun's heat (VDI 3813 thermal automatic){_of(s)}", automatic=True)
+    if s.outdoor_max_c is not None and s.outdoor_max_c < p.heating_season_below_c:
+        return Decision(0.0, "auto", f"up: a heating day (outdoors at most {s.outdoor_max_c:.0f} °C): the rooms take "
+                                     f"the sun's heat until one reaches its cooling setpoint (VDI 3813 thermal "
+                                     f"automatic){_of(s)}", automatic=True)
+    if s.sun_on_facade and s.poa_wm2 >= p.protect_above_wm2:
+        return Decision(100.0, "auto", f"down: {s.poa_wm2:.0f} W/m² on the façade, from {p.protect_above_wm2:g} the "
+                                       "sun is kept out (VDI 3813 thermal automatic; the room model is not yet "
+                                       f"validated){_of(s)}", automatic=True)
+    if not s.sun_on_facade or s.poa_wm2 < p.release_below_wm2:
+        why = "the sun is not on the façade" if not s.sun_on_facade else \
+            f"{s.poa_wm2:.0f} W/m² on the façade, below {p.release_below_wm2:g}"
+        return Decision(0.0, "auto", f"up: {why} (VDI 3813 thermal automatic)", automatic=True)
+    return Decision(None, "auto", f"staying: {s.poa_wm2:.0f} W/m² on the façade, between "
+                                  f"{p.release_below_wm2:g} and {p.protect_above_wm2:g} (VDI 3813 thermal automatic)",
+                    automatic=True)
+
+
+def _of(s: Situation) -> str:
+    """The room that spoke, as the reasons end."""
+    return f" ({s.room})" if s.room else ""
 
 
 def room_forecast(s: Situation, p: PolicySettings) -> Decision | str:
@@ -208,14 +266,15 @@ def _why(chosen: Option, allowed: list[Option], s: Situation, p: PolicySettings)
             why += f"; further down would save {further:.2f} kWh, not worth a move"
     elif chosen.position_pct < 0.5:
         why += ": nothing to shade against"
-    return why + (f" ({s.room})" if s.room else "")
+    return why + _of(s)
 
 
 def default(s: Situation, p: PolicySettings) -> Decision:
     return Decision(None, "auto", "no rule applies: staying")
 
 
-CHAIN: Sequence[Handler] = (lockout, bas_command, wall_switch, kill_switch, escape_door, night, room_forecast)
+CHAIN: Sequence[Handler] = (lockout, bas_command, wall_switch, kill_switch, escape_door, night, cooled_room,
+                            thermal_automatic, room_forecast)
 
 
 def rate_limit(d: Decision, s: Situation, p: PolicySettings) -> str | None:

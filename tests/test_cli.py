@@ -78,7 +78,8 @@ def test_the_plan_names_each_facades_sun_and_what_the_rooms_get(capsys: pytest.C
     text = capsys.readouterr().out
     assert len(re.findall(r"sun on the façade \d\d:\d\d-\d\d:\d\d, peak \d+ W/m²", text)) == 3, text
     assert len(re.findall(r"room model \d+\.\d-\d+\.\d °C, cooling \d+\.\d\d kWh, heating", text)) == 3, text
-    assert "saves" in text and "kWh of cooling today" in text
+    # no group's room model is validated here: the VDI 3813 thermal automatic decides, and says so
+    assert "VDI 3813 thermal automatic; the room model is not yet validated" in text
 
 
 def test_bms_points_and_backfill_against_the_simulated_bms(tmp_path: Path,

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shades.foresight import FLOOR_PER_WINDOW, RoomDay, options, rest_of_day, room_behind
-from shades.planner import GLARE_AHEAD, GroupDay, normal_outdoor_c, plan_day, speaking_room
+from shades.planner import GLARE_AHEAD, GroupDay, RoomState, normal_outdoor_c, plan_day, speaking_room
 from shades.solar import Facade, glare_position_pct, profile_angle_deg, sun_position
 from shades.weather import clear_sky
 from tests.shade_harness import LOCATION, SHADES, TZ
@@ -82,11 +82,13 @@ def test_the_stand_in_outdoor_temperature_follows_the_seasons() -> None:
 
 
 def test_a_partial_position_keeps_the_sun_off_the_work_zone_for_the_sun_profile_angle() -> None:
-    """A spring day on the south façade: the plan's glare positions are the ones the sun's profile
-    angle gives for the window's height and the glare distance, the highest over the next hours."""
+    """A spring day on the south façade, the room model validated and the room starting cool: the
+    plan's glare positions are the ones the sun's profile angle gives for the window's height and the
+    glare distance, the highest over the next hours."""
     day_date = date(2026, 4, 14)
     group = GROUP["south"]
-    plan = plan_day(GroupDay.compute(LOCATION, group, SHADES, clear_sky(), day_date), TZ)
+    plan = plan_day(GroupDay.compute(LOCATION, group, SHADES, clear_sky(), day_date), TZ, start=RoomState(22.0, 21.5),
+                    model_validated=True)
     partial = [s for s in plan.steps if s.moved and s.reason.startswith("the glare position")]
     assert partial, [s.reason for s in plan.steps if s.moved]
     for step in partial:

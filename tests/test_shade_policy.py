@@ -1,5 +1,7 @@
 """The policy: a summer and a winter day for each façade with the room model as the rooms, the
-priority chain, the room forecast's choice, the rate limits and the glare geometry."""
+priority chain, the VDI 3813 thermal automatic that decides until a room model is validated (and a
+cooled room protected whatever the model says), the room forecast's choice, the rate limits and the
+glare geometry."""
 
 from __future__ import annotations
 
@@ -64,8 +66,8 @@ def test_summer_facades_follow_the_sun_round_the_building() -> None:
 
 def test_a_cool_room_takes_more_of_the_sun_than_a_warm_one() -> None:
     day = GroupDay.compute(LOCATION, GROUP["south"], SHADES, clear_sky(), SUMMER)
-    warm = plan_day(day, TZ, start=RoomState(24.5, 24.5))
-    cool = plan_day(day, TZ, start=RoomState(21.0, 19.0))
+    warm = plan_day(day, TZ, start=RoomState(24.5, 24.5), model_validated=True)
+    cool = plan_day(day, TZ, start=RoomState(21.0, 19.0), model_validated=True)
     strong = day.frame.index[day.frame["direct_wm2"] >= 300][0]       # the sun's beam is strong from here
     assert moves(warm)[0][0] <= strong + timedelta(minutes=15)
     shaded = {name: sum(s.position for s in plan.steps) for name, plan in (("warm", warm), ("cool", cool))}
@@ -78,11 +80,17 @@ def test_a_cool_room_takes_more_of_the_sun_than_a_warm_one() -> None:
     ("west", WINTER, RoomState(21.0, 20.0)),
     # late February: the sun is strong, a south room warms past the middle of its band by noon
     ("south", LATE_WINTER, RoomState(21.0, 20.5)), ("west", LATE_WINTER, RoomState(21.0, 20.5))])
-def test_a_winter_day_adds_no_heating_and_lowers_only_for_glare(name: str, when: date, start: RoomState) -> None:
+@pytest.mark.parametrize("validated", [False, True])
+def test_a_winter_day_costs_no_more_than_never_shading_and_lowers_only_in_the_sun(
+        name: str, when: date, start: RoomState, validated: bool) -> None:
+    """In December nothing is lowered; in late February a south room the sun warms to its cooling
+    setpoint is protected (a cooled room always is), which costs a little heating at night but less
+    than the cooling it saves."""
     day = GroupDay.compute(LOCATION, GROUP[name], SHADES, cold_clear(when), when)
-    plan = plan_day(day, TZ, start=start)
+    plan = plan_day(day, TZ, start=start, model_validated=validated)
     never = plan_day(day, TZ, start=start, chain=(never_shaded,), foresee=False)
-    assert plan.heating_kwh <= never.heating_kwh + 0.01
+    assert plan.heating_kwh + plan.cooling_kwh <= never.heating_kwh + never.cooling_kwh + 0.01
+    assert plan.heating_kwh <= never.heating_kwh + (0.01 if when == WINTER else 0.5)
     for step in plan.steps:
         if step.position > 0:  # only while people are in and the sun is in front
             assert step.sun_on_facade
@@ -94,7 +102,7 @@ def test_an_overcast_cool_day_is_not_shaded() -> None:
     times = pd.date_range(local(SUMMER, "00:00"), periods=30, freq="1h").tz_convert("UTC")
     overcast = Weather("forecast", local(SUMMER, "00:00"), pd.DataFrame(
         {"cloud_fraction": 1.0, "temperature_c": 12.0, "wind_mps": 3.0, "precipitation_mm": 0.0}, index=times))
-    plan = plan_day(GroupDay.compute(LOCATION, GROUP["south"], SHADES, overcast, SUMMER), TZ)
+    plan = plan_day(GroupDay.compute(LOCATION, GROUP["south"], SHADES, overcast, SUMMER), TZ, model_validated=True)
     assert plan.moves == 0 and plan.steps[150].reason.startswith("up")
 
 
@@ -117,7 +125,8 @@ def test_plan_json_has_the_spec_shape_and_an_entry_every_15_minutes() -> None:
 #: 10:00 on a summer morning, sun on the façade, people in; what each position costs today
 HOT = (Option(0.0, 0.0, 3.1), Option(40.0, 0.0, 2.6), Option(100.0, 0.0, 1.2))
 BASE = Situation(now=local(SUMMER, "10:00"), tz=TZ, position_pct=0.0, sun_up=True, sun_on_facade=True, direct_wm2=450,
-                 occupied=True, poa_wm2=600, glare_pct=40.0, room="room 1.217 24.2 °C", room_c=24.2, options=HOT)
+                 occupied=True, poa_wm2=600, glare_pct=40.0, room="room 1.217 24.2 °C", room_c=24.2, options=HOT,
+                 room_model_validated=True)
 P = PolicySettings(min_saving_kwh=0.25)
 
 
@@ -219,7 +228,7 @@ def test_the_decision_keeps_its_whole_trace() -> None:
     rules = [(t.rule, t.outcome) for t in decision.trace]
     assert rules == [("lockout", "passed"), ("bas_command", "passed"), ("wall_switch", "passed"),
                      ("kill_switch", "passed"), ("escape_door", "passed"), ("night", "passed"),
-                     ("room_forecast", "matched")]
+                     ("cooled_room", "passed"), ("thermal_automatic", "passed"), ("room_forecast", "matched")]
     assert decision.trace[0].why == "no wind, ice or wind-data lockout"
     soon = decide(replace(BASE, last_auto_move=BASE.now - timedelta(minutes=5)), P)
     assert soon.target_pct is None and soon.trace[-1].outcome == "limited"
@@ -229,9 +238,52 @@ def test_the_decision_keeps_its_whole_trace() -> None:
 
 
 def test_plan_json_keeps_each_steps_trace_and_the_room_model() -> None:
-    plan = plan_day(GroupDay.compute(LOCATION, GROUP["south"], SHADES, clear_sky(), SUMMER), TZ)
+    plan = plan_day(GroupDay.compute(LOCATION, GROUP["south"], SHADES, clear_sky(), SUMMER), TZ, model_validated=True)
     doc = plan_json([plan], SUMMER, "clear-sky")["groups"]["south"]
     moved = [e for e in doc["timeline"] if e["moved"]]
     assert moved[0]["trace"][-1]["rule"] == "room_forecast" and moved[0]["trace"][-1]["outcome"] == "matched"
     assert doc["cooling_kwh"] == round(plan.cooling_kwh, 3) and doc["heating_kwh"] == round(plan.heating_kwh, 3)
     assert all(21.0 - 0.01 <= e["room_c"] <= 25.0 + 0.01 for e in doc["timeline"])
+
+
+# -- the floor: VDI 3813 until the room model is validated, a cooled room always protected -----------
+
+RULE = replace(BASE, room_model_validated=False, options=())
+
+
+def test_until_the_room_model_is_validated_the_thermal_automatic_decides() -> None:
+    down = decide(RULE, P)
+    assert down.target_pct == 100.0 and down.trace[-1].rule == "thermal_automatic"
+    assert down.reason.startswith("down: 600 W/m² on the façade, from 150") and "not yet validated" in down.reason
+    between = decide(replace(RULE, position_pct=100.0, poa_wm2=130.0), P)       # hysteresis: stays down
+    assert between.target_pct is None and between.reason.startswith("staying: 130 W/m²")
+    assert decide(replace(RULE, position_pct=100.0, poa_wm2=110.0), P).target_pct == 0.0
+    assert decide(replace(RULE, position_pct=100.0, sun_on_facade=False), P).target_pct == 0.0
+    heated = decide(replace(RULE, room_c=21.2, position_pct=100.0), P)           # a heated room takes the sun
+    assert heated.target_pct == 0.0 and "at its 21 °C heating setpoint" in heated.reason
+    # the room model, validated, decides from the same situation (HOT: down saves the most cooling)
+    assert decide(replace(RULE, room_model_validated=True, options=HOT), P).trace[-1].rule == "room_forecast"
+
+
+def test_a_room_held_at_its_cooling_setpoint_with_the_sun_on_its_glass_is_protected_whatever_the_model_says() -> None:
+    free = (Option(0.0, 0.0, 0.0), Option(40.0, 0.0, 0.0), Option(100.0, 0.0, 0.0))   # a model that sees no cost
+    cooled = replace(BASE, room_c=24.9, cooling_c=25.0, options=free)
+    d = decide(cooled, P)
+    assert d.target_pct == 100.0 and d.trace[-1].rule == "cooled_room" and "cooled" in d.reason
+    assert decide(replace(cooled, room_c=24.5), P).trace[-1].rule == "room_forecast"   # not at its setpoint
+    assert decide(replace(cooled, poa_wm2=100.0), P).trace[-1].rule != "cooled_room"   # no sun to keep out
+
+
+@pytest.mark.parametrize("name", ["east", "south", "west"])
+def test_a_plan_without_a_validated_model_is_the_threshold_rule_within_the_rate_limits(name: str) -> None:
+    """Down once the façade gets 150 W/m², up once it is below 120: the conventional rule, which a
+    room model must beat on the building's own data before it may decide otherwise."""
+    day = GroupDay.compute(LOCATION, GROUP[name], SHADES, clear_sky(), SUMMER)
+    plan = plan_day(day, TZ)
+    made = moves(plan)
+    assert [position for _, position in made] == [100.0, 0.0] and plan.moves <= SHADES.max_moves_per_day
+    lowered, raised = (next(s for s in plan.steps if s.moved and s.position == p) for p in (100.0, 0.0))
+    assert lowered.poa_wm2 >= 150 and "VDI 3813" in lowered.reason
+    before = [s for s in plan.steps if s.time < lowered.time]
+    assert all(s.poa_wm2 < 150 or not s.sun_on_facade for s in before)
+    assert raised.poa_wm2 < 120 or not raised.sun_on_facade
