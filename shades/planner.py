@@ -68,6 +68,9 @@ class ShadeConfig(Protocol):
     occupied_weekdays: list[int]
     glare_distance_m: float
     glare_min_wm2: float
+    protect_above_wm2: float
+    release_below_wm2: float
+    heating_season_below_c: float
     night_position_pct: float
     min_move_interval_minutes: float
     min_change_pct: float
@@ -78,6 +81,8 @@ class ShadeConfig(Protocol):
 def policy_settings(config: ShadeConfig, group: GroupConfig) -> PolicySettings:
     floor = room_behind(group.window_area_m2, group.floor_area_m2).floor_area_m2
     return PolicySettings(night_position_pct=config.night_position_pct, glare_min_wm2=config.glare_min_wm2,
+                          protect_above_wm2=config.protect_above_wm2, release_below_wm2=config.release_below_wm2,
+                          heating_season_below_c=config.heating_season_below_c,
                           min_move_interval=timedelta(minutes=config.min_move_interval_minutes),
                           min_change_pct=config.min_change_pct, max_moves_per_day=config.max_moves_per_day,
                           min_saving_kwh=config.min_saving_wh_per_m2 * floor / 1000)

@@ -60,6 +60,7 @@ def test_top_level_example_is_the_packaged_one() -> None:
     ("down_relay_pin = 25", "down_relay_pin = 27", r"GPIO 27 is used twice \(east\.down_relay_pin and south\.down_relay_pin\)"),
     ("number = 2", "number = 1", r"shade group number 1 is used twice"),
     ("wind_release_mps = 8.0", "wind_release_mps = 13.0", r"wind_release_mps \(13\.0\) must be below wind_retract_mps"),
+    ("release_below_wm2 = 120", "release_below_wm2 = 200", r"release_below_wm2 \(200\) must be below protect_above_wm2 \(150\)"),
     ('kind = "co2"', 'kind = "carbon"', r"bms\.points\.\d+\.kind = 'carbon': Input should be"),
     ("externallogid = 6023", "externallogid = 6397", r"BMS point 6397 is listed twice"),
     ("externallogid = 6023", 'id = "6397"', r"BMS point 6397 is listed twice"),   # one id, however written

@@ -254,6 +254,11 @@ class ShadeSettings(Model):
         "of floor; below it, daylight and view win")
     glare_distance_m: float = Field(default=1.0, gt=0, le=20)
     glare_min_wm2: float = Field(default=150.0, gt=0, le=1500)
+    protect_above_wm2: float = Field(default=150.0, gt=0, le=1500, description="VDI 3813 thermal automatic: down "
+                                     "from this façade irradiance while a group's room model is not validated")
+    release_below_wm2: float = Field(default=120.0, gt=0, le=1500, description="and up again below this")
+    heating_season_below_c: float = Field(default=12.0, ge=-20, le=35, description="a day whose forecast outdoor "
+                                          "maximum stays below this is a heating day: the rooms take the sun")
     night_position_pct: float = Field(default=0.0, ge=0, le=100)
     min_move_interval_minutes: float = Field(default=15.0, ge=0, le=240)
     min_change_pct: float = Field(default=5.0, ge=0, le=50)
@@ -279,6 +284,9 @@ class ShadeSettings(Model):
             raise ValueError(
                 f"wind_release_mps ({self.wind_release_mps}) must be below "
                 f"wind_retract_mps ({self.wind_retract_mps})")
+        if self.release_below_wm2 >= self.protect_above_wm2:
+            raise ValueError(f"release_below_wm2 ({self.release_below_wm2:g}) must be below protect_above_wm2 "
+                             f"({self.protect_above_wm2:g})")
         if self.occupied_from >= self.occupied_until:
             raise ValueError(f"occupied_from ({self.occupied_from}) must be before "
                              f"occupied_until ({self.occupied_until})")
