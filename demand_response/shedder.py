@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from demand_response.actions import ShedAction, Value, desired_values
 from demand_response.ledger import Event, Ledger, Override
@@ -50,6 +50,13 @@ class ShedState:
     until_s: float | None        # when the latest of the current events ends
     events: list[Event]          # the events active now
     overrides: dict[str, Override]
+
+
+class Releases(NamedTuple):
+    """The overrides a stop released (acknowledged), and those it could not."""
+
+    released: list[str]
+    not_released: list[str]
 
 
 class Shedder:
@@ -159,11 +166,12 @@ class Shedder:
         return [(o.slot, None) for o in self.ledger.overrides().values() if o.state != "released" and
                 (o.action, o.slot.address, o.slot.object_id, o.slot.property, o.slot.priority) not in configured]
 
-    async def release_held(self, within_s: float | None = None, answer_s: float = 0.0) -> int:
+    async def release_held(self, within_s: float | None = None, answer_s: float = 0.0) -> Releases:
         """NULL to every slot esus may hold, without an operator release: for a clean stop, since a
         stopped esus cannot end overrides on time. The next reconcile sheds again if an event lasts.
         With `within_s` (a stop's deadline) the releases are staged closer where the usual gap would
-        send the last one too late to be answered within it (`answer_s`: a write's longest wait)."""
+        send the last one too late to be answered within it (`answer_s`: a write's longest wait).
+        Says which the controllers acknowledged and which not (those the next start releases)."""
         async with self._lock:
             held = self.ledger.overrides()
             changes = [(o.slot, None) for o in reversed(held.values()) if o.state != "released"]
@@ -171,7 +179,10 @@ class Shedder:
             if within_s is not None and len(changes) > 1:
                 gap = min(gap, max(0.0, within_s - answer_s) / (len(changes) - 1))
             await self._apply(changes, None, gap)
-            return len(changes)
+            after = self.ledger.overrides()
+            names = [action.name for action, _ in changes]
+            return Releases([n for n in names if after[n].state == "released"],
+                            [n for n in names if after[n].state != "released"])
 
     async def _apply(self, changes: Sequence[tuple[ShedAction, Value | None]], until_s: float | None,
                      gap_s: float | None = None) -> None:

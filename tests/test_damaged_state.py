@@ -91,3 +91,35 @@ def files_settings(tmp_path: Path):
 
     return load_settings({"ESUS_SITE": str(site_file(tmp_path)), "ESUS_STATE_DIR": str(tmp_path / "state")},
                          demo=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["history", "demand response"])
+def test_a_database_deleted_while_in_use_is_set_aside_and_the_service_starts(
+        name: str, template: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Its WAL and SHM stay behind (as when someone deletes the file under a running service)."""
+    import sqlite3
+
+    shutil.copytree(template, tmp_path / "state")
+    path = FILES[name](StateFiles(tmp_path / "state"))
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE IF NOT EXISTS scratch (x)")
+    conn.execute("INSERT INTO scratch VALUES (1)")
+    conn.commit()
+    left = {extra: path.with_name(path.name + extra).read_bytes() for extra in ("-wal", "-shm")}
+    conn.close()
+    path.unlink()
+    for extra, data in left.items():
+        path.with_name(path.name + extra).write_bytes(data)
+
+    @in_loop
+    async def start() -> None:
+        with caplog.at_level(logging.WARNING):
+            async with running_service(tmp_path, env=page_env()) as r:
+                assert await r.answers()
+
+    start()
+    said = [r.getMessage() for r in caplog.records if "is damaged" in r.getMessage()]
+    assert len(said) == 1 and "the file is gone but its WAL and SHM file is left" in said[0], said
+    assert not any("Traceback" in r.getMessage() or "disk I/O" in r.getMessage() for r in caplog.records)

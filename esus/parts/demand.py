@@ -235,10 +235,13 @@ class DemandService:
         try:
             # staged as usual where the deadline allows, closer where it does not: the last release
             # goes out early enough for a controller that does not answer to time out before it
-            released = await asyncio.wait_for(
+            done = await asyncio.wait_for(
                 self.shedder.release_held(RELEASE_AT_STOP_S - 1.0, self.writer.client.timeout_s), RELEASE_AT_STOP_S)
-            if released:
-                log.info("demand response: stopping, so %d override(s) released", released)
+            if done.released:
+                log.info("demand response: stopping, so released %s", ", ".join(done.released))
+            if done.not_released:
+                log.warning("demand response: stopping, %s not released (no controller acknowledged it): the next "
+                            "start releases it", ", ".join(done.not_released))
         except TimeoutError:
             log.warning("demand response: not every override was released before stopping; "
                         "the next start releases them")

@@ -50,10 +50,15 @@ def integrity(conn: sqlite3.Connection, thorough: bool = False) -> str:
 
 
 def damage(path: Path) -> str | None:
-    """What is wrong with an SQLite file that exists, or None when it reads as a database should.
-    A zero-length file counts as damaged: SQLite would take it for a new, empty database, and
+    """What is wrong with an SQLite file, or None when it reads as a database should (or is not there
+    at all). A file deleted while in use, its WAL and SHM left, counts as damaged; so does a
+    zero-length file: SQLite would take it for a new, empty database, and
     whatever it held would be lost without a word."""
     if not path.exists():
+        left = [extra for extra in ("-wal", "-shm") if path.with_name(path.name + extra).exists()]
+        if left:   # SQLite would meet them as a new database's and refuse with "disk I/O error"
+            kinds = " and ".join(extra[1:].upper() for extra in left)
+            return f"the file is gone but its {kinds} file is left (deleted while in use?)"
         return None
     if path.stat().st_size == 0 and not path.with_name(path.name + "-wal").exists():
         return "zero length"
