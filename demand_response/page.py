@@ -12,7 +12,7 @@ import logging
 import os
 import secrets
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +33,9 @@ CHART_HOURS = 6
 
 COOKIE = "esus_dr_session"
 SESSION_S = 8 * 3600
-MAX_FAILURES, FAILURE_WINDOW_S = 5, 300
+MAX_FAILURES, FAILURE_WINDOW_S = 5, 300   # per address
+#: failed logins a minute from all addresses together: a guesser with many addresses gets no more
+MAX_FAILURES_PER_MINUTE = 20
 HASHES_AT_ONCE = 2       # password checks running at once (each is scrypt: 16 MB and tens of ms)
 LEVELS = {0: "normal", 1: "moderate", 2: "high", 3: "special"}
 STATE_TEXT = {"writing": "writing…", "active": "overridden", "lost": "lost by the controller, writing again…",
@@ -93,6 +95,8 @@ class OperatorPage:
         self.user, self.password_hash, self.secret, self.tz = user, password_hash, secret, tz
         self.site_name, self.clock = site_name, clock
         self.failures: dict[str, deque[float]] = defaultdict(deque)
+        self.all_failures: deque[float] = deque()          # every address's, for the page-wide bound
+        self.checking: Counter[str] = Counter()            # logins being checked now, per address
         self.runner: web.AppRunner | None = None
         self._hashing = asyncio.Semaphore(HASHES_AT_ONCE)
 
@@ -170,28 +174,47 @@ class OperatorPage:
                 "</label><button>Log in</button></form>")
         return self._page("Log in", body, status)
 
-    async def login(self, request: web.Request) -> web.Response:
-        address = request.remote or "?"
-        now = self.clock()
+    def _too_many(self, address: str, now: float) -> str | None:
+        """Why a login is refused before its password is checked: this address's failures (and the
+        checks of it still running, which may fail too), or every address's in the last minute."""
         recent = self.failures[address]
         while recent and now - recent[0] > FAILURE_WINDOW_S:
             recent.popleft()
-        if len(recent) >= MAX_FAILURES:
-            return await self.login_form(request, "Too many failed logins: wait 5 minutes.", 429)
+        while self.all_failures and now - self.all_failures[0] > 60:
+            self.all_failures.popleft()
+        if len(recent) + self.checking[address] >= MAX_FAILURES:
+            return "Too many failed logins: wait 5 minutes."
+        if len(self.all_failures) + sum(self.checking.values()) >= MAX_FAILURES_PER_MINUTE:
+            return "Too many failed logins on this page: wait a minute."
+        return None
+
+    async def login(self, request: web.Request) -> web.Response:
+        address = request.remote or "?"
+        now = self.clock()
+        refused = self._too_many(address, now)
+        if refused:
+            return await self.login_form(request, refused, 429)
         form = await request.post()
         user, password = str(form.get("user", "")), str(form.get("password", ""))
         right_user = hmac.compare_digest(user.encode(), self.user.encode())
+        refused = self._too_many(address, self.clock())   # others may have failed while the form came
+        if refused:
+            return await self.login_form(request, refused, 429)
         # scrypt takes tens of ms and this loop answers BACnet too: off the loop, a few at a time, so
-        # a login flood queues here instead of delaying the building's reads
-        async with self._hashing:
-            if len(recent) >= MAX_FAILURES:   # the failures of the logins that queued before this one
-                return await self.login_form(request, "Too many failed logins: wait 5 minutes.", 429)
-            good = await asyncio.to_thread(verify_password, password, self.password_hash)
+        # a login flood queues here instead of delaying the building's reads; a check counts against
+        # the limits from here on, so no more are run than the limits allow
+        self.checking[address] += 1
+        try:
+            async with self._hashing:
+                good = await asyncio.to_thread(verify_password, password, self.password_hash)
+        finally:
+            self.checking[address] -= 1
         if not (good and right_user):  # the hash runs either way
-            recent.append(now)
+            self.failures[address].append(now)
+            self.all_failures.append(now)
             log.warning("demand response page: failed login for %r from %s", user[:40], address)
             return await self.login_form(request, "Wrong user or password.", 401)
-        recent.clear()
+        self.failures[address].clear()
         expiry, nonce = int(now + SESSION_S), secrets.token_hex(16)
         value = f"{self.user}:{expiry}:{nonce}"
         response = web.HTTPSeeOther("/")
