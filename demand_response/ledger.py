@@ -38,7 +38,7 @@ SUMMARIES_KEPT = 50
 # taken; retried while the event lasts), releasing (NULL not yet acknowledged; retried until it is),
 # released (the slot is NULL again).
 #: Columns added after the first release, with their definitions: added to an older ledger at open.
-ADDED_COLUMNS = {"lost": "INTEGER NOT NULL DEFAULT 0", "lost_s": "REAL"}
+ADDED_COLUMNS = {"lost": "INTEGER NOT NULL DEFAULT 0", "lost_s": "REAL", "outranked_by": "INTEGER"}
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class Override:
     slot: ShedAction  # the point and priority written, kept so it can be released whatever the site file says now
     lost: int = 0                  # times the controller was found not to hold it (re-written each time)
     lost_s: float | None = None    # when it was last found lost
+    outranked_by: int | None = None   # a higher priority (lower number) that holds the point: the shed does nothing
 
 
 class Ledger:
@@ -136,6 +137,7 @@ class Ledger:
 
     def succeeded(self, action: str, now_s: float) -> None:
         self.db.execute("UPDATE overrides SET state = CASE state WHEN 'releasing' THEN 'released' ELSE 'active' END, "
+                        "outranked_by = CASE state WHEN 'releasing' THEN NULL ELSE outranked_by END, "
                         "attempts = 0, error = NULL, updated_s = ? WHERE action = ?", (now_s, action))
 
     def failed(self, action: str, error: str, now_s: float) -> None:
@@ -148,14 +150,20 @@ class Ledger:
         self.db.execute("UPDATE overrides SET state = 'lost', lost = lost + 1, lost_s = ?, updated_s = ? "
                         "WHERE action = ? AND state = 'active'", (now_s, now_s, action))
 
+    def outranked(self, action: str, priority: int | None) -> None:
+        """Another writer holds the point at a higher priority (None: no longer)."""
+        self.db.execute("UPDATE overrides SET outranked_by = ? WHERE action = ?", (priority, action))
+
     def extend(self, action: str, until_s: float | None) -> None:
         self.db.execute("UPDATE overrides SET until_s = ? WHERE action = ?", (until_s, action))
 
     def overrides(self) -> dict[str, Override]:
         rows = self.db.execute("SELECT action, value, state, until_s, attempts, error, updated_s, address, "
-                               "object_id, property, priority, lost, lost_s FROM overrides ORDER BY rowid")
-        return {a: Override(a, json.loads(v), s, u, n, e, t, ShedAction(a, addr, obj, {}, prop, prio), lost, lost_s)
-                for a, v, s, u, n, e, t, addr, obj, prop, prio, lost, lost_s in rows}
+                               "object_id, property, priority, lost, lost_s, outranked_by FROM overrides "
+                               "ORDER BY rowid")
+        return {a: Override(a, json.loads(v), s, u, n, e, t, ShedAction(a, addr, obj, {}, prop, prio), lost, lost_s,
+                            outranked)
+                for a, v, s, u, n, e, t, addr, obj, prop, prio, lost, lost_s, outranked in rows}
 
     # -- baselines and summaries -------------------------------------------------------------
 

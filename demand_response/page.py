@@ -283,6 +283,9 @@ class OperatorPage:
             if override is not None and override.lost and override.lost_s is not None and override.state == "active":
                 again = "" if override.lost == 1 else f" ({override.lost} times)"
                 shown = f"overridden; lost{again}, re-written at {self._time(override.updated_s)}"
+            if override is not None and override.outranked_by and override.state == "active":
+                shown = (f"outranked by priority {override.outranked_by}: the point follows that writer, not "
+                         "this shed")
             if action.name in released:
                 shown = "released by an operator for this event"
             error = f'<div class="error">{html.escape(retrying)}</div>' if retrying else ""

@@ -36,6 +36,11 @@ class PointWriter(Protocol):
         """What the action's slot holds now (None: NULL); raises ShedWriteError when it cannot be read."""
         ...
 
+    async def outranked_by(self, action: ShedAction) -> int | None:
+        """The highest priority above the action's (a lower number) that holds a value, or None; raises
+        ShedWriteError when it cannot be read."""
+        ...
+
 
 def same_value(a: Value | None, b: Value | None) -> bool:
     """Equal as a controller stores them: a REAL comes back rounded to 32 bits, a state by its name."""
@@ -142,6 +147,8 @@ class Shedder:
             found = await asyncio.gather(*(self._read_back(o.slot) for o in held))
             lost = 0
             for override, (readable, now_holds) in zip(held, found, strict=True):
+                if readable and same_value(now_holds, override.value):
+                    await self._check_rank(override)
                 if not readable or same_value(now_holds, override.value):
                     continue
                 lost += 1
@@ -152,6 +159,25 @@ class Shedder:
                             override.action, slot.address, slot.object_id, slot.priority,
                             "NULL" if now_holds is None else repr(now_holds), override.value)
             return lost
+
+    async def _check_rank(self, override: Override) -> None:
+        """Another writer at a higher priority (an operator's 8 over esus's 10) holds the point: the
+        shed is in place but does nothing. Said once when it starts and once when it ends."""
+        try:
+            above = await self.writer.outranked_by(override.slot)
+        except ShedWriteError:
+            return
+        if above == override.outranked_by:
+            return
+        self.ledger.outranked(override.action, above)
+        slot = override.slot
+        if above is None:
+            log.info("demand response: %s is no longer outranked: its priority %d is the one in force", override.action,
+                     slot.priority)
+        else:
+            log.warning("demand response: %s is outranked by priority %d on %s %s: the shed at priority %d does "
+                        "nothing until that writer releases it", override.action, above, slot.address,
+                        slot.object_id, slot.priority)
 
     async def _read_back(self, action: ShedAction) -> tuple[bool, Value | None]:
         try:

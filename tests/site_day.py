@@ -109,7 +109,8 @@ def site_day(site: str, start: datetime, scale: float = 1.0, count: int = 24 * 6
             "measured_kw": means[i] - shed if in_event else None, "shed_kw": shed if in_event else None},
             at, None, site))
         for action in ACTIONS:
-            out.append(line("dr_override", {"shed": in_event, "pending": False, "failing": False, "lost": 0,
+            out.append(line("dr_override", {"shed": in_event, "pending": False, "failing": False, "lost_count": 0,
+                                            "outranked_by": 0, "state": "held" if in_event else "released",
                                             "reason": "event" if in_event else "no event"}, at, {"action": action},
                             site))
         if i % 5 == 0:

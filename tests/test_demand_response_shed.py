@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -314,6 +315,32 @@ async def test_a_controller_that_restarts_mid_event_is_caught_by_the_read_back_a
 
 
 @in_loop
+async def test_another_writer_at_a_higher_priority_is_seen_said_once_and_its_release_too(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An operator's priority 8 over esus's 10: the slot still holds the shed, the point does not
+    follow it. The ledger (and so the page and InfluxDB) says "outranked by priority 8"."""
+    async with Scene(tmp_path) as s:
+        s.shedder.put_event(Event("e1", 2, T0, T0 + 3600))
+        await s.shedder.reconcile()
+        supply = s.target.objects["analog-value,1"]
+        supply.priorityArray[7] = PriorityValue(real=19.0)         # priority 8
+        with caplog.at_level("INFO"):
+            assert await s.shedder.verify() == 0                     # not lost: the slot still holds it
+            await s.shedder.verify()                                 # the same again: said once
+            outranked = {n: o.outranked_by for n, o in s.ledger.overrides().items()}
+            assert outranked == {"supply air +3 K": 8, "chiller limit": None, "fan off": None}
+            supply.priorityArray[7] = PriorityValue(null=())
+            await s.shedder.verify()
+        assert s.ledger.overrides()["supply air +3 K"].outranked_by is None
+        assert caplog.text.count("supply air +3 K is outranked by priority 8") == 1
+        assert caplog.text.count("supply air +3 K is no longer outranked") == 1
+        supply.priorityArray[7] = PriorityValue(real=19.0)
+        await s.shedder.verify()
+        await s.shedder.release_held()                             # a release ends it
+        assert s.ledger.overrides()["supply air +3 K"].outranked_by is None
+
+
+@in_loop
 async def test_a_controller_that_cannot_be_read_back_is_not_judged_lost(tmp_path: Path) -> None:
     async with Scene(tmp_path, writer_timeout_s=0.5) as s:
         s.shedder.put_event(Event("e1", 2, T0, T0 + 3600))
@@ -344,3 +371,21 @@ async def test_a_stop_with_a_deadline_stages_releases_closer_so_the_last_is_answ
         s.pauses.clear()
         await s.shedder.release_held(within_s=60.0, answer_s=1.0)
         assert s.pauses == [5.0]                           # room enough: the usual gap
+
+
+def test_an_overrides_state_and_its_lost_count_are_told_apart() -> None:
+    """InfluxDB's dr_override has `state` (a word) beside `lost_count`, which stays after a release;
+    the event summary says both in words."""
+    from demand_response.ledger import Override
+    from esus.parts.demand import override_state
+    from esus.parts.shed_tracking import override_states
+
+    slot = ShedAction("sp", "127.0.0.1", "analog-value,1", {})
+    held = Override("sp", 22.0, "active", None, 0, None, 0.0, slot)
+    assert [override_state(o) for o in (None, held, replace(held, outranked_by=8),
+                                        replace(held, state="lost", lost=1), replace(held, state="released", lost=1),
+                                        replace(held, state="failed", error="no answer"))] == [
+        "none", "held", "outranked", "lost", "released", "failing"]
+    assert override_states({"sp": replace(held, state="released", lost=1)}) == {"sp": "released, lost once"}
+    assert override_states({"sp": replace(held, outranked_by=8, lost=2)}) == {
+        "sp": "active, outranked by priority 8, lost 2 times"}

@@ -19,7 +19,7 @@ from bacnet_server.client import BacnetClient, BacnetClientError
 from demand_response.actions import ShedAction, Value
 from demand_response.baseline import History, period_mean
 from demand_response.delivered import Delivered
-from demand_response.ledger import Ledger
+from demand_response.ledger import Ledger, Override
 from demand_response.modbus_meter import ModbusMeter, ModbusMeterConfig
 from demand_response.shedder import Shedder, ShedState, ShedWriteError
 from demand_response.ven import Ven
@@ -273,7 +273,9 @@ class DemandService:
             actions[action.name] = {"shed": o is not None and o.state == "active",
                                     "pending": o is not None and o.state in ("writing", "lost", "releasing"),
                                     "failing": error is not None, "reason": error or "",
-                                    "lost": o.lost if o is not None else 0}
+                                    "state": override_state(o),
+                                    "outranked_by": o.outranked_by or 0 if o is not None else 0,
+                                    "lost_count": o.lost if o is not None else 0}
         snapshot = (bool(state.events), state.level, tuple(tuple(a.values()) for a in actions.values()))
         if self._recorded is not None and self._recorded[0] == snapshot and now_s - self._recorded[1] < 60:
             return
@@ -284,7 +286,7 @@ class DemandService:
             "seconds_to_end": max(0.0, (state.until_s or now_s) - now_s),
             "overrides_shed": sum(a["shed"] is True for a in actions.values()),
             "overrides_failing": sum(a["failing"] is True for a in actions.values()),
-            "overrides_lost": sum(int(a["lost"]) for a in actions.values()), "report_kw": self.power_kw(),
+            "overrides_lost": sum(a["state"] == "lost" for a in actions.values()), "report_kw": self.power_kw(),
             "baseline_kw": shed.forecast_baseline_kw if shed else None,
             "standard_baseline_kw": shed.standard_baseline_kw if shed else None,
             "measured_kw": shed.measured_kw if shed else None, "shed_kw": shed.shed_kw if shed else None,
@@ -335,6 +337,33 @@ class ShedPointWriter:
         return slot_value(read, binary=action.object_id.startswith("binary"))
 
 
+    async def outranked_by(self, action: ShedAction) -> int | None:
+        """The first slot above the action's priority that holds a value (a commanded present-value's
+        priority array); None for another property, which has no priorities."""
+        if action.property != "present-value" or action.priority <= 1:
+            return None
+        try:
+            array = await self.client.read(action.address, action.object_id, "priority-array")
+        except BacnetClientError as exc:
+            raise ShedWriteError(str(exc)) from None
+        for priority, slot in enumerate(list(array)[:action.priority - 1], start=1):
+            if slot_value(slot) is not None:
+                return priority
+        return None
+
+
+def override_state(o: Override | None) -> str:
+    """An override's state in a word, as InfluxDB keeps it: none, writing, held, outranked, lost,
+    failing, releasing or released."""
+    if o is None:
+        return "none"
+    if o.state == "active":
+        return "outranked" if o.outranked_by else "held"
+    if o.state == "failed" or (o.state == "releasing" and o.error):
+        return "failing"
+    return o.state
+
+
 def slot_value(value: object, binary: bool = False) -> Value | None:
     """A priority-array entry or a property's value as the shedder writes values: None for NULL, a
     binary state by its name (a priority array gives its number), a number otherwise."""
@@ -348,9 +377,6 @@ def slot_value(value: object, binary: bool = False) -> Value | None:
         return str(BinaryPV(int(value)))
     if isinstance(value, Enumerated):
         return str(value)
-    if isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
     if isinstance(value, bool | int | float | str):
         return value
     return str(value)

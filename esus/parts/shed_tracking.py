@@ -116,5 +116,9 @@ class ShedTracker:
 
 
 def override_states(overrides: dict[str, Override]) -> dict[str, str]:
-    return {name: o.state + (f" ({o.error})" if o.error else "") + (f", lost {o.lost} times" if o.lost else "")
+    """Each override as the event's summary keeps it: its state, why it failed, whether another writer
+    outranked it, how often the controller lost it."""
+    return {name: o.state + (f" ({o.error})" if o.error else "")
+            + (f", outranked by priority {o.outranked_by}" if o.outranked_by else "")
+            + ("" if not o.lost else ", lost once" if o.lost == 1 else f", lost {o.lost} times")
             for name, o in overrides.items()}

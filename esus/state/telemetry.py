@@ -100,8 +100,11 @@ SCHEMA: dict[str, Measurement] = {
         "shed": "1 = the shed value is acknowledged in the action's priority slot",
         "pending": "1 = a write or a release is on its way, not yet acknowledged",
         "failing": "1 = the last write or release failed (retrying)",
-        "lost": "times the controller was found not to hold it (read back each minute; re-written)",
-    }, string_fields=("reason",)),
+        "outranked_by": "the higher priority (a lower number) another writer holds the point at, so the shed does "
+                        "nothing; 0 when none",
+        "lost_count": "times the controller was found not to hold it since it was first written (read back each "
+                      "minute; re-written each time): a count, not its state",
+    }, string_fields=("reason", "state")),
     "health": Measurement("Service health, once a minute", (), {
         "outbox_depth": "lines waiting for InfluxDB", "outbox_dropped": "lines dropped since install (full outbox)",
         "outbox_dead": "lines refused by InfluxDB (dead letter)",
