@@ -81,13 +81,15 @@ class EventSummary:
 
 
 def summarize(baseline: Baseline, level: int, end_s: float, rows: list[Delivered],
-              overrides: dict[str, str]) -> EventSummary:
+              overrides: dict[str, str], start_s: float | None = None) -> EventSummary:
+    """`start_s`: when the event began (its baseline's first quarter hour may have begun before); the
+    baseline's start where it is not known."""
     measured = [r for r in rows if r.shed_kw is not None]
     sheds = [r.shed_kw for r in measured if r.shed_kw is not None]
     standard = [r.standard_shed_kw for r in rows if r.standard_shed_kw is not None]
     hours = INTERVAL_S / 3600
     return EventSummary(
-        baseline.event_id, level, baseline.start_s, end_s, len(measured),
+        baseline.event_id, level, baseline.start_s if start_s is None else start_s, end_s, len(measured),
         float(np.mean(sheds)) if sheds else None, float(np.min(sheds)) if sheds else None,
         float(np.sum(sheds)) * hours if sheds else None,
         float(np.mean(standard)) if standard else None, float(np.sum(standard)) * hours if standard else None,

@@ -91,6 +91,9 @@ def test_delivered_and_the_summary_of_an_event() -> None:
     assert summary.min_shed_kw == 6.0 and summary.kwh_shed == pytest.approx(26 * 0.25)
     assert summary.standard_mean_shed_kw == pytest.approx((8 + 8 + 2 + 2) / 4)
     assert "shed 8.7 kW on average (least 6.0 kW), 6.5 kWh over 3 intervals" in summary.line()
+    assert summary.start_s == baseline.start_s   # where the event's own start is not known
+    # an event that began 13 minutes into its first quarter hour is shown from then (the page's row)
+    assert summarize(baseline, 2, start + 3600, rows, {}, start_s=start + 13 * 60).start_s == start + 13 * 60
     assert Delivered(start, None, 40.0, None).shed_kw is None
 
 

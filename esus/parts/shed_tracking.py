@@ -74,7 +74,7 @@ class ShedTracker:
         for event_id, baseline in frozen.items():
             start, end, level, cancelled = spans.get(event_id, (baseline.start_s, now, 0, True))
             if now >= end or cancelled:
-                summaries.append(await self.sum_up(baseline, level, min(now, end)))
+                summaries.append(await self.sum_up(baseline, level, min(now, end), start))
         return summaries
 
     async def interval(self, start_s: float) -> Delivered | None:
@@ -105,11 +105,14 @@ class ShedTracker:
         working = self.calendar.working_on(datetime.fromtimestamp(start_s, self.tz).date())
         return lambda day: self.calendar.working_on(day) == working
 
-    async def sum_up(self, baseline: Baseline, level: int, end_s: float) -> EventSummary:
+    async def sum_up(self, baseline: Baseline, level: int, end_s: float, start_s: float | None = None
+                     ) -> EventSummary:
+        """The event's summary, from `start_s` (when it began; its baseline starts with the quarter
+        hour it began in) to `end_s`."""
         times, kw = await asyncio.to_thread(self.history, baseline.start_s, end_s)
         rows = delivered(baseline, times, kw, end_s)
         states = self.seen.pop(baseline.event_id, None) or override_states(self.ledger.overrides())
-        summary = summarize(baseline, level, end_s, rows, states)
+        summary = summarize(baseline, level, end_s, rows, states, start_s)
         self.ledger.put_summary(summary)
         log.info("demand response: %s", summary.line())
         return summary
