@@ -117,8 +117,15 @@ def decode_present_value(obj: PointMixin, any_value: Any, commanding: bool) -> A
     return Unsigned(value)
 
 
+#: COV subscriptions one address may hold at once: spoofed SubscribeCOVs cannot fill the device
+MAX_SUBSCRIPTIONS_PER_ADDRESS = 64
+#: Confirmed COV notifications a subscriber may leave unanswered in a row before its subscription ends
+UNANSWERED_NOTIFICATIONS = 3
+
+
 class EsusApplication(Application):
-    """bacpypes3 Application with a strict write policy and the wildcard device instance."""
+    """bacpypes3 Application with a strict write policy, the wildcard device instance, and COV
+    subscriptions bounded per address and ended when their subscriber stops answering."""
 
     # Services this device does not implement: answered with reject unrecognized-service.
     do_WritePropertyMultipleRequest = None
@@ -127,6 +134,12 @@ class EsusApplication(Application):
     do_UnconfirmedCOVNotificationRequest = None
 
     on_point_write: Callable[[PointMixin], None] | None = None
+    bad_traffic: BadTrafficSummary | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: unanswered confirmed notifications in a row, per (subscriber address, process, object)
+        self.unanswered: dict[tuple[str, int, str], int] = {}
 
     def _resolve_wildcard(self, object_identifier: Any) -> Any:
         if (object_identifier[0] == ObjectType.device and object_identifier[1] == WILDCARD_INSTANCE
@@ -148,7 +161,43 @@ class EsusApplication(Application):
         # subscription (0); bacpypes3 compares None > 0 and answers with an error instead.
         if apdu.issueConfirmedNotifications is not None and apdu.lifetime is None:
             apdu.lifetime = 0
+        if apdu.issueConfirmedNotifications is not None and not self._subscribed(apdu):
+            held = sum(str(cov.client_addr) == str(apdu.pduSource) for cov in self._subscriptions())
+            if held >= MAX_SUBSCRIPTIONS_PER_ADDRESS:
+                self._note(f"COV subscription refused: {MAX_SUBSCRIPTIONS_PER_ADDRESS} held by one address")
+                raise ExecutionError(errorClass="resources", errorCode="noSpaceToAddListElement")
         await super().do_SubscribeCOVRequest(apdu)
+
+    def _subscriptions(self) -> list[Any]:
+        return [cov for detection in self._cov_detections.values() for cov in detection.cov_subscriptions]
+
+    def _subscribed(self, apdu: Any) -> bool:
+        """The request renews a subscription the address holds (which the bound must not refuse)."""
+        return any(str(cov.client_addr) == str(apdu.pduSource) and cov.proc_id == apdu.subscriberProcessIdentifier
+                   and cov.obj_id == apdu.monitoredObjectIdentifier for cov in self._subscriptions())
+
+    def cov_confirmation(self, cov: Any, future: Any) -> None:
+        """A confirmed notification's answer. bacpypes3 raises an unanswered one's AbortPDU in the
+        event loop's exception handler (a traceback each); here it is counted with the bad traffic,
+        and a subscriber that leaves UNANSWERED_NOTIFICATIONS in a row unanswered loses its
+        subscription (it went away, or it was never there: a spoofed source address)."""
+        if future.cancelled():
+            return
+        key = (str(cov.client_addr), int(cov.proc_id), str(cov.obj_id))
+        error = future.exception()
+        if error is None:
+            self.unanswered.pop(key, None)
+            return
+        missed = self.unanswered[key] = self.unanswered.get(key, 0) + 1
+        self._note(f"COV notification unanswered ({type(error).__name__})")
+        if missed >= UNANSWERED_NOTIFICATIONS and cov.obj_ref is not None:
+            del self.unanswered[key]
+            self.cancel_subscription(cov)
+            self._note("COV subscription ended: its subscriber stopped answering")
+
+    def _note(self, why: str) -> None:
+        if self.bad_traffic is not None:
+            self.bad_traffic.note(why)
 
     async def do_WritePropertyRequest(self, apdu: Any) -> None:
         obj = self.get_object_id(self._resolve_wildcard(apdu.objectIdentifier))
@@ -231,6 +280,7 @@ class BacnetDevice:
         self.app = EsusApplication.from_object_list([device_object(self.identity), network_port_object(self.identity),
                                                      *self.objects.values()])
         self.app.on_point_write = self._written
+        self.app.bad_traffic = self.bad_traffic
         answer_malformed_requests(self.app)
         self.set_system_status(self.faults)
         link = next(iter(self.app.link_layers.values()))

@@ -48,19 +48,23 @@ class BadTrafficSummary(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING:
             return True
-        self.window[reason(record)] += 1
+        self.note(reason(record))
+        return False
+
+    def note(self, why: str) -> None:
+        """Count one more datagram (or unanswered notification) for this reason."""
+        self.window[why] += 1
         self.total += 1
         if time.monotonic() - self._since >= self.every_s:
             self.flush()
-        else:
-            try:   # the tail of a burst is said too, a minute after it began
-                loop = asyncio.get_running_loop()
-            except RuntimeError:   # no event loop in this thread: said with the next record
-                return False
-            if self._flush_on is not loop:
-                loop.call_later(self.every_s, self._scheduled_flush)
-                self._flush_on = loop
-        return False
+            return
+        try:   # the tail of a burst is said too, a minute after it began
+            loop = asyncio.get_running_loop()
+        except RuntimeError:   # no event loop in this thread: said with the next record
+            return
+        if self._flush_on is not loop:
+            loop.call_later(self.every_s, self._scheduled_flush)
+            self._flush_on = loop
 
     def _scheduled_flush(self) -> None:
         self._flush_on = None
@@ -72,7 +76,7 @@ class BadTrafficSummary(logging.Filter):
             seconds = time.monotonic() - self._since
             reasons = ", ".join(f"{n:,} {why}" for why, n in self.window.most_common(5))
             more = f" and {len(self.window) - 5} other reasons" if len(self.window) > 5 else ""
-            log.warning("BACnet: ignored %s malformed or unsupported datagrams in the last %.0f s (%s%s); "
+            log.warning("BACnet: %s malformed, unsupported or unanswered datagrams in the last %.0f s (%s%s); "
                         "the device answers on", f"{sum(self.window.values()):,}", seconds, reasons, more)
             self.window.clear()
         self._since = time.monotonic()
