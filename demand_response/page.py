@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from demand_response.baseline import History
-from demand_response.chart import power_chart
+from demand_response.chart import LEGEND, power_chart
 from demand_response.delivered import Delivered
 from demand_response.passwords import verify_password
 from demand_response.shedder import Shedder
@@ -49,6 +49,7 @@ h1{font-size:1.3rem}.card{border:1px solid #ccc;border-radius:.5rem;padding:.8re
 .error{color:#a00}table{width:100%;border-collapse:collapse}td,th{text-align:left;padding:.4rem;
 border-bottom:1px solid #ddd;vertical-align:top}button{font-size:1rem;padding:.5rem .9rem;min-height:2.6rem}
 input{font-size:1rem;padding:.4rem;width:100%;box-sizing:border-box;margin:.2rem 0 .6rem}
+#chart{display:block;max-width:30rem;margin:0 auto}
 @media (max-width:30rem){td,th{display:block;border:0;padding:.15rem}tr{display:block;
 border-bottom:1px solid #ddd;padding:.4rem 0}thead{display:none}}"""
 
@@ -315,7 +316,7 @@ class OperatorPage:
         svg = power_chart(*self.history(now - CHART_HOURS * 3600, now + 1), now, CHART_HOURS, self.tz,
                           list(ledger.baselines().values()),
                           [(e.start_s, e.end_s) for e in ledger.events() if not e.cancelled])
-        return f'<div class="card">{svg}</div>' if svg else ""
+        return f'<div class="card">{svg}<small id="legend">{html.escape(LEGEND)}</small></div>' if svg else ""
 
     def _shed_now(self) -> str:
         now = self.delivered()

@@ -8,6 +8,7 @@ import contextlib
 import os
 import shutil
 import threading
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ from tests.test_demand_response_ven import wait_until
 
 PASSWORD = "correct horse battery"
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+#: where the browser test leaves its screenshots of the page, to look at (not compared)
+SCREENSHOTS = Path(tempfile.gettempdir())
 
 
 @dataclass
@@ -127,6 +130,12 @@ def operator_session(url: str, width: int, height: int) -> dict:
         chart = driver.find_element(By.ID, "chart")
         seen["chart"] = (chart.is_displayed(), chart.size["width"] / driver.execute_script("return window.innerWidth"),
                          chart.get_attribute("aria-label"))
+        # what a person sees, in CSS pixels: the smallest label's height, the event strip's width
+        seen["label_px"] = driver.execute_script(
+            "return Math.min(...[...document.querySelectorAll('#chart text')].map(t => t.getBoundingClientRect().height))")
+        seen["event_px"] = driver.execute_script("return document.querySelector('#chart rect').getBoundingClientRect().width")
+        seen["legend"] = driver.find_element(By.ID, "legend").text
+        driver.save_screenshot(str(SCREENSHOTS / f"operator-page-{width}.png"))
         seen["console"] = [entry["message"] for entry in driver.get_log("browser")]
         seen["fits_the_screen"] = driver.execute_script(
             "return document.documentElement.scrollWidth <= window.innerWidth")
@@ -162,7 +171,11 @@ async def test_an_operator_logs_in_sees_the_event_and_releases_one_override(tmp_
     assert seen["meter"] == "Building power: 42.5 kW"
     assert seen["fits_the_screen"] and seen["button_visible"]
     shown, share_of_width, label = seen["chart"]
-    assert shown and 0.5 < share_of_width <= 1 and label == "Building power over the last 6 hours"
+    assert shown and label == "Building power over the last 6 hours"
+    assert share_of_width > 0.75 if width < 500 else share_of_width > 0.3   # a phone's width; a desktop's 30rem
+    assert seen["label_px"] >= 10, seen["label_px"]                          # readable on a 390 px phone
+    assert seen["event_px"] >= 40, seen["event_px"]                          # the event under way, not a sliver
+    assert "high 5 of 10" in seen["legend"]
     assert not [m for m in seen["console"] if "Content Security Policy" in m], seen["console"]
     assert seen["note"] == "Released Chiller limit"
     assert seen["states"]["Chiller limit"] == "released by an operator for this event"
