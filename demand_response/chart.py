@@ -45,7 +45,7 @@ def power_chart(times_s: np.ndarray, kw: np.ndarray, now_s: float, hours: float,
     present = counts > 0
     means = np.bincount(bucket, weights=kw)[present] / counts[present]
     centres = start + (np.flatnonzero(present) + 0.5) * BUCKET_S
-    lines = {"forecast": [], "standard": []}
+    lines: dict[str, list[tuple[float, float, str]]] = {"forecast": [], "standard": []}
     for b in baselines:
         for name, values in (("forecast", b.forecast_kw), ("standard", b.standard_kw)):
             lines[name] += [(b.interval_start_s(i), v, b.event_id) for i, v in enumerate(values)
