@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import shutil
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -270,3 +273,22 @@ def test_a_part_that_returns_is_restarted_and_said_once(caplog: pytest.LogCaptur
     with caplog.at_level(logging.ERROR):
         asyncio.run(scenario())
     assert count_lines(caplog, "finishes-early stopped (ended on its own)") == 1
+
+
+@pytest.mark.parametrize("error", [sqlite3.OperationalError("database or disk is full"),
+                                   OSError(errno.ENOSPC, "No space left on device")])
+def test_a_full_disk_is_one_line_per_part_without_a_traceback(error: Exception,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """A full disk is the machine's condition: each part that meets it says so once, in one line that
+    says what to do, and no traceback (the forecast, the status line and the shades' telemetry each
+    logged one)."""
+    from esus.runtime.clock import ManualClock
+    from esus.runtime.supervisor import Health
+
+    health = Health(ManualClock(datetime(2026, 6, 10, tzinfo=UTC)))
+    with caplog.at_level(logging.WARNING):
+        for part in ("forecast", "status", "shades-telemetry"):
+            for _ in range(3):
+                health.failed(part, error)
+    assert len(caplog.records) == 3 and not any(r.exc_info for r in caplog.records)
+    assert all("the disk is full: free space where the state directory is" in r.getMessage() for r in caplog.records)

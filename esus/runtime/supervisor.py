@@ -10,8 +10,10 @@ clock. Only a hung event loop ends the process (systemd's watchdog sees it).
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import random
+import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,9 +29,18 @@ MAX_BACKOFF_S = 300.0
 
 
 def describe(exc: BaseException) -> str:
-    """One line for a person: the exception's type and message."""
+    """One line for a person: the exception's type and message (a full disk said as such)."""
+    if disk_full(exc):
+        return "the disk is full: free space where the state directory is (ESUS_STATE_DIR)"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else "no message"
     return f"{type(exc).__name__}: {text}"[:300]
+
+
+def disk_full(exc: BaseException) -> bool:
+    """No space left: a condition of the machine, not a fault of the code, so no traceback helps."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc)
 
 
 @dataclass
@@ -69,7 +80,7 @@ class Health:
             part.since = self.clock.now()
         part.error = error
         if not logged:
-            trace = exc if isinstance(exc, BaseException) and first else None
+            trace = exc if isinstance(exc, BaseException) and first and not disk_full(exc) else None
             log.error("%s %s (%s); the other parts go on, and it is retried", name, what, error, exc_info=trace)
         self._changed()
 
