@@ -46,6 +46,10 @@ def parse_zone(text: str | None) -> timezone | ZoneInfo | None:
         return None
 
 
+#: What a BMS writes for a reading its sensor could not make: counted as dropped, not skipped unseen
+NOT_A_NUMBER = {"nan", "-nan", "inf", "-inf", "infinity", "-infinity"}
+
+
 def as_number(value: object) -> float | None:
     if isinstance(value, bool):
         return float(value)
@@ -140,7 +144,10 @@ def normalise(records: list[dict], point: str, unit: str, local_tz: ZoneInfo) ->
     resolver = LocalTimeResolver(local_tz)
     by_time: dict[datetime, Sample] = {}
     for record in records:
-        value = as_number(record.get("value"))
+        raw = record.get("value")
+        value = as_number(raw)
+        if value is None and str(raw).strip().lower() in NOT_A_NUMBER:
+            value = math.nan   # a sensor's "NaN": kept, so the poll drops and counts it with the implausible
         stamp = record.get("timestamp")
         if value is None or not stamp:
             continue

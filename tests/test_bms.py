@@ -158,8 +158,8 @@ def test_parse_zone_and_normalise_edge_cases() -> None:
                {"timestamp": "garbage", "value": 1}, {"timestamp": "2026-01-01T09:02:00Z", "value": "NaN"},
                {"timestamp": "2026-01-01T09:03:00+00:00", "value": True}]
     samples = normalise(records, "1", "", CPH)
-    assert [(s.time.isoformat(), s.value) for s in samples] == [("2026-01-01T09:00:00+00:00", 21.5),
-                                                                 ("2026-01-01T09:03:00+00:00", 1.0)]
+    assert [(s.time.isoformat(), s.value) for s in samples if s.value == s.value] == [   # NaN: counted later
+        ("2026-01-01T09:00:00+00:00", 21.5), ("2026-01-01T09:03:00+00:00", 1.0)]
 
 
 def test_points_are_matched_by_id_or_by_source_path(bms: SimulatedBms) -> None:
@@ -170,3 +170,17 @@ def test_points_are_matched_by_id_or_by_source_path(bms: SimulatedBms) -> None:
     usable, messages = resolve_points(configured, listed)
     assert [p.point_id for p in usable] == ["6397", "6428"]
     assert "is now point 6428" in messages[0] and "not in the BMS's point list" in messages[1]
+
+
+def test_a_nan_a_bms_writes_is_counted_with_the_dropped_values() -> None:
+    """"NaN" (a sensor that read nothing) was skipped unseen; now it reaches the plausibility check,
+    which drops and counts it with the values no sensor can read."""
+    import math
+
+    from bms_wrapper.plausible import implausible
+
+    records = [{"timestamp": f"2026-06-10T12:0{m}:00+00:00", "value": v}
+               for m, v in enumerate([21.5, "NaN", "nan", None, "n/a", 22.0])]
+    samples = normalise(records, "6397", "°C", ZoneInfo("Europe/Copenhagen"))
+    assert [s.value for s in samples if not math.isnan(s.value)] == [21.5, 22.0]
+    assert len(implausible(samples, "temperature")) == 2   # the two NaNs; None and "n/a" are no readings
