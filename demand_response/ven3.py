@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from demand_response.ledger import Event
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRY_S = (5.0, 15.0, 60.0, 300.0)
+T = TypeVar("T")
 TIMEOUT_S = 20.0   # for each request to the VTN and its token endpoint
 RESOURCE_NAME = "building"
 #: report payload types esus can give, and how an interval's mean kW becomes the reported value
@@ -121,7 +122,7 @@ def reach(config: Ven3Config, timeout_s: float = TIMEOUT_S, tokens: Tokens | Non
         if tokens.manager is not None:
             use_token_manager(interface, tokens.manager)
     try:
-        programs = [p for p in client.programs.get_programs(target=None, pagination=None)
+        programs = [p for p in paged(lambda page: client.programs.get_programs(target=None, pagination=page))
                     if p.program_name == config.program]
         if not programs:
             raise LookupError(f"the VTN has no program named {config.program!r} (ESUS_OADR_PROGRAM)")
@@ -129,6 +130,26 @@ def reach(config: Ven3Config, timeout_s: float = TIMEOUT_S, tokens: Tokens | Non
         close_client(client)
         raise
     return client, programs[0].id
+
+
+#: Objects asked for per page of a list (the specification's default limit), and the most pages read
+PAGE_SIZE, MAX_PAGES = 50, 100
+
+
+def paged(fetch: Callable[[Any], Sequence[T]]) -> list[T]:
+    """Every object of a list the VTN answers in pages (`skip`, `limit`): pages are asked for until
+    one comes back empty, so a VTN that caps a page below the limit asked for loses no event."""
+    from openadr3_client.oadr310._vtn.interfaces.filters import PaginationFilter
+
+    found: list[T] = []
+    for _ in range(MAX_PAGES):
+        page = list(fetch(PaginationFilter(skip=len(found), limit=PAGE_SIZE)))
+        if not page:
+            return found
+        found += page
+    log.warning("demand response: the VTN lists more than %d objects; the first %d are used",
+                MAX_PAGES * PAGE_SIZE, len(found))
+    return found
 
 
 def interfaces(client: Any) -> tuple[Any, ...]:
@@ -357,7 +378,8 @@ class Ven3:
         return client
 
     def _events(self) -> list[ExistingEvent]:
-        return list(self.client.events.get_events(target=None, pagination=None, program_id=self.program_id))
+        return paged(lambda page: self.client.events.get_events(target=None, pagination=page,
+                                                                program_id=self.program_id))
 
     def _report(self, events: Iterable[ExistingEvent]) -> None:
         now = self.clock()

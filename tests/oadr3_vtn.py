@@ -7,8 +7,9 @@ What of the specification it serves: discovery (`GET /auth/server`), OAuth2 clie
 `GET /vens?venName=` and `POST /vens` (a VEN registers itself), `GET /events?programID=`,
 `GET /reports?eventID=&clientName=` and `POST /reports`; with a broker, the MQTT notifier
 (`GET /notifiers`, `GET /notifiers/mqtt/topics/programs/{programID}/events`, anonymous) and a
-notification published on each event created, updated or deleted. Not served: webhook
-subscriptions, resources, pagination beyond one page, writes by a business logic client."""
+notification published on each event created, updated or deleted; lists paged by `skip` and
+`limit` (and capped by `page_size` where a test asks). Not served: webhook subscriptions,
+resources, writes by a business logic client."""
 
 from __future__ import annotations
 
@@ -66,6 +67,7 @@ class Vtn3:
     violations: list[str] = field(default_factory=list)  # what the specification does not allow, either way
     failing: int = 0                                       # answer this many requests with 503
     unavailable: str = ""                                  # and every request of this path, while set
+    page_size: int | None = None                           # lists answered at most this many at a time
     broker: str | None = None                              # mqtt://host:port: notify events there
 
     def __post_init__(self) -> None:
@@ -185,8 +187,13 @@ class Vtn3:
         self.tokens[token] = datetime.now(UTC) + timedelta(seconds=self.token_lifetime_s)
         return web.json_response({"access_token": token, "token_type": "Bearer", "expires_in": self.token_lifetime_s})
 
+    def _page(self, request: web.Request, found: list[Any]) -> list[Any]:
+        """A list as the specification pages it: `skip`, then at most `limit` (and this VTN's cap)."""
+        skip, limit = int(request.query.get("skip", 0)), int(request.query.get("limit", 50))
+        return found[skip:skip + min(limit, self.page_size or limit)]
+
     async def _programs(self, request: web.Request) -> web.Response:
-        return dumped(list(self.programs.values()))
+        return dumped(self._page(request, list(self.programs.values())))
 
     async def _get_vens(self, request: web.Request) -> web.Response:
         name = request.query.get("venName")
@@ -204,7 +211,7 @@ class Vtn3:
 
     async def _events(self, request: web.Request) -> web.Response:
         program = request.query.get("programID")
-        return dumped([e for e in self.events.values() if program in (None, e.program_id)])
+        return dumped(self._page(request, [e for e in self.events.values() if program in (None, e.program_id)]))
 
     async def _get_reports(self, request: web.Request) -> web.Response:
         event, client = request.query.get("eventID"), request.query.get("clientName")

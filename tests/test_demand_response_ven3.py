@@ -184,6 +184,28 @@ async def test_faults_are_said_once_and_the_ven_recovers(tmp_path: Path, certs,
 
 
 @in_loop
+async def test_a_vtn_that_pages_its_lists_loses_no_event(tmp_path: Path, certs) -> None:  # type: ignore[no-untyped-def]
+    """A VTN that answers two objects a page, whatever limit is asked (skip/limit, as the
+    specification pages lists): every event of the program is read, and the program is found past
+    the first page."""
+    vtn = await Vtn3(certs, page_size=2).start()
+    now = datetime.now(UTC)
+    for n in range(3):   # the program sought is the last of three
+        vtn.programs[f"other{n}"] = vtn.programs["p1"].model_copy(update={"id": f"other{n}", "program_name": f"x{n}"})
+    vtn.programs["p1"] = vtn.programs.pop("p1")
+    for n in range(5):
+        vtn.put_event(simple_event(f"e{n}", "p1", now + timedelta(hours=n + 1), [1], report=None))
+    ledger = Ledger(tmp_path / "ledger.db")
+    ven, _ = ven_for(vtn, ledger)
+    task = await running(ven)
+    try:
+        await wait_until(lambda: ven.registered and len({e.event_id for e in ledger.events()}) == 5)
+    finally:
+        await stopped(task)
+        await vtn.stop()
+
+
+@in_loop
 async def test_a_token_is_used_until_it_expires_through_a_back_off(tmp_path: Path, certs) -> None:  # type: ignore[no-untyped-def]
     """Signed in, then the VTN cannot list its programs for a while: each retry is a new client, and
     all of them (each with five interfaces) sign with the one token; a refused token brings a new one."""
@@ -264,7 +286,8 @@ async def test_the_vtn_s_mqtt_notifications_bring_events_at_once_between_polls(
         await wait_until(lambda: any(e.event_id == "e6" for e in ledger.events()), timeout_s=10)
         vtn.delete_event("e6")
         await wait_until(lambda: all(e.cancelled for e in ledger.events() if e.event_id == "e6"), timeout_s=10)
-        assert vtn.requests.count("GET /events") == polls + 2   # one poll for each notification
+        # one poll for each notification: with e6 a page and the empty one after it, then the empty page
+        assert vtn.requests.count("GET /events") == polls + 3
     finally:
         await stopped(task)
         await vtn.stop()
