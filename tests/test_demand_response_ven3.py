@@ -247,7 +247,8 @@ async def test_the_service_runs_the_3_1_ven_its_settings_ask_for_and_the_doctor_
     assert isinstance(demand.ven, Ven3)
     task = asyncio.create_task(demand.run())
     try:
-        await wait_until(lambda: any(e.event_id == "e9" for e in demand.ledger.events()))
+        # registered at the end of the poll that applied the event (its reports are looked at first)
+        await wait_until(lambda: any(e.event_id == "e9" for e in demand.ledger.events()) and demand.ven.registered)
         assert "(VTN registered)" in demand.status(dt.now(UTC))
         problems, found = await probe(settings, 5.0)
         assert problems == [] and found == [f"VTN {vtn.url} (OpenADR 3.1) granted a token; program "
