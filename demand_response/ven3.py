@@ -304,7 +304,8 @@ class Ven3:
         if status in (401, 403):
             self._drop_client()     # a new token, and the program and registration looked up again
             self.tokens = Tokens()
-        message = f"the VTN {self.config.vtn_url} failed: {type(exc).__name__}: {exc}"
+        # on one line: an answer the client's models refuse is a pydantic error of many lines
+        message = f"the VTN {self.config.vtn_url} failed: {type(exc).__name__}: {' '.join(str(exc).split())[:400]}"
         if message != self.last_error:
             log.warning("demand response: %s; retrying (events already received keep their times)", message)
         self.registered, self.last_error = False, message
