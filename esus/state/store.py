@@ -80,8 +80,9 @@ class HistoryStore:
     def _open_or_replace(self) -> sqlite3.Connection:
         conn = None
         try:
-            if damage(self.path) == "zero length":
-                raise CorruptStoreError("zero length")
+            why = damage(self.path)
+            if why is not None and (why == "zero length" or why.startswith("the file is gone")):
+                raise CorruptStoreError(why)   # SQLite would start afresh without a word
             conn = connect(self.path)
             _check(conn)
         except (sqlite3.DatabaseError, CorruptStoreError) as exc:
