@@ -32,14 +32,15 @@ class PointWriter(Protocol):
 
     async def write(self, action: ShedAction, value: Value | None) -> None: ...
 
-    async def read_back(self, action: ShedAction) -> Value | None:
-        """What the action's slot holds now (None: NULL); raises ShedWriteError when it cannot be read."""
-        ...
-
-    async def outranked_by(self, action: ShedAction) -> int | None:
-        """The highest priority above the action's (a lower number) that holds a value, or None; raises
+    async def read_back(self, action: ShedAction) -> SlotReading:
+        """What the action's slot holds now, and whether a higher priority outranks it; raises
         ShedWriteError when it cannot be read."""
         ...
+
+
+class SlotReading(NamedTuple):
+    value: Value | None              # what the action's slot holds (None: NULL)
+    outranked_by: int | None = None  # the highest priority above it (a lower number) that holds a value
 
 
 def same_value(a: Value | None, b: Value | None) -> bool:
@@ -146,10 +147,12 @@ class Shedder:
             held = [o for o in self.ledger.overrides().values() if o.state == "active" and o.value is not None]
             found = await asyncio.gather(*(self._read_back(o.slot) for o in held))
             lost = 0
-            for override, (readable, now_holds) in zip(held, found, strict=True):
-                if readable and same_value(now_holds, override.value):
-                    await self._check_rank(override)
-                if not readable or same_value(now_holds, override.value):
+            for override, reading in zip(held, found, strict=True):
+                if reading is None:
+                    continue
+                now_holds = reading.value
+                if same_value(now_holds, override.value):
+                    self._check_rank(override, reading.outranked_by)
                     continue
                 lost += 1
                 self.ledger.lost(override.action, self.clock())
@@ -160,13 +163,9 @@ class Shedder:
                             "NULL" if now_holds is None else repr(now_holds), override.value)
             return lost
 
-    async def _check_rank(self, override: Override) -> None:
+    def _check_rank(self, override: Override, above: int | None) -> None:
         """Another writer at a higher priority (an operator's 8 over esus's 10) holds the point: the
         shed is in place but does nothing. Said once when it starts and once when it ends."""
-        try:
-            above = await self.writer.outranked_by(override.slot)
-        except ShedWriteError:
-            return
         if above == override.outranked_by:
             return
         self.ledger.outranked(override.action, above)
@@ -179,11 +178,12 @@ class Shedder:
                         "nothing until that writer releases it", override.action, above, slot.address,
                         slot.object_id, slot.priority)
 
-    async def _read_back(self, action: ShedAction) -> tuple[bool, Value | None]:
+    async def _read_back(self, action: ShedAction) -> SlotReading | None:
+        """None: the controller cannot be read (it is not judged)."""
         try:
-            return True, await self.writer.read_back(action)
+            return await self.writer.read_back(action)
         except ShedWriteError:
-            return False, None
+            return None
 
     def _orphans(self) -> list[tuple[ShedAction, None]]:
         """Slots held for an action the site file no longer has, or now points elsewhere: released

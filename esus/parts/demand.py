@@ -21,7 +21,7 @@ from demand_response.baseline import History, period_mean
 from demand_response.delivered import Delivered
 from demand_response.ledger import Ledger, Override
 from demand_response.modbus_meter import ModbusMeter, ModbusMeterConfig
-from demand_response.shedder import Shedder, ShedState, ShedWriteError
+from demand_response.shedder import Shedder, ShedState, ShedWriteError, SlotReading
 from demand_response.ven import Ven
 from demand_response.ven3 import Ven3, Ven3Config
 from esus.parts.bacnet import BacnetBridge
@@ -274,7 +274,7 @@ class DemandService:
                                     "pending": o is not None and o.state in ("writing", "lost", "releasing"),
                                     "failing": error is not None, "reason": error or "",
                                     "state": override_state(o),
-                                    "outranked_by": o.outranked_by or 0 if o is not None else 0,
+                                    "outranked_by": (o.outranked_by or 0) if o is not None else 0,
                                     "lost_count": o.lost if o is not None else 0}
         snapshot = (bool(state.events), state.level, tuple(tuple(a.values()) for a in actions.values()))
         if self._recorded is not None and self._recorded[0] == snapshot and now_s - self._recorded[1] < 60:
@@ -324,32 +324,20 @@ class ShedPointWriter:
         except BacnetClientError as exc:
             raise ShedWriteError(str(exc)) from None
 
-    async def read_back(self, action: ShedAction) -> Value | None:
-        """A commanded present-value's slot in the priority array (None: NULL); any other property itself."""
+    async def read_back(self, action: ShedAction) -> SlotReading:
+        """A commanded present-value's slot and the first slot above it that holds a value, from one
+        read of its priority array; any other property itself (it has no priorities)."""
+        binary = action.object_id.startswith("binary")
         try:
-            if action.property == "present-value":
-                read = await self.client.read(action.address, action.object_id, "priority-array",
-                                              array_index=action.priority)
-            else:
+            if action.property != "present-value":
                 read = await self.client.read(action.address, action.object_id, action.property)
+                return SlotReading(slot_value(read, binary=binary))
+            array = list(await self.client.read(action.address, action.object_id, "priority-array"))
         except BacnetClientError as exc:
             raise ShedWriteError(str(exc)) from None
-        return slot_value(read, binary=action.object_id.startswith("binary"))
-
-
-    async def outranked_by(self, action: ShedAction) -> int | None:
-        """The first slot above the action's priority that holds a value (a commanded present-value's
-        priority array); None for another property, which has no priorities."""
-        if action.property != "present-value" or action.priority <= 1:
-            return None
-        try:
-            array = await self.client.read(action.address, action.object_id, "priority-array")
-        except BacnetClientError as exc:
-            raise ShedWriteError(str(exc)) from None
-        for priority, slot in enumerate(list(array)[:action.priority - 1], start=1):
-            if slot_value(slot) is not None:
-                return priority
-        return None
+        above = next((p for p, slot in enumerate(array[:action.priority - 1], start=1) if slot_value(slot) is not None),
+                     None)
+        return SlotReading(slot_value(array[action.priority - 1], binary=binary), above)
 
 
 def override_state(o: Override | None) -> str:
