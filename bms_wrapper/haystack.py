@@ -29,7 +29,7 @@ from bms_wrapper.haystack_json import haystack4, is_haystack3_grid
 from bms_wrapper.samples import LocalTimeResolver, Sample, as_number, samples_from, within
 from bms_wrapper.transport import BmsAuthError, BmsBadResponse, BmsUnavailable, Transport
 from bms_wrapper.zinc_history import his_columns
-from bms_wrapper.zinc_mend import mend
+from bms_wrapper.zinc_mend import DECODING_ERRORS, mend
 
 log = logging.getLogger(__name__)
 
@@ -37,21 +37,11 @@ Format = Literal["zinc", "json"]
 MIME: dict[str, str] = {"zinc": "text/zinc", "json": "application/json"}
 #: The forms of a request grid's type, the first as Haystack's HTTP spec shows it; servers differ
 CONTENT_TYPES = ("text/zinc", "text/zinc; charset=utf-8")
-#: What the decoders raise on a body that is not what it says
-DECODING_ERRORS = (ValueError, LookupError, TypeError, AttributeError)
 #: What a point list asks for unless the site file says otherwise: every point with a history.
 POINTS_FILTER = "point and his"
 BATCH_SIZE = 8
 #: A 401 this soon after signing in is a request sent before the token came, not a refused token.
 FRESH_LOGIN_S = 10.0
-
-
-def readable_zinc(text: str) -> bool:
-    try:
-        ph_from_zinc(text)
-    except DECODING_ERRORS:
-        return False
-    return True
 
 
 def point_id(ref: Ref | str) -> str:
@@ -264,16 +254,16 @@ class Haystack:
         try:
             return ph_from_zinc(text)
         except DECODING_ERRORS:
-            mended = mend(text, readable_zinc)
+            mended = mend(text, ph_from_zinc)
             if mended is None:
                 raise
-        text, said = mended
+        grid, said = mended
         for what in said:
             kind = what.split("(", 1)[0]
             if kind not in self._mends_said:
                 self._mends_said.add(kind)
                 log.warning("the Haystack server's answer to %s is not all Zinc: %s; said once", op, what)
-        return ph_from_zinc(text)
+        return grid
 
     def read(self, filter_text: str) -> list[tuple[str, Mapping[str, Any]]]:
         """The records a filter finds, as (id, tags); each kept in `records`."""

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+#: What a Zinc decoder raises on text that is not Zinc
+DECODING_ERRORS = (ValueError, LookupError, TypeError, AttributeError)
 
 #: A number and a unit: 7.14m/s, and what Zinc does not allow, 7.14meter / second, 595.6watt / meter ** 2
 NUMBER_UNIT = re.compile(r"^(-?\d[\d_]*(?:\.\d+)?(?:[eE][+-]?\d+)?)([a-zA-Z%_$\u0080-\uffff].*)$")
@@ -41,9 +46,13 @@ def cells(line: str) -> list[str]:
     return out
 
 
-def mend(text: str, readable: Callable[[str], bool]) -> tuple[str, list[str]] | None:
-    """The grid's text mended, and what was done (one line per kind, with its first example and how
-    many cells); None where the header itself cannot be read or the mended text still cannot."""
+def mend(text: str, parse: Callable[[str], T]) -> tuple[T, list[str]] | None:
+    """The grid mended and decoded by `parse`, and what was done (one line per kind, with its first
+    example and how many cells); None where the header itself cannot be read or the mended text
+    still cannot."""
+    def readable(zinc: str) -> bool:
+        return decoded(parse, zinc) is not None
+
     lines = text.split("\n")
     if len(lines) < 2 or not readable("\n".join(lines[:2]) + "\n"):
         return None
@@ -63,9 +72,9 @@ def mend(text: str, readable: Callable[[str], bool]) -> tuple[str, list[str]] | 
     if dropped:
         said.append(f"{len(dropped)} unit(s) no Zinc unit can say, dropped (the site file's unit applies; the "
                     f"first: {dropped[0]})")
-    mended = "\n".join(lines[:2] + [",".join(row) for row in rows])
-    if readable(mended):
-        return mended, said
+    grid = decoded(parse, "\n".join(lines[:2] + [",".join(row) for row in rows]))
+    if grid is not None:
+        return grid, said
     emptied = []
     for row in rows:
         for i, cell in enumerate(row):
@@ -74,5 +83,13 @@ def mend(text: str, readable: Callable[[str], bool]) -> tuple[str, list[str]] | 
                 row[i] = ""
     if emptied:
         said.append(f"{len(emptied)} cell(s) that are no Zinc value, read as empty (the first: {emptied[0][:60]!r})")
-    mended = "\n".join(lines[:2] + [",".join(row) for row in rows])
-    return (mended, said) if readable(mended) else None
+    grid = decoded(parse, "\n".join(lines[:2] + [",".join(row) for row in rows]))
+    return (grid, said) if grid is not None else None
+
+
+def decoded(parse: Callable[[str], T], text: str) -> T | None:
+    """`parse(text)`, or None where the text is not Zinc."""
+    try:
+        return parse(text)
+    except DECODING_ERRORS:
+        return None

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from phable import ph_from_zinc
 
-from bms_wrapper.haystack import Haystack, HaystackAuth, readable_zinc
+from bms_wrapper.haystack import Haystack, HaystackAuth
 from bms_wrapper.simulator import values
 from bms_wrapper.transport import RetryPolicy, Transport
-from bms_wrapper.zinc_mend import mend
+from bms_wrapper.zinc_mend import decoded, mend
 from tests.peers.shaystack_server import Shaystack
 from tests.test_bms_haystack import POINTS, serve
 
@@ -77,12 +77,12 @@ def test_one_bad_cell_costs_that_cell_at_most() -> None:
             '2026-06-10T12:00:00+02:00 Copenhagen,7.14meter / second,"a, b"\n'
             '2026-06-10T12:01:00+02:00 Copenhagen,@@nonsense,21.5°C\n'
             '2026-06-10T12:02:00+02:00 Copenhagen,3kilogram * meter ** 2 / second ** 3 / coulomb,21.6°C\n')
-    assert not readable_zinc(grid)
-    mended, said = mend(grid, readable_zinc)
-    rows = ph_from_zinc(mended).rows
+    assert decoded(ph_from_zinc, grid) is None
+    mended, said = mend(grid, ph_from_zinc)
+    rows = mended.rows
     assert [(r.get("v0"), r.get("v1")) for r in rows] == [
         (ph_from_zinc('ver:"3.0"\nv\n7.14meter/second\n').rows[0]["v"], "a, b"),
         (None, ph_from_zinc('ver:"3.0"\nv\n21.5°C\n').rows[0]["v"]),
         (ph_from_zinc('ver:"3.0"\nv\n3\n').rows[0]["v"], ph_from_zinc('ver:"3.0"\nv\n21.6°C\n').rows[0]["v"])]
     assert len(said) == 3 and "dropped" in said[1] and "'@@nonsense'" in said[2]
-    assert mend('ver:"3.0"\nts,,\n', readable_zinc) is None   # a broken header is not guessed at
+    assert mend('ver:"3.0"\nts,,\n', ph_from_zinc) is None   # a broken header is not guessed at
