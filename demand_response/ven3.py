@@ -171,11 +171,12 @@ def use_token_manager(interface: Any, manager: Any) -> None:
 
 
 def close_client(client: Any) -> None:
-    """Its connections closed: the VTN's and the token endpoint's (a kept token stays valid)."""
+    """Its connections closed: the VTN's and the token endpoint's, once for the manager its
+    interfaces share (a kept token stays valid)."""
+    managers = {id(m): m for m in map(token_manager, interfaces(client)) if m is not None}
+    for manager in managers.values():
+        manager.oauth.close()
     for interface in interfaces(client):
-        manager = token_manager(interface)
-        if manager is not None:
-            manager.oauth.close()
         interface.session.close()
 
 
