@@ -202,9 +202,10 @@ class GroupDay:
             poa, direct = measured_wm2, max(measured_wm2 - (poa - direct), 0.0)
         room = speaking_room(rooms, self.group)
         glare = float(row["glare_pct"])
+        # the room forecast's costs, only for a room model that decides (else the thermal automatic does)
         found = (self.options(now, room.air_c, (0.0, glare, 100.0, position_pct), room.heating_c, room.cooling_c,
                               measured_wm2)
-                 if foresee and sun_up else ())
+                 if foresee and sun_up and runtime.get("room_model_validated", False) else ())
         return Situation(now=now, tz=tz, position_pct=position_pct, sun_up=sun_up, sun_on_facade=on_facade,
                          occupied=occupied_at(self.config, now.astimezone(tz)), poa_wm2=poa, direct_wm2=direct,
                          glare_pct=glare,
