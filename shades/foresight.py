@@ -21,7 +21,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from shades.thermal import Room, hour, ideal_hour, transmitted_solar_w
+from shades.thermal import Room, RoomModel, transmitted_solar_w
 
 #: The defaults where the site file says nothing of the rooms behind a façade: floor per m² of
 #: window (a 5 m deep office with a 40 % glazed façade) and opaque wall per m² of window.
@@ -45,7 +45,7 @@ def room_behind(window_area_m2: float, floor_area_m2: float | None = None) -> Ro
 class RoomDay:
     """A group's rooms over one local day, one entry per hour (its start in `hours`)."""
 
-    room: Room
+    room: RoomModel
     hours: pd.DatetimeIndex
     outdoor_c: np.ndarray        # the forecast; where it has none, a stand-in (see planner)
     poa_wm2: np.ndarray          # mean façade irradiance over the hour, forecast
@@ -53,6 +53,7 @@ class RoomDay:
     internal_w: np.ndarray
     g_value: float
     shade_factor_fc: float
+    window_area_m2: float
 
     def hour_at(self, now: datetime) -> int:
         position = int(np.searchsorted(self.hours.as_unit("ns").asi8, pd.Timestamp(now).value, side="right")) - 1
@@ -60,7 +61,7 @@ class RoomDay:
 
     def solar_w(self, i: int, position_pct: float, poa_wm2: float | None = None) -> float:
         poa = self.poa_wm2[i] if poa_wm2 is None else poa_wm2
-        return float(transmitted_solar_w(poa, self.room.window_area_m2, self.g_value, position_pct / 100.0,
+        return float(transmitted_solar_w(poa, self.window_area_m2, self.g_value, position_pct / 100.0,
                                          self.shade_factor_fc))
 
 
@@ -95,7 +96,8 @@ def rest_of_day(day: RoomDay, start: int, air_c: float, position_pct: float, hea
 
 def _rest_of_day(day: RoomDay, start: int, air_c: float, position_pct: float, heating_c: float,
                  cooling_c: float, poa_now_wm2: float | None, lower_above_c: float) -> Option:
-    room, mass_c = day.room, air_c
+    room = day.room
+    state = room.at_rest(air_c)
     heating_wh = cooling_wh = 0.0
     # on past midnight: heat kept out in the afternoon is heat the night's heating must then supply
     # (the night taken as this day's early hours)
@@ -105,10 +107,9 @@ def _rest_of_day(day: RoomDay, start: int, air_c: float, position_pct: float, he
             solar = day.solar_w(i, position_pct, poa_now_wm2)
         else:
             solar = day.solar_w(i, 0.0)
-            if day.sun_on_facade[i] and hour(room, mass_c, outdoor, internal, solar).air_c > lower_above_c:
+            if day.sun_on_facade[i] and room.step(state, outdoor, internal, solar)[0].air_c > lower_above_c:
                 solar = day.solar_w(i, 100.0)
-        state, plant_w = ideal_hour(room, mass_c, outdoor, internal, solar, heating_c, cooling_c)
-        mass_c = state.mass_end_c
+        state, plant_w = room.step(state, outdoor, internal, solar, heating_c, cooling_c)
         heating_wh, cooling_wh = heating_wh + max(plant_w, 0.0), cooling_wh + max(-plant_w, 0.0)
     return Option(position_pct, heating_wh / 1000, cooling_wh / 1000)
 

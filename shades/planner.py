@@ -21,10 +21,11 @@ import pandas as pd
 from pvlib.location import Location
 
 from shades.foresight import UNOCCUPIED_GAIN_SHARE, Option, RoomDay, options, room_behind
+from shades.greybox import GreyBox
 from shades.outlook import STEP, SunWindow, facade_day, sun_window
-from shades.policy import CHAIN, Decision, Handler, PolicySettings, Situation, TraceStep, decide
+from shades.policy import CHAIN, VIEW_KEPT_PCT, Decision, Handler, PolicySettings, Situation, TraceStep, decide
 from shades.solar import Facade, avoided_gain_kwh, glare_position_pct
-from shades.thermal import ideal_hour, transmitted_solar_w
+from shades.thermal import RoomModel, RoomState, transmitted_solar_w
 from shades.weather import Weather
 
 #: The glare position keeps the sun off the work zone this far ahead, so it moves seldom.
@@ -128,7 +129,9 @@ def _hourly(frame: pd.DataFrame, column: str, how: str) -> pd.Series:
 
 
 def room_day_of(frame: pd.DataFrame, group: GroupConfig, config: ShadeConfig, day: date,
-                latitude: float) -> RoomDay:
+                latitude: float, learnt: GreyBox | None = None) -> RoomDay:
+    """The group's rooms over the day: the room learnt from the building where there is one, else
+    the site file's (shades.foresight.room_behind)."""
     room = room_behind(group.window_area_m2, group.floor_area_m2)
     poa = _hourly(frame, "poa_wm2", "mean")
     hours = poa.index.tz_convert(frame.index.tz)
@@ -136,9 +139,11 @@ def room_day_of(frame: pd.DataFrame, group: GroupConfig, config: ShadeConfig, da
     outdoor = outdoor.fillna(normal_outdoor_c(day, latitude))
     occupied = np.array([occupied_at(config, t.to_pydatetime()) for t in hours])
     gains_w = group.internal_gains_w_m2 * room.floor_area_m2
-    return RoomDay(room, hours, outdoor.to_numpy(float), poa.to_numpy(float),
-                   _hourly(frame, "on_facade", "any").to_numpy(bool),
-                   np.where(occupied, gains_w, UNOCCUPIED_GAIN_SHARE * gains_w), group.g_value, group.shade_factor_fc)
+    occupied_w, unoccupied_w = ((learnt.occupied_gain_w, learnt.unoccupied_gain_w) if learnt is not None
+                                else (gains_w, UNOCCUPIED_GAIN_SHARE * gains_w))
+    return RoomDay(learnt if learnt is not None else room, hours, outdoor.to_numpy(float), poa.to_numpy(float),
+                   _hourly(frame, "on_facade", "any").to_numpy(bool), np.where(occupied, occupied_w, unoccupied_w),
+                   group.g_value, group.shade_factor_fc, group.window_area_m2)
 
 
 def occupied_at(config: ShadeConfig, local: datetime) -> bool:
@@ -162,13 +167,14 @@ class GroupDay:
 
     @classmethod
     def compute(cls, location: Location, group: GroupConfig, config: ShadeConfig, weather: Weather,
-                day: date) -> GroupDay:
+                day: date, learnt: GreyBox | None = None) -> GroupDay:
         frame = facade_day(location, Facade(group.facade_azimuth_deg), weather, day)
         glare = glare_position_pct(frame["profile_deg"], group.window_height_m, config.glare_distance_m)
         glare = glare.where(frame["on_facade"], 0.0)
         ahead = glare.iloc[::-1].rolling(int(GLARE_AHEAD / STEP), min_periods=1).max().iloc[::-1]
         return cls(group, config, day, frame, sun_window(frame), ahead,
-                   room_day_of(frame, group, config, day, location.latitude), weather.source, weather.fetched_at)
+                   room_day_of(frame, group, config, day, location.latitude, learnt), weather.source,
+                   weather.fetched_at)
 
     def __post_init__(self) -> None:
         #: the day's highest outdoor temperature: the forecast's, else the season's normal
@@ -203,8 +209,8 @@ class GroupDay:
         room = speaking_room(rooms, self.group)
         glare = float(row["glare_pct"])
         # the room forecast's costs, only for a room model that decides (else the thermal automatic does)
-        found = (self.options(now, room.air_c, (0.0, glare, 100.0, position_pct), room.heating_c, room.cooling_c,
-                              measured_wm2)
+        positions = (0.0, glare, VIEW_KEPT_PCT, 100.0, position_pct)
+        found = (self.options(now, room.air_c, positions, room.heating_c, room.cooling_c, measured_wm2)
                  if foresee and sun_up and runtime.get("room_model_validated", False) else ())
         return Situation(now=now, tz=tz, position_pct=position_pct, sun_up=sun_up, sun_on_facade=on_facade,
                          occupied=occupied_at(self.config, now.astimezone(tz)), poa_wm2=poa, direct_wm2=direct,
@@ -226,18 +232,22 @@ class PlanStep:
     trace: tuple[TraceStep, ...] = ()
 
 
-class RoomState(NamedTuple):
-    """The room model's air and mass temperatures (°C) at an instant: a day's plan starts from one."""
-
-    air_c: float
-    mass_c: float
-
-
 #: A plan's hours: the room's air at the hour's end, the plant, the solar gain transmitted (and what
 #: an open window would have let in), the inputs, the mean share of the window covered, whether
 #: people are in and the sun up, and the mass temperature the hour started from.
 HOUR_COLUMNS = ("air_c", "heating_w", "cooling_w", "solar_w", "solar_open_w", "outdoor_c", "internal_w", "lowered",
                 "occupied", "daylight", "mass_start_c")
+
+
+@dataclass(frozen=True)
+class Building:
+    """The rooms that are really there over a day, hour by hour: their model, internal gains (W),
+    and the setpoints their plant holds (±inf where it is off)."""
+
+    room: RoomModel
+    internal_w: np.ndarray
+    heating_c: np.ndarray
+    cooling_c: np.ndarray
 
 
 @dataclass
@@ -263,7 +273,7 @@ class GroupPlan:
 
 def plan_day(group_day: GroupDay, tz: ZoneInfo, start_position_pct: float = 0.0, start: RoomState | None = None,
              *, chain: Sequence[Handler] = CHAIN, truth: pd.DataFrame | None = None, foresee: bool = True,
-             sensor: bool = False, model_validated: bool = False) -> GroupPlan:
+             sensor: bool = False, model_validated: bool = False, building: Building | None = None) -> GroupPlan:
     """The policy over the day, undisturbed, with the room model as the rooms: where the group
     would be at every step, why, and what it did to the rooms hour by hour.
 
@@ -272,7 +282,8 @@ def plan_day(group_day: GroupDay, tz: ZoneInfo, start_position_pct: float = 0.0,
     and scores the avoided gain; by default the forecast is taken as what happened. With `sensor`
     the policy reads the truth's façade irradiance as a sensor on the façade would. With
     `model_validated` the room forecast decides (its room model taken as validated), else the VDI
-    3813 thermal automatic, as for a group whose room model is not (yet) validated."""
+    3813 thermal automatic, as for a group whose room model is not (yet) validated. `building` is
+    the room that really is there, by default the one the look ahead takes."""
     g, config, rooms = group_day.group, group_day.config, group_day.rooms
     p = policy_settings(config, g)
     truth = group_day.frame if truth is None else truth
@@ -280,7 +291,10 @@ def plan_day(group_day: GroupDay, tz: ZoneInfo, start_position_pct: float = 0.0,
     true_outdoor = _hourly(truth, "temperature_c", "mean").interpolate(limit_direction="both").to_numpy(float)
     true_outdoor = np.where(np.isnan(true_outdoor), rooms.outdoor_c, true_outdoor)
     heat, cool = g.heating_setpoint_c, g.cooling_setpoint_c
-    state = start if start is not None else RoomState((heat + cool) / 2, (heat + cool) / 2)
+    if building is None:
+        building = Building(rooms.room, rooms.internal_w, np.full(len(rooms.hours), heat),
+                            np.full(len(rooms.hours), cool))
+    state = start if start is not None else building.room.at_rest((heat + cool) / 2)
     plan = GroupPlan(g.name, g.facade_azimuth_deg, sun=group_day.window)
     step_hour = np.searchsorted(rooms.hours.as_unit("ns").asi8, group_day.frame.index.as_unit("ns").asi8,
                                 side="right") - 1
@@ -307,11 +321,11 @@ def plan_day(group_day: GroupDay, tz: ZoneInfo, start_position_pct: float = 0.0,
             plan.steps.append(PlanStep(now, position, decision.mode, decision.reason, s.sun_on_facade, s.poa_wm2,
                                        round(state.air_c, 2), moved, decision.trace))
         mass_start_c = state.mass_c
-        temps, plant_w = ideal_hour(rooms.room, mass_start_c, true_outdoor[h], rooms.internal_w[h], solar_w, heat, cool)
-        state = RoomState(temps.air_c, temps.mass_end_c)
+        state, plant_w = building.room.step(state, true_outdoor[h], building.internal_w[h], solar_w,
+                                            building.heating_c[h], building.cooling_c[h])
         open_w = float(transmitted_solar_w(true_poa[steps].mean(), g.window_area_m2, g.g_value)) if len(steps) else 0.0
-        hourly.append((temps.air_c, max(plant_w, 0.0), max(-plant_w, 0.0), solar_w, open_w, true_outdoor[h],
-                       rooms.internal_w[h], float(positions[steps].mean()) / 100 if len(steps) else 0.0,
+        hourly.append((state.air_c, max(plant_w, 0.0), max(-plant_w, 0.0), solar_w, open_w, true_outdoor[h],
+                       building.internal_w[h], float(positions[steps].mean()) / 100 if len(steps) else 0.0,
                        occupied_at(config, rooms.hours[h].to_pydatetime()),
                        bool(sun_up[steps].any()), mass_start_c))
     plan.moves, plan.end = moves, state

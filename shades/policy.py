@@ -152,15 +152,20 @@ def cooled_room(s: Situation, p: PolicySettings) -> Decision | str:
 
 
 def thermal_automatic(s: Situation, p: PolicySettings) -> Decision | str:
-    """VDI 3813's thermal automatic, the floor any smarter choice must beat: down while the sun puts
-    `protect_above_wm2` or more on the façade, up again below `release_below_wm2`, except that a room
-    at its heating setpoint takes the sun's heat, and so do all on a heating day (the forecast's
-    outdoor maximum below `heating_season_below_c`) until one reaches its cooling setpoint
-    (`cooled_room`). A cool room on a summer morning does not: the morning sun's heat, stored in the
-    room's mass, comes back as cooling in the afternoon. It decides until the group's room model is
+    """VDI 3813's thermal automatic (`rule_floor`), deciding until the group's room model is
     validated on the building's own data: a room model that only guesses the room loses to it."""
     if s.room_model_validated:
         return "the room model is validated: the room forecast decides"
+    return rule_floor(s, p)
+
+
+def rule_floor(s: Situation, p: PolicySettings) -> Decision:
+    """The floor any smarter choice must beat: down while the sun puts `protect_above_wm2` or more
+    on the façade, up again below `release_below_wm2`, except that a room at its heating setpoint
+    takes the sun's heat, and so do all on a heating day (the forecast's outdoor maximum below
+    `heating_season_below_c`) until one reaches its cooling setpoint (`cooled_room`). A cool room
+    on a summer morning does not: the morning sun's heat, stored in the room's mass, comes back as
+    cooling in the afternoon."""
     if s.room_c is not None and s.room_c < s.heating_c + HEATED_MARGIN_K:
         return Decision(0.0, "auto", f"up: the room is heated (at its {s.heating_c:g} °C heating setpoint) and takes "
                                      f"the sun's heat (VDI 3813 thermal automatic){_of(s)}", automatic=True)
@@ -213,8 +218,29 @@ HEATED_MARGIN_K = 0.5
 HEATING_NOISE_WH = 1.0
 
 
+#: In office hours, a room model may lower the blind this far where the rule would leave it up:
+#: the upper half shaded, the view below kept.
+VIEW_KEPT_PCT = 50.0
+
+
 def _allowed(s: Situation, p: PolicySettings) -> tuple[list[Option], str]:
     """The positions the room forecast may choose from, and what was left out, said to people.
+
+    Never worse than the rule for the people in the room: in office hours the blind goes further
+    down than half way (which keeps the view) only where the rule would lower it too, from
+    `protect_above_wm2` on the façade."""
+    allowed, note = _for_the_room(s, p)
+    if not s.occupied or (s.sun_on_facade and s.poa_wm2 >= p.protect_above_wm2):
+        return allowed, note
+    kept = [o for o in allowed if o.position_pct <= VIEW_KEPT_PCT + 0.5]
+    if len(kept) < len(allowed):
+        note += (f"; in office hours no further down than {VIEW_KEPT_PCT:g} % below {p.protect_above_wm2:g} W/m² "
+                 "(the view kept)")
+    return kept or allowed[:1], note
+
+
+def _for_the_room(s: Situation, p: PolicySettings) -> tuple[list[Option], str]:
+    """The positions worth weighing for the room itself.
 
     No lowering in dim light (the view is worth more than the light's heat) or in a room being
     heated (it takes the sun now, whatever the afternoon brings: the model, whose mass starts at

@@ -16,8 +16,9 @@ temperature. Units: °C, W, J/K, m², hours."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,23 @@ MEDIUM_MASS_AREA_PER_FLOOR = 2.5
 MEDIUM_CAPACITY_J_M2K = 165_000.0
 INNER_AREA_PER_FLOOR = 4.5  # Λ_at: area of all surfaces facing the room, per m² of floor
 TEST_POWER_W_M2 = 10.0      # the plant's test power of C.4.2
+
+
+class RoomState(NamedTuple):
+    """A room model's air and mass temperatures (°C) at an instant."""
+
+    air_c: float
+    mass_c: float
+
+
+class RoomModel(Protocol):
+    """What the policy's look ahead and the plan need of a room: this 5R1C room, or one learnt
+    from the building (shades.greybox)."""
+
+    def step(self, state: RoomState, outdoor_c: float, internal_w: float, solar_w: float,
+             heating_c: float = -math.inf, cooling_c: float = math.inf) -> tuple[RoomState, float]: ...
+
+    def at_rest(self, air_c: float) -> RoomState: ...
 
 
 @dataclass(frozen=True)
@@ -80,6 +98,15 @@ class Room:
     @property
     def capacity_j_k(self) -> float:
         return self.capacity_j_m2k * self.floor_area_m2
+
+    def step(self, state: RoomState, outdoor_c: float, internal_w: float, solar_w: float,
+             heating_c: float = -math.inf, cooling_c: float = math.inf) -> tuple[RoomState, float]:
+        """One hour with the ideal plant (RoomModel): the state at its end and the plant's power."""
+        temps, plant_w = ideal_hour(self, state.mass_c, outdoor_c, internal_w, solar_w, heating_c, cooling_c)
+        return RoomState(temps.air_c, temps.mass_end_c), plant_w
+
+    def at_rest(self, air_c: float) -> RoomState:
+        return RoomState(air_c, air_c)
 
 
 class Temperatures(NamedTuple):

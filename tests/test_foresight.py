@@ -25,7 +25,7 @@ def a_day(poa_wm2: float, outdoor_c: float, sun_hours: range = range(9, 17)) -> 
     sun = np.array([h in sun_hours for h in range(24)])
     room = room_behind(8.64)
     gains = np.where((np.arange(24) >= 7) & (np.arange(24) < 18), 15.0 * room.floor_area_m2, 1.5 * room.floor_area_m2)
-    return RoomDay(room, hours, np.full(24, outdoor_c), np.where(sun, poa_wm2, 0.0), sun, gains, 0.6, 0.15)
+    return RoomDay(room, hours, np.full(24, outdoor_c), np.where(sun, poa_wm2, 0.0), sun, gains, 0.6, 0.15, 8.64)
 
 
 def test_the_default_room_behind_a_facade() -> None:

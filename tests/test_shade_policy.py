@@ -11,6 +11,8 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shades.foresight import Option
 from shades.planner import GroupDay, RoomState, plan_day, plan_json
@@ -287,3 +289,25 @@ def test_a_plan_without_a_validated_model_is_the_threshold_rule_within_the_rate_
     before = [s for s in plan.steps if s.time < lowered.time]
     assert all(s.poa_wm2 < 150 or not s.sun_on_facade for s in before)
     assert raised.poa_wm2 < 120 or not raised.sun_on_facade
+
+
+@settings(max_examples=400, deadline=None)
+@given(poa=st.floats(0, 1000), on_facade=st.booleans(), room_c=st.floats(17, 28), occupied=st.booleans(),
+       position=st.sampled_from([0.0, 30.0, 50.0, 100.0]),
+       saved=st.lists(st.floats(0, 2), min_size=4, max_size=4), heat=st.lists(st.floats(0, 0.5), min_size=4, max_size=4))
+def test_in_office_hours_a_room_model_lowers_past_half_only_where_the_rule_would(
+        poa: float, on_facade: bool, room_c: float, occupied: bool, position: float, saved: list[float],
+        heat: list[float]) -> None:
+    """Never worse than the rule for the people in the room: below the rule's threshold, whatever
+    the room forecast says, the blind keeps the view (at most half down) while people are in."""
+    positions = (0.0, 30.0, 50.0, 100.0)
+    cooling, heating = np.cumsum([0, *saved[1:]])[::-1] + 1.0, np.cumsum(heat)
+    options = tuple(Option(p, float(h), float(c)) for p, h, c in zip(positions, heating, cooling, strict=True))
+    s = Situation(now=local(SUMMER, "11:00"), tz=TZ, position_pct=position, sun_up=True, sun_on_facade=on_facade,
+                  occupied=occupied, poa_wm2=poa, direct_wm2=poa, glare_pct=30.0, room_c=room_c, heating_c=21.0,
+                  cooling_c=24.0, options=options, room_model_validated=True, outdoor_max_c=22.0)
+    p = PolicySettings()
+    decision = decide(s, p)
+    rule_down = on_facade and poa >= p.protect_above_wm2
+    if occupied and not rule_down and decision.target_pct is not None:
+        assert decision.target_pct <= 50.0, decision.explain()
