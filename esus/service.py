@@ -114,6 +114,7 @@ class Service:
             self.closers.append(self.shades.close)
             self.weather.listeners.append(self.shades.coordinator.wake.set)
             self.scheduler.add("shades-telemetry", Every(60, 7), self.shades.minute_tick)
+            self.scheduler.add("shades-rooms", DailyAt(time(1, 30), self.tz), self.shades.rooms.nightly)
             self.background["shades"] = self.shades.run
             self.status_parts.append(self.shades.status)
         self.demand: DemandService | None = None

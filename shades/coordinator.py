@@ -21,6 +21,7 @@ from gpiozero import OutputDevice
 from gpiozero.pins import Factory
 from pvlib.location import Location
 
+from shades.identify import RoomFit
 from shades.lockout import KINDS, Lockout, LockoutSettings, LockoutState
 from shades.motor import DOWN, STOPPED, UP, ShadeMotor
 from shades.planner import GroupConfig, GroupDay, ShadeConfig, policy_settings
@@ -131,6 +132,11 @@ class GroupController:
                                    lambda direction: on_press(group.number, direction), monotonic, pin_factory)
         self.decision = Decision(None, "auto", "starting: waiting for the first evaluation")
         self.day: GroupDay | None = None
+        self.room_fit: RoomFit | None = None   # the rooms learnt from the building (esus.parts.room_learning)
+
+    @property
+    def room_model_validated(self) -> bool:
+        return self.room_fit is not None and self.room_fit.validated
 
     def status(self) -> GroupStatus:
         return GroupStatus(self.group.number, self.group.name, round(self.motor.position_pct, 1),
@@ -241,8 +247,16 @@ class ShadeCoordinator:
         day = c.day
         if day is None or day.day != today or (day.weather_source, day.weather_fetched_at) != \
                 (weather.source, weather.fetched_at):
-            day = c.day = GroupDay.compute(self.location, c.group, self.config, weather, today)
+            learnt = c.room_fit.model if c.room_fit is not None and c.room_model_validated else None
+            day = c.day = GroupDay.compute(self.location, c.group, self.config, weather, today, learnt)
         return day
+
+    def set_room_fit(self, number: int, fit: RoomFit) -> None:
+        """A group's rooms as learnt tonight: its day is worked out again with them."""
+        c = self.groups.get(number)
+        if c is not None:
+            c.room_fit, c.day = fit, None
+            self.wake.set()
 
     def evaluate(self) -> None:
         """Tick the motors and run the policy for every group (cheap: call it often).
@@ -289,7 +303,8 @@ class ShadeCoordinator:
             lockout=lock.kind if lock.locked else None, lockout_reason=lock.reason,
             bas_command_pct=inputs.bas_commands.get(c.group.number),
             automation_enabled=inputs.automation_enabled, hold_until=hold, door_opened_by_hand=st.opened_by_hand,
-            last_auto_move=_when(st.last_auto_move), auto_moves_today=st.auto_moves_today)
+            last_auto_move=_when(st.last_auto_move), auto_moves_today=st.auto_moves_today,
+            room_model_validated=c.room_model_validated)
         decision = decide(situation, c.policy)
         self._apply(c, decision, now)
         self._persist(c)

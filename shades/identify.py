@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
+from shades.foresight import UNOCCUPIED_GAIN_SHARE, room_behind
 from shades.greybox import GreyBox, mass_following, simulate_days
 
 #: The held-out days' 24-hour-ahead error a room model must meet before it decides (K, RMSE).
@@ -110,6 +111,13 @@ class RoomFit:
                    float(values["rmse_k"]), float(values["worst_k"]), str(values["worst_at"]),
                    int(values["training_days"]), int(values["held_out_days"]), str(values["reason"]),
                    str(values.get("fitted_at", "")))
+
+
+def site_prior(window_area_m2: float, floor_area_m2: float | None, internal_gains_w_m2: float) -> GreyBox:
+    """Where a fit starts: the room the site file describes (shades.foresight.room_behind)."""
+    room = room_behind(window_area_m2, floor_area_m2)
+    gains_w = internal_gains_w_m2 * room.floor_area_m2
+    return GreyBox.like(room, gains_w, UNOCCUPIED_GAIN_SHARE * gains_w)
 
 
 def not_fitted(reason: str, training_days: int = 0) -> RoomFit:

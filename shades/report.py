@@ -1,4 +1,5 @@
-"""The day's plan for people: a text table, the SPEC's JSON (planner.plan_json) and a PNG."""
+"""For people: the day's plan (a text table, the SPEC's JSON in planner.plan_json, a PNG) and the
+rooms learnt from the building (`esus shades rooms`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import date
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from shades.identify import RoomFit
 from shades.planner import GroupPlan
 
 
@@ -59,6 +61,58 @@ def plan_plot(plans: list[GroupPlan], day: date, weather_source: str, tz: ZoneIn
         ax.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize=8)
     axes[-1, 0].xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=tz))
     fig.suptitle(f"Shading plan {day.isoformat()} (weather: {weather_source})")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def rooms_text(names: dict[int, str], fits: dict[int, RoomFit], kept: dict[int, RoomFit]) -> str:
+    """`esus shades rooms`: per group the fit on the newest record, and what the service runs on."""
+    lines = []
+    for number, name in names.items():
+        fit = fits[number]
+        mode = "the room forecast decides" if fit.validated else "the VDI 3813 rule decides"
+        lines.append(f"{name}: {mode}: {fit.reason}")
+        if fit.model is not None and fit.plant is not None:
+            lines.append(f"  room: {fit.model.describe()}")
+            lines.append(f"  plant: {fit.plant.describe()}")
+            lines.append(f"  fitted on {fit.training_days} days, judged on the {fit.held_out_days} after; worst hour "
+                         f"{fit.worst_at[:16].replace('T', ' ')}")
+        service = kept.get(number)
+        if service is None:
+            lines.append("  the service: no fit kept yet (one is made each night at 01:30)")
+        elif service.model is None:
+            lines.append(f"  the service: the rule decides ({service.reason})")
+        else:
+            lines.append(f"  the service: {'the room forecast' if service.validated else 'the rule'} decides "
+                         f"(fitted {service.fitted_at[:16].replace('T', ' ')}, {service.rmse_k:.2f} K)")
+    return "\n".join(lines)
+
+
+def rooms_plot(names: dict[int, str], fits: dict[int, RoomFit], out: Path) -> None:
+    """One panel per group: the held-out days' room temperature, measured and modelled a day ahead."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(names), 1, figsize=(11, 2.6 * len(names) + 0.6), squeeze=False)
+    for ax, (number, name) in zip(axes[:, 0], names.items(), strict=True):
+        fit = fits[number]
+        if fit.held_out.empty:
+            ax.text(0.01, 0.5, f"{name}: {fit.reason}", transform=ax.transAxes, fontsize=9, wrap=True)
+            ax.set_axis_off()
+            continue
+        shown = fit.held_out
+        ax.plot(shown.index, shown["measured_c"], color="#333333", lw=1.5, label="measured")
+        ax.plot(shown.index, shown["modelled_c"], color="#c0392b", lw=1.5, ls="--", label="modelled a day ahead")
+        ax.set_ylabel("°C")
+        ax.set_title(f"{name}: {'validated' if fit.validated else 'not validated'}, RMSE {fit.rmse_k:.2f} K, "
+                     f"worst hour {fit.worst_k:.1f} K", loc="left", fontsize=10)
+        ax.legend(loc="upper left", fontsize=8)
+        ax.xaxis.set_major_formatter(mdates.DateFormatter("%a %d", tz=shown.index.tz))
+    fig.suptitle("Room temperature on the held-out days")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

@@ -18,13 +18,13 @@ _compute = GroupDay.compute.__func__
 _days: dict = {}
 
 
-def _cached_compute(cls, location, group, config, weather, day):
+def _cached_compute(cls, location, group, config, weather, day, learnt=None):
     """GroupDay.compute is pure; tests that restart often reuse its result (keyed on what it reads)."""
     if location is not LOCATION or not any(config is known for known in CACHED_CONFIGS):
-        return _compute(cls, location, group, config, weather, day)
-    key = (id(config), group.number, day, weather.source, weather.fetched_at)
+        return _compute(cls, location, group, config, weather, day, learnt)
+    key = (id(config), group.number, day, weather.source, weather.fetched_at, learnt)
     if key not in _days:
-        _days[key] = _compute(cls, location, group, config, weather, day)
+        _days[key] = _compute(cls, location, group, config, weather, day, learnt)
     return _days[key]
 
 

@@ -122,6 +122,34 @@ def check_forecast(settings: Settings) -> Check:
                  f"kW), 90 % bound calibrated at {model.bound.level:.3f}; {outdoor}")
 
 
+def check_shade_rooms(settings: Settings) -> Check:
+    """Per shade group, whether its learnt room or the VDI 3813 rule decides, and why."""
+    from esus.parts.room_learning import kept_fits
+
+    groups = settings.site.shades.groups
+    if not groups:
+        return Check("shade rooms", True, "no shade groups")
+    path, fits = StateFiles(settings.state_dir).history, {}
+    if path.exists():
+        try:
+            with HistoryStore(path, readonly=True) as store:
+                fits = kept_fits(store, settings.site.shades)
+        except (sqlite3.Error, ValueError):   # the store check says what is wrong with the file
+            pass
+    said = []
+    for g in groups:
+        fit = fits.get(g.number)
+        if fit is None:
+            said.append(f"{g.name}: the rule (no room fit yet; one is made each night from three weeks of record)")
+        elif fit.validated:
+            said.append(f"{g.name}: the room model ({fit.rmse_k:.2f} K a day ahead on the held-out days, fitted "
+                        f"{fit.fitted_at[:16].replace('T', ' ')})")
+        else:
+            said.append(f"{g.name}: the rule ({fit.reason})")
+    failed = any(f.model is None and "failed" in f.reason for f in fits.values())
+    return Check("shade rooms", True, "; ".join(said) + " (`esus shades rooms` shows the fits)", warning=failed)
+
+
 def check_bms(settings: Settings) -> Check:
     from esus.parts.bms_sources import bms_configured
 
@@ -247,8 +275,8 @@ def check_state_files(settings: Settings) -> Check:
 
 
 CHECKS: list[Callable[[Settings], Check]] = [
-    check_settings, check_service, check_state_files, check_store, check_forecast, check_bms, check_influx,
-    check_bacnet, check_gpio, check_demand_response]
+    check_settings, check_service, check_state_files, check_store, check_forecast, check_shade_rooms, check_bms,
+    check_influx, check_bacnet, check_gpio, check_demand_response]
 
 
 def run_doctor(settings: Settings) -> list[Check]:

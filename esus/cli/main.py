@@ -137,6 +137,43 @@ def cmd_shades_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_shades_rooms(args: argparse.Namespace) -> int:
+    import json
+    import time
+    from pathlib import Path
+
+    from esus.parts.bms import configured_points
+    from esus.parts.room_learning import fit_group, kept_fits, room_series_of
+    from esus.state.files import StateFiles
+    from esus.state.store import HistoryStore
+    from shades.report import rooms_plot, rooms_text
+
+    settings = _settings(args)
+    site = settings.site
+    if not site.shades.groups:
+        print(f"esus: the site file {settings.site_path} has no [[shades.groups]]", file=sys.stderr)
+        return EXIT_FAILURE
+    path = StateFiles(settings.state_dir).history
+    if not path.exists():
+        print(f"esus: no record yet ({path} does not exist): the rooms are learnt from what the service keeps; "
+              "start esus and look again after three weeks", file=sys.stderr)
+        return EXIT_FAILURE
+    series = room_series_of(settings, configured_points(settings))
+    with HistoryStore(path, readonly=True) as store:
+        fits = {g.number: fit_group(store, g, site.shades, site.site.tz, series[g.number], int(time.time()))
+                for g in site.shades.groups}
+        kept = kept_fits(store, site.shades)
+    names = {g.number: g.name for g in site.shades.groups}
+    if args.json:
+        print(json.dumps({names[n]: fit.to_dict() | {"mode": "model" if fit.validated else "rule"}
+                          for n, fit in fits.items()}, ensure_ascii=False))
+    else:
+        print(rooms_text(names, fits, kept))
+    if args.plot:
+        rooms_plot(names, fits, Path(args.plot))
+    return EXIT_OK
+
+
 def cmd_bms_points(args: argparse.Namespace) -> int:
     from bms_wrapper.poller import resolve_points
     from bms_wrapper.transport import BmsError
@@ -333,6 +370,14 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", action="store_true")
     plan.add_argument("--plot", metavar="OUT.png")
     plan.set_defaults(func=cmd_shades_plan)
+    rooms = shades_commands.add_parser(
+        "rooms", help="each group's rooms as learnt from the record, and whether the model or the rule decides",
+        description="Fit each shade group's room model on the service's record (the last 35 days) and show the "
+                    "fitted parameters, the day-ahead error on the held-out week, the plant's hours, and whether "
+                    "the room forecast (validated) or the VDI 3813 rule decides; the service refits each night.")
+    rooms.add_argument("--json", action="store_true")
+    rooms.add_argument("--plot", metavar="OUT.png", help="measured vs modelled room temperature, held-out days")
+    rooms.set_defaults(func=cmd_shades_rooms)
 
     bacnet = commands.add_parser("bacnet", help="BACnet device tools")
     bacnet_commands = bacnet.add_subparsers(dest="bacnet_command", required=True, metavar="COMMAND")

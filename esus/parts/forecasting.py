@@ -14,7 +14,14 @@ from datetime import datetime, timedelta
 from esus.parts.bacnet import BacnetBridge
 from esus.parts.outdoor import OutdoorTemperature, history_point, known_temperature
 from esus.parts.power import POWER_SERIES, PowerInput
-from esus.parts.training_job import UPPER_SERIES, RecentPower, train_from_store, training_process_setup
+from esus.parts.training_job import (
+    TRAINING_NICENESS,
+    UPPER_SERIES,
+    RecentPower,
+    end_training_process,
+    train_from_store,
+    training_process_setup,
+)
 from esus.runtime.clock import Clock
 from esus.settings.config import Settings
 from esus.state.files import StateFiles, set_aside
@@ -33,7 +40,6 @@ log = logging.getLogger(__name__)
 #: between), plus the horizon
 LIVE_DAYS = 7 * (WEEKDAY_PROFILE_WEEKS + 1) + 1
 TRAINING_TIMEOUT_S = 30 * 60
-TRAINING_NICENESS = 10   # added to the training process's niceness (lower priority)
 THRESHOLD_REFRESH_S = 3600
 #: the quantile the next training calibrates the bound at (adapted each night from how it did)
 BOUND_LEVEL_KEY = "forecast.bound_level"
@@ -234,16 +240,3 @@ class ForecastService:
         self.model = model
         self.bacnet.publish("model-rmse", report["rmse_kw"])
         self.bacnet.publish("model-training-time", model.info.train_seconds)
-
-
-def end_training_process(pool: ProcessPoolExecutor) -> None:
-    """Shut the pool down without waiting: a training that hangs, or that a stop of esus no longer
-    wants, is ended instead of blocking the event loop until it finishes."""
-    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14
-    if terminate is not None:
-        terminate()
-        return
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
-        if process.is_alive():
-            process.terminate()
-    pool.shutdown(wait=False, cancel_futures=True)

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
+import sqlite3
 from datetime import UTC, date, datetime, time, timedelta
 
 import pandas as pd
@@ -15,6 +17,15 @@ from pvlib.location import Location
 from bacnet_server.points import SHADE_MODES
 from esus.parts.bacnet import BacnetBridge
 from esus.parts.bms import BmsService, configured_points
+from esus.parts.room_learning import (
+    KEEP_EVERY_MINUTES,
+    RoomLearning,
+    RoomSeries,
+    poa_series,
+    points_by_room,
+    position_series,
+    room_series_of,
+)
 from esus.parts.weather import weather_service
 from esus.runtime.clock import Clock
 from esus.runtime.supervisor import Health
@@ -70,6 +81,8 @@ class ShadesService:
             pin_factory=pin_factory,
             on_status=self._publish, hold_minutes=self.shades.manual_hold_minutes,
             lockout=lockout_settings(self.shades))
+        self.rooms = RoomLearning(self.shades, self.tz, store, telemetry, self.health, self.room_series,
+                                  self.coordinator.set_room_fit)
         self.gain_kwh: dict[int, float] = {}
         self._gain_day: str | None = None
         for name in self._command_points():
@@ -120,6 +133,9 @@ class ShadesService:
         self.started = True
         for c in self.coordinator.groups.values():
             self._publish(c.status())
+        if self.rooms.wanted_now():
+            self._first_fit = asyncio.get_running_loop().create_task(self.rooms.nightly(self.clock.now()),
+                                                                     name="first-room-fit")
 
     def _publish(self, status: GroupStatus) -> None:
         part = f"shade {status.name}"
@@ -155,11 +171,12 @@ class ShadesService:
     def room_points(self) -> dict[int, list[tuple[str, dict[str, str]]]]:
         """Per group, its rooms' point ids by kind: the site file's points, and those the BMS
         adapter chose by filter once it has listed them."""
-        points = self.bms.points if self.bms is not None else configured_points(self.settings)
-        by_room: dict[str, dict[str, str]] = {}
-        for p in points:
-            by_room.setdefault(p.room, {})[p.kind] = p.point_id
-        return {g.number: [(room, by_room.get(room, {})) for room in g.rooms] for g in self.shades.groups}
+        return points_by_room(self.settings, self.bms.points if self.bms is not None else configured_points(
+            self.settings))
+
+    def room_series(self) -> dict[int, RoomSeries]:
+        return room_series_of(self.settings, self.bms.points if self.bms is not None else configured_points(
+            self.settings))
 
     def _bms(self, point: str | None) -> float | None:
         return self.bms.value(point, BMS_MAX_AGE) if self.bms is not None and point is not None else None
@@ -200,6 +217,7 @@ class ShadesService:
         today = now.astimezone(self.tz).date().isoformat()
         if self._gain_day != today:
             self._gain_day, self.gain_kwh = today, {}
+        kept: dict[str, list] = {}
         for c in self.coordinator.groups.values():
             status = c.status()
             self._record(status, now)
@@ -209,6 +227,8 @@ class ShadesService:
             measured = self._bms(self.irradiance_points[c.group.number])
             poa = measured if measured is not None else float(row["poa_wm2"])
             g = c.group
+            kept[poa_series(g.name)] = [(now, poa)]
+            kept[position_series(g.name)] = [(now, status.position_pct)]
             minute = pd.Series([poa, poa], index=pd.DatetimeIndex([now - timedelta(minutes=1), now]))
             shaded = pd.Series(status.position_pct / 100.0, index=minute.index)
             self.gain_kwh[g.number] = self.gain_kwh.get(g.number, 0.0) + avoided_gain_kwh(
@@ -217,6 +237,18 @@ class ShadesService:
                 "elevation_deg": float(row["elevation_deg"]), "azimuth_deg": float(row["azimuth_deg"]),
                 "aoi_deg": float(row["aoi_deg"]), "poa_wm2": poa, "poa_forecast_wm2": float(row["poa_wm2"]),
                 "avoided_gain_kwh": self.gain_kwh[g.number]}, now, {"facade": g.name})
+        if kept and now.astimezone(self.tz).minute % KEEP_EVERY_MINUTES == 0:
+            self._keep(kept)
+
+    def _keep(self, rows: dict[str, list]) -> None:
+        """The façade's irradiance and the blind's position, the room record's share the BMS has not."""
+        try:
+            self.store.append_many(rows)
+        except (sqlite3.Error, OSError) as exc:   # a full disk, a read-only store: the shades go on
+            self.health.failed("shades record", f"the façade irradiance and blind positions are not kept "
+                                                f"({type(exc).__name__}: {exc}); the rooms learn from fewer days")
+        else:
+            self.health.recovered("shades record")
 
     async def run(self) -> None:
         await self.coordinator.run(self.clock.sleep)

@@ -4,6 +4,7 @@ thread: a CPU-bound thread would hold the GIL and slow every BACnet reply) and o
 from __future__ import annotations
 
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -84,6 +85,11 @@ def adapted_level(store: HistoryStore, grid, until_s: int, level: float) -> floa
     return next_level(level, grid, slots[inside], upper[inside])
 
 
+#: added to the training process's niceness (lower priority): on a small board BACnet and the
+#: shades answer first, training waits
+TRAINING_NICENESS = 10
+
+
 def training_process_setup(niceness: int) -> None:
     """In the training process, first: a lower CPU priority, and (Linux) death with its parent, so a
     `kill -9` of esus does not leave a training running on without anyone to take its model."""
@@ -132,3 +138,16 @@ def train_from_store(db_path: str, candidate_path: str, until_s: int, days: int 
             "temperature_rows": info.temperature_rows, "temperature_gain_pct": info.temperature_gain_pct,
             "bound_level": level,
             "wall_s": time.monotonic() - started, "cpu_s": info.train_seconds}
+
+
+def end_training_process(pool: ProcessPoolExecutor) -> None:
+    """Shut the pool down without waiting: a training that hangs, or that a stop of esus no longer
+    wants, is ended instead of blocking the event loop until it finishes."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
