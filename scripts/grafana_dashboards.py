@@ -221,6 +221,14 @@ DASHBOARDS = {
               unit="kwatth", width=12, alias="$tag_site $tag_facade"),
         panel("Wall-switch holds and wind lockouts", [influxql("shades", ["hold", "lockout"], fn="max", by=("group",))],
               kind="state-timeline", width=12, alias="$tag_site $tag_group $col"),
+        panel("Rooms learnt: day-ahead error on the held-out days", [influxql("shade_room", ["rmse_k", "worst_k"],
+                                                                                fn="last", by=("group",))],
+              unit="K", width=12, alias="$tag_site $tag_group $col",
+              description="After each night's fit (`esus shades rooms` shows it whole): a room model decides only "
+                          "with rmse_k at most 0.5 K."),
+        panel("Rooms learnt: 1 the room model decides, 0 the VDI 3813 rule",
+              [influxql("shade_room", ["validated"], fn="last", by=("group",))], kind="state-timeline", width=12,
+              alias="$tag_site $tag_group"),
     ]),
     "esus-health": dashboard("esus-health", "esus: service health", [
         panel("Outbox depth (lines waiting for InfluxDB)", [influxql("health", ["outbox_depth"], fn="max")], width=12),

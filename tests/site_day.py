@@ -118,6 +118,16 @@ def site_day(site: str, start: datetime, scale: float = 1.0, count: int = 24 * 6
                 out.append(line("bms", {"value": bms_value(point.kind, i, n)}, at,
                                 {"point": point.point_id, "room": point.room, "kind": point.kind,
                                  "unit": point.unit}, site))
+        if i == 90:   # the night's room fits: two validated, the north one not (too few days)
+            for number, g in enumerate(EXAMPLE_SITE.shades.groups):
+                fit = {"validated": number < 2, "training_days": 21 if number < 2 else 9,
+                       "held_out_days": 7 if number < 2 else 0, "reason": "validated" if number < 2 else "9 days"}
+                if number < 2:
+                    fit |= {"rmse_k": 0.12 + 0.05 * number, "worst_k": 0.4, "ua_air_w_k": 40.0, "ua_mass_w_k": 400.0,
+                            "ua_wall_w_k": 15.0, "c_air_kj_k": 300.0, "c_mass_kj_k": 5000.0,
+                            "mass_time_constant_h": 3.3, "solar_factor": 1.4, "solar_to_mass": 0.8,
+                            "occupied_gain_w": 450.0, "unoccupied_gain_w": 90.0, "wall_s": 3.1}
+                out.append(line("shade_room", fit, at, {"group": g.name}, site))
         if i == 120:
             out.append(line("model", {"rmse_kw": 0.21 * scale, "persistence_rmse_kw": 0.35 * scale, "cpu_s": 41.0,
                                       "wall_s": 55.0, "rows": 50_000, "accepted": True}, at, None, site))

@@ -84,6 +84,22 @@ SCHEMA: dict[str, Measurement] = {
         "poa_forecast_wm2": "W/m², forecast façade irradiance",
         "avoided_gain_kwh": "kWh, avoided solar gain so far today",
     }),
+    "shade_room": Measurement("Each shade group's rooms as learnt from the building, after each night's fit "
+                              "(esus.parts.room_learning)", ("group",), {
+        "validated": "1 = the fit met its bound on the held-out days: the room forecast decides; 0 = the VDI 3813 "
+                     "rule decides",
+        "rmse_k": "K, the room temperature's error a day ahead on the held-out days (RMSE)",
+        "worst_k": "K, the worst hour's error on those days",
+        "training_days": "whole days the fit was made on", "held_out_days": "whole days it was judged on",
+        "ua_air_w_k": "W/K, air to outdoors (windows, ventilation, infiltration)",
+        "ua_mass_w_k": "W/K, air to the building's mass", "ua_wall_w_k": "W/K, mass to outdoors (opaque walls)",
+        "c_air_kj_k": "kJ/K, the air's heat capacity with the furniture", "c_mass_kj_k": "kJ/K, the mass's",
+        "mass_time_constant_h": "h, how slowly the mass follows",
+        "solar_factor": "the site file's window's solar gain times this is what reaches the rooms",
+        "solar_to_mass": "share of the solar gain the mass takes",
+        "occupied_gain_w": "W, internal gains in office hours", "unoccupied_gain_w": "W, outside them",
+        "wall_s": "s, wall time of the group's fit",
+    }, string_fields=("reason",)),
     "demand_response": Measurement("Demand response, on change and once a minute (only with shed actions)", (), {
         "event_active": "1 = an OpenADR event is active", "signal_level": "0 normal, 1 moderate, 2 high, 3 special",
         "seconds_to_end": "s, until the latest active event ends (0 with none)",
