@@ -199,3 +199,27 @@ def test_a_validated_room_lets_the_room_forecast_decide_and_an_unvalidated_one_d
         assert east.decision.trace[-1].rule == "thermal_automatic" and east.day.rooms.room != fit.model
     finally:
         coordinator.close()
+
+
+def test_the_plan_uses_the_rooms_the_service_learnt(settings, capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`esus shades plan` plans as the service would: the room forecast for a group whose kept fit
+    is validated, the rule for the others."""
+    import json
+
+    from shades.identify import fit_room
+    from tests.test_room_learning import prior
+
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    with HistoryStore(settings.state_dir / "history.db") as store:
+        store.set_state(STATE_KEY.format(number=1), fit_room(lived_in(weeks(28)), prior()).to_dict())
+    for key, value in (("ESUS_SITE", str(settings.site_path)), ("ESUS_STATE_DIR", str(settings.state_dir)),
+                       ("ESUS_WEATHER_URL", "off")):
+        monkeypatch.setenv(key, value)
+    assert main(["shades", "plan", "--date", "2026-06-22", "--json"]) == 0
+    groups = json.loads(capsys.readouterr().out)["groups"]
+
+    def deciders(name: str) -> set[str]:
+        return {entry["trace"][-1]["rule"] for entry in groups[name]["timeline"] if entry["poa_wm2"] > 200}
+    assert "room_forecast" in deciders("east") and "thermal_automatic" not in deciders("east")
+    assert "thermal_automatic" in deciders("south") and "room_forecast" not in deciders("south")

@@ -266,7 +266,12 @@ class ShadesService:
 
 
 def day_plan(settings: Settings, day: date) -> tuple[list[GroupPlan], str]:
-    """Each group's plan for `day` from the site file and the forecast (clear sky when it has none)."""
+    """Each group's plan for `day` from the site file and the forecast (clear sky when it has none),
+    with the rooms the service has learnt: the room forecast plans for a validated one, the rule
+    for the others, as the service would."""
+    from esus.parts.room_learning import kept_fits
+    from esus.state.files import StateFiles
+
     site = settings.site
     location = location_of(settings)
     service = weather_service(settings, lambda: datetime.now(UTC))
@@ -276,6 +281,18 @@ def day_plan(settings: Settings, day: date) -> tuple[list[GroupPlan], str]:
         service.close()
     if not weather.covers(datetime.combine(day, time(12), tzinfo=site.site.tz)):
         weather = clear_sky()  # the forecast does not reach that day
-    plans = [plan_day(GroupDay.compute(location, g, site.shades, weather, day), site.site.tz)
-             for g in site.shades.groups]
+    fits = {}
+    path = StateFiles(settings.state_dir).history
+    if path.exists():
+        try:
+            with HistoryStore(path, readonly=True) as store:
+                fits = kept_fits(store, site.shades)
+        except (sqlite3.Error, ValueError) as exc:   # `esus doctor` says what is wrong with the store
+            log.warning("the learnt rooms cannot be read (%s): planning with the rule", exc)
+    plans = []
+    for g in site.shades.groups:
+        fit = fits.get(g.number)
+        validated = fit is not None and fit.validated
+        day_of = GroupDay.compute(location, g, site.shades, weather, day, fit.model if fit and validated else None)
+        plans.append(plan_day(day_of, site.site.tz, model_validated=validated))
     return plans, weather.source
