@@ -12,7 +12,10 @@ positions), held-out week included. Then a summer (June-August) in two weather y
 - esus floor: the policy as shipped before a room model is validated (a cooled room protected,
   the VDI 3813 thermal automatic);
 - esus learnt: the policy with the room learnt in May, deciding where its fit was validated
-  (RMSE <= 0.5 K a day ahead on the held-out week), else the floor.
+  (RMSE <= 0.5 K a day ahead on the held-out week), else the floor;
+- oracle: each day, with perfect foresight of the true room and the day's weather, the best of 15
+  two-step rules (down above 0-400 W/m², half down above 0 or 60 W/m² or never) for that day: the
+  least cooling without more shaded office time than the 150 W/m² rule's.
 
 The policy runs every 5 minutes with a perfect day forecast and the façade sensor, and reads the
 room's air temperature each hour; every strategy passes the same rate limits. The plant holds
@@ -138,6 +141,22 @@ def threshold_chain(day: GroupDay):
     return (kill_switch, night, threshold)
 
 
+def two_step(down_wm2: float, half_wm2: float | None):
+    """The oracle's candidates: down while the sun is on the façade and it gets more than
+    `down_wm2`, else half down above `half_wm2` (None: never half), else up."""
+    def rule(s: Situation, p: PolicySettings) -> Decision:
+        if s.sun_on_facade and s.poa_wm2 > down_wm2:
+            return Decision(100.0, "auto", "down", automatic=True)
+        if half_wm2 is not None and s.poa_wm2 > half_wm2:
+            return Decision(50.0, "auto", "half", automatic=True)
+        return Decision(0.0, "auto", "up", automatic=True)
+    return lambda day: (kill_switch, night, rule)
+
+
+#: The oracle's candidate rules (down above, half above; W/m² on the façade).
+ORACLE_RULES = tuple((down, half) for down in (0.0, 100.0, 150.0, 250.0, 400.0) for half in (None, 0.0, 60.0))
+
+
 def never_chain(day: GroupDay):
     def never(s: Situation, p: PolicySettings) -> Decision:
         return Decision(0.0, "auto", "never shaded", automatic=True)
@@ -155,11 +174,38 @@ def run(office: Office, shades, location, truth, days: list[date], *, chain=lamb
         plan = plan_day(group_day, TZ, position, state, chain=chain(group_day), sensor=True,
                         model_validated=validated, building=building_of(office, group_day, shades))
         state, position = plan.end, plan.steps[-1].position
-        shaded = pd.Series([STEP_H * (s.position > 50.0) for s in plan.steps],
-                           index=pd.DatetimeIndex([s.time for s in plan.steps])).resample("1h").sum()
-        frames.append(plan.hours.assign(moves=plan.moves, day=day, shaded_h=shaded.reindex(plan.hours.index,
-                                                                                           fill_value=0.0)))
+        frames.append(_hours(plan, day))
     return pd.concat(frames)
+
+
+def oracle(office: Office, shades, location, truth, days: list[date]) -> pd.DataFrame:
+    """A per-day oracle with perfect foresight of the room and the weather: each day, the rule (of
+    ORACLE_RULES) that gives that day the least cooling (then heating) on the true room without
+    more shaded office time than the 150 W/m² rule's that day."""
+    group = office.group
+    state: RoomState | None = office.room.at_rest(22.0)
+    position, frames = 0.0, []
+    for day in days:
+        group_day = GroupDay.compute(location, group, shades, truth, day)
+        building = building_of(office, group_day, shades)
+        tried = []
+        for rule in ORACLE_RULES:
+            plan = plan_day(group_day, TZ, position, state, chain=two_step(*rule)(group_day), sensor=True,
+                            building=building)
+            shaded = STEP_H * sum(s.position > 50.0 and occupied_at(shades, s.time.astimezone(TZ)) for s in plan.steps)
+            tried.append((rule, plan, shaded))
+        budget = next(shaded for rule, _, shaded in tried if rule == (150.0, None)) + 1e-9
+        _, best, _ = min(((wm2, plan, shaded) for wm2, plan, shaded in tried if shaded <= budget),
+                         key=lambda t: (t[1].cooling_kwh, t[1].heating_kwh))
+        state, position = best.end, best.steps[-1].position
+        frames.append(_hours(best, day))
+    return pd.concat(frames)
+
+
+def _hours(plan, day: date) -> pd.DataFrame:
+    shaded = pd.Series([STEP_H * (s.position > 50.0) for s in plan.steps],
+                       index=pd.DatetimeIndex([s.time for s in plan.steps])).resample("1h").sum()
+    return plan.hours.assign(moves=plan.moves, day=day, shaded_h=shaded.reindex(plan.hours.index, fill_value=0.0))
 
 
 def record_of(hours: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
@@ -219,6 +265,7 @@ def main() -> None:
                        for name, kw in strategies.items()}
             results["esus learnt"] = judged(run(office, shades, location, truth, summer, learnt=fit.model,
                                                 validated=fit.validated))
+            results["oracle"] = judged(oracle(office, shades, location, truth, summer))
             rule = results["threshold"]
             for name, r in results.items():
                 versus = ""

@@ -201,8 +201,9 @@ def room_forecast(s: Situation, p: PolicySettings) -> Decision | str:
     allowed, note = _allowed(s, p)
     best = min(o.kwh for o in allowed)
     current = min(s.options, key=lambda o: abs(o.position_pct - s.position_pct))
+    settled = s.last_auto_move is None or s.now - s.last_auto_move >= SETTLE
     if current in allowed and current.kwh <= best + p.min_saving_kwh:
-        opener = [o for o in allowed if o.kwh <= best + p.min_saving_kwh / 4
+        opener = [o for o in allowed if settled and o.kwh <= best + p.min_saving_kwh / 4
                   and (o.position_pct < 0.5 or o.position_pct <= current.position_pct - OPENING_STEP_PCT)]
         chosen = opener[0] if opener and opener[0].position_pct < current.position_pct else current
     else:
@@ -210,6 +211,10 @@ def room_forecast(s: Situation, p: PolicySettings) -> Decision | str:
     return Decision(chosen.position_pct, "auto", _why(chosen, allowed, s, p) + note, automatic=True)
 
 
+#: A blind the room forecast has just moved is not opened again for daylight alone this soon: the
+#: forecast's second thoughts (its costs wobble as the sun and the room change) would spend the
+#: day's moves, and with them what a cooled room's protection needs.
+SETTLE = timedelta(hours=1)
 #: A partly lowered blind opens further (short of fully up) only by this much at a time.
 OPENING_STEP_PCT = 30.0
 #: A room this close to its heating setpoint is being heated.
@@ -303,9 +308,11 @@ CHAIN: Sequence[Handler] = (lockout, bas_command, wall_switch, kill_switch, esca
                             thermal_automatic, room_forecast)
 
 
-def rate_limit(d: Decision, s: Situation, p: PolicySettings) -> str | None:
+def rate_limit(d: Decision, s: Situation, p: PolicySettings, rule: str = "") -> str | None:
     """Why an automatic move is held back (a small change, too soon after the last, too many a
-    day), or None when it may go."""
+    day), or None when it may go. The day's last move is kept for raising, except to protect a
+    cooled room from strong sun (twice `protect_above_wm2`): that one is never left to it because
+    the forecast's moves spent the day's (it stays down until the next day's first move)."""
     if not d.automatic or d.target_pct is None:
         return None
     if abs(d.target_pct - s.position_pct) < p.min_change_pct:
@@ -314,7 +321,9 @@ def rate_limit(d: Decision, s: Situation, p: PolicySettings) -> str | None:
         return f"next move from {s.hhmm(s.last_auto_move + p.min_move_interval)}"
     if s.auto_moves_today >= p.max_moves_per_day:
         return f"daily cap of {p.max_moves_per_day} moves reached"
-    if s.auto_moves_today >= p.max_moves_per_day - 1 and d.target_pct > s.position_pct:
+    lowering = d.target_pct > s.position_pct
+    protecting = rule == "cooled_room" and s.poa_wm2 >= 2 * p.protect_above_wm2
+    if s.auto_moves_today >= p.max_moves_per_day - 1 and lowering and not protecting:
         return f"the last of {p.max_moves_per_day} moves a day is kept for raising"
     return None
 
@@ -326,7 +335,7 @@ def decide(s: Situation, p: PolicySettings, chain: Sequence[Handler] = CHAIN) ->
         if isinstance(outcome, str):
             trace.append(TraceStep(handler.__name__, "passed", outcome))
             continue
-        held = rate_limit(outcome, s, p)
+        held = rate_limit(outcome, s, p, handler.__name__)
         if held is None:
             trace.append(TraceStep(handler.__name__, "matched", outcome.reason))
             return replace(outcome, trace=tuple(trace))

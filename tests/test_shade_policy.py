@@ -211,6 +211,27 @@ def test_rate_limits_apply_to_automation_only() -> None:
     assert decide(replace(BASE, last_auto_move=BASE.now - timedelta(minutes=15)), P).target_pct == 100
 
 
+def test_a_cooled_room_in_strong_sun_may_take_the_move_kept_for_raising() -> None:
+    """The forecast's moves must not leave a cooled room to the sun; weak sun is not worth the
+    evening's raising (the blind would stay down until the next day's first move)."""
+    cooled = replace(BASE, room_c=24.9, cooling_c=25.0, auto_moves_today=P.max_moves_per_day - 1)
+    strong = decide(cooled, P)
+    assert strong.target_pct == 100.0 and strong.trace[-1].rule == "cooled_room"
+    weak = decide(replace(cooled, poa_wm2=200.0, direct_wm2=100.0), P)
+    assert weak.target_pct is None and "kept for raising" in weak.reason
+    assert decide(replace(cooled, auto_moves_today=P.max_moves_per_day), P).target_pct is None   # the cap holds
+
+
+def test_the_room_forecast_does_not_reopen_a_blind_it_has_just_moved() -> None:
+    """Second thoughts within the hour (its costs wobble with the sun and the room) spend moves."""
+    free = (Option(0.0, 0.0, 0.30), Option(40.0, 0.0, 0.30), Option(100.0, 0.0, 0.30))
+    down = replace(BASE, position_pct=100.0, room_c=22.0, occupied=False, options=free)
+    just = decide(replace(down, last_auto_move=down.now - timedelta(minutes=25)), P)
+    assert just.target_pct in (None, 100.0) and just.trace[-1].rule == "room_forecast"
+    settled = decide(replace(down, last_auto_move=down.now - timedelta(minutes=61)), P)
+    assert settled.target_pct == 0.0
+
+
 def test_night_position() -> None:
     night = replace(BASE, sun_up=False, sun_on_facade=False, options=())
     assert decide(night, replace(P, night_position_pct=100)).target_pct == 100
