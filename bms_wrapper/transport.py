@@ -104,6 +104,36 @@ class RetryPolicy:
         return min(self.max_s, self.base_s * 2 ** attempt) * random.uniform(0.5, 1.0)
 
 
+def connection_problem(exc: BaseException) -> str:
+    """What went wrong reaching a server, said for a person: a name that does not resolve, a
+    refusal, silence, or another break (its type). Read from the whole chain of causes (requests
+    and urllib3 wrap the socket's error two or three deep)."""
+    chain = _causes(exc)
+    if any(isinstance(e, socket.gaierror) or type(e).__name__ == "NameResolutionError" for e in chain):
+        return "cannot resolve the host name"
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return "refused the connection"
+    if any(isinstance(e, requests.Timeout | urllib3.exceptions.TimeoutError | TimeoutError | socket.timeout)
+           for e in chain):
+        return "did not answer in time"
+    if any(isinstance(e, OSError) and e.errno is not None for e in chain):
+        error = next(e for e in chain if isinstance(e, OSError) and e.errno is not None)
+        return f"could not be reached ({error.strerror or type(error).__name__})"
+    return f"could not be reached ({type(exc).__name__})"
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    found: list[BaseException] = []
+    todo: list[object] = [exc]
+    while todo:
+        e = todo.pop()
+        if not isinstance(e, BaseException) or any(e is f for f in found):
+            continue
+        found.append(e)
+        todo += [e.__cause__, e.__context__, getattr(e, "reason", None), *e.args]
+    return found
+
+
 def retry_after_s(value: str | None) -> float | None:
     """Retry-After as seconds (a number or an HTTP date)."""
     if not value:
@@ -300,7 +330,7 @@ class Transport:
                                              f"({self.deadline_set_by})", "too slow") from None
                     timeouts = (requests.Timeout, urllib3.exceptions.TimeoutError)
                     problem = ("did not answer in time" if isinstance(exc, timeouts) else
-                               "refused the connection" if isinstance(exc, requests.ConnectionError) else
+                               connection_problem(exc) if isinstance(exc, requests.ConnectionError) else
                                f"broke off its answer ({type(exc).__name__})")
                     if attempt + 1 >= self.retry.attempts:
                         raise BmsUnavailable(f"{self.base_url} {problem} ({attempt + 1} attempts): check "

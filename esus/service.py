@@ -25,6 +25,7 @@ from esus.parts.power import POWER_SERIES, PowerInput
 from esus.parts.shading import ShadesService
 from esus.parts.weather import REFRESH_S, WeatherPart
 from esus.runtime.clock import AcceleratedClock, Clock
+from esus.runtime.pins import load_pin_factory
 from esus.runtime.scheduler import DailyAt, Every, Scheduler
 from esus.runtime.supervisor import Health, Loop, Supervisor
 from esus.runtime.systemd import notify, watchdog_period_s
@@ -109,6 +110,7 @@ class Service:
             log.warning("no BMS configured (ESUS_BMS_URL unset): room and weather points are not polled")
         self.shades: ShadesService | None = None
         if site.shades.groups:
+            pin_factory = pin_factory or load_pin_factory(settings.pin_factory)
             self.shades = ShadesService(settings, self.store, self.bacnet, self.bms, self.telemetry, clock,
                                         self.weather.service, pin_factory, self.health)
             self.closers.append(self.shades.close)

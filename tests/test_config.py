@@ -55,7 +55,7 @@ def test_a_complete_configuration_loads(site_file: Path, tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize(("key", "value", "expected"), [
-    ("ESUS_SITE", "/nonexistent/site.toml", "does not exist"),
+    ("ESUS_SITE", "/nonexistent/site.toml", "no such site file"),
     ("ESUS_BMS_URL", "ftp://bms.local", "http:// or https://"),
     ("ESUS_BMS_URL", "http://user:pw@bms.local", "credentials"),
     ("ESUS_INFLUX_URL", "localhost:8086", "http:// or https://"),

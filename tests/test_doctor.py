@@ -117,13 +117,20 @@ def test_loopback_bacnet_outside_the_demo_is_a_warning(site_file: Path, tmp_path
     assert check.ok and check.warning and "OT LAN" in check.detail
 
 
-def test_gpio_without_hardware_says_what_to_do(site_file: Path, tmp_path: Path) -> None:
-    settings = settings_with(site_file, tmp_path)
+def test_gpio_without_hardware_says_what_to_do(site_file: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from esus.cli.doctor import check_gpio
-    check = check_gpio(settings, environ={})
+    monkeypatch.delenv("GPIOZERO_PIN_FACTORY", raising=False)
+    check = check_gpio(settings_with(site_file, tmp_path, GPIOZERO_PIN_FACTORY=""))
     if not Path("/dev/gpiochip0").exists():
-        assert not check.ok and "GPIOZERO_PIN_FACTORY=mock" in check.detail
-    assert check_gpio(settings, environ={"GPIOZERO_PIN_FACTORY": "mock"}).ok
+        assert not check.ok and "set GPIOZERO_PIN_FACTORY=mock in .env" in check.detail
+        assert "lgpio: No module named 'lgpio'" in check.detail
+    assert check_gpio(settings_with(site_file, tmp_path)).ok        # the tests' GPIOZERO_PIN_FACTORY=mock
+    (tmp_path / "pins.env").write_text(f"ESUS_SITE={site_file}\nGPIOZERO_PIN_FACTORY=mock\n")
+    from_file = load_settings({"ESUS_ENV_FILE": str(tmp_path / "pins.env"), "ESUS_STATE_DIR": str(tmp_path / "s")})
+    assert from_file.pin_factory == "mock" and check_gpio(from_file).ok  # from .env, not only the environment
+    wrong = check_gpio(settings_with(site_file, tmp_path, GPIOZERO_PIN_FACTORY="lgpi"))
+    assert not wrong.ok and "'lgpi' is not a pin library gpiozero knows: use one of lgpio, mock" in wrong.detail
 
 
 def test_doctor_reads_an_existing_store(site_file: Path, tmp_path: Path) -> None:

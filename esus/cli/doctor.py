@@ -13,6 +13,7 @@ import requests
 
 from bacnet_server.app import port_is_free
 from esus.settings.config import Settings
+from esus.settings.errors import SettingsError
 from esus.state.files import StateFiles
 from esus.state.store import HistoryStore
 
@@ -39,6 +40,36 @@ def _alive(pid: int) -> bool:
     except PermissionError:   # another user's process (the esus service user): it is there
         return True
     return True
+
+
+def running_pid(settings: Settings) -> int | None:
+    """The pid of the esus running with this state directory (from its health file), if it runs."""
+    try:
+        report = json.loads(StateFiles(settings.state_dir).health.read_text())
+        pid = int(report["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return pid if not report.get("stopped") and _alive(pid) else None
+
+
+def holds_udp_port(pid: int, port: int) -> bool | None:
+    """Whether process `pid` has the UDP socket bound to `port` open (Linux /proc); None when this
+    cannot be seen (another user's process, another system)."""
+    inodes = set()
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 9 and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    try:
+        links = {os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
+    except OSError:
+        return None
+    return any(f"socket:[{inode}]" in links for inode in inodes)
 
 
 def check_service(settings: Settings) -> Check:
@@ -128,7 +159,7 @@ def check_shade_rooms(settings: Settings) -> Check:
 
     groups = settings.site.shades.groups
     if not groups:
-        return Check("shade rooms", True, "no shade groups")
+        return Check("rooms", True, "no shade groups")
     path, fits = StateFiles(settings.state_dir).history, {}
     if path.exists():
         try:
@@ -147,7 +178,23 @@ def check_shade_rooms(settings: Settings) -> Check:
         else:
             said.append(f"{g.name}: the rule ({fit.reason})")
     failed = any(f.model is None and "failed" in f.reason for f in fits.values())
-    return Check("shade rooms", True, "; ".join(said) + " (`esus shades rooms` shows the fits)", warning=failed)
+    return Check("rooms", True, "; ".join(said) + " (`esus shades rooms` shows the fits)", warning=failed)
+
+
+def check_wind(settings: Settings) -> Check:
+    """The wind the shades' lockout follows: without any, every blind stays retracted for ever."""
+    shades = settings.site.shades
+    if not shades.groups:
+        return Check("wind", True, "no shade groups")
+    if shades.wind_point is not None:
+        return Check("wind", True, f"the anemometer, BMS point {shades.wind_point}")
+    if settings.weather_url is None:
+        return Check("wind", False, "no wind at all: [shades] has no wind_point and the weather forecast is off "
+                                    "(ESUS_WEATHER_URL): every blind stays retracted (wind-data-lost); give the "
+                                    "anemometer's BMS point as [shades] wind_point, or let esus reach the forecast")
+    return Check("wind", True, "no anemometer ([shades] wind_point): the lockout follows the weather forecast's "
+                               f"wind ({settings.weather_url}); while no fresh forecast has it, the blinds stay "
+                               "retracted (wind-data-lost)", warning=True)
 
 
 def check_bms(settings: Settings) -> Check:
@@ -222,7 +269,12 @@ def check_influx(settings: Settings) -> Check:
 
 
 def check_bacnet(settings: Settings) -> Check:
-    ok, detail = port_is_free(settings.bacnet.ip, settings.bacnet.port)
+    ip, port = settings.bacnet.ip, settings.bacnet.port
+    ok, detail = port_is_free(ip, port)
+    pid = None if ok else running_pid(settings)
+    if pid is not None and holds_udp_port(pid, port) is not False:
+        return Check("bacnet", True, f"UDP {ip}:{port} is served by the running esus (pid {pid}), device "
+                                     f"{settings.device_id}")
     loopback = settings.bacnet.interface.ip.is_loopback
     if ok and loopback and not settings.demo:
         return Check("bacnet", True, f"{detail}, but it is loopback: the BAS cannot reach it; "
@@ -230,22 +282,22 @@ def check_bacnet(settings: Settings) -> Check:
     return Check("bacnet", ok, f"{detail} (device {settings.device_id})" if ok else detail)
 
 
-def check_gpio(settings: Settings, environ: dict[str, str] | None = None) -> Check:
-    environ = dict(os.environ) if environ is None else environ
-    if settings.demo or environ.get("GPIOZERO_PIN_FACTORY") == "mock":
+def check_gpio(settings: Settings) -> Check:
+    from esus.runtime.pins import load_pin_factory
+
+    if settings.demo or (settings.pin_factory or "").lower() == "mock":
         return Check("gpio", True, "mock pins (no hardware is switched)")
     chip = Path("/dev/gpiochip0")
-    if not chip.exists():
-        return Check("gpio", False, "no /dev/gpiochip0: not a Raspberry Pi? set GPIOZERO_PIN_FACTORY=mock "
-                     "to run without relays")
-    if not os.access(chip, os.R_OK | os.W_OK):
+    if chip.exists() and not os.access(chip, os.R_OK | os.W_OK):
         return Check("gpio", False, "no access to /dev/gpiochip0: add the esus user to the 'gpio' group")
     try:
-        import lgpio  # noqa: F401
-    except ImportError:
-        return Check("gpio", False, "the lgpio pin library is missing: pip install 'esus[pi]' "
-                     "(or a venv with --system-site-packages and python3-lgpio)")
-    return Check("gpio", True, "lgpio and /dev/gpiochip0 available")
+        factory = load_pin_factory(settings.pin_factory)
+    except SettingsError as exc:
+        return Check("gpio", False, str(exc))
+    try:
+        return Check("gpio", True, f"{type(factory).__name__} drives the pins")
+    finally:
+        factory.close()
 
 
 def check_demand_response(settings: Settings) -> Check:
@@ -275,8 +327,8 @@ def check_state_files(settings: Settings) -> Check:
 
 
 CHECKS: list[Callable[[Settings], Check]] = [
-    check_settings, check_service, check_state_files, check_store, check_forecast, check_shade_rooms, check_bms,
-    check_influx, check_bacnet, check_gpio, check_demand_response]
+    check_settings, check_service, check_state_files, check_store, check_forecast, check_shade_rooms, check_wind,
+    check_bms, check_influx, check_bacnet, check_gpio, check_demand_response]
 
 
 def run_doctor(settings: Settings) -> list[Check]:

@@ -55,6 +55,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(settings.log_level)
     from esus.service import Service, StartupError, install_signal_handlers
 
+    if settings.demo_ignored:
+        log.info("demo: %s from %s left alone: the demo keeps its own state in %s and polls a simulated BMS",
+                 ", ".join(settings.demo_ignored), settings.env_file, settings.state_dir)
+
     if settings.demo and args.start is None:
         from esus.demo import resume_time
 

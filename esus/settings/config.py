@@ -44,7 +44,12 @@ KNOWN_KEYS = (
     "ESUS_OADR_VTN_URL", "ESUS_OADR_VEN_NAME", "ESUS_OADR_VEN_ID", "ESUS_OADR_CERT", "ESUS_OADR_KEY",
     "ESUS_OADR_CA_FILE", "ESUS_OADR_VTN_FINGERPRINT", "ESUS_DR_PAGE_ADDRESS", "ESUS_DR_PAGE_USER",
     "ESUS_DR_PAGE_PASSWORD_HASH", *OADR3_KEYS,
+    "GPIOZERO_PIN_FACTORY",   # gpiozero's own, read from .env too (gpiozero reads only the environment)
 )
+#: A site's own: the demo never takes them from a `.env` (it has its own site, state and simulated
+#: BMS, so `esus run --demo` beside a site's .env cannot write into the site's state or poll its BMS).
+SITE_ONLY_KEYS = ("ESUS_SITE", "ESUS_STATE_DIR", "ESUS_BMS_URL", "ESUS_BMS_USER", "ESUS_BMS_PASSWORD",
+                  "ESUS_BMS_TOKEN", "ESUS_OADR_VTN_URL", "ESUS_DR_PAGE_USER", "ESUS_DR_PAGE_PASSWORD_HASH")
 #: Variables that are ours but not settings (they choose the files settings come from).
 META_KEYS = ("ESUS_ENV_FILE", "ESUS_BIND_ADDRESS")  # ESUS_BIND_ADDRESS is for docker-compose.yml
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -118,6 +123,7 @@ class EnvSettings(BaseModel):
 
     ESUS_SITE: Path | None = None
     ESUS_STATE_DIR: Path | None = None
+    GPIOZERO_PIN_FACTORY: str | None = None
     ESUS_BMS_URL: str | None = None
     ESUS_BMS_USER: str | None = None
     ESUS_BMS_PASSWORD: SecretStr | None = None
@@ -298,6 +304,8 @@ class Settings:
     dr_page: OperatorPageAccess | None = None  # None: no operator page
     bbmd: str | None = None           # "ip:port": register with the building's BBMD as a foreign device
     bbmd_ttl_s: int = 900
+    pin_factory: str | None = None    # GPIOZERO_PIN_FACTORY (None: gpiozero's own choice)
+    demo_ignored: tuple[str, ...] = ()  # the site's .env keys the demo left alone (SITE_ONLY_KEYS)
 
 
 def _default_state_dir(demo: bool, environ: Mapping[str, str]) -> Path:
@@ -354,6 +362,10 @@ def load_settings(environ: Mapping[str, str] | None = None, *, demo: bool | None
     values, used_env_file = read_environment(environ, env_file)
     if demo is None:
         demo = used_env_file is None and "ESUS_SITE" not in values
+    ignored: tuple[str, ...] = ()
+    if demo:   # the demo's own site, state and BMS, whatever the site's .env says (the environment still counts)
+        ignored = tuple(k for k in SITE_ONLY_KEYS if k in values and k not in environ)
+        values = {k: v for k, v in values.items() if k not in ignored}
     where = f"settings ({used_env_file})" if used_env_file else "settings (environment)"
     env = first_validation_error(EnvSettings, {k: v for k, v in values.items() if v != ""} ,
                                  where, hide=SECRET_KEYS)
@@ -361,6 +373,9 @@ def load_settings(environ: Mapping[str, str] | None = None, *, demo: bool | None
         raise SettingsError(f"{where}: ESUS_SITE is missing: set it to the site file "
                             "(copy site.example.toml and describe your building)")
     site_path = env.ESUS_SITE or example_site_path()
+    if not site_path.exists():
+        raise SettingsError(f"{where}: ESUS_SITE = {site_path}: no such site file: copy site.example.toml there "
+                            "and describe your building (`esus run --demo` runs the demo whatever .env says)")
     site = load_site(site_path)
     state_dir = ensure_writable_dir(env.ESUS_STATE_DIR or _default_state_dir(demo, environ),
                                     "ESUS_STATE_DIR")
@@ -383,7 +398,8 @@ def load_settings(environ: Mapping[str, str] | None = None, *, demo: bool | None
                     influx=influx, bacnet=env.ESUS_BACNET_ADDRESS, device_id=env.ESUS_BACNET_DEVICE_ID,
                     bbmd=env.ESUS_BACNET_BBMD, bbmd_ttl_s=env.ESUS_BACNET_BBMD_TTL,
                     log_level=env.ESUS_LOG_LEVEL, env_file=used_env_file,
-                    weather_url=_weather_source(env.ESUS_WEATHER_URL, demo), oadr=oadr, dr_page=dr_page)
+                    weather_url=_weather_source(env.ESUS_WEATHER_URL, demo), oadr=oadr, dr_page=dr_page,
+                    pin_factory=env.GPIOZERO_PIN_FACTORY, demo_ignored=ignored)
 
 
 def _ven_config(env: EnvSettings) -> VenConfig | Ven3Config | None:

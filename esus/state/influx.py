@@ -24,6 +24,7 @@ from influxdb_client import InfluxDBClient, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
+from bms_wrapper.transport import connection_problem
 from esus.runtime.clock import Clock, sleep_or_wake
 from esus.settings.config import InfluxAccess
 from esus.state.outbox import Outbox
@@ -76,7 +77,7 @@ class InfluxSender:
         except ApiException as exc:
             raise SendError(exc.status, _server_message(exc)) from None
         except Exception as exc:  # noqa: BLE001 - urllib3 raises many kinds for a server that is away
-            raise SendError(None, f"{type(exc).__name__}: {exc}") from None
+            raise SendError(None, f"{self.access.url} {connection_problem(exc)}") from None
 
     def close(self) -> None:
         self.client.close()

@@ -1,0 +1,172 @@
+"""A site's first day, as a newcomer walks it: the example files copied and edited as the README
+says, `esus doctor` and `esus run` on a machine without GPIO, the demo beside a site's `.env`, the
+doctor beside the running service. No traceback, no polluted state, a doctor that agrees with
+itself."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from pydantic import SecretStr
+
+from bms_wrapper.transport import connection_problem
+from esus.cli.doctor import check_bacnet, check_service, check_wind
+from esus.settings.config import example_site_path, load_settings
+from esus.settings.errors import SettingsError
+from esus.state.files import StateFiles
+from tests.bacnet_harness import free_udp_port
+from tests.conftest import esus_env
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def a_site(tmp_path: Path, **edits: str) -> Path:
+    """The README's step: .env.example and site.example.toml copied and edited for this machine
+    (loopback BACnet, a BMS and an InfluxDB that are not there)."""
+    site = tmp_path / "site.toml"
+    shutil.copy(example_site_path(), site)
+    values = {"ESUS_SITE": str(site), "ESUS_STATE_DIR": str(tmp_path / "site-state"),
+              "ESUS_BACNET_ADDRESS": f"127.0.0.1/8:{free_udp_port()}", "ESUS_BMS_URL": "http://127.0.0.1:9",
+              "ESUS_INFLUX_URL": "http://127.0.0.1:9", "ESUS_WEATHER_URL": "off", **edits}
+    lines = []
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        key = line.lstrip("#").split("=", 1)[0]
+        lines.append(f"{key}={values.pop(key)}" if "=" in line and key in values else line)
+    lines += [f"{key}={value}" for key, value in values.items()]
+    (tmp_path / ".env").write_text("\n".join(lines) + "\n")
+    return tmp_path / ".env"
+
+
+def without_pins(tmp_path: Path) -> dict[str, str]:
+    env = esus_env(tmp_path)
+    del env["GPIOZERO_PIN_FACTORY"]
+    return env
+
+
+def test_esus_run_without_gpio_says_so_in_one_line(tmp_path: Path) -> None:
+    a_site(tmp_path)
+    run = subprocess.run([sys.executable, "-m", "esus", "run"], cwd=tmp_path, env=without_pins(tmp_path),
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "Traceback" not in run.stdout + run.stderr and "PinFactoryFallback" not in run.stderr
+    said = run.stderr.strip().splitlines()
+    assert len(said) == 1 and said[0].startswith("esus: no GPIO pin library works here (lgpio:")
+    assert "set GPIOZERO_PIN_FACTORY=mock in .env" in said[0]
+
+
+def start(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "esus", "run", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def until_running(service: subprocess.Popen, health: Path, timeout_s: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert service.poll() is None, service.stdout.read() if service.stdout else ""
+        if health.exists() and "pid" in health.read_text():
+            return
+        time.sleep(0.3)
+    raise AssertionError("the service did not come up")
+
+
+def stop(service: subprocess.Popen) -> str:
+    service.send_signal(signal.SIGINT)
+    out, _ = service.communicate(timeout=60)
+    return out
+
+
+def test_a_site_file_tried_on_a_laptop_with_mock_pins_from_env_and_the_doctor_beside_it(tmp_path: Path) -> None:
+    """GPIOZERO_PIN_FACTORY=mock in .env is honoured (gpiozero alone reads only the environment);
+    the doctor, run beside the service, finds the service and its BACnet port agreeing."""
+    env_file = a_site(tmp_path, GPIOZERO_PIN_FACTORY="mock")
+    service = start(tmp_path, without_pins(tmp_path))
+    try:
+        until_running(service, StateFiles(tmp_path / "site-state").health)
+        settings = load_settings({"ESUS_ENV_FILE": str(env_file)})
+        assert settings.pin_factory == "mock" and not settings.demo
+        running = check_service(settings)
+        assert "is running" in running.detail, running.detail
+        bacnet = check_bacnet(settings)
+        assert bacnet.ok and "served by the running esus (pid" in bacnet.detail, bacnet.detail
+        doctor = subprocess.run([sys.executable, "-m", "esus", "doctor"], cwd=tmp_path, env=without_pins(tmp_path),
+                                capture_output=True, text=True, timeout=120)
+        assert "FAIL bacnet" not in doctor.stdout and "ok   bacnet    UDP 127.0.0.1" in doctor.stdout, doctor.stdout
+        assert "ok   gpio      mock pins" in doctor.stdout
+    finally:
+        out = stop(service)
+    assert "Traceback" not in out, out
+
+
+def test_the_demo_beside_a_site_env_keeps_to_its_own_state_and_bms(tmp_path: Path) -> None:
+    env_file = a_site(tmp_path, GPIOZERO_PIN_FACTORY="mock", ESUS_BMS_URL="http://127.0.0.7:8081")
+    env = without_pins(tmp_path)
+    settings = load_settings({"ESUS_ENV_FILE": str(env_file), "HOME": env["HOME"],
+                              "XDG_STATE_HOME": env["XDG_STATE_HOME"]}, demo=True)
+    assert settings.demo and settings.bms is None and settings.site_path == example_site_path()
+    assert settings.state_dir == Path(env["XDG_STATE_HOME"]) / "esus-demo"
+    assert set(settings.demo_ignored) >= {"ESUS_SITE", "ESUS_STATE_DIR", "ESUS_BMS_URL", "ESUS_BMS_PASSWORD"}
+    service = start(tmp_path, env, "--demo", "--speed", "60")
+    try:
+        until_running(service, StateFiles(settings.state_dir).health)
+        time.sleep(3)
+    finally:
+        out = stop(service)
+    assert "demo: ESUS_SITE, ESUS_STATE_DIR, ESUS_BMS_URL" in out and "left alone" in out, out
+    assert not (tmp_path / "site-state" / "history.db").exists()     # the site's state untouched
+    assert "127.0.0.7" not in out                                     # the site's BMS never asked
+    # what the environment itself says still counts (the tests' own isolation uses it)
+    told = load_settings({"ESUS_ENV_FILE": str(env_file), "ESUS_STATE_DIR": str(tmp_path / "mine")}, demo=True)
+    assert told.state_dir == tmp_path / "mine"
+
+
+def test_a_copied_env_without_its_site_file_points_to_the_demo(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text((ROOT / ".env.example").read_text())       # the Grafana step, as README says
+    with pytest.raises(SettingsError) as raised:
+        load_settings({"ESUS_ENV_FILE": str(tmp_path / ".env")})
+    message = str(raised.value)
+    assert "ESUS_SITE = /etc/esus/site.toml: no such site file" in message and "esus run --demo" in message
+
+
+def test_a_site_without_any_wind_fails_the_doctor(tmp_path: Path) -> None:
+    site = tmp_path / "site.toml"
+    site.write_text(example_site_path().read_text().replace("wind_point = 6428", "# no anemometer"))
+    base = {"ESUS_SITE": str(site), "ESUS_STATE_DIR": str(tmp_path / "s"), "GPIOZERO_PIN_FACTORY": "mock"}
+    offline = check_wind(load_settings(base | {"ESUS_WEATHER_URL": "off"}))
+    assert not offline.ok and "every blind stays retracted" in offline.detail and "wind_point" in offline.detail
+    forecast = check_wind(load_settings(base))
+    assert forecast.ok and forecast.warning and "follows the weather forecast's wind" in forecast.detail
+    assert check_wind(load_settings(base | {"ESUS_SITE": str(example_site_path())})).detail == \
+        "the anemometer, BMS point 6428"
+
+
+def test_an_unreachable_server_is_said_as_what_it_is() -> None:
+    def reason(url: str) -> str:
+        try:
+            requests.get(url, timeout=2)
+        except requests.RequestException as exc:
+            return connection_problem(exc)
+        raise AssertionError(f"{url} answered")
+    assert reason("http://no-such-host.invalid:8086") == "cannot resolve the host name"
+    assert reason("http://127.0.0.1:9") == "refused the connection"
+
+
+def test_influxdb_away_is_one_short_line(tmp_path: Path) -> None:
+    from esus.settings.config import InfluxAccess
+    from esus.state.influx import InfluxSender, SendError
+
+    sender = InfluxSender(InfluxAccess("http://127.0.0.1:9", SecretStr("t"), "o", "b"))
+    try:
+        with pytest.raises(SendError) as raised:
+            sender.send(["m v=1 1"])
+    finally:
+        sender.close()
+    assert raised.value.message == "http://127.0.0.1:9 refused the connection"
+    assert json.dumps(raised.value.message).count("(") == 0
