@@ -170,3 +170,22 @@ def test_influxdb_away_is_one_short_line(tmp_path: Path) -> None:
         sender.close()
     assert raised.value.message == "http://127.0.0.1:9 refused the connection"
     assert json.dumps(raised.value.message).count("(") == 0
+
+
+def test_settings_messages_say_where_a_value_came_from_and_no_more(tmp_path: Path) -> None:
+    env_file = a_site(tmp_path)
+    site = Path(load_settings({"ESUS_ENV_FILE": str(env_file), "GPIOZERO_PIN_FACTORY": "mock"}).site_path)
+    # a value from the environment is the environment's, not the .env's
+    with pytest.raises(SettingsError, match=r"^settings \(environment\): ESUS_LOG_LEVEL = 'LOUD'"):
+        load_settings({"ESUS_ENV_FILE": str(env_file), "ESUS_LOG_LEVEL": "LOUD"})
+    with pytest.raises(SettingsError, match=rf"^settings \({env_file}\): ESUS_LOG_LEVEL = 'LOUD'"):
+        env_file.write_text(env_file.read_text() + "ESUS_LOG_LEVEL=LOUD\n")
+        load_settings({"ESUS_ENV_FILE": str(env_file)})
+    # a rule over a whole section: the rule, not the section's 1.5 kB of content
+    site.write_text(site.read_text().replace("up_switch_pin = 22", "up_switch_pin = 17"))
+    with pytest.raises(SettingsError) as raised:
+        load_settings({"ESUS_ENV_FILE": "/dev/null", "ESUS_SITE": str(site), "ESUS_STATE_DIR": str(tmp_path / "s")})
+    assert str(raised.value).endswith(": [shades]: GPIO 17 is used twice (east.up_relay_pin and east.up_switch_pin)")
+    assert "datetime" not in str(raised.value) and len(str(raised.value)) < 200
+    # /dev/null as the .env: the environment alone (the demo when it names no site)
+    assert load_settings({"ESUS_ENV_FILE": "/dev/null", "ESUS_STATE_DIR": str(tmp_path / "d")}).demo

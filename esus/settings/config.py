@@ -333,6 +333,8 @@ def read_environment(environ: Mapping[str, str] | None = None,
     environ = os.environ if environ is None else environ
     if env_file is None:
         env_file = Path(environ.get("ESUS_ENV_FILE") or ".env")
+        if env_file == Path(os.devnull):   # the environment alone, said the usual way
+            return {k: v for k, v in environ.items() if k in KNOWN_KEYS}, None
         if not env_file.is_file():
             if environ.get("ESUS_ENV_FILE"):
                 raise SettingsError(f"ESUS_ENV_FILE = '{env_file}': no such file: "
@@ -367,8 +369,9 @@ def load_settings(environ: Mapping[str, str] | None = None, *, demo: bool | None
         ignored = tuple(k for k in SITE_ONLY_KEYS if k in values and k not in environ)
         values = {k: v for k, v in values.items() if k not in ignored}
     where = f"settings ({used_env_file})" if used_env_file else "settings (environment)"
-    env = first_validation_error(EnvSettings, {k: v for k, v in values.items() if v != ""} ,
-                                 where, hide=SECRET_KEYS)
+    sources = {k: "settings (environment)" if k in environ else where for k in values}
+    env = first_validation_error(EnvSettings, {k: v for k, v in values.items() if v != ""},
+                                 where, hide=SECRET_KEYS, sources=sources)
     if env.ESUS_SITE is None and not demo:
         raise SettingsError(f"{where}: ESUS_SITE is missing: set it to the site file "
                             "(copy site.example.toml and describe your building)")

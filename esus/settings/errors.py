@@ -28,16 +28,21 @@ def _describe(error: ErrorDetails, hide: frozenset[str]) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if not loc:
         return message
-    value = "(hidden)" if loc[-1] in hide else repr(error.get("input"))
+    given = error.get("input")
+    if isinstance(given, dict | list):   # a whole section's rule (pins used twice): its content is not the news
+        return f"[{key}]: {message}"
+    value = "(hidden)" if loc[-1] in hide else repr(given)
     return f"{key} = {value}: {message}"
 
 
 def first_validation_error(model: type[M], data: Any, where: str,
-                           hide: frozenset[str] = frozenset()) -> M:
-    """Validate, or raise SettingsError describing the first problem in one line."""
+                           hide: frozenset[str] = frozenset(), sources: dict[str, str] | None = None) -> M:
+    """Validate, or raise SettingsError describing the first problem in one line, said to be from
+    `where`, or from the key's own place in `sources` (the environment or a file)."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-        raise SettingsError(f"{where}: {_describe(errors[0], hide)}{more}") from None
+        first = str(errors[0]["loc"][0]) if errors[0]["loc"] else ""
+        raise SettingsError(f"{(sources or {}).get(first, where)}: {_describe(errors[0], hide)}{more}") from None
