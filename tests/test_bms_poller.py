@@ -153,3 +153,27 @@ def test_a_state_dir_of_the_integer_id_versions_is_read_as_it_is(tmp_path: Path,
     assert times[0] >= (mark - overlap).timestamp()     # from the old mark (less the overlap), not a day back
     assert np.all(np.diff(times) == 60)                   # no gap, no duplicate
     rig.close()
+
+
+def test_a_bms_away_is_said_once_and_the_status_line_agrees_with_it(tmp_path: Path, world,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """The poll at start and the first aligned one both fail: one warning, not one per poll; the
+    status line says no poll has answered, not that none was made, beside the part's FAULT."""
+    clock, simulator = world
+    rig = Rig(tmp_path, clock, simulator)
+    assert rig.service.status(clock.now()) == "BMS: not polled yet"
+    transport = rig.service.adapter.transport
+    transport.retry, served = RetryPolicy(attempts=1), transport.base_url
+    transport.base_url = "http://127.0.0.1:9"                 # the BMS goes away
+    with caplog.at_level(logging.INFO):
+        for _ in range(3):
+            rig.poll(clock)
+            clock.jump(17)
+    assert caplog.text.count("BMS poll failed") == 1, caplog.text
+    assert rig.service.status(clock.now()) == "BMS: no poll has answered yet"
+    assert "refused the connection" in rig.service.health.parts["bms api"].error
+    transport.base_url = served                               # and is back
+    with caplog.at_level(logging.INFO):
+        rig.poll(clock)
+    assert "BMS poll answered again" in caplog.text and rig.service.health.parts["bms api"].error is None
+    rig.close()

@@ -54,6 +54,7 @@ class BmsService:
                              threads=2 * bms.max_in_flight)
         self.resolved = False
         self.last_report: PollReport | None = None
+        self._poll_error: str | None = None              # the last failed poll's message, said once
         self.latest: dict[str, Sample] = {}
         self._restore(self.configured)
         self.listeners: list[Callable[[], None]] = []   # called after each poll (the shades react to wind)
@@ -124,13 +125,18 @@ class BmsService:
                     await asyncio.to_thread(self._resolve)
                 report = await asyncio.to_thread(self.poller.poll, self.clock.now())
             except BmsError as exc:
-                log.warning("BMS poll failed: %s; retrying at the next poll", exc)
+                if str(exc) != self._poll_error:   # once per change of cause, not at every poll
+                    log.warning("BMS poll failed: %s; retrying at each poll", exc)
+                self._poll_error = str(exc)
                 self.health.failed(API_PART, exc.cause, logged=True)
             except (sqlite3.Error, OSError) as exc:   # the disk is full, the store is read-only: nothing is lost,
                 # the marks did not move, so the next poll that can store fetches the same samples again
                 self.health.failed(STORAGE_PART, f"cannot store the samples ({exc}): check the free space and "
                                                  f"permissions of {self.settings.state_dir}")
             else:
+                if self._poll_error is not None:
+                    log.info("BMS poll answered again")
+                self._poll_error = None
                 self.health.recovered(STORAGE_PART)
                 self._show_failing()
                 if report.dropped:
@@ -171,7 +177,7 @@ class BmsService:
     def status(self, now: datetime) -> str:
         failing, total = self.poller.failing, len(self.poller.points)
         if self.last_report is None and not failing:
-            return "BMS: not polled yet"
+            return "BMS: not polled yet" if self.polls_done == 0 else "BMS: no poll has answered yet"
         text = f"BMS {total - len(failing)}/{total} points"
         if failing:
             text += f", {len(failing)} failing ({Counter(failing.values()).most_common(1)[0][0]})"
