@@ -189,3 +189,18 @@ def test_settings_messages_say_where_a_value_came_from_and_no_more(tmp_path: Pat
     assert "datetime" not in str(raised.value) and len(str(raised.value)) < 200
     # /dev/null as the .env: the environment alone (the demo when it names no site)
     assert load_settings({"ESUS_ENV_FILE": "/dev/null", "ESUS_STATE_DIR": str(tmp_path / "d")}).demo
+
+
+def test_the_openadr_client_starts_without_the_signers_deprecation_warnings(tmp_path: Path) -> None:
+    """signxml names DSA in its type hints; cryptography warned at every start with demand response."""
+    code = ("import asyncio, warnings\n"
+            "warnings.simplefilter('default')\n"
+            "from demand_response.ven import Ven, VenConfig\n"
+            "async def main():\n"
+            "    ven = Ven(VenConfig('http://127.0.0.1:9/OpenADR2/Simple/2.0b', 'v'), None, lambda: None, lambda: None)\n"
+            "    ven.client = ven._client()\n"
+            "    await ven.close()\n"
+            "asyncio.run(main())\n")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "DSA is deprecated" not in run.stderr and "Warning" not in run.stderr, run.stderr
