@@ -94,3 +94,26 @@ def test_bms_points_and_backfill_against_the_simulated_bms(tmp_path: Path,
     first = rows[1].split(",")
     assert first[0].endswith("Z") and float(first[-1]) == float(first[-1])
     assert "samples of 28 points" in capsys.readouterr().err
+
+
+def test_every_command_says_what_it_does_and_every_option_what_it_takes() -> None:
+    """`esus <command> --help` is the manual at the console: a description, a help for each option."""
+    import argparse
+
+    from esus.cli.main import build_parser
+
+    def leaves(parser: argparse.ArgumentParser, name: str):
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]   # argparse has no public walk of its parsers
+        if not subs:
+            yield name, parser
+        for action in subs:
+            for child, sub in action.choices.items():
+                yield from leaves(sub, f"{name} {child}")
+
+    found = list(leaves(build_parser(), "esus"))
+    assert len(found) >= 10
+    for name, parser in found:
+        assert parser.description, f"{name} --help has no description"
+        for action in parser._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"{name} {action.option_strings[0]} has no help"

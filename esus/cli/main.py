@@ -338,7 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
         "forecast, solar shading, InfluxDB logging. With no .env, 'esus run' runs the demo.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run the service (the demo when no .env exists)")
+    run = commands.add_parser(
+        "run", help="run the service (the demo when no .env exists)",
+        description="Run esus: the BACnet device, the forecast, the BMS poller, the shades, demand response and the "
+                    "InfluxDB writer, with the settings of .env (or the environment) and the site file. With no "
+                    ".env and no ESUS_SITE, or with --demo, the embedded demo: its own state, a simulated BMS and "
+                    "BAS, mock pins. Stops cleanly on Ctrl-C or SIGTERM (every override released).")
     run.add_argument("--demo", action="store_true", help="run the embedded demo even if .env exists")
     run.add_argument("--speed", type=positive_float, default=1.0, metavar="N",
                      help="run the clock N times faster than real time (demo and tests)")
@@ -349,7 +354,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "processes given the same pair share one timeline")
     run.set_defaults(func=cmd_run)
 
-    doctor = commands.add_parser("doctor", help="check settings, BMS, InfluxDB, BACnet port and GPIO")
+    doctor = commands.add_parser(
+        "doctor", help="check settings, BMS, InfluxDB, BACnet port and GPIO",
+        description="Check each part as the service would meet it (settings, the running service, state files, the "
+                    "store, the forecast model, the shades' rooms and wind, the BMS, InfluxDB, the BACnet port, the "
+                    "GPIO pins, demand response) and say what to do about each problem; exit 1 when one fails.")
     doctor.set_defaults(func=cmd_doctor)
 
     forecast = commands.add_parser("forecast", help="power forecast tools")
@@ -358,34 +367,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     bms = commands.add_parser("bms", help="BMS API tools")
     bms_commands = bms.add_subparsers(dest="bms_command", required=True, metavar="COMMAND")
-    points = bms_commands.add_parser("points", help="list the BMS points and how they map")
+    points = bms_commands.add_parser(
+        "points", help="list the BMS points and how they map",
+        description="Ask the BMS for its points and show how the site file's [[bms.points]] map to them: room, kind, "
+                    "unit, and whether each is found (the demo asks its simulated BMS).")
     points.set_defaults(func=cmd_bms_points)
-    backfill = bms_commands.add_parser("backfill", help="fetch history from the BMS")
-    backfill.add_argument("--days", type=positive_float, required=True, metavar="N")
-    backfill.add_argument("--out", metavar="FILE.csv")
+    backfill = bms_commands.add_parser(
+        "backfill", help="fetch history from the BMS",
+        description="Fetch the last N days of every site point's history from the BMS, and print a summary or "
+                    "write the samples to a CSV file (time, point, room, kind, unit, value).")
+    backfill.add_argument("--days", type=positive_float, required=True, metavar="N", help="how many days back")
+    backfill.add_argument("--out", metavar="FILE.csv", help="write every sample to this CSV file")
     backfill.add_argument("--max-in-flight", type=int, choices=range(1, 33), metavar="N",
                           help="requests to the BMS at a time (default: the site file's [bms] max_in_flight)")
     backfill.set_defaults(func=cmd_bms_backfill)
 
     shades = commands.add_parser("shades", help="shading tools")
     shades_commands = shades.add_subparsers(dest="shades_command", required=True, metavar="COMMAND")
-    plan = shades_commands.add_parser("plan", help="the day's shading plan with reasons")
-    plan.add_argument("--date", required=True, metavar="YYYY-MM-DD")
-    plan.add_argument("--json", action="store_true")
-    plan.add_argument("--plot", metavar="OUT.png")
+    plan = shades_commands.add_parser(
+        "plan", help="the day's shading plan with reasons",
+        description="Run the shading policy over a day, undisturbed, as the service would (with the rooms it has "
+                    "learnt, see `esus shades rooms`): every move with its reason, the sun on each façade and the "
+                    "rooms' expected temperature, heating and cooling. Uses the weather forecast when it reaches "
+                    "the day, else a clear sky.")
+    plan.add_argument("--date", required=True, metavar="YYYY-MM-DD", help="the day (local to the site)")
+    plan.add_argument("--json", action="store_true", help="the plan as JSON: a timeline entry every 15 minutes and "
+                                                          "at every move, each with the policy's whole trace")
+    plan.add_argument("--plot", metavar="OUT.png", help="a PNG per group: façade irradiance, position, moves")
     plan.set_defaults(func=cmd_shades_plan)
     rooms = shades_commands.add_parser(
         "rooms", help="each group's rooms as learnt from the record, and whether the model or the rule decides",
         description="Fit each shade group's room model on the service's record (the last 35 days) and show the "
                     "fitted parameters, the day-ahead error on the held-out week, the plant's hours, and whether "
                     "the room forecast (validated) or the VDI 3813 rule decides; the service refits each night.")
-    rooms.add_argument("--json", action="store_true")
+    rooms.add_argument("--json", action="store_true", help="each group's fit as JSON, with the mode it sets")
     rooms.add_argument("--plot", metavar="OUT.png", help="measured vs modelled room temperature, held-out days")
     rooms.set_defaults(func=cmd_shades_rooms)
 
     bacnet = commands.add_parser("bacnet", help="BACnet device tools")
     bacnet_commands = bacnet.add_subparsers(dest="bacnet_command", required=True, metavar="COMMAND")
-    bacnet_points = bacnet_commands.add_parser("points", help="the BACnet point list")
+    bacnet_points = bacnet_commands.add_parser(
+        "points", help="the BACnet point list",
+        description="The BACnet objects this device serves for the site file: instance, name, type, units, whether "
+                    "a BAS may write it, and what it means.")
     bacnet_points.add_argument("--markdown", action="store_true", help="as a Markdown table")
     bacnet_points.set_defaults(func=cmd_bacnet_points)
     bacnet_epics = bacnet_commands.add_parser(
@@ -397,8 +421,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     dr = commands.add_parser("dr", help="demand response tools")
     dr_commands = dr.add_subparsers(dest="dr_command", required=True, metavar="COMMAND")
-    hash_command = dr_commands.add_parser("hash-password", help="the operator page password's hash for .env "
-                                          "(asks for it, or reads one line from stdin)")
+    hash_command = dr_commands.add_parser(
+        "hash-password", help="the operator page password's hash for .env (asks for it, or reads one line from stdin)",
+        description="Print the scrypt hash of the operator page's password, for ESUS_DR_PAGE_PASSWORD_HASH in .env "
+                    "(the password itself is never stored). Asks for it twice at a terminal; reads one line from "
+                    "standard input otherwise.")
     hash_command.set_defaults(func=cmd_dr_hash_password)
     return parser
 
