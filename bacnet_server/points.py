@@ -112,7 +112,8 @@ def demand_response_points() -> list[PointSpec]:
         PointSpec("dr-event-active", "binary-value", 5, Access.READ,
                   "An OpenADR demand response event is active (esus is shedding)"),
         PointSpec("dr-signal-level", "multi-state-value", 1, Access.READ,
-                  "OpenADR SIMPLE signal level now: " + ", ".join(f"{i} {s}" for i, s in enumerate(DR_LEVELS, 1)),
+                  "OpenADR SIMPLE signal level now, as its state (BACnet counts states from 1, so state = level + "
+                  "1): " + ", ".join(f"{i} {s} (level {i - 1})" for i, s in enumerate(DR_LEVELS, 1)),
                   states=DR_LEVELS),
         PointSpec("dr-event-end", "analog-value", 9, Access.READ,
                   "Seconds until the active demand response event ends (0 when none is active)", "seconds", 60.0),
