@@ -26,14 +26,14 @@ from tests.synthetic import office_power
 NOW = datetime(2026, 6, 22, 0, 0, tzinfo=UTC)
 
 
-def build(tmp_path: Path, days: int = 16) -> tuple[ForecastService, BacnetBridge, ManualClock]:
+def build(tmp_path: Path, days: int = 16, now: datetime = NOW) -> tuple[ForecastService, BacnetBridge, ManualClock]:
     settings = load_settings({"ESUS_BACNET_ADDRESS": f"127.0.0.1/8:{free_udp_port()}",
                               "ESUS_STATE_DIR": str(tmp_path / "state")}, demo=True)
     store = HistoryStore(settings.state_dir / "history.db")
     if store.latest(POWER_SERIES) is None:
         grid = office_power(days, step_s=60, start_s=int(NOW.timestamp()) - days * 86400)
         store.append_many({POWER_SERIES: list(zip(grid.times_s().tolist(), grid.values.tolist()))})
-    clock = ManualClock(NOW)
+    clock = ManualClock(now)
     power = PowerInput(Telemetry(Outbox(store), "t"), clock, min_kw=-50, max_kw=500,
                        stale_after=timedelta(minutes=5))
     bridge = BacnetBridge(settings, power)
@@ -267,3 +267,30 @@ def test_each_quarter_hour_is_logged_once_with_its_mean_and_the_forecast_made_fo
             bridge.close()
             service.store.close()
     asyncio.run(scenario())
+
+
+def test_a_restart_takes_up_the_load_flags_where_they_were(tmp_path: Path) -> None:
+    """A low-load flag held before a restart is held after it, not dropped for a dwell and raised
+    again (the BAS would act twice); a flag kept long ago is not trusted."""
+    async def run(minutes_later: float) -> tuple[bool, bool]:
+        service, bridge, clock = build(tmp_path, now=NOW + timedelta(minutes=minutes_later))
+        try:
+            return service.high.state, service.low.state
+        finally:
+            bridge.close()
+            service.store.close()
+
+    async def set_low() -> None:
+        service, bridge, clock = build(tmp_path)
+        try:
+            await started(service, bridge)
+            service.low.state = True               # as a quiet night leaves it
+            await service.minute_tick(clock.now())
+            assert service.low.state and str(bridge.device.present_value("low-load-conditions")) == "active"
+        finally:
+            bridge.close()
+            service.store.close()
+
+    asyncio.run(set_low())
+    assert asyncio.run(run(minutes_later=2)) == (False, True)
+    assert asyncio.run(run(minutes_later=90)) == (False, False)

@@ -4,9 +4,11 @@ separate process, swapped in atomically when sane, reloaded at start."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing
 import os
+import sqlite3
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -53,6 +55,11 @@ class LiveState:
     slope_kw_per_min: float | None
 
 
+#: The load flags, kept each minute so that a restart takes them up where they were.
+FLAGS_KEY = "forecast.load_flags"
+FLAGS_KEPT_FOR = timedelta(hours=1)
+
+
 class ForecastService:
     def __init__(self, settings: Settings, store: HistoryStore, power: PowerInput, bacnet: BacnetBridge,
                  clock: Clock, telemetry: Telemetry | None = None, outdoor: OutdoorTemperature | None = None) -> None:
@@ -62,7 +69,8 @@ class ForecastService:
         self.config = settings.site.forecast
         self.model_path = StateFiles(settings.state_dir).model
         dwell_s = self.config.flag_dwell_minutes * 60
-        self.high, self.low = DwellFlag(dwell_s), DwellFlag(dwell_s)
+        kept = self._kept_flags(clock.now())
+        self.high, self.low = DwellFlag(dwell_s, kept["high"]), DwellFlag(dwell_s, kept["low"])
         self.thresholds: Thresholds | None = None
         self._thresholds_at: datetime | None = None
         self.live: LiveState | None = None
@@ -131,6 +139,22 @@ class ForecastService:
             self._thresholds_at = now
         return LiveState(forecast, mean, slope)
 
+    def _kept_flags(self, now: datetime) -> dict[str, bool]:
+        """The load flags as the last run left them, if it ran within FLAGS_KEPT_FOR: a restart is
+        no reason for the BAS to see a flag drop and rise again a dwell later."""
+        kept = self.store.get_state(FLAGS_KEY)
+        try:
+            at = datetime.fromisoformat(kept["at"])
+            if timedelta(0) <= now - at <= FLAGS_KEPT_FOR:
+                return {"high": bool(kept["high"]), "low": bool(kept["low"])}
+        except (TypeError, KeyError, ValueError):   # none kept yet, or unreadable: start from normal
+            pass
+        return {"high": False, "low": False}
+
+    def _keep_flags(self, now: datetime) -> None:
+        with contextlib.suppress(sqlite3.Error, OSError):   # a full disk is said by the store's users; flags go on
+            self.store.set_state(FLAGS_KEY, {"high": self.high.state, "low": self.low.state, "at": now.isoformat()})
+
     async def minute_tick(self, due: datetime) -> None:
         now = self.clock.now()
         if self.outdoor is not None:
@@ -154,6 +178,7 @@ class ForecastService:
                 t = now.timestamp()
                 high = self.high.update(live.mean_15min_kw > self.thresholds.high_kw, t)
                 low = self.low.update(live.mean_15min_kw < self.thresholds.low_kw, t)
+                self._keep_flags(now)
                 publish("high-load-conditions", "active" if high else "inactive")
                 publish("low-load-conditions", "active" if low else "inactive")
         if self.telemetry is not None:
