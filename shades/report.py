@@ -3,8 +3,9 @@ rooms learnt from the building (`esus shades rooms`)."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from shades.identify import RoomFit
@@ -33,16 +34,30 @@ def plan_text(plans: list[GroupPlan], day: date, weather_source: str, tz: ZoneIn
 
 
 def plan_plot(plans: list[GroupPlan], day: date, weather_source: str, tz: ZoneInfo, out: Path) -> None:
-    """One panel per group: façade irradiance (area), position (step line), moves marked."""
+    import matplotlib.pyplot as plt
+
+    fig = plan_figure(plans, day, weather_source, tz)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def plan_figure(plans: list[GroupPlan], day: date, weather_source: str, tz: ZoneInfo) -> Any:
+    """Two panels per group: the façade's irradiance with the sun's window on it, the position and
+    each move with its reason; below, the room temperature the plan expects hour by hour."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(plans), 1, figsize=(11, 2.6 * len(plans) + 0.6), sharex=True, squeeze=False)
-    for ax, plan in zip(axes[:, 0], plans, strict=True):
+    fig, axes = plt.subplots(2 * len(plans), 1, figsize=(12, 4.6 * len(plans) + 0.6), sharex=True, squeeze=False,
+                             gridspec_kw={"height_ratios": [2.2, 1] * len(plans)})
+    for i, plan in enumerate(plans):
+        ax, rooms = axes[2 * i, 0], axes[2 * i + 1, 0]
         times = [s.time.astimezone(tz) for s in plan.steps]
+        if plan.sun is not None:
+            ax.axvspan(plan.sun.start.astimezone(tz), plan.sun.end.astimezone(tz), color="#fff3c4", zorder=0,
+                       label="sun on the façade")
         ax.fill_between(times, [s.poa_wm2 for s in plan.steps], color="#f2b632", alpha=0.45, step="post",
                         label="façade irradiance (W/m²)")
         ax.set_ylabel("W/m²")
@@ -50,20 +65,40 @@ def plan_plot(plans: list[GroupPlan], day: date, weather_source: str, tz: ZoneIn
         right = ax.twinx()
         right.step(times, [s.position for s in plan.steps], where="post", color="#1f4e79", lw=2,
                    label="position (% down)")
-        for step in plan.steps:
-            if step.moved:
-                right.axvline(step.time.astimezone(tz), color="#1f4e79", ls=":", lw=1)
+        moved = [s for s in plan.steps if s.moved]
+        for n, step in enumerate(moved):
+            at = step.time.astimezone(tz)
+            right.axvline(at, color="#1f4e79", ls=":", lw=1)
+            late = at.hour >= 15   # the label to the left of the move, so it stays inside the day
+            rise = 8 + 11 * (n % 3) if step.position < 50 else -12 - 11 * (n % 3)
+            right.annotate(f"{at:%H:%M} {_short(step.reason)}", (at, step.position), fontsize=7, color="#1f4e79",
+                           xytext=(-4 if late else 4, rise), textcoords="offset points",
+                           ha="right" if late else "left",
+                           bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8})
         right.set_ylim(-5, 105)
         right.set_ylabel("% down")
-        ax.set_title(f"{plan.group} ({plan.facade_azimuth:g}°) - {plan.moves} move(s), "
-                     f"avoided {plan.avoided_gain_kwh:.2f} kWh", loc="left", fontsize=10)
+        ax.set_title(f"{plan.group} ({plan.facade_azimuth:g}°) - {plan.moves} move(s), avoided "
+                     f"{plan.avoided_gain_kwh:.2f} kWh, cooling {plan.cooling_kwh:.2f} kWh, heating "
+                     f"{plan.heating_kwh:.2f} kWh", loc="left", fontsize=10)
         handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
         ax.legend(handles, [h.get_label() for h in handles], loc="upper left", fontsize=8)
+        if not plan.hours.empty:
+            ends = [t.astimezone(tz) + timedelta(hours=1) for t in plan.hours.index]
+            rooms.plot(ends, plan.hours["air_c"], color="#c0392b", lw=1.5, marker=".",
+                       label="room temperature the plan expects (°C, at each hour's end)")
+            rooms.legend(loc="upper left", fontsize=8)
+        rooms.set_ylabel("°C")
     axes[-1, 0].xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=tz))
+    axes[-1, 0].set_xlabel(f"local time ({tz.key})")
     fig.suptitle(f"Shading plan {day.isoformat()} (weather: {weather_source})")
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    return fig
+
+
+def _short(reason: str, limit: int = 60) -> str:
+    """A move's reason as a label: its first clause."""
+    first = reason.split(";")[0].split(" (")[0]
+    return first if len(first) <= limit else first[:limit - 1] + "…"
 
 
 def rooms_text(names: dict[int, str], fits: dict[int, RoomFit], kept: dict[int, RoomFit]) -> str:

@@ -332,3 +332,21 @@ def test_in_office_hours_a_room_model_lowers_past_half_only_where_the_rule_would
     rule_down = on_facade and poa >= p.protect_above_wm2
     if occupied and not rule_down and decision.target_pct is not None:
         assert decision.target_pct <= 50.0, decision.explain()
+
+
+def test_the_plan_plot_shows_the_sun_the_moves_with_their_reasons_and_the_rooms() -> None:
+    from shades.report import plan_figure
+
+    plans = [plan_day(GroupDay.compute(LOCATION, GROUP[name], SHADES, clear_sky(), SUMMER), TZ)
+             for name in ("east", "west")]
+    fig = plan_figure(plans, SUMMER, "clear-sky", TZ)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    for plan in plans:
+        for step in (s for s in plan.steps if s.moved):
+            assert any(t.startswith(f"{step.time.astimezone(TZ):%H:%M} {step.reason.split(' (')[0][:40]}")
+                       for t in texts), (step.reason, texts)
+    assert "local time (Europe/Copenhagen)" in {ax.get_xlabel() for ax in fig.axes}
+    rooms = [ax for ax in fig.axes if ax.get_ylabel() == "°C"]
+    assert len(rooms) == 2 and all(len(ax.lines[0].get_xdata()) == 24 for ax in rooms)
+    spans = [p for ax in fig.axes for p in ax.patches if p.get_label() == "sun on the façade"]
+    assert len(spans) == 2
