@@ -28,6 +28,8 @@ echo "== program in /opt/esus/venv"
 python3 -m venv --system-site-packages /opt/esus/venv
 /opt/esus/venv/bin/pip install --quiet --upgrade pip
 /opt/esus/venv/bin/pip install --quiet "$src"
+install -d /opt/esus/doc
+install -m 0644 "$src/README.md" /opt/esus/doc/README.md   # the unit's Documentation=
 
 echo "== settings in /etc/esus"
 install -d -m 0750 -o root -g esus /etc/esus
@@ -49,8 +51,7 @@ if [ "$first_install" -eq 1 ]; then
 esus is installed and enabled but not started. Next:
   1. sudo nano /etc/esus/esus.env     BMS, InfluxDB, BACnet address and device id
   2. sudo nano /etc/esus/site.toml    your building (start from the TMV23 example)
-  3. sudo -u esus env $(sudo grep -v '^#' /etc/esus/esus.env | xargs) STATE_DIRECTORY=/var/lib/esus \
-       /opt/esus/venv/bin/esus doctor
+  3. sudo -u esus ESUS_ENV_FILE=/etc/esus/esus.env STATE_DIRECTORY=/var/lib/esus /opt/esus/venv/bin/esus doctor
   4. sudo systemctl start esus && journalctl -u esus -f
 NEXT
 else

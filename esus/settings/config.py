@@ -253,7 +253,8 @@ class EnvSettings(BaseModel):
             raise ValueError(f"ESUS_OADR_VERSION=3.1 needs Python 3.12 or later (openadr3-client); this is Python "
                              f"{PYTHON[0]}.{PYTHON[1]}: use 2.0b, or Raspberry Pi OS trixie")
         if importlib.util.find_spec("openadr3_client") is None:
-            raise ValueError("ESUS_OADR_VERSION=3.1 needs openadr3-client: pip install 'esus[oadr3]'")
+            raise ValueError("ESUS_OADR_VERSION=3.1 needs openadr3-client (Python 3.12 or later): from the checkout, "
+                             "pip install '.[oadr3]'")
         needed = ["ESUS_OADR_VTN_URL", "ESUS_OADR_VEN_NAME", "ESUS_OADR_PROGRAM", "ESUS_OADR_CLIENT_ID",
                   "ESUS_OADR_CLIENT_SECRET"]
         missing = [k for k in needed if not getattr(self, k)]
