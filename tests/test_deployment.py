@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from esus.runtime.systemd import notify, watchdog_period_s
+from esus.settings.config import load_settings
 from esus.state.telemetry import SCHEMA, schema_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,6 +85,33 @@ def test_influxdb2_maps_the_influxql_database_at_setup() -> None:
 
 def test_install_script_is_valid_bash() -> None:
     assert subprocess.run(["bash", "-n", str(ROOT / "systemd" / "install.sh")]).returncode == 0
+
+
+def test_the_install_steps_survive_a_password_with_a_quote_and_a_space(tmp_path: Path) -> None:
+    """The printed doctor step lets esus read esus.env itself (no shell word splitting), and the
+    unit's Documentation= is a file the script installs."""
+    script = (ROOT / "systemd" / "install.sh").read_text()
+    assert "xargs" not in script and "ESUS_ENV_FILE=/etc/esus/esus.env" in script
+    documentation = next(line for line in (ROOT / "systemd" / "esus.service").read_text().splitlines()
+                         if line.startswith("Documentation="))
+    installed = documentation.removeprefix("Documentation=file://")
+    assert f'"$src/README.md" {installed}' in script
+    env = tmp_path / "esus.env"
+    env.write_text(f"ESUS_SITE={ROOT / 'site.example.toml'}\nESUS_BMS_URL=https://bms.example\n"
+                   "ESUS_BMS_USER=esus\nESUS_BMS_PASSWORD='a pass \"word\"'\n")
+    settings = load_settings({"ESUS_ENV_FILE": str(env), "ESUS_STATE_DIR": str(tmp_path / "s")})
+    assert settings.bms is not None and settings.bms.password.get_secret_value() == 'a pass "word"'
+    env.write_text(env.read_text().replace("'a pass \"word\"'", '"it\'s a pass word"'))
+    settings = load_settings({"ESUS_ENV_FILE": str(env), "ESUS_STATE_DIR": str(tmp_path / "s")})
+    assert settings.bms.password.get_secret_value() == "it's a pass word"
+
+
+def test_the_fleet_playbook_says_how_to_use_it() -> None:
+    ansible = ROOT / "deploy" / "ansible"
+    readme = (ansible / "README.md").read_text()
+    assert "ansible-vault create deploy/ansible/group_vars/esus/vault.yml" in readme
+    assert (ansible / "group_vars" / "esus").is_dir()
+    assert "group_vars/esus/vault.yml" in (ansible / "inventory.example.yml").read_text()
 
 
 def test_sd_notify_reaches_the_socket(tmp_path: Path) -> None:
