@@ -84,25 +84,38 @@ def stop(service: subprocess.Popen) -> str:
 
 
 def test_a_site_file_tried_on_a_laptop_with_mock_pins_from_env_and_the_doctor_beside_it(tmp_path: Path) -> None:
-    """GPIOZERO_PIN_FACTORY=mock in .env is honoured (gpiozero alone reads only the environment);
-    the doctor, run beside the service, finds the service and its BACnet port agreeing."""
-    env_file = a_site(tmp_path, GPIOZERO_PIN_FACTORY="mock")
+    """README's path from the example files: .env and site file copied and edited, GPIOZERO_PIN_FACTORY
+    =mock in .env honoured (gpiozero alone reads only the environment), a BMS that answers (the
+    simulator, with the site file's points); the doctor, run beside the service, agrees with it."""
+    from bms_wrapper.simulator import SimPoint, SimulatedBms
+
+    site = load_settings({"ESUS_ENV_FILE": "/dev/null", "ESUS_SITE": str(example_site_path()),
+                          "ESUS_STATE_DIR": str(tmp_path / "x")}).site
+    bms = SimulatedBms([SimPoint(int(p.point_id), p.source, p.kind) for p in site.bms.points], "esus",
+                       "change-me").start()
+    env_file = a_site(tmp_path, GPIOZERO_PIN_FACTORY="mock", ESUS_BMS_URL=bms.url)
     service = start(tmp_path, without_pins(tmp_path))
     try:
         until_running(service, StateFiles(tmp_path / "site-state").health)
         settings = load_settings({"ESUS_ENV_FILE": str(env_file)})
         assert settings.pin_factory == "mock" and not settings.demo
-        running = check_service(settings)
-        assert "is running" in running.detail, running.detail
         bacnet = check_bacnet(settings)
         assert bacnet.ok and "served by the running esus (pid" in bacnet.detail, bacnet.detail
+        deadline = time.monotonic() + 60       # the first BMS poll answers
+        while "bms" in check_service(settings).detail and time.monotonic() < deadline:
+            time.sleep(0.5)
         doctor = subprocess.run([sys.executable, "-m", "esus", "doctor"], cwd=tmp_path, env=without_pins(tmp_path),
                                 capture_output=True, text=True, timeout=120)
-        assert "FAIL bacnet" not in doctor.stdout and "ok   bacnet    UDP 127.0.0.1" in doctor.stdout, doctor.stdout
-        assert "ok   gpio      mock pins" in doctor.stdout
+        said = doctor.stdout
+        assert "esus (pid" in said and "FAIL service" not in said, said
+        assert "FAIL bacnet" not in said and "ok   bacnet    UDP 127.0.0.1" in said, said
+        assert "ok   gpio      mock pins" in said and "ok   bms       " in said and "28 of the site's found" in said
+        assert "ok   wind      the anemometer, BMS point 6428" in said
     finally:
         out = stop(service)
+        bms.stop()
     assert "Traceback" not in out, out
+    assert "BMS poll failed" not in out and "FAULT bms" not in out, out
 
 
 def test_the_demo_beside_a_site_env_keeps_to_its_own_state_and_bms(tmp_path: Path) -> None:
