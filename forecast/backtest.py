@@ -15,7 +15,7 @@ from forecast.calibration import QUANTILE, coverage_pct, pinball_kw
 from forecast.exogenous import known_at_slots
 from forecast.features import DAY_S, Horizon, WindowMeans, baselines, target
 from forecast.series import Grid, to_grid
-from forecast.training import MIN_TRAINING_DAYS, TooLittleData, metrics, next_level, train_validated
+from forecast.training import MIN_TRAINING_DAYS, TRAINING_DAYS, TooLittleData, metrics, next_level, train_validated
 
 TARGET_TEXT = "mean kW of the 15-minute interval ending 60 minutes after the forecast (the interval itself if longer)"
 
@@ -79,6 +79,40 @@ def load_meter_csv(path: Path, time_col: str | None = None, value_col: str | Non
             raise MeterFileError(f"{path}: column '{temperature_col}' has no numeric values")
         grid = grid.with_temperature(known_at_slots(grid, seconds, temperature))
     return grid, str(value_col)
+
+
+def with_temperature_file(grid: Grid, path: Path, column: str | None = None, zone: str | None = None,
+                          meter_zone: str | None = None) -> Grid:
+    """The grid with an outdoor temperature CSV's readings as known at each slot. Times without an
+    offset are on `zone`'s clock, moved onto the meter's (`meter_zone`) when both are named: a
+    weather station keeps local standard time all year, a meter the wall clock."""
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise MeterFileError(f"{path}: no such file", argument=True) from None
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise MeterFileError(f"{path}: not a readable CSV ({exc})") from None
+    columns = list(frame.columns)
+    time_col = next((c for c in columns if any(w in c.lower() for w in ("time", "date"))), columns[0])
+    if column is None:
+        numeric = [c for c in columns if c != time_col and pd.api.types.is_numeric_dtype(frame[c])]
+        if not numeric:
+            raise MeterFileError(f"{path}: no numeric column; name it with --temperature-col")
+        column = numeric[0]
+    if column not in columns:
+        raise MeterFileError(f"{path}: no column '{column}' (columns: {', '.join(map(str, columns))})",
+                             argument=True)
+    stamps = pd.to_datetime(frame[time_col], format="mixed", errors="coerce")
+    if stamps.dt.tz is not None:
+        stamps = stamps.dt.tz_convert(meter_zone or "UTC").dt.tz_localize(None)
+    elif zone and meter_zone and zone != meter_zone:
+        stamps = stamps.dt.tz_localize(zone).dt.tz_convert(meter_zone).dt.tz_localize(None)
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64)
+    ok = stamps.notna().to_numpy() & np.isfinite(values)
+    if not ok.any():
+        raise MeterFileError(f"{path}: column '{column}' has no numeric values")
+    seconds = stamps[ok].astype("datetime64[s]").astype("int64").to_numpy()
+    return grid.with_temperature(known_at_slots(grid, seconds, values[ok]))
 
 
 @dataclass
@@ -147,7 +181,9 @@ def local_midnights(grid: Grid) -> np.ndarray:
 
 
 def walk_forward(grid: Grid, min_history_days: int = MIN_TRAINING_DAYS, progress=None,
-                 calendar: WorkCalendar | None = None) -> BacktestResult:
+                 calendar: WorkCalendar | None = None, window_days: int = TRAINING_DAYS) -> BacktestResult:
+    """Each local midnight, train on the `window_days` before it as the service does, and forecast
+    the next day; `progress(done, total, day_start_slot)` after each day."""
     h = Horizon(grid.step_s)
     day = h.slots(DAY_S)
     means = WindowMeans(grid.values)
@@ -165,7 +201,8 @@ def walk_forward(grid: Grid, min_history_days: int = MIN_TRAINING_DAYS, progress
             known = issue_parts[-1] + h.ahead < start
             level = next_level(level, grid, issue_parts[-1][known], upper_parts[-1][known], means)
         try:   # as in production: a night whose data cannot train a model keeps the previous one
-            model = train_validated(grid, end=start, calendar=calendar, level=level).model
+            first = max(0, start - window_days * day)
+            model = train_validated(grid.slice(first, start), calendar=calendar, level=level).model
             seconds.append(model.info.train_seconds)
         except TooLittleData:
             if model is None:
@@ -180,7 +217,7 @@ def walk_forward(grid: Grid, min_history_days: int = MIN_TRAINING_DAYS, progress
             upper_parts.append(model.upper(grid, issue, predicted))
             levels.append(model.bound.level)
         if progress:
-            progress(n + 1, len(starts))
+            progress(n + 1, len(starts), start)
     if not issue_parts:
         raise TooLittleData(f"no night of the {len(starts)} could train a model: the data has too many gaps")
     issue = np.concatenate(issue_parts)

@@ -20,6 +20,8 @@ from forecast.series import Grid
 
 #: Below this much history esus does not train: it forecasts with the seasonal naive baseline.
 MIN_TRAINING_DAYS = 14
+#: Each night trains on this many days before it (the service, and the backtest as the service does).
+TRAINING_DAYS = 90
 #: A model whose held-out RMSE is worse than this multiple of persistence's is not swapped in.
 SANITY_FACTOR = 1.25
 #: ... persistence's RMSE on the held-out day, or on the typical day of this many days before it

@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 from esus.settings.errors import EXIT_BAD_SETTINGS, EXIT_FAILURE, EXIT_OK
+from forecast.training import MIN_TRAINING_DAYS
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from forecast.backtest import MeterFileError, load_meter_csv, plot, walk_forward
+    from forecast.backtest import MeterFileError, load_meter_csv, plot, walk_forward, with_temperature_file
     from forecast.calendar import CalendarError, WorkCalendar
 
     try:
@@ -20,12 +24,25 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(f"esus: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTINGS
     try:
-        grid, column = load_meter_csv(Path(args.file), args.time_col, args.value_col, args.temperature_col)
-        show = sys.stderr.isatty() and not args.json
+        grid, column = load_meter_csv(Path(args.file), args.time_col, args.value_col,
+                                      None if args.temperature else args.temperature_col)
+        if args.temperature:
+            grid = with_temperature_file(grid, Path(args.temperature), args.temperature_col,
+                                         args.temperature_tz or args.tz, args.tz)
+        terminal = sys.stderr.isatty()
+        months: list[str] = []
 
-        def progress(done: int, total: int) -> None:
-            if show:
+        def progress(done: int, total: int, start_slot: int) -> None:
+            """At a terminal a counter; else (a log, CI, a pipe) one line a month."""
+            if args.json and terminal:
+                return
+            if terminal:
                 print(f"\rbacktest: day {done}/{total}", end="" if done < total else "\n", file=sys.stderr)
+                return
+            month = f"{datetime.fromtimestamp(int(grid.local_times_s(np.array([start_slot]))[0]), UTC):%Y-%m}"
+            if months and (month != months[-1] or done == total):
+                print(f"backtest: {months[-1]} done, day {done}/{total}", file=sys.stderr, flush=True)
+            months.append(month)
 
         result = walk_forward(grid, progress=progress, calendar=calendar)
     except (MeterFileError, ValueError) as exc:
@@ -33,11 +50,13 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         return EXIT_BAD_SETTINGS if isinstance(exc, MeterFileError) and exc.argument else EXIT_FAILURE
     summary = result.summary(column)
     if args.plot:
-        plot(result, Path(args.plot), f"{Path(args.file).name}: walk-forward, {summary['test_days']} days")
+        plot(result, Path(args.plot), f"{Path(args.file).name}: walk-forward, {summary['test_days']} days scored "
+                                      f"(the last 7 shown)")
     if args.json:
         print(json.dumps(summary))
         return EXIT_OK
-    print(f"{summary['rows']} forecasts over {summary['test_days']} days, interval {summary['interval_s']} s")
+    print(f"{summary['rows']} forecasts over {summary['test_days']} days scored (the first "
+          f"{MIN_TRAINING_DAYS + 1} of the file only train), interval {summary['interval_s']} s")
     if summary["days_previous_model_kept"] or summary["days_without_a_model"]:
         print(f"gaps: on {summary['days_previous_model_kept']} days the data could not train a model and the "
               f"previous one went on (as in production); {summary['days_without_a_model']} days before any model "
@@ -53,8 +72,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
           f"calibrated at quantiles {bound['p90_level_min']:.3f} to {bound['p90_level_max']:.3f} "
           "as its misses moved them")
     if summary["temperature_known_pct"] is not None:
-        print(f"outdoor temperature ({args.temperature_col}) known for {summary['temperature_known_pct']:.1f} % "
-              "of the forecasts; the others were made from power alone")
+        source = args.temperature or args.temperature_col
+        print(f"outdoor temperature ({source}) known for {summary['temperature_known_pct']:.1f} % of the forecasts; "
+              "the others were made from power alone")
     print(f"training {summary['train_seconds_median']:.2f} s median, {summary['train_seconds_max']:.2f} s max")
     return EXIT_OK
 
@@ -65,15 +85,26 @@ def add_backtest_command(commands: argparse._SubParsersAction) -> None:
         description="Retrain each local midnight on what was known, forecast every interval of the next day, and "
                     "score esus against persistence and the seasonal naive baselines (1-minute to hourly data; "
                     "gaps, DST repeats, sentinels and spikes are cleaned). Shipped data to try: "
-                    "esus/data/open-dsm/egauge_1min_2022-07_08.csv and hourly_electric_2022-23.csv. Progress "
-                    "shows on stderr when it is a terminal.")
+                    "esus/data/open-dsm/egauge_1min_2022-07_08.csv and hourly_electric_2022-23.csv, with "
+                    "weather_hourly_2022-23.csv beside them. Progress goes to stderr: a counter at a terminal, "
+                    "else a line a month.")
     backtest.add_argument("file", metavar="FILE.csv", help="the meter's CSV: a time column and a power column (kW)")
     backtest.add_argument("--time-col", metavar="C",
                           help="the time column (default: the first whose name has 'time' or 'date', else the first)")
     backtest.add_argument("--value-col", metavar="C", help="the power column, kW (default: the first numeric column)")
+    backtest.add_argument("--temperature", metavar="FILE.csv",
+                          help="an outdoor temperature CSV beside the meter's (a time column and a temperature "
+                               "column, °C or °F, any interval), e.g. esus/data/open-dsm/weather_hourly_2022-23.csv")
     backtest.add_argument("--temperature-col", metavar="C",
-                          help="an outdoor temperature column (°C or °F) to forecast with: each forecast uses the "
+                          help="the outdoor temperature column (°C or °F) to forecast with, in --temperature's file "
+                               "(default: its first numeric column) or else in the meter's: each forecast uses the "
                                "latest value at or before its own time, never a later one (default: power alone)")
+    backtest.add_argument("--tz", metavar="ZONE",
+                          help="the meter's time zone when its times carry no offset, e.g. America/Chicago (needed "
+                               "only to line up a --temperature file kept on another clock)")
+    backtest.add_argument("--temperature-tz", metavar="ZONE",
+                          help="the time zone of --temperature's times, e.g. Etc/GMT+6 for a weather station's local "
+                               "standard time all year (default: the meter's)")
     backtest.add_argument("--holidays", metavar="CC[-SUB]",
                           help="the meter's country (and subdivision) for public holidays, e.g. DK or US-WI: a "
                                "holiday is a non-working day (default: weekends only)")

@@ -12,13 +12,13 @@ import numpy as np
 
 from esus.parts.power import POWER_SERIES
 from esus.state.store import HistoryStore
+from forecast.training import TRAINING_DAYS
 
 if TYPE_CHECKING:
     from forecast.calendar import WorkCalendar
 
 #: Live forecasting and training work on a 1-minute grid of the BAS writes.
 GRID_STEP_S = 60
-TRAINING_DAYS = 90
 
 
 def power_grid(store: HistoryStore, start_s: int, end_s: int):

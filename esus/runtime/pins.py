@@ -13,8 +13,9 @@ from esus.settings.errors import SettingsError
 
 #: gpiozero's own order when nothing is named: lgpio (every Pi, Pi 5 too), then the older ones.
 PREFERRED = ("lgpio", "rpigpio", "native")
-NO_PINS = ("no GPIO pin library works here ({why}): on a Raspberry Pi install lgpio (apt install python3-lgpio, as systemd/install.sh does); "
-           "to try the site file on another machine, set GPIOZERO_PIN_FACTORY=mock in .env (no relay is moved)")
+NO_PINS = ("no GPIO pin library works here ({why}): on a Raspberry Pi install lgpio (apt install python3-lgpio, "
+           "as systemd/install.sh does); to try the site file on another machine, set GPIOZERO_PIN_FACTORY=mock in "
+           ".env (no relay is moved)")
 
 
 def load_pin_factory(name: str | None) -> Factory:
