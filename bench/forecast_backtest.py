@@ -21,9 +21,14 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from forecast.backtest import BacktestResult, load_meter_csv, local_midnights, walk_forward  # noqa: E402
+from forecast.backtest import (  # noqa: E402
+    BacktestResult,
+    load_meter_csv,
+    local_midnights,
+    walk_forward,
+    with_temperature_file,
+)
 from forecast.calendar import WorkCalendar  # noqa: E402
-from forecast.exogenous import known_at_slots  # noqa: E402
 from forecast.features import DAY_S, Horizon, WindowMeans, target  # noqa: E402
 from forecast.model import TRAIN_STRIDE_S  # noqa: E402
 from forecast.series import Grid  # noqa: E402
@@ -37,13 +42,9 @@ WEATHER = DATA / "weather_hourly_2022-23.csv"   # NOAA station, local standard t
 
 
 def with_outdoor_temperature(grid: Grid) -> Grid:
-    """The grid with the station's temperature as known at each slot (on the meter's wall clock)."""
-    frame = pd.read_csv(WEATHER)
-    utc = pd.to_datetime(frame["Date"]) + pd.Timedelta(hours=6)
-    wall = utc.dt.tz_localize("UTC").dt.tz_convert("America/Chicago").dt.tz_localize(None)
-    celsius = (pd.to_numeric(frame["HourlyDryBulbTemperature"], errors="coerce").to_numpy() - 32) * 5 / 9
-    return grid.with_temperature(known_at_slots(grid, wall.astype("datetime64[s]").astype("int64").to_numpy(),
-                                                celsius))
+    """The grid with the station's temperature as known at each slot (on the meter's wall clock):
+    what `esus forecast backtest --temperature ... --temperature-tz Etc/GMT+6 --tz America/Chicago` reads."""
+    return with_temperature_file(grid, WEATHER, "HourlyDryBulbTemperature", "Etc/GMT+6", "America/Chicago")
 
 
 def backtest_table(holidays: dict[str, str | None], temperature: bool) -> None:

@@ -94,8 +94,9 @@ def with_temperature_file(grid: Grid, path: Path, column: str | None = None, zon
         raise MeterFileError(f"{path}: not a readable CSV ({exc})") from None
     columns = list(frame.columns)
     time_col = next((c for c in columns if any(w in c.lower() for w in ("time", "date"))), columns[0])
-    if column is None:
-        numeric = [c for c in columns if c != time_col and pd.api.types.is_numeric_dtype(frame[c])]
+    if column is None:   # the first mostly numeric column (a station's CSV flags some readings: "33s")
+        numeric = [c for c in columns if c != time_col
+                   and pd.to_numeric(frame[c], errors="coerce").notna().mean() > 0.5]
         if not numeric:
             raise MeterFileError(f"{path}: no numeric column; name it with --temperature-col")
         column = numeric[0]

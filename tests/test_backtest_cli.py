@@ -114,3 +114,33 @@ def test_a_temperature_column_is_an_input_and_a_missing_one_is_named(tmp_path: P
     assert json.loads(run_cli(tmp_path, str(csv), "--json").stdout)["temperature_known_pct"] is None
     wrong = run_cli(tmp_path, str(csv), "--temperature-col", "OAT")
     assert wrong.returncode == 2 and "no column 'OAT'" in wrong.stderr
+
+
+def test_an_outdoor_temperature_file_beside_the_meter_on_its_own_clock(tmp_path: Path) -> None:
+    """A weather station's CSV in local standard time all year, a meter on the wall clock: each
+    reading lands on the meter's slot of the same instant, never later than known."""
+    from forecast.backtest import load_meter_csv, with_temperature_file
+
+    csv = write_csv(tmp_path / "meter.csv", step_s=3600, days=20)
+    grid, _ = load_meter_csv(csv)
+    first = pd.Timestamp(grid.t0_s, unit="s")
+    stamps = pd.date_range(first - pd.Timedelta(days=1), periods=24 * 22, freq="h")   # station clock
+    station = pd.DataFrame({"Date": stamps.strftime("%Y-%m-%dT%H:%M:%S"),
+                            "DryBulb": np.arange(len(stamps), dtype=float)})
+    station.to_csv(tmp_path / "station.csv", index=False)
+    plain = with_temperature_file(grid, tmp_path / "station.csv")
+    moved = with_temperature_file(grid, tmp_path / "station.csv", zone="Etc/GMT+6", meter_zone="America/Chicago")
+    slot = 24 * 5   # a day in June (the synthetic meter's summer): CDT is the station's LST + 1 h
+    assert plain.temperature_c[slot] == station["DryBulb"][24 + slot]
+    assert moved.temperature_c[slot] == station["DryBulb"][24 + slot - 1]
+    missing = run_cli(tmp_path, str(csv), "--temperature", str(tmp_path / "nowhere.csv"))
+    assert missing.returncode == 2 and "nowhere.csv: no such file" in missing.stderr
+    wrong = run_cli(tmp_path, str(csv), "--temperature", str(tmp_path / "station.csv"), "--temperature-col", "OAT")
+    assert wrong.returncode == 2 and "no column 'OAT'" in wrong.stderr
+    result = run_cli(tmp_path, str(csv), "--temperature", str(tmp_path / "station.csv"), "--temperature-tz",
+                     "Etc/GMT+6", "--tz", "America/Chicago")
+    assert result.returncode == 0, result.stderr
+    assert "outdoor temperature (" in result.stdout and "station.csv) known for 100.0 %" in result.stdout
+    # not a terminal: progress a line a month, not a counter's carriage returns
+    assert "\r" not in result.stderr and "backtest: " in result.stderr and " done, day " in result.stderr
+    assert "days scored (the first 15 of the file only train)" in result.stdout
