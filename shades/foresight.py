@@ -88,27 +88,52 @@ def rest_of_day(day: RoomDay, start: int, air_c: float, position_pct: float, hea
     (down while the sun is on the façade and the unshaded room would pass the middle of its band)
     and a gain-taking one (down only where it would pass the cooling setpoint). From a room at
     `air_c`, its mass taken at the same temperature (a room at rest). `poa_now_wm2` (measured)
-    replaces the forecast for the first hour."""
+    replaces the forecast for the first hour and corrects the next ones (`corrected_poa_wm2`)."""
     futures = (_rest_of_day(day, start, air_c, position_pct, heating_c, cooling_c, poa_now_wm2, threshold_c)
                for threshold_c in ((heating_c + cooling_c) / 2, cooling_c))
     return min(futures, key=lambda option: option.kwh)
+
+
+#: The façade sensor corrects the forecast's next hours too, fading out over this many hours: a
+#: forecast that misses the sun now (a cloud it did not see, haze) misses the coming hours alike.
+SENSOR_CORRECTS_H = 3
+#: Below this the sensor and the forecast are too dim to take a ratio of (W/m²).
+SENSOR_MIN_WM2 = 50.0
+
+
+def corrected_poa_wm2(day: RoomDay, start: int, poa_now_wm2: float | None) -> np.ndarray:
+    """The forecast's façade irradiance with the sensor's truth: the hour now as measured, the next
+    SENSOR_CORRECTS_H hours scaled by measured / forecast (within 1/4 to 4 times), fading."""
+    poa = day.poa_wm2.astype(float).copy()
+    if poa_now_wm2 is None:
+        return poa
+    forecast_now = float(poa[start])
+    poa[start] = poa_now_wm2
+    if forecast_now < SENSOR_MIN_WM2 and poa_now_wm2 < SENSOR_MIN_WM2:
+        return poa
+    ratio = float(np.clip(max(poa_now_wm2, 1.0) / max(forecast_now, 1.0), 0.25, 4.0))
+    for k in range(1, SENSOR_CORRECTS_H + 1):
+        if start + k < len(poa):
+            poa[start + k] *= 1 + (ratio - 1) * (1 - k / (SENSOR_CORRECTS_H + 1))
+    return poa
 
 
 def _rest_of_day(day: RoomDay, start: int, air_c: float, position_pct: float, heating_c: float,
                  cooling_c: float, poa_now_wm2: float | None, lower_above_c: float) -> Option:
     room = day.room
     state = room.at_rest(air_c)
+    poa = corrected_poa_wm2(day, start, poa_now_wm2)
     heating_wh = cooling_wh = 0.0
     # on past midnight: heat kept out in the afternoon is heat the night's heating must then supply
     # (the night taken as this day's early hours)
     for i in [*range(start, len(day.hours)), *range(min(NIGHT_AFTER_H, start))]:
         outdoor, internal = float(day.outdoor_c[i]), float(day.internal_w[i])
         if i == start:
-            solar = day.solar_w(i, position_pct, poa_now_wm2)
+            solar = day.solar_w(i, position_pct, poa[i])
         else:
-            solar = day.solar_w(i, 0.0)
+            solar = day.solar_w(i, 0.0, poa[i])
             if day.sun_on_facade[i] and room.step(state, outdoor, internal, solar)[0].air_c > lower_above_c:
-                solar = day.solar_w(i, 100.0)
+                solar = day.solar_w(i, 100.0, poa[i])
         state, plant_w = room.step(state, outdoor, internal, solar, heating_c, cooling_c)
         heating_wh, cooling_wh = heating_wh + max(plant_w, 0.0), cooling_wh + max(-plant_w, 0.0)
     return Option(position_pct, heating_wh / 1000, cooling_wh / 1000)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 import numpy as np
+import pytest
 import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -96,3 +97,22 @@ def test_a_partial_position_keeps_the_sun_off_the_work_zone_for_the_sun_profile_
         profile = profile_angle_deg(Facade(group.facade_azimuth_deg), sun_position(LOCATION, times))
         expected = glare_position_pct(profile, group.window_height_m, SHADES.glare_distance_m).max()
         assert 0 < step.position == expected < 100
+
+
+def test_the_facade_sensor_corrects_the_next_hours_of_the_forecast_fading() -> None:
+    """A forecast that misses the sun now misses the coming hours alike: the sensor's ratio to it
+    scales the next three hours, fading, within a quarter to four times."""
+    from shades.foresight import corrected_poa_wm2
+
+    day = a_day(300.0, 24.0)
+    poa = corrected_poa_wm2(day, 10, 600.0)
+    assert poa[10] == 600.0 and poa[11:15].tolist() == pytest.approx([525.0, 450.0, 375.0, 300.0])
+    assert poa[:10].tolist() == day.poa_wm2[:10].tolist()
+    assert corrected_poa_wm2(day, 10, 3000.0)[11] == pytest.approx(300 * (1 + 3 * 0.75))   # at most 4 times
+    assert corrected_poa_wm2(day, 10, None).tolist() == day.poa_wm2.tolist()
+    dark = corrected_poa_wm2(day, 20, 30.0)      # both dim (night, no sun): nothing to scale
+    assert dark[21:].tolist() == day.poa_wm2[21:].tolist()
+    # what it changes: a sunnier afternoon than forecast makes shading now worth more
+    forecast = rest_of_day(day, 10, 23.5, 0.0, 21.0, 24.0, 300.0)
+    measured = rest_of_day(day, 10, 23.5, 0.0, 21.0, 24.0, 600.0)
+    assert measured.cooling_kwh > forecast.cooling_kwh
