@@ -15,6 +15,8 @@ from forecast.training import MIN_TRAINING_DAYS
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
+    from threadpoolctl import threadpool_limits
+
     from forecast.backtest import MeterFileError, load_meter_csv, plot, walk_forward, with_temperature_file
     from forecast.calendar import CalendarError, WorkCalendar
 
@@ -44,7 +46,10 @@ def cmd_backtest(args: argparse.Namespace) -> int:
                 print(f"backtest: {months[-1]} done, day {done}/{total}", file=sys.stderr, flush=True)
             months.append(month)
 
-        result = walk_forward(grid, progress=progress, calendar=calendar)
+        # one core, as the service trains: scikit-learn's OpenMP threads spin against any other busy
+        # process (a shared machine's, the service's) and run many times slower than one thread
+        with threadpool_limits(1):
+            result = walk_forward(grid, progress=progress, calendar=calendar)
     except (MeterFileError, ValueError) as exc:
         print(f"esus: {exc}", file=sys.stderr)
         return EXIT_BAD_SETTINGS if isinstance(exc, MeterFileError) and exc.argument else EXIT_FAILURE
