@@ -15,7 +15,7 @@ from forecast.calibration import QUANTILE, coverage_pct, pinball_kw
 from forecast.exogenous import known_at_slots
 from forecast.features import DAY_S, Horizon, WindowMeans, baselines, target
 from forecast.series import Grid, to_grid
-from forecast.training import MIN_TRAINING_DAYS, TRAINING_DAYS, TooLittleData, metrics, next_level, train_validated
+from forecast.training import MIN_TRAINING_DAYS, TooLittleData, metrics, next_level, train_validated
 
 TARGET_TEXT = "mean kW of the 15-minute interval ending 60 minutes after the forecast (the interval itself if longer)"
 
@@ -182,9 +182,10 @@ def local_midnights(grid: Grid) -> np.ndarray:
 
 
 def walk_forward(grid: Grid, min_history_days: int = MIN_TRAINING_DAYS, progress=None,
-                 calendar: WorkCalendar | None = None, window_days: int = TRAINING_DAYS) -> BacktestResult:
-    """Each local midnight, train on the `window_days` before it as the service does, and forecast
-    the next day; `progress(done, total, day_start_slot)` after each day."""
+                 calendar: WorkCalendar | None = None, window_days: int | None = None) -> BacktestResult:
+    """Each local midnight, train on what was known before it (the last `window_days`, the service
+    uses TRAINING_DAYS; None: all of it), and forecast the next day; `progress(done, total,
+    day_start_slot)` after each day."""
     h = Horizon(grid.step_s)
     day = h.slots(DAY_S)
     means = WindowMeans(grid.values)
@@ -202,7 +203,7 @@ def walk_forward(grid: Grid, min_history_days: int = MIN_TRAINING_DAYS, progress
             known = issue_parts[-1] + h.ahead < start
             level = next_level(level, grid, issue_parts[-1][known], upper_parts[-1][known], means)
         try:   # as in production: a night whose data cannot train a model keeps the previous one
-            first = max(0, start - window_days * day)
+            first = 0 if window_days is None else max(0, start - window_days * day)
             model = train_validated(grid.slice(first, start), calendar=calendar, level=level).model
             seconds.append(model.info.train_seconds)
         except TooLittleData:
