@@ -47,19 +47,32 @@ class InfluxV1:
         to TSM files and fully compacted (the bench shortens them to measure the disk at rest)."""
         if BINARY is None:
             raise RuntimeError(MISSING)
-        self.root, self.port = root, free_tcp_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.root, self.index, self.cold, self.cold_full = root, index, cold, cold_full
+        self.port = 0
+        self.url = ""
         self.config = root / "influxdb.conf"
         root.mkdir(parents=True, exist_ok=True)
-        self.config.write_text(CONFIG.format(root=root, rpc_port=free_tcp_port(), http_port=self.port, index=index,
-                                            cold=cold, cold_full=cold_full))
         self.process: subprocess.Popen | None = None
         self.session = requests.Session()
 
-    def start(self) -> InfluxV1:
-        self.process = subprocess.Popen([BINARY, "-config", str(self.config)], stdout=subprocess.DEVNULL,
-                                        stderr=open(self.root / "influxd.log", "ab"))
-        wait_until_up(self.process, answers(f"{self.url}/ping", 204), log=self.root / "influxd.log")
+    def start(self, attempts: int = 3) -> InfluxV1:
+        """On two free loopback ports; again on others when one was taken meanwhile (a free port
+        is only free until another process, or an outgoing connection, takes it)."""
+        for attempt in range(attempts):
+            if not self.port or attempt:
+                self.port = free_tcp_port()
+                rpc_port = next(p for p in iter(free_tcp_port, None) if p != self.port)
+                self.url = f"http://127.0.0.1:{self.port}"
+                self.config.write_text(CONFIG.format(root=self.root, rpc_port=rpc_port, http_port=self.port,
+                                                     index=self.index, cold=self.cold, cold_full=self.cold_full))
+            self.process = subprocess.Popen([BINARY, "-config", str(self.config)], stdout=subprocess.DEVNULL,
+                                            stderr=open(self.root / "influxd.log", "ab"))
+            try:
+                wait_until_up(self.process, answers(f"{self.url}/ping", 204), log=self.root / "influxd.log")
+                return self
+            except RuntimeError as exc:
+                if "address already in use" not in str(exc) or attempt + 1 == attempts:
+                    raise
         return self
 
     def stop(self) -> None:
