@@ -168,7 +168,8 @@ def fit_rooms_from_store(db_path: str, shades: ShadeSettings, tz_name: str, seri
         for group in shades.groups:
             started = time.monotonic()
             try:
-                fit = fit_group(store, group, shades, tz, series[group.number], until_s)
+                fit = fit_group(store, group, shades, tz, series[group.number], until_s,
+                                now=datetime.fromtimestamp(until_s, tz))
             except Exception as exc:  # noqa: BLE001 - one group's record or fit is that group's fault
                 fit = not_fitted(f"the fit failed ({type(exc).__name__}: {exc})")
             fits[group.number] = fit.to_dict() | {"wall_s": time.monotonic() - started}
