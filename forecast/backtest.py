@@ -29,30 +29,41 @@ class MeterFileError(ValueError):
         self.argument = argument
 
 
-def load_meter_csv(path: Path, time_col: str | None = None, value_col: str | None = None,
-                   temperature_col: str | None = None) -> tuple[Grid, str]:
-    """Read a meter CSV (any regular interval, 1 min to 1 h); returns the clean grid and value column.
-    A `temperature_col` (outdoor, °C or °F) goes into the grid as known at each row's time."""
+def _read_csv(path: Path) -> pd.DataFrame:
     try:
-        frame = pd.read_csv(path, skip_blank_lines=True)
+        return pd.read_csv(path, skip_blank_lines=True)
     except FileNotFoundError:
         raise MeterFileError(f"{path}: no such file", argument=True) from None
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise MeterFileError(f"{path}: not a readable CSV ({exc})") from None
+
+
+def _time_column(columns: list) -> str:
+    """The first column whose name has 'time' or 'date', else the first."""
+    return next((c for c in columns if any(w in str(c).lower() for w in ("time", "date"))), columns[0])
+
+
+def _named(path: Path, columns: list, name: str) -> str:
+    if name not in columns:
+        raise MeterFileError(f"{path}: no column '{name}' (columns: {', '.join(map(str, columns))})", argument=True)
+    return name
+
+
+def load_meter_csv(path: Path, time_col: str | None = None, value_col: str | None = None,
+                   temperature_col: str | None = None) -> tuple[Grid, str]:
+    """Read a meter CSV (any regular interval, 1 min to 1 h); returns the clean grid and value column.
+    A `temperature_col` (outdoor, °C or °F) goes into the grid as known at each row's time."""
+    frame = _read_csv(path)
     columns = list(frame.columns)
-    time_col = time_col or next((c for c in columns if any(w in c.lower() for w in ("time", "date"))), columns[0])
-    if time_col not in columns:
-        raise MeterFileError(f"{path}: no column '{time_col}' (columns: {', '.join(map(str, columns))})",
-                             argument=True)
+    time_col = _named(path, columns, time_col or _time_column(columns))
     if value_col is None:
         numeric = [c for c in columns if c != time_col and pd.api.types.is_numeric_dtype(frame[c])]
         if not numeric:
             raise MeterFileError(f"{path}: no numeric column; name it with --value-col")
         value_col = numeric[0]
     for name in (value_col, temperature_col):
-        if name is not None and name not in columns:
-            raise MeterFileError(f"{path}: no column '{name}' (columns: {', '.join(map(str, columns))})",
-                                 argument=True)
+        if name is not None:
+            _named(path, columns, name)
     frame = frame[[time_col, value_col] + ([temperature_col] if temperature_col else [])].dropna(subset=[time_col])
     try:
         stamps = pd.to_datetime(frame[time_col])  # one format inferred from the first rows: fast
@@ -86,23 +97,16 @@ def with_temperature_file(grid: Grid, path: Path, column: str | None = None, zon
     """The grid with an outdoor temperature CSV's readings as known at each slot. Times without an
     offset are on `zone`'s clock, moved onto the meter's (`meter_zone`) when both are named: a
     weather station keeps local standard time all year, a meter the wall clock."""
-    try:
-        frame = pd.read_csv(path)
-    except FileNotFoundError:
-        raise MeterFileError(f"{path}: no such file", argument=True) from None
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise MeterFileError(f"{path}: not a readable CSV ({exc})") from None
+    frame = _read_csv(path)
     columns = list(frame.columns)
-    time_col = next((c for c in columns if any(w in c.lower() for w in ("time", "date"))), columns[0])
+    time_col = _time_column(columns)
     if column is None:   # the first mostly numeric column (a station's CSV flags some readings: "33s")
         numeric = [c for c in columns if c != time_col
                    and pd.to_numeric(frame[c], errors="coerce").notna().mean() > 0.5]
         if not numeric:
             raise MeterFileError(f"{path}: no numeric column; name it with --temperature-col")
         column = numeric[0]
-    if column not in columns:
-        raise MeterFileError(f"{path}: no column '{column}' (columns: {', '.join(map(str, columns))})",
-                             argument=True)
+    _named(path, columns, column)
     stamps = pd.to_datetime(frame[time_col], format="mixed", errors="coerce")
     if stamps.dt.tz is not None:
         stamps = stamps.dt.tz_convert(meter_zone or "UTC").dt.tz_localize(None)

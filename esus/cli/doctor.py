@@ -155,18 +155,12 @@ def check_forecast(settings: Settings) -> Check:
 
 def check_shade_rooms(settings: Settings) -> Check:
     """Per shade group, whether its learnt room or the VDI 3813 rule decides, and why."""
-    from esus.parts.room_learning import kept_fits
+    from esus.parts.room_learning import kept_fits_in
 
     groups = settings.site.shades.groups
     if not groups:
         return Check("rooms", True, "no shade groups")
-    path, fits = StateFiles(settings.state_dir).history, {}
-    if path.exists():
-        try:
-            with HistoryStore(path, readonly=True) as store:
-                fits = kept_fits(store, settings.site.shades)
-        except (sqlite3.Error, ValueError):   # the store check says what is wrong with the file
-            pass
+    fits = kept_fits_in(settings)
     said = []
     for g in groups:
         fit = fits.get(g.number)

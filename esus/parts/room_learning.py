@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -33,6 +34,7 @@ from esus.parts.training_job import TRAINING_NICENESS, end_training_process, tra
 from esus.runtime.supervisor import Health
 from esus.settings.config import Settings
 from esus.settings.site import ShadeGroup, ShadeSettings
+from esus.state.files import StateFiles
 from esus.state.store import HistoryStore
 from esus.state.telemetry import Telemetry
 from shades.identify import (
@@ -188,6 +190,21 @@ def kept_fits(store: HistoryStore, shades: ShadeSettings) -> dict[int, RoomFit]:
                 log.warning("shade %s: the kept room model is unreadable (%s); the rule decides until tonight's fit",
                             g.name, exc)
     return fits
+
+
+def kept_fits_in(settings: Settings) -> dict[int, RoomFit]:
+    """The fits the service kept, read from its state directory by another process (the doctor,
+    `esus shades plan`); none when there is no store yet or it cannot be read (`esus doctor`'s
+    store check says why)."""
+    path = StateFiles(settings.state_dir).history
+    if not path.exists():
+        return {}
+    try:
+        with HistoryStore(path, readonly=True) as store:
+            return kept_fits(store, settings.site.shades)
+    except (sqlite3.Error, ValueError) as exc:
+        log.warning("the learnt rooms cannot be read (%s): the rule decides for every group", exc)
+        return {}
 
 
 class RoomLearning:

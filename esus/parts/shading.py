@@ -269,8 +269,7 @@ def day_plan(settings: Settings, day: date) -> tuple[list[GroupPlan], str]:
     """Each group's plan for `day` from the site file and the forecast (clear sky when it has none),
     with the rooms the service has learnt: the room forecast plans for a validated one, the rule
     for the others, as the service would."""
-    from esus.parts.room_learning import kept_fits
-    from esus.state.files import StateFiles
+    from esus.parts.room_learning import kept_fits_in
 
     site = settings.site
     location = location_of(settings)
@@ -281,14 +280,7 @@ def day_plan(settings: Settings, day: date) -> tuple[list[GroupPlan], str]:
         service.close()
     if not weather.covers(datetime.combine(day, time(12), tzinfo=site.site.tz)):
         weather = clear_sky()  # the forecast does not reach that day
-    fits = {}
-    path = StateFiles(settings.state_dir).history
-    if path.exists():
-        try:
-            with HistoryStore(path, readonly=True) as store:
-                fits = kept_fits(store, site.shades)
-        except (sqlite3.Error, ValueError) as exc:   # `esus doctor` says what is wrong with the store
-            log.warning("the learnt rooms cannot be read (%s): planning with the rule", exc)
+    fits = kept_fits_in(settings)
     plans = []
     for g in site.shades.groups:
         fit = fits.get(g.number)
