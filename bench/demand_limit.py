@@ -1,0 +1,180 @@
+"""Demand limiting replayed on real meters, per billing month (demand_response.replay).
+
+The meters: the shipped open-dsm building (one small commercial building in the US Midwest), its
+1-minute eGauge record (July-August 2022) with 15- and 30-minute demand intervals, and its hourly
+year (2022-03 to 2023-03) with a 60-minute interval (the data's own step: each hour's minutes are
+its mean, so inside an hour there is nothing to project; bench only, the service takes 15 or 30).
+Any other meter CSV can be added with --meter FILE:INTERVAL_MIN (time column first, kW column named
+by --column or the first numeric one).
+
+The flexible building (stated, not learnt): levels 1/2/3 take 5/10/15 % off the building's power
+(Guideline 36's 0.5/1/2 K cooling setpoint raises on an HVAC-heavy building), 2 minutes after they
+are ordered, for at most 3 hours a day; half of what a shed saves comes back after it, decaying
+with a 30-minute time constant.
+
+The controllers, all with the same target in force: the larger of the billing month's peak so far
+and the peak the same flexibility could have held the 28 days before the month to (learnt from the
+building's record; none in a meter's first month):
+- none;
+- reactive (the OpenEMS way): the level the last 15 minutes' mean asks for, when it crosses the target;
+- esus: the interval's projection (metered so far + the rest at the recent power) with its margin
+  learnt from its own misses (90 %), a shed ordered at the last minute that can still hold it, the
+  level up one a minute, down one after a 10-minute dwell, allowing for an assumed rebound;
+- oracle: perfect foresight of the whole month, the lowest peak the same flexibility can hold.
+
+Per month: the peak without action, each controller's cut (kW and % of the oracle's), the demand
+charge avoided at --price per kW, shed hours, shed episodes and the unnecessary ones (in intervals
+below the oracle's peak), and whether a release set the month's peak (R). The closing lines give
+the medians over months and meters against the goals (>= 80 % of the oracle's cut, >= 1.5x the
+reactive's, <= 2 unnecessary sheds a month, no month whose peak a release set).
+
+Usage: .venv/bin/python bench/demand_limit.py [--price 15] [--meter FILE:MIN ...] [--only NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from demand_response.limiting import Flexibility  # noqa: E402 - after the path is set
+from demand_response.replay import (  # noqa: E402
+    Esus,
+    Meter,
+    Outcome,
+    Reactive,
+    Rebound,
+    judge,
+    no_action,
+    oracle,
+    replay,
+)
+
+DATA = Path(__file__).resolve().parents[1] / "esus" / "data" / "open-dsm"
+FLEX = Flexibility(shares=(0.05, 0.10, 0.15), response_min=2, max_minutes_per_day=180)
+REBOUND = Rebound(ratio=0.5, time_constant_min=30.0)
+HISTORY_DAYS = 28
+
+
+@dataclass(frozen=True)
+class MeterFile:
+    name: str
+    path: Path
+    column: str | None
+    interval_min: int
+    step: str   # "interpolate" minutes between samples, or "hold" each sample's mean over its step
+
+
+def shipped() -> list[MeterFile]:
+    minute = DATA / "egauge_1min_2022-07_08.csv"
+    hourly = DATA / "hourly_electric_2022-23.csv"
+    return [MeterFile("open-dsm 1-min, 15-min interval", minute, "Usage_kW", 15, "interpolate"),
+            MeterFile("open-dsm 1-min, 30-min interval", minute, "Usage_kW", 30, "interpolate"),
+            MeterFile("open-dsm hourly year, 60-min interval", hourly, "total_main_kw", 60, "hold")]
+
+
+def minutes(meter: MeterFile) -> pd.Series:
+    """The meter on a 1-minute grid of whole local days (wall-clock time, as the file gives it)."""
+    frame = pd.read_csv(meter.path)
+    column = meter.column or next(c for c in frame.columns[1:] if pd.api.types.is_numeric_dtype(frame[c]))
+    times = pd.to_datetime(frame.iloc[:, 0], format="mixed")
+    series = pd.Series(pd.to_numeric(frame[column], errors="coerce").to_numpy(), index=times).dropna()
+    series = series[~series.index.duplicated()].sort_index()
+    grid = pd.date_range(series.index[0].floor("D"), series.index[-1].ceil("D") - pd.Timedelta(minutes=1), freq="1min")
+    if meter.step == "hold":
+        return series.reindex(grid).ffill().bfill()
+    return series.reindex(grid).interpolate(limit_direction="both")
+
+
+def as_meter(series: pd.Series, interval_min: int) -> Meter:
+    days = np.asarray((series.index.normalize() - series.index[0].normalize()).days, dtype=int)
+    return Meter(series.to_numpy(dtype=float), days, interval_min)
+
+
+def learnt_floor(series: pd.Series, month_start: pd.Timestamp, interval_min: int) -> float | None:
+    """The peak the flexibility could have held the last HISTORY_DAYS to (None: under half of them known)."""
+    before = series[(series.index >= month_start - pd.Timedelta(days=HISTORY_DAYS)) & (series.index < month_start)]
+    if len(before) < HISTORY_DAYS * 1440 / 2:
+        return None
+    return oracle(as_meter(before, interval_min), FLEX, REBOUND).target_kw
+
+
+def run_month(series: pd.Series, month: pd.Series, interval_min: int) -> tuple[dict[str, Outcome], float, float]:
+    """Each controller's outcome, the peak without action and the oracle's."""
+    meter = as_meter(month, interval_min)
+    best = oracle(meter, FLEX, REBOUND)
+    floor = learnt_floor(series, month.index[0], interval_min) or 0.0
+
+    def target(minute: int, peak_kw: float) -> float:
+        """Without a learnt floor, none on the month's first day: each rise of it is a new peak."""
+        return max(peak_kw, floor) if floor or minute >= 1440 else float("inf")
+
+    controllers: dict[str, Callable] = {"none": no_action, "reactive": Reactive(meter, FLEX), "esus": Esus(meter, FLEX)}
+    assert best.target_kw is not None
+    outcomes = {name: judge(meter, replay(meter, FLEX, REBOUND, controller, target), best.target_kw)
+                for name, controller in controllers.items()}
+    outcomes["oracle"] = judge(meter, best, best.target_kw)
+    return outcomes, float(meter.intervals(meter.load_kw).max()), floor
+
+
+def share(cut: float, of: float) -> float:
+    return cut / of if of > 1e-9 else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--price", type=float, default=15.0, help="demand charge, per kW of the month's peak")
+    parser.add_argument("--meter", action="append", default=[], metavar="FILE:MIN",
+                        help="another meter CSV and its demand interval in minutes")
+    parser.add_argument("--column", help="the kW column of the --meter files")
+    parser.add_argument("--only", help="run only the meters whose name contains this")
+    args = parser.parse_args()
+    meters = shipped() + [MeterFile(Path(m).name, Path(m.rsplit(":", 1)[0]), args.column, int(m.rsplit(":", 1)[1]),
+                                    "interpolate") for m in args.meter]
+    ratios, versus_reactive, needless, release_peaks, months = [], [], [], 0, 0
+    for meter in meters:
+        if args.only and args.only not in meter.name:
+            continue
+        series = minutes(meter)
+        print(f"\n{meter.name} ({meter.path.name})")
+        print(f"{'month':8} {'peak kW':>7} {'floor':>6} | {'oracle cut':>10} {'h':>4} | "
+              f"{'reactive cut':>17} {'h':>4} {'sheds':>5} {'unn':>3} | {'esus cut':>17} {'h':>4} {'sheds':>5} "
+              f"{'unn':>3} | {'esus saves':>10}")
+        for period, month in series.groupby(series.index.to_period("M")):
+            if len(month) < 20 * 1440:
+                continue   # a stub of a month at the record's end: no billing month
+            started = time.perf_counter()
+            out, base, floor = run_month(series, month, meter.interval_min)
+            o, r, e = out["oracle"], out["reactive"], out["esus"]
+            months += 1
+            ratios.append(share(e.cut_kw, o.cut_kw))
+            versus_reactive.append(share(e.cut_kw, r.cut_kw) if r.cut_kw > 0 else float("inf") if e.cut_kw > 0 else 0)
+            needless.append(e.unnecessary)
+            release_peaks += e.release_set_peak
+            print(f"{str(period):8} {base:7.1f} {floor:6.1f} | {o.cut_kw:6.2f} kW {o.shed_hours:4.1f} | "
+                  f"{r.cut_kw:6.2f} kW {share(r.cut_kw, o.cut_kw):5.0%}{'R' if r.release_set_peak else ' '} "
+                  f"{r.shed_hours:4.1f} {r.sheds:5d} {r.unnecessary:3d} | "
+                  f"{e.cut_kw:6.2f} kW {share(e.cut_kw, o.cut_kw):5.0%}{'R' if e.release_set_peak else ' '} "
+                  f"{e.shed_hours:4.1f} {e.sheds:5d} {e.unnecessary:3d} | {e.cut_kw * args.price:10.0f}"
+                  f"   ({time.perf_counter() - started:.0f} s)")
+    if not months:
+        return
+    finite = [v for v in versus_reactive if np.isfinite(v)]
+    print(f"\n{months} billing months. esus's cut, median share of the oracle's: {statistics.median(ratios):.0%} "
+          f"(goal >= 80 %); median esus/reactive: {statistics.median(finite) if finite else float('nan'):.2f}x "
+          f"(goal >= 1.5x; {len(versus_reactive) - len(finite)} months where only esus cut); unnecessary sheds a month: "
+          f"median {statistics.median(needless):g}, max {max(needless)} (goal <= 2); months whose peak a release set: "
+          f"{release_peaks} (goal 0)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""Demand limiting's pure parts: the projection and its learnt margin, the level needed and the
+stepper, the replayed building, the perfect-foresight oracle and the judging of a month."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from demand_response.limiting import (
+    ERRORS_NEEDED,
+    Flexibility,
+    LevelStepper,
+    Projection,
+    ProjectionErrors,
+    needed_level,
+    reachable_kw,
+)
+from demand_response.replay import Building, Esus, Meter, Rebound, Run, _hold, judge, no_action, oracle, replay
+
+FLEX = Flexibility(shares=(0.05, 0.10, 0.15), response_min=2, max_minutes_per_day=60)
+
+
+def meter(load: list[float] | np.ndarray, interval_min: int = 15) -> Meter:
+    load = np.asarray(load, dtype=float)
+    return Meter(load, np.arange(len(load)) // 1440, interval_min)
+
+
+def spiky_days(days: int = 3, seed: int = 7) -> np.ndarray:
+    """A building that idles at night and cycles a big load by day, with one heavier afternoon."""
+    rng = np.random.default_rng(seed)
+    minute = np.arange(days * 1440) % 1440
+    load = 10 + 15 * ((minute > 8 * 60) & (minute < 18 * 60)) + rng.normal(0, 1, days * 1440)
+    load += 8 * (rng.random(days * 1440) < 0.2) * ((minute > 8 * 60) & (minute < 18 * 60))
+    load[1440 + 14 * 60: 1440 + 15 * 60] += 6
+    return np.clip(load, 1, None)
+
+
+def test_the_projection_is_metered_so_far_plus_the_rest() -> None:
+    p = Projection(elapsed_min=5, interval_min=15, metered_kw=30.0, rest_kw=15.0, margin_kw=2.0)
+    assert p.mean_kw == pytest.approx(30 * 5 / 15 + 15 * 10 / 15)
+    assert p.upper_kw == pytest.approx(p.mean_kw + 2.0)
+
+
+def test_no_level_while_the_upper_bound_stays_at_the_target() -> None:
+    p = Projection(3, 15, 20.0, 20.0, 1.0)
+    assert needed_level(p, target_kw=21.0, level_now=0, flex=FLEX) == 0
+
+
+def test_a_shed_waits_for_the_last_minute_that_can_still_hold_the_interval() -> None:
+    # 1 kW over: level 3 from the next minute still takes 100 * 0.15 * 10/15 = 10 kW off the mean
+    early = Projection(2, 15, 100.0, 100.0, 0.0)
+    assert needed_level(early, target_kw=99.0, level_now=0, flex=FLEX) == 0
+    # 12 minutes in, the next minute's top level acts for 15 - 13 - 2 = 0 minutes: too late to wait
+    late = Projection(12, 15, 100.0, 100.0, 0.0)
+    assert reachable_kw(late, 13, 0, FLEX) == 0
+    assert needed_level(late, target_kw=99.0, level_now=0, flex=FLEX) == 1
+
+
+def test_a_lower_level_is_asked_for_only_when_it_holds_the_target_with_the_rebound() -> None:
+    p = Projection(0, 15, None, 90.0, 0.0)                  # level 2 in force: 100 kW unshed
+    assert needed_level(p, 95.0, 2, FLEX) == 1              # level 1 would give 95 kW
+    assert needed_level(p, 95.0, 2, FLEX, rebound_kw=3.0) == 2   # not with 1.5 kW coming back
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 3), min_size=1, max_size=200), st.integers(1, 3), st.integers(1, 15))
+def test_the_stepper_moves_one_level_at_a_time_up_in_stages_down_after_a_dwell(
+        needs: list[int], stage: int, dwell: int) -> None:
+    stepper = LevelStepper(stage_min=stage, dwell_min=dwell)
+    levels, lower_for, since_change = [0], 0, 10**6
+    for need in needs:
+        before = stepper.level
+        lower_for = lower_for + 1 if need < before else 0
+        since_change += 1
+        after = stepper.step(need)
+        assert 0 <= after <= 3 and abs(after - before) <= 1
+        if after > before:
+            assert need > before and since_change >= stage
+        if after < before:
+            assert lower_for >= dwell
+        if after != before:
+            since_change, lower_for = 0, 0
+        levels.append(after)
+
+
+def test_the_margin_is_learnt_from_misses_near_the_target_and_kept_across_a_restart() -> None:
+    errors = ProjectionErrors(15, quantile=0.9)
+    assert errors.margin_kw(0, target_kw=50, fallback_kw=7.0) == 7.0
+    rng = np.random.default_rng(1)
+    for _ in range(ERRORS_NEEDED * 2):
+        projected = 48 + rng.normal(0, 1)
+        errors.add([projected] * 15, projected + rng.normal(0, 2))   # misses of 2 kW spread near 50
+        errors.add([5.0] * 15, 25.0)                                 # a far-off projection's miss does not count
+    margin = errors.margin_kw(0, target_kw=50, fallback_kw=7.0)
+    assert 1.5 < margin < 4.0   # the 90 % quantile of N(0, 2) is 2.6
+    again = ProjectionErrors.from_dict(errors.to_dict(), 15, 0.9)
+    assert again.margin_kw(0, 50, 7.0) == pytest.approx(margin, abs=0.01)
+    assert ProjectionErrors.from_dict(errors.to_dict(), 30, 0.9).margin_kw(0, 50, 7.0) == 7.0
+
+
+def test_the_building_answers_after_its_response_within_the_days_allowance() -> None:
+    m = meter(np.full(3000, 100.0))
+    building = Building(m, FLEX, Rebound(ratio=0.0))
+    for t in range(3000):
+        building.minute(t, 3)
+    run = building.run
+    assert run.acting[:2].tolist() == [0, 0] and run.acting[2] == 3
+    assert run.metered_kw[2] == pytest.approx(85.0)
+    per_day = [(run.acting[d * 1440:(d + 1) * 1440] > 0).sum() for d in range(2)]
+    assert per_day == [60, 60]
+
+
+def test_what_a_shed_saves_comes_back_as_its_rebound() -> None:
+    m = meter(np.full(600, 100.0))
+    building = Building(m, FLEX, Rebound(ratio=0.5, time_constant_min=30))
+    for t in range(600):
+        building.minute(t, 3 if t < 20 else 0)
+    saved = 20 * 15.0
+    assert m.load_kw.sum() - building.run.metered_kw.sum() == pytest.approx(saved * 0.5, rel=1e-3)
+    assert building.run.rebound_kw[22] == pytest.approx(saved * 0.5 / 30)
+
+
+def test_the_oracle_holds_the_lowest_target_it_reports_within_the_allowance() -> None:
+    m = meter(spiky_days())
+    flex = Flexibility((0.05, 0.10, 0.15), 2, 90)
+    best = oracle(m, flex, Rebound(), tolerance_kw=0.01)
+    assert best.target_kw is not None
+    assert m.intervals(best.metered_kw).max() <= best.target_kw + 1e-6
+    assert best.target_kw < m.intervals(m.load_kw).max() - 1.0
+    for day in range(3):
+        assert (best.acting[day * 1440:(day + 1) * 1440] > 0).sum() <= 90
+    assert _hold(m, flex, Rebound(), best.target_kw - 0.05) is None
+
+
+def test_esus_sheds_nothing_while_the_target_is_out_of_reach() -> None:
+    m = meter(spiky_days())
+    run = replay(m, FLEX, Rebound(), Esus(m, FLEX), lambda minute, peak: 1e6)
+    assert not run.ordered.any()
+
+
+def test_esus_holds_a_reachable_target_that_doing_nothing_exceeds() -> None:
+    m = meter(spiky_days())
+    flex = Flexibility((0.05, 0.10, 0.15), 2, 180)
+    target = m.intervals(m.load_kw).max() * 0.95
+    run = replay(m, flex, Rebound(), Esus(m, flex), lambda minute, peak: target)
+    idle = replay(m, flex, Rebound(), no_action, lambda minute, peak: target)
+    assert m.intervals(idle.metered_kw).max() > target
+    assert m.intervals(run.metered_kw).max() < m.intervals(idle.metered_kw).max()
+
+
+def test_a_month_is_judged_against_the_oracle() -> None:
+    load = np.full(1440, 10.0)
+    load[600:615] = 40.0          # the one interval that needs a shed
+    m = meter(load)
+    ordered = np.zeros(1440, dtype=np.int8)
+    ordered[300:310] = 1          # a shed where nothing needed one
+    ordered[598:615] = 3
+    acting = np.roll(ordered, 2)
+    metered = load * (1 - np.array([0, 0.05, 0.1, 0.15])[acting])
+    run = Run(metered, ordered, acting, np.zeros(1440))
+    outcome = judge(m, run, oracle_peak_kw=35.0)
+    assert outcome.sheds == 2 and outcome.unnecessary == 1
+    assert outcome.cut_kw == pytest.approx(40.0 - 34.0)
+    assert not outcome.release_set_peak
+    assert outcome.shed_hours == pytest.approx(27 / 60)
