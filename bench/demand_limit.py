@@ -10,7 +10,8 @@ by --column or the first numeric one).
 The flexible building (stated, not learnt): levels 1/2/3 take 5/10/15 % off the building's power
 (Guideline 36's 0.5/1/2 K cooling setpoint raises on an HVAC-heavy building), 2 minutes after they
 are ordered, for at most 3 hours a day; half of what a shed saves comes back after it, decaying
-with a 30-minute time constant.
+with a 30-minute time constant, up to half of what its first hour saved (a zone settles at its
+raised setpoint within the hour).
 
 The controllers, all with the same target in force: the larger of the billing month's peak so far
 and the peak the same flexibility could have held the 28 days before the month to (learnt from the

@@ -28,10 +28,17 @@ SPREAD_MIN = 30
 
 @dataclass(frozen=True)
 class Rebound:
-    """After a shed, `ratio` of the energy it saved comes back, decaying with `time_constant_min`."""
+    """After a shed, `ratio` of the energy it saved comes back, decaying with `time_constant_min`;
+    no more than what `saturation_min` minutes of the shed saved (a zone settles at its raised
+    setpoint within the hour: a longer shed stores no more heat in it)."""
 
     ratio: float = 0.5
     time_constant_min: float = 30.0
+    saturation_min: float = 60.0
+
+    def owed_kwmin(self, owed: float, saved_kw: float) -> float:
+        """What is owed after one more minute that saved `saved_kw`."""
+        return min(owed + saved_kw * self.ratio, max(owed, saved_kw * self.ratio * self.saturation_min))
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,7 @@ class Building:
         if level:
             self._used[day] = self._used.get(day, 0) + 1
             saved = load * flex.share(level)
-            self._debt_kwmin += saved * self.rebound.ratio
+            self._debt_kwmin = self.rebound.owed_kwmin(self._debt_kwmin, saved)
             back = 0.0
         else:
             saved = 0.0
@@ -221,7 +228,7 @@ def _interval(load: np.ndarray, shed: list[bool], share: float, debt: float,
     for i, on in enumerate(shed):
         if on:
             saved = load[i] * share
-            debt += saved * rebound.ratio
+            debt = rebound.owed_kwmin(debt, saved)
             kw[i] -= saved
         else:
             back[i] = debt / rebound.time_constant_min

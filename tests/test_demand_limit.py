@@ -165,3 +165,12 @@ def test_a_month_is_judged_against_the_oracle() -> None:
     assert outcome.cut_kw == pytest.approx(40.0 - 34.0)
     assert not outcome.release_set_peak
     assert outcome.shed_hours == pytest.approx(27 / 60)
+
+
+def test_a_long_shed_owes_no_more_than_its_first_hour_saved() -> None:
+    rebound = Rebound(ratio=0.5, saturation_min=60)
+    owed = 0.0
+    for _ in range(300):
+        owed = rebound.owed_kwmin(owed, 10.0)
+    assert owed == pytest.approx(10.0 * 0.5 * 60)
+    assert rebound.owed_kwmin(400.0, 1.0) == 400.0   # a smaller shed after a bigger one forgives nothing
