@@ -19,6 +19,7 @@ class Access(StrEnum):
 #: shade-{g}-mode states; new ones go at the end, so a BAS keeps its numbers
 SHADE_MODES = ("auto", "bas", "manual", "wind", "frost", "fault", "disabled", "wind-data-lost")
 DR_LEVELS = ("normal", "moderate", "high", "special")  # OpenADR SIMPLE levels 0-3, as states 1-4
+DL_LEVELS = ("normal", "level-1", "level-2", "level-3")  # Guideline 36 demand-limit levels 0-3, as states 1-4
 
 
 @dataclass(frozen=True)
@@ -128,11 +129,35 @@ def demand_response_points() -> list[PointSpec]:
     ]
 
 
+def demand_limit_points(interval_min: int) -> list[PointSpec]:
+    """Present when the site file has [demand_limit]: the billing period's peak and what esus does about it."""
+    av = "analog-value"
+    return [
+        PointSpec("dl-period-peak", av, 12, Access.READ,
+                  f"The billing period's highest {interval_min}-minute mean power so far", "kilowatts", 0.1),
+        PointSpec("dl-target", av, 13, Access.READ,
+                  "Demand-limit target in force: the fixed target, else the larger of the period's peak so far and "
+                  "the peak the flexibility could hold the last 28 days to", "kilowatts", 0.1),
+        PointSpec("dl-headroom", av, 14, Access.READ,
+                  f"What more a charger or battery may draw in the next {interval_min}-minute interval: dl-target "
+                  "minus the forecast's upper bound for it (negative: over)", "kilowatts", 0.5,
+                  derived_from_power=True),
+        PointSpec("dl-projected", av, 15, Access.READ,
+                  f"Upper bound of this {interval_min}-minute interval's mean: metered so far plus the rest at the "
+                  "recent power, with the margin learnt from past misses", "kilowatts", 0.5, derived_from_power=True),
+        PointSpec("dl-level", "multi-state-value", 2, Access.READ,
+                  "ASHRAE Guideline 36 demand-limit level, as its state (state = level + 1): " + ", ".join(
+                      f"{i} {s}" for i, s in enumerate(DL_LEVELS, 1)), states=DL_LEVELS),
+    ]
+
+
 def point_table(min_kw: float, max_kw: float, groups: list[ShadeGroupRef],
-                demand_response: bool = False) -> list[PointSpec]:
+                demand_response: bool = False, demand_limit_interval_min: int | None = None) -> list[PointSpec]:
     points = building_points(min_kw, max_kw)
     if demand_response:
         points += demand_response_points()
+    if demand_limit_interval_min is not None:
+        points += demand_limit_points(demand_limit_interval_min)
     for group in sorted(groups, key=lambda g: g.number):
         points += shade_points(group)
     return points

@@ -47,13 +47,16 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from demand_response.limiting import Flexibility  # noqa: E402 - after the path is set
+from demand_response.limiting import Flexibility, Rebound  # noqa: E402 - after the path is set
+from forecast.backtest import load_meter_csv, walk_forward  # noqa: E402
+from forecast.calendar import WorkCalendar  # noqa: E402
+from forecast.features import Horizon  # noqa: E402
+from forecast.training import TRAINING_DAYS  # noqa: E402
 from demand_response.replay import (  # noqa: E402
     Esus,
     Meter,
     Outcome,
     Reactive,
-    Rebound,
     judge,
     no_action,
     oracle,
@@ -96,6 +99,44 @@ def minutes(meter: MeterFile) -> pd.Series:
     return series.reindex(grid).interpolate(limit_direction="both")
 
 
+def forecasts(meter: MeterFile, calendar: WorkCalendar) -> pd.DataFrame:
+    """esus's forecast walked forward over the meter as the service makes it (retrained each
+    midnight on the last TRAINING_DAYS): its mean and 90 % bound per window it forecasts, indexed
+    by the window's start (wall-clock), with the window's length."""
+    grid, _ = load_meter_csv(meter.path, value_col=meter.column)
+    result = walk_forward(grid, calendar=calendar, window_days=TRAINING_DAYS)
+    h = Horizon(grid.step_s)
+    starts = grid.times_s(result.issue + h.ahead - h.window)
+    return pd.DataFrame({"kw": result.predictions["esus"], "upper_kw": result.upper},
+                        index=pd.to_datetime(starts, unit="s")).assign(window_s=h.window * grid.step_s)
+
+
+def cached(folder: Path | None, meter: MeterFile, make: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    """The forecast from `folder` when it holds one newer than the meter file, else made (and kept there)."""
+    if folder is None:
+        return make()
+    path = folder / f"{meter.path.stem}.forecast.csv"
+    if path.exists() and path.stat().st_mtime > meter.path.stat().st_mtime:
+        return pd.read_csv(path, index_col=0, parse_dates=True)
+    made = make()
+    folder.mkdir(parents=True, exist_ok=True)
+    made.to_csv(path)
+    return made
+
+
+def per_interval(made: pd.DataFrame, month: pd.Series, interval_min: int) -> tuple[np.ndarray, np.ndarray]:
+    """The forecast of each of the month's intervals: the mean of the windows that tile it (NaN
+    where one is missing)."""
+    window = pd.Timedelta(seconds=int(made["window_s"].iloc[0]))
+    tiles = made[(made.index - made.index.normalize()) % window == pd.Timedelta(0)]
+    starts = pd.date_range(month.index[0], periods=len(month) // interval_min, freq=f"{interval_min}min")
+    out = tiles[["kw", "upper_kw"]].resample(f"{interval_min}min").mean(numeric_only=True)
+    count = tiles["kw"].resample(f"{interval_min}min").count()
+    out[count < max(1, pd.Timedelta(minutes=interval_min) // window)] = np.nan
+    out = out.reindex(starts)
+    return out["kw"].to_numpy(dtype=float), out["upper_kw"].to_numpy(dtype=float)
+
+
 def as_meter(series: pd.Series, interval_min: int) -> Meter:
     days = np.asarray((series.index.normalize() - series.index[0].normalize()).days, dtype=int)
     return Meter(series.to_numpy(dtype=float), days, interval_min)
@@ -109,8 +150,9 @@ def learnt_floor(series: pd.Series, month_start: pd.Timestamp, interval_min: int
     return oracle(as_meter(before, interval_min), FLEX, REBOUND).target_kw
 
 
-def run_month(series: pd.Series, month: pd.Series, interval_min: int) -> tuple[dict[str, Outcome], float, float]:
-    """Each controller's outcome, the peak without action and the oracle's."""
+def run_month(series: pd.Series, month: pd.Series, interval_min: int,
+              made: pd.DataFrame | None) -> tuple[dict[str, Outcome], float, float]:
+    """Each controller's outcome, the peak without action and the learnt floor."""
     meter = as_meter(month, interval_min)
     best = oracle(meter, FLEX, REBOUND)
     floor = learnt_floor(series, month.index[0], interval_min) or 0.0
@@ -119,7 +161,10 @@ def run_month(series: pd.Series, month: pd.Series, interval_min: int) -> tuple[d
         """Without a learnt floor, none on the month's first day: each rise of it is a new peak."""
         return max(peak_kw, floor) if floor or minute >= 1440 else float("inf")
 
-    controllers: dict[str, Callable] = {"none": no_action, "reactive": Reactive(meter, FLEX), "esus": Esus(meter, FLEX)}
+    esus = Esus(meter, FLEX, forecast=per_interval(made, month, interval_min) if made is not None else None)
+    esus.errors.learn(series[(series.index >= month.index[0] - pd.Timedelta(days=HISTORY_DAYS))
+                             & (series.index < month.index[0])].to_numpy(dtype=float))
+    controllers: dict[str, Callable] = {"none": no_action, "reactive": Reactive(meter, FLEX), "esus": esus}
     assert best.target_kw is not None
     outcomes = {name: judge(meter, replay(meter, FLEX, REBOUND, controller, target), best.target_kw)
                 for name, controller in controllers.items()}
@@ -138,15 +183,23 @@ def main() -> None:
                         help="another meter CSV and its demand interval in minutes")
     parser.add_argument("--column", help="the kW column of the --meter files")
     parser.add_argument("--only", help="run only the meters whose name contains this")
+    parser.add_argument("--holidays", default="US", help="the meters' country for the forecast's calendar")
+    parser.add_argument("--cache", type=Path, help="a folder that keeps the walked-forward forecasts between runs")
+    parser.add_argument("--no-forecast", action="store_true", help="esus without its forecast (the power now only)")
     args = parser.parse_args()
     meters = shipped() + [MeterFile(Path(m).name, Path(m.rsplit(":", 1)[0]), args.column, int(m.rsplit(":", 1)[1]),
                                     "interpolate") for m in args.meter]
     ratios, versus_reactive, needless, release_peaks, months = [], [], [], 0, 0
+    made_for: dict[Path, pd.DataFrame] = {}   # a meter file's forecast, walked forward once
     for meter in meters:
         if args.only and args.only not in meter.name:
             continue
         series = minutes(meter)
-        print(f"\n{meter.name} ({meter.path.name})")
+        started = time.perf_counter()
+        if not args.no_forecast and meter.path not in made_for:
+            made_for[meter.path] = cached(args.cache, meter, lambda: forecasts(meter, WorkCalendar(args.holidays)))
+        made = made_for.get(meter.path)
+        print(f"\n{meter.name} ({meter.path.name}; forecast walked forward in {time.perf_counter() - started:.0f} s)")
         print(f"{'month':8} {'peak kW':>7} {'floor':>6} | {'oracle cut':>10} {'h':>4} | "
               f"{'reactive cut':>17} {'h':>4} {'sheds':>5} {'unn':>3} | {'esus cut':>17} {'h':>4} {'sheds':>5} "
               f"{'unn':>3} | {'esus saves':>10}")
@@ -154,7 +207,7 @@ def main() -> None:
             if len(month) < 20 * 1440:
                 continue   # a stub of a month at the record's end: no billing month
             started = time.perf_counter()
-            out, base, floor = run_month(series, month, meter.interval_min)
+            out, base, floor = run_month(series, month, meter.interval_min, made)
             o, r, e = out["oracle"], out["reactive"], out["esus"]
             months += 1
             ratios.append(share(e.cut_kw, o.cut_kw))

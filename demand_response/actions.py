@@ -31,10 +31,10 @@ class ShedAction:
         return self.values[max(usable)] if usable else None
 
 
-def desired_values(actions: list[ShedAction], level: int, released: set[str],
+def desired_values(actions: list[ShedAction], level: Callable[[str], int], released: set[str],
                    holds: Callable[[str], bool] = lambda condition: True) -> dict[str, Value | None]:
-    """What each action's priority slot should hold now: its shed value, or None (NULL, released).
-    `released` are the actions an operator released for the rest of the current events; an action
-    with a condition takes part only while `holds(condition)`."""
-    return {a.name: None if a.name in released or (a.condition and not holds(a.condition)) else a.value_at(level)
-            for a in actions}
+    """What each action's priority slot should hold now: its shed value at `level(name)`, or None
+    (NULL, released). `released` are the actions an operator released for the rest of the current
+    events; an action with a condition takes part only while `holds(condition)`."""
+    return {a.name: None if a.name in released or (a.condition and not holds(a.condition))
+            else a.value_at(level(a.name)) for a in actions}

@@ -19,6 +19,8 @@ import numpy as np
 
 #: Guideline 36's three demand-limit levels; 0 is normal operation
 LEVELS = (1, 2, 3)
+#: the minutes of recent power the projection carries into the rest of the interval
+RECENT_MIN = 5
 #: past intervals whose projection errors set the margin (two weeks of 15-minute intervals)
 ERRORS_KEPT = 14 * 96
 #: before this many projections near the target have been seen, the margin is a fallback
@@ -38,6 +40,21 @@ class Flexibility:
 
     def share(self, level: int) -> float:
         return self.shares[level - 1] if level > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Rebound:
+    """After a shed, `ratio` of the energy it saved comes back, decaying with `time_constant_min`;
+    no more than what `saturation_min` minutes of the shed saved (a zone settles at its raised
+    setpoint within the hour: a longer shed stores no more heat in it)."""
+
+    ratio: float = 0.5
+    time_constant_min: float = 30.0
+    saturation_min: float = 60.0
+
+    def owed_kwmin(self, owed: float, saved_kw: float) -> float:
+        """What is owed after one more minute that saved `saved_kw`."""
+        return min(owed + saved_kw * self.ratio, max(owed, saved_kw * self.ratio * self.saturation_min))
 
 
 @dataclass(frozen=True)
@@ -85,6 +102,25 @@ class ProjectionErrors:
             return fallback_kw
         return max(0.0, float(np.quantile(near, self.quantile)))
 
+    def learn(self, minute_kw: np.ndarray) -> None:
+        """The misses the projection would have made over a record of whole intervals (1-minute
+        means from the first minute of one): so a new site, or a new month's replay, starts with
+        the building's own margin rather than a guess."""
+        n = self.interval_min
+        whole = len(minute_kw) // n * n
+        if whole < 2 * n:
+            return
+        kw = np.asarray(minute_kw[:whole], dtype=float)
+        before = np.concatenate([[np.nan] * RECENT_MIN, kw])
+        recent = np.lib.stride_tricks.sliding_window_view(before, RECENT_MIN)[:len(kw)].mean(axis=1)
+        by_interval = kw.reshape(-1, n)
+        elapsed = np.arange(n)
+        so_far = np.cumsum(by_interval, axis=1) - by_interval          # sum of the minutes before each
+        projected = (so_far + recent.reshape(-1, n) * (n - elapsed)) / n
+        actual = by_interval.mean(axis=1)
+        for row in range(1, len(actual)):
+            self.add([float(v) for v in projected[row]], float(actual[row]))
+
     def to_dict(self) -> dict:
         return {"interval_min": self.interval_min, "quantile": self.quantile,
                 "errors": [[[round(p, 3), round(e, 3)] for p, e in errors] for errors in self.errors]}
@@ -102,22 +138,24 @@ class ProjectionErrors:
 def reachable_kw(projection: Projection, start_min: int, level_now: int, flex: Flexibility,
                  stage_min: int = 1) -> float:
     """How much of the interval's mean (kW) a shed can still take off if it starts rising from
-    `level_now` at minute `start_min` of the interval, a level every `stage_min` up to the top,
-    each showing on the meter `response_min` after it was ordered."""
+    `level_now` at minute `start_min` of the interval (negative: before it starts), a level every
+    `stage_min` up to the top, each showing on the meter `response_min` after it was ordered."""
     unshed_kw = projection.rest_kw / max(1e-9, 1 - flex.share(level_now))
     total = 0.0
     for step, level in enumerate(range(level_now + 1, LEVELS[-1] + 1)):
         acting_min = projection.interval_min - (start_min + step * stage_min) - flex.response_min
-        total += unshed_kw * (flex.share(level) - flex.share(level - 1)) * max(0, acting_min)
+        total += unshed_kw * (flex.share(level) - flex.share(level - 1)) * min(projection.interval_min,
+                                                                               max(0, acting_min))
     return total / projection.interval_min
 
 
 def needed_level(projection: Projection, target_kw: float, level_now: int, flex: Flexibility,
-                 stage_min: int = 1, rebound_kw: float = 0.0) -> int:
-    """The level this minute asks for. A shed is ordered at the last minute that can still hold
-    the interval's upper bound at the target: until then the interval may turn out lighter and
-    no shed is spent on it. A lower level is asked for when it would do as well, with what the
-    shed saved coming back (`rebound_kw` at a full release; the stepper waits a dwell before it
+                 stage_min: int = 1, rebound_kw: float = 0.0, lead_min: int = 0) -> int:
+    """The level this minute asks for, for the interval projected, which starts `lead_min` from
+    now (0: the one under way). A shed is ordered at the last minute that can still hold the
+    interval's upper bound at the target: until then the interval may turn out lighter and no
+    shed is spent on it. A lower level is asked for when it would do as well, with what the shed
+    saved coming back (`rebound_kw` at a full release; the stepper waits a dwell before it
     follows)."""
     rest_share = (projection.interval_min - projection.elapsed_min) / projection.interval_min
     unshed_kw = projection.rest_kw / max(1e-9, 1 - flex.share(level_now))
@@ -128,10 +166,9 @@ def needed_level(projection: Projection, target_kw: float, level_now: int, flex:
         return (projection.upper_kw + (unshed_kw * (flex.share(level_now) - flex.share(level)) + back_kw) * rest_share
                 - target_kw)
 
-    later = projection.elapsed_min + 1
+    later = projection.elapsed_min + 1 - lead_min
     for level in range(level_now + 1):
-        if excess_kw(level) <= 0 or (excess_kw(level) <= reachable_kw(projection, later, level, flex, stage_min)
-                                     and level == level_now):
+        if excess_kw(level) <= reachable_kw(projection, later, level, flex, stage_min):
             return level
     return min(LEVELS[-1], level_now + 1)
 
@@ -148,11 +185,16 @@ class LevelStepper:
     _since_change: int = 10**6
     _lower_for: int = 0
 
-    def step(self, needed: int) -> int:
-        """One minute: the level needed now; returns the level in force."""
+    def step(self, needed: int, hurry: bool = False) -> int:
+        """One minute: the level needed now; returns the level in force. `hurry`: down a level a
+        stage without a dwell (the day's allowance is running out: a release in stages beats one
+        that comes all at once when the allowance ends)."""
         self._since_change += 1
         self._lower_for = self._lower_for + 1 if needed < self.level else 0
-        if needed > self.level and self._since_change >= self.stage_min:
+        if hurry:
+            if self.level > 0 and self._since_change >= self.stage_min:
+                self._change(self.level - 1)
+        elif needed > self.level and self._since_change >= self.stage_min:
             self._change(self.level + 1)
         elif self.level > 0 and self._lower_for >= self.dwell_min:
             self._change(self.level - 1)
@@ -160,3 +202,95 @@ class LevelStepper:
 
     def _change(self, level: int) -> None:
         self.level, self._since_change, self._lower_for = level, 0, 0
+
+
+@dataclass(frozen=True)
+class Minute:
+    """What the limiter reads each minute (kW)."""
+
+    elapsed_min: int               # minutes of the interval under way already metered
+    metered_kw: float | None       # their mean (None at the interval's first minute)
+    recent_kw: float               # the mean of the last RECENT_MIN minutes
+    spread_kw: float               # the power's standard deviation over the last half hour
+    target_kw: float               # the target in force
+    day: int                       # the local day (its allowance of shed minutes)
+    next_forecast: tuple[float, float] | None = None   # the next interval's forecast and its upper bound
+
+
+@dataclass(frozen=True)
+class Decision:
+    level: int
+    projection: Projection
+    reason: str                    # one line, for the status and the one who asks why
+
+
+class Limiter:
+    """Guideline 36 levels from the interval's projection, every minute; the same code in the
+    service and in the replay bench. It learns its margin from its own misses (`interval_ended`)
+    and keeps to the day's allowance, releasing in stages before it runs out."""
+
+    def __init__(self, interval_min: int, flex: Flexibility, errors: ProjectionErrors | None = None, *,
+                 dwell_min: int = 10, stage_min: int = 1, rebound: Rebound = Rebound()) -> None:
+        self.interval_min, self.flex, self.rebound = interval_min, flex, rebound
+        self.errors = errors or ProjectionErrors(interval_min)
+        self.stepper = LevelStepper(stage_min=stage_min, dwell_min=dwell_min)
+        self.used_min: dict[int, int] = {}      # minutes a level was in force, per local day
+        self._made: list[float | None] = [None] * interval_min
+        self._owed_kwmin = 0.0                  # what the shed in force will owe when released
+
+    @property
+    def level(self) -> int:
+        return self.stepper.level
+
+    def interval_ended(self, mean_kw: float | None) -> None:
+        """The interval just ended, with its metered mean (None: not measured)."""
+        if mean_kw is not None:
+            self.errors.add(self._made, mean_kw)
+        self._made = [None] * self.interval_min
+
+    def decide(self, now: Minute) -> Decision:
+        n, flex, level = self.interval_min, self.flex, self.stepper.level
+        margin = self.errors.margin_kw(now.elapsed_min, now.target_kw,
+                                       fallback_kw=now.spread_kw * (n - now.elapsed_min) / n)
+        projection = Projection(now.elapsed_min, n, now.metered_kw, now.recent_kw, margin)
+        self._made[min(now.elapsed_min, n - 1)] = projection.mean_kw
+        unshed_kw = now.recent_kw / (1 - flex.share(level))
+        self._owed_kwmin = self.rebound.owed_kwmin(self._owed_kwmin, unshed_kw * flex.share(level)) if level else 0.0
+        rebound_kw = self._owed_kwmin / self.rebound.time_constant_min
+        this = needed_level(projection, now.target_kw, level, flex, self.stepper.stage_min, rebound_kw)
+        following = self._following(now, margin_at_start=self.errors.margin_kw(0, now.target_kw, now.spread_kw))
+        ahead = needed_level(following, now.target_kw, level, flex, self.stepper.stage_min, rebound_kw,
+                             lead_min=n - now.elapsed_min)
+        used = self.used_min.get(now.day, 0)
+        spent = used + level * self.stepper.stage_min >= flex.max_minutes_per_day
+        ordered = self.stepper.step(max(this, ahead), hurry=spent)
+        self.used_min = {now.day: used + (ordered > 0)}
+        return Decision(ordered, projection, self._reason(ordered, level, this, ahead, spent, projection, now))
+
+    def _following(self, now: Minute, margin_at_start: float) -> Projection:
+        """The next interval as the forecast sees it (its bound the margin), else at the power now."""
+        if now.next_forecast is not None:
+            kw, upper = now.next_forecast
+            if np.isfinite(kw) and np.isfinite(upper):   # a forecast of the building without a shed
+                at_level = 1 - self.flex.share(self.stepper.level)
+                return Projection(0, self.interval_min, None, kw * at_level, max(0.0, upper - kw) * at_level)
+        return Projection(0, self.interval_min, None, now.recent_kw, margin_at_start)
+
+    def _reason(self, ordered: int, before: int, this: int, ahead: int, spent: bool, projection: Projection,
+                now: Minute) -> str:
+        upper, target = projection.upper_kw, now.target_kw
+        if spent and ordered < before:
+            return f"level {ordered}: the day's {self.flex.max_minutes_per_day} minutes of shedding are spent; " \
+                   "releasing a level a minute"
+        if ordered > before:
+            which = "the next interval's forecast bound" if ahead > this else f"this interval's bound {upper:.1f} kW"
+            return f"level {ordered}: {which} would pass the target {target:.1f} kW, and a later shed could not hold it"
+        if ordered < before:
+            return (f"level {ordered}: a lower level has held the target {target:.1f} kW for "
+                    f"{self.stepper.dwell_min} min")
+        if ordered:
+            return f"level {ordered} held: this interval's bound {upper:.1f} kW against the target {target:.1f} kW"
+        if upper > target:
+            return (f"normal: the bound {upper:.1f} kW is over the target {target:.1f} kW, but a shed later can "
+                    "still hold it")
+        return f"normal: the interval's bound {upper:.1f} kW is under the target {target:.1f} kW"

@@ -18,27 +18,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from demand_response.limiting import Flexibility, LevelStepper, Projection, ProjectionErrors, needed_level
+from demand_response.limiting import (
+    RECENT_MIN,
+    Flexibility,
+    LevelStepper,
+    Limiter,
+    Minute,
+    ProjectionErrors,
+    Rebound,
+)
 
-#: the minutes of recent power the projection carries into the rest of the interval
-RECENT_MIN = 5
 #: the minutes whose spread is the margin until the projection's own misses are known
 SPREAD_MIN = 30
-
-
-@dataclass(frozen=True)
-class Rebound:
-    """After a shed, `ratio` of the energy it saved comes back, decaying with `time_constant_min`;
-    no more than what `saturation_min` minutes of the shed saved (a zone settles at its raised
-    setpoint within the hour: a longer shed stores no more heat in it)."""
-
-    ratio: float = 0.5
-    time_constant_min: float = 30.0
-    saturation_min: float = 60.0
-
-    def owed_kwmin(self, owed: float, saved_kw: float) -> float:
-        """What is owed after one more minute that saved `saved_kw`."""
-        return min(owed + saved_kw * self.ratio, max(owed, saved_kw * self.ratio * self.saturation_min))
 
 
 @dataclass(frozen=True)
@@ -138,38 +129,30 @@ class Reactive:
 
 
 class Esus:
-    """esus's controller: the interval's projection with the margin learnt from its own misses."""
+    """esus's controller (`limiting.Limiter`) fed from the replay's minutes."""
 
     def __init__(self, meter: Meter, flex: Flexibility, errors: ProjectionErrors | None = None,
-                 dwell_min: int = 10) -> None:
-        self.meter, self.flex = meter, flex
-        self.errors = errors or ProjectionErrors(meter.interval_min)
-        self.stepper = LevelStepper(dwell_min=dwell_min)
-        self._made: list[float | None] = [None] * meter.interval_min
-        self._saved_kwmin = 0.0   # what the shed in force has saved so far (its rebound to come)
+                 forecast: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """`forecast`: the forecast's mean and upper bound for each interval (NaN where none),
+        each made before that interval began."""
+        self.meter, self.forecast = meter, forecast
+        self.limiter = Limiter(meter.interval_min, flex, errors)
 
     def __call__(self, t: int, metered: np.ndarray, target_kw: float) -> int:
         n = self.meter.interval_min
         elapsed = t % n
         if elapsed == 0 and t >= n:
-            self.errors.add(self._made, float(metered[t - n:t].mean()))
-            self._made = [None] * n
+            self.limiter.interval_ended(float(metered[t - n:t].mean()))
         if t < RECENT_MIN:
             return 0
-        recent = metered[t - RECENT_MIN:t]
-        so_far = float(metered[t - elapsed:t].mean()) if elapsed else None
-        spread = float(np.std(metered[max(0, t - SPREAD_MIN):t]))
-        margin = self.errors.margin_kw(elapsed, target_kw, fallback_kw=spread * (n - elapsed) / n)
-        projection = Projection(elapsed, n, so_far, float(recent.mean()), margin)
-        self._made[elapsed] = projection.mean_kw
-        level = self.stepper.level
-        unshed = projection.rest_kw / (1 - self.flex.share(level))
-        self._saved_kwmin = self._saved_kwmin + unshed * self.flex.share(level) if level else 0.0
-        rebound = self._saved_kwmin * REBOUND_ASSUMED.ratio / REBOUND_ASSUMED.time_constant_min
-        return self.stepper.step(needed_level(projection, target_kw, level, self.flex, rebound_kw=rebound))
-
-
-REBOUND_ASSUMED = Rebound()
+        following = t // n + 1
+        ahead = None
+        if self.forecast is not None and following < len(self.forecast[0]):
+            ahead = float(self.forecast[0][following]), float(self.forecast[1][following])
+        now = Minute(elapsed, float(metered[t - elapsed:t].mean()) if elapsed else None,
+                     float(metered[t - RECENT_MIN:t].mean()), float(np.std(metered[max(0, t - SPREAD_MIN):t])),
+                     target_kw, int(self.meter.day[t]), ahead)
+        return self.limiter.decide(now).level
 
 
 # -- the oracle -------------------------------------------------------------------------------

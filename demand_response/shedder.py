@@ -56,6 +56,18 @@ class ShedState:
     until_s: float | None        # when the latest of the current events ends
     events: list[Event]          # the events active now
     overrides: dict[str, Override]
+    limit_level: int = 0         # the demand limiter's level now (0: it asks for nothing)
+    limit_until_s: float | None = None
+
+    def level_of(self, action: str, limited: frozenset[str] | None) -> int:
+        """The stronger of the events' level and the demand limiter's (for the actions it uses)."""
+        return max(self.level, self.limit_level if limited is None or action in limited else 0)
+
+    @property
+    def holds_until_s(self) -> float | None:
+        """Until when the overrides in force are asked for, by an event or the limiter."""
+        ends = [t for t in (self.until_s, self.limit_until_s) if t is not None]
+        return max(ends) if ends else None
 
 
 class Releases(NamedTuple):
@@ -76,6 +88,13 @@ class Shedder:
         self.actions, self.ledger, self.writer = actions, ledger, writer
         self.stage_delay_s, self.clock, self.sleep, self.holds = stage_delay_s, clock, sleep, holds
         self._lock = asyncio.Lock()
+        self._limit: tuple[int, float, frozenset[str] | None] = (0, 0.0, None)
+
+    def limit(self, level: int, until_s: float, actions: frozenset[str] | None = None) -> None:
+        """The demand limiter's level until `until_s` (it asks again each minute; a stopped limiter's
+        request lapses), for `actions` (None: all). Where an event asks for more, the event wins;
+        the shedder stays the one writer of each point."""
+        self._limit = (level, until_s, actions)
 
     # -- what the VTN and the operator say -----------------------------------------------------
 
@@ -90,7 +109,7 @@ class Shedder:
         """An operator's release: NULL for this action until the current events are over."""
         if action not in {a.name for a in self.actions}:
             raise KeyError(f"no shed action named {action!r}")
-        until = self.state().until_s
+        until = self.state().holds_until_s
         self.ledger.release_by_operator(action, until if until is not None else self.clock())
 
     def release_unknown(self) -> None:
@@ -108,8 +127,11 @@ class Shedder:
     def state(self) -> ShedState:
         now = self.clock()
         active = [e for e in self.ledger.events() if e.active_at(now)]
+        level, until, _ = self._limit
+        limiting = level > 0 and now < until
         return ShedState(max((e.level for e in active), default=0),
-                         max((e.end_s for e in active), default=None), active, self.ledger.overrides())
+                         max((e.end_s for e in active), default=None), active, self.ledger.overrides(),
+                         level if limiting else 0, until if limiting else None)
 
     # -- what goes out -------------------------------------------------------------------------
 
@@ -121,8 +143,9 @@ class Shedder:
             orphans = self._orphans()
             await self._apply(orphans, None)
             state = self.state()
-            desired = desired_values(self.actions, state.level, self.ledger.operator_released(self.clock()),
-                                     self.holds)
+            limited = self._limit[2]
+            desired = desired_values(self.actions, lambda name: state.level_of(name, limited),
+                                     self.ledger.operator_released(self.clock()), self.holds)
             sheds: list[tuple[ShedAction, Value | None]] = []
             releases: list[tuple[ShedAction, Value | None]] = []
             for action in self.actions:
@@ -130,11 +153,11 @@ class Shedder:
                 if want is not None:
                     if have is None or have.state != "active" or have.value != want:
                         sheds.append((action, want))
-                    elif have.until_s != state.until_s:
-                        self.ledger.extend(action.name, state.until_s)
+                    elif have.until_s != state.holds_until_s:
+                        self.ledger.extend(action.name, state.holds_until_s)
                 elif have is not None and have.state != "released":
                     releases.append((action, None))
-            await self._apply(sheds + releases[::-1], state.until_s)
+            await self._apply(sheds + releases[::-1], state.holds_until_s)
             self.ledger.forget_events_before(self.clock() - 86400)  # a day of history for the page
             return len(orphans) + len(sheds) + len(releases)
 

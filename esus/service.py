@@ -19,6 +19,7 @@ from esus.parts.bacnet import BacnetBridge
 from esus.parts.bms import BmsService
 from esus.parts.bms_sources import bms_configured, make_adapter, service_context
 from esus.parts.demand import DemandService
+from esus.parts.demand_limit import DemandLimitService
 from esus.parts.forecasting import ForecastService
 from esus.parts.outdoor import OutdoorTemperature
 from esus.parts.power import POWER_SERIES, PowerInput
@@ -127,6 +128,21 @@ class Service:
             self.closers.append(self.demand.close)
             self.background["demand-response"] = self.demand.run
             self.status_parts.append(self.demand.status)
+        self.limit: DemandLimitService | None = None
+        if site.demand_limit is not None:
+            demand = self.demand
+            self.limit = DemandLimitService(settings, self.store, self.bacnet, clock, self.telemetry,
+                                            demand.shedder if demand else None, self._forecast_pair,
+                                            demand.wake if demand else lambda: None)
+            self.scheduler.add("demand-limit", Every(60, 8), self.limit.minute_tick)
+            self.scheduler.add("demand-limit-floor", DailyAt(time(0, 20), self.tz), self.limit.nightly)
+            self.status_parts.append(self.limit.status)
+
+    def _forecast_pair(self) -> tuple[float, float] | None:
+        """The forecast just made and its upper bound (None: none, or the power is stale)."""
+        live = self.forecast.live
+        made = live.forecast if live is not None else None
+        return (made.kw, made.upper_kw) if made is not None and not self.power.is_stale() else None
 
     def _forecast_kw(self) -> float | None:
         live = self.forecast.live
@@ -151,6 +167,8 @@ class Service:
                 raise StartupError(f"the operator page cannot listen on {where} ({exc.strerror}): "
                                    "set ESUS_DR_PAGE_ADDRESS to this device's OT LAN address and a free port") from None
         await self.forecast.start()
+        if self.limit is not None:
+            self.once("demand-limit", self.limit.start())
         if self.bms is not None:
             self.once("bms", self.bms.poll(self.clock.now()))
 

@@ -26,3 +26,10 @@ def test_guide_lists_the_demand_response_points() -> None:
 
     guide = (Path(__file__).resolve().parent.parent / "docs" / "bacnet-points.md").read_text()
     assert markdown_table(demand_response_points()) in guide
+
+
+def test_guide_lists_the_demand_limit_points() -> None:
+    from bacnet_server.points import demand_limit_points
+
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "bacnet-points.md").read_text()
+    assert markdown_table(demand_limit_points(15)) in guide

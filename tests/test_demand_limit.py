@@ -14,10 +14,11 @@ from demand_response.limiting import (
     LevelStepper,
     Projection,
     ProjectionErrors,
+    Rebound,
     needed_level,
     reachable_kw,
 )
-from demand_response.replay import Building, Esus, Meter, Rebound, Run, _hold, judge, no_action, oracle, replay
+from demand_response.replay import Building, Esus, Meter, Run, _hold, judge, no_action, oracle, replay
 
 FLEX = Flexibility(shares=(0.05, 0.10, 0.15), response_min=2, max_minutes_per_day=60)
 
@@ -59,9 +60,11 @@ def test_a_shed_waits_for_the_last_minute_that_can_still_hold_the_interval() -> 
 
 
 def test_a_lower_level_is_asked_for_only_when_it_holds_the_target_with_the_rebound() -> None:
-    p = Projection(0, 15, None, 90.0, 0.0)                  # level 2 in force: 100 kW unshed
-    assert needed_level(p, 95.0, 2, FLEX) == 1              # level 1 would give 95 kW
-    assert needed_level(p, 95.0, 2, FLEX, rebound_kw=3.0) == 2   # not with 1.5 kW coming back
+    early = Projection(0, 15, None, 90.0, 0.0)              # level 2 in force: 100 kW unshed
+    assert needed_level(early, 95.0, 2, FLEX) == 0          # a shed later could still hold 100 kW at 95
+    late = Projection(12, 15, 90.0, 90.0, 0.0)              # three minutes left: no later shed acts
+    assert needed_level(late, 91.0, 2, FLEX) == 1           # level 1 gives 91 kW
+    assert needed_level(late, 91.0, 2, FLEX, rebound_kw=3.0) == 2   # not with 1.5 kW coming back
 
 
 @settings(max_examples=300, deadline=None)

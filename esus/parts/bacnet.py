@@ -23,7 +23,9 @@ POWER_POINT = "input-power-meter"
 def site_points(settings: Settings) -> list[PointSpec]:
     site = settings.site
     groups = [ShadeGroupRef(g.number, g.name) for g in site.shades.groups]
-    return point_table(site.power.min_kw, site.power.max_kw, groups, bool(site.demand_response.actions))
+    limit = site.demand_limit
+    return point_table(site.power.min_kw, site.power.max_kw, groups, bool(site.demand_response.actions),
+                       limit.interval_minutes if limit is not None else None)
 
 
 def device_identity(settings: Settings) -> DeviceIdentity:

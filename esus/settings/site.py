@@ -410,6 +410,31 @@ class DemandResponseSettings(Model):
         return self
 
 
+class DemandLimitSettings(Model):
+    """Demand limiting: hold the billing period's peak interval with the shed actions (or only
+    publish the level, for a BAS that runs its own sequence)."""
+
+    interval_minutes: Literal[15, 30] = Field(default=15, description="the tariff's demand interval")
+    billing_day: int = Field(default=1, ge=1, le=28, description="the day of the month a billing period starts")
+    target_kw: float | None = Field(default=None, ge=0, description="a fixed target; none: the period's peak so far")
+    price_per_kw: float = Field(default=0.0, ge=0, description="the demand charge per kW, for the report")
+    act: bool = Field(default=True, description="false: publish the level only")
+    actions: list[str] = Field(default_factory=list, description="shed actions it uses; empty: all of them")
+    shed_pct: tuple[float, float, float] = Field(default=(5.0, 10.0, 15.0),
+                                                 description="the share of the building's power each level takes off")
+    response_minutes: int = Field(default=2, ge=0, le=10, description="until a shed shows on the meter")
+    max_hours_per_day: float = Field(default=3.0, gt=0, le=24, description="the occupants' allowance of shedding")
+    dwell_minutes: int = Field(default=10, ge=1, le=120, description="a lower level must do this long first")
+    confidence: float = Field(default=0.9, ge=0.5, le=0.99, description="of the interval's upper bound")
+
+    @field_validator("shed_pct")
+    @classmethod
+    def _rising(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if not all(0 < v < 100 for v in value) or list(value) != sorted(value):
+            raise ValueError("expected three rising percentages between 0 and 100, one per level, e.g. [5, 10, 15]")
+        return value
+
+
 class Site(Model):
     site: SiteInfo
     power: PowerSettings = PowerSettings()
@@ -418,6 +443,7 @@ class Site(Model):
     bms: BmsSettings = BmsSettings()
     shades: ShadeSettings = ShadeSettings()
     demand_response: DemandResponseSettings = DemandResponseSettings()
+    demand_limit: DemandLimitSettings | None = None
 
     @property
     def outdoor_temperature_point(self) -> str | None:
@@ -430,12 +456,27 @@ class Site(Model):
         if self.forecast.outdoor_temperature == "bms" and self.outdoor_temperature_point is None:
             raise ValueError('forecast.outdoor_temperature = "bms" needs a [[bms.points]] entry of kind '
                              '"outdoor_temperature" (or [shades] outdoor_temperature_point)')
+        self._demand_limit_actions()
         groups = {g.name for g in self.shades.groups}
         for action in self.demand_response.actions:
             if action.when_sun_on is not None and action.when_sun_on not in groups:
                 raise ValueError(f"shed action {action.name!r}: when_sun_on = {action.when_sun_on!r} is not a shade "
                                  f"group (the site file has {', '.join(sorted(groups)) or 'none'})")
         return self
+
+
+    def _demand_limit_actions(self) -> None:
+        limit = self.demand_limit
+        if limit is None or not limit.act:
+            return
+        names = [a.name for a in self.demand_response.actions]
+        if not names:
+            raise ValueError("demand_limit.act = true needs [[demand_response.actions]] to shed with "
+                             "(or act = false to publish the level only)")
+        unknown = [n for n in limit.actions if n not in names]
+        if unknown:
+            raise ValueError(f"demand_limit.actions names {unknown[0]!r}, which is not a shed action (the site "
+                             f"file has {', '.join(repr(n) for n in names)})")
 
 
 def load_site(path: Path) -> Site:
