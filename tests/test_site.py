@@ -139,6 +139,13 @@ def test_the_example_demand_response_block_is_valid(site_file: Path) -> None:
     assert dr.actions[2].priority == 10 and dr.actions[2].typed_values() == {2: "inactive"}
 
 
+def test_the_example_demand_limit_block_is_valid(site_file: Path) -> None:
+    limit = load_site(_with_demand_response(site_file)).demand_limit
+    assert limit is not None and limit.interval_minutes == 15 and limit.target_kw == 120.0 and limit.act
+    assert limit.actions == ["AHU-1 supply air setpoint +2 K", "Chiller demand limit"]
+    assert limit.shed_pct == (5, 10, 15) and limit.max_hours_per_day == 3.0
+
+
 def test_the_example_haystack_block_is_valid(site_file: Path) -> None:
     text = site_file.read_text().replace('api = "aau-v1"', 'api = "haystack"')
     text = re.sub(r"^# (\[bms\.haystack\]|\[\[bms\.haystack\.select\]\]|format = |points_filter = |filter = |kind = |"
