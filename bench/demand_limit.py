@@ -67,6 +67,7 @@ DATA = Path(__file__).resolve().parents[1] / "esus" / "data" / "open-dsm"
 FLEX = Flexibility(shares=(0.05, 0.10, 0.15), response_min=2, max_minutes_per_day=180)
 REBOUND = Rebound(ratio=0.5, time_constant_min=30.0)
 HISTORY_DAYS = 28
+DECISION_S: list[float] = []   # every esus decision's cost, all meters
 
 
 @dataclass(frozen=True)
@@ -162,13 +163,14 @@ def run_month(series: pd.Series, month: pd.Series, interval_min: int,
         return max(peak_kw, floor) if floor or minute >= 1440 else float("inf")
 
     esus = Esus(meter, FLEX, forecast=per_interval(made, month, interval_min) if made is not None else None)
-    esus.errors.learn(series[(series.index >= month.index[0] - pd.Timedelta(days=HISTORY_DAYS))
+    esus.limiter.errors.learn(series[(series.index >= month.index[0] - pd.Timedelta(days=HISTORY_DAYS))
                              & (series.index < month.index[0])].to_numpy(dtype=float))
     controllers: dict[str, Callable] = {"none": no_action, "reactive": Reactive(meter, FLEX), "esus": esus}
     assert best.target_kw is not None
     outcomes = {name: judge(meter, replay(meter, FLEX, REBOUND, controller, target), best.target_kw)
                 for name, controller in controllers.items()}
     outcomes["oracle"] = judge(meter, best, best.target_kw)
+    DECISION_S.extend(esus.decide_s)
     return outcomes, float(meter.intervals(meter.load_kw).max()), floor
 
 
@@ -228,6 +230,10 @@ def main() -> None:
           f"(goal >= 1.5x; {len(versus_reactive) - len(finite)} months where only esus cut); unnecessary sheds a month: "
           f"median {statistics.median(needless):g}, max {max(needless)} (goal <= 2); months whose peak a release set: "
           f"{release_peaks} (goal 0)")
+    costs = np.array(DECISION_S) * 1000
+    print(f"One decision (Limiter.decide, once a minute in the service): median {np.median(costs):.3f} ms, "
+          f"99th percentile {np.percentile(costs, 99):.3f} ms, max {costs.max():.2f} ms over {costs.size} minutes "
+          "(goal < 5 ms)")
 
 
 if __name__ == "__main__":

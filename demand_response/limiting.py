@@ -12,7 +12,6 @@ the service and the replay bench run the same code.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,33 +78,42 @@ class Projection:
 
 class ProjectionErrors:
     """How far the projection made at each elapsed minute fell short of the interval's mean, over
-    the last ERRORS_KEPT intervals. Only the intervals near the target matter (a quiet night's
-    misses say nothing of a cycling chiller's), so the margin is the `quantile` (the bound's
-    confidence) of the misses of projections at least NEAR_SHARE of the target."""
+    the last `kept` intervals. Only the intervals near the target matter (a quiet night's misses
+    say nothing of a cycling chiller's), so the margin is the `quantile` (the bound's confidence)
+    of the misses of projections at least NEAR_SHARE of the target."""
 
     def __init__(self, interval_min: int, quantile: float = 0.9, kept: int = ERRORS_KEPT) -> None:
         self.interval_min, self.quantile = interval_min, quantile
-        self.errors: list[deque[tuple[float, float]]] = [deque(maxlen=kept) for _ in range(interval_min)]
+        self._projected = np.full((kept, interval_min), np.nan)   # a ring of intervals, a column per minute
+        self._error = np.full((kept, interval_min), np.nan)
+        self._next = 0
+        self._margins: dict[tuple[int, float], float | None] = {}   # until the next interval ends
 
     def add(self, projected_kw: list[float | None], actual_kw: float) -> None:
         """One finished interval: the projection made at each of its minutes (None: none made)."""
-        for elapsed, projected in enumerate(projected_kw[:self.interval_min]):
-            if projected is not None:
-                self.errors[elapsed].append((projected, actual_kw - projected))
+        row = np.array([np.nan if p is None else p for p in projected_kw[:self.interval_min]], dtype=float)
+        row = np.pad(row, (0, self.interval_min - row.size), constant_values=np.nan)
+        at = self._next % len(self._projected)
+        self._projected[at], self._error[at] = row, actual_kw - row
+        self._next += 1
+        self._margins.clear()
 
     def margin_kw(self, elapsed_min: int, target_kw: float, fallback_kw: float) -> float:
         """The margin for a projection made `elapsed_min` into the interval against `target_kw`;
         `fallback_kw` until ERRORS_NEEDED such projections were seen."""
-        kept = self.errors[min(elapsed_min, self.interval_min - 1)]
-        near = [error for projected, error in kept if projected >= NEAR_SHARE * target_kw]
-        if len(near) < ERRORS_NEEDED:
-            return fallback_kw
-        return max(0.0, float(np.quantile(near, self.quantile)))
+        key = (min(elapsed_min, self.interval_min - 1), target_kw)
+        if key not in self._margins:
+            column = key[0]
+            near = self._error[self._projected[:, column] >= NEAR_SHARE * target_kw, column]
+            self._margins[key] = max(0.0, float(np.quantile(near, self.quantile))) if near.size >= ERRORS_NEEDED \
+                else None
+        margin = self._margins[key]
+        return fallback_kw if margin is None else margin
 
     def learn(self, minute_kw: np.ndarray) -> None:
         """The misses the projection would have made over a record of whole intervals (1-minute
-        means from the first minute of one): so a new site, or a new month's replay, starts with
-        the building's own margin rather than a guess."""
+        means from the first minute of one): so a new site, a restart or a new month's replay
+        starts with the building's own margin rather than a guess."""
         n = self.interval_min
         whole = len(minute_kw) // n * n
         if whole < 2 * n:
@@ -119,20 +127,7 @@ class ProjectionErrors:
         projected = (so_far + recent.reshape(-1, n) * (n - elapsed)) / n
         actual = by_interval.mean(axis=1)
         for row in range(1, len(actual)):
-            self.add([float(v) for v in projected[row]], float(actual[row]))
-
-    def to_dict(self) -> dict:
-        return {"interval_min": self.interval_min, "quantile": self.quantile,
-                "errors": [[[round(p, 3), round(e, 3)] for p, e in errors] for errors in self.errors]}
-
-    @classmethod
-    def from_dict(cls, kept: dict, interval_min: int, quantile: float) -> ProjectionErrors:
-        """Errors kept by an earlier run; an empty tracker when they were kept for another interval."""
-        errors = cls(interval_min, quantile)
-        if kept.get("interval_min") == interval_min:
-            for slot, values in zip(errors.errors, kept.get("errors", []), strict=False):
-                slot.extend((float(p), float(e)) for p, e in values)
-        return errors
+            self.add(list(projected[row]), float(actual[row]))
 
 
 def reachable_kw(projection: Projection, start_min: int, level_now: int, flex: Flexibility,

@@ -13,6 +13,7 @@ All series are per minute, in kW.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -137,6 +138,7 @@ class Esus:
         each made before that interval began."""
         self.meter, self.forecast = meter, forecast
         self.limiter = Limiter(meter.interval_min, flex, errors)
+        self.decide_s: list[float] = []   # what each decision cost (the service makes one a minute)
 
     def __call__(self, t: int, metered: np.ndarray, target_kw: float) -> int:
         n = self.meter.interval_min
@@ -152,7 +154,10 @@ class Esus:
         now = Minute(elapsed, float(metered[t - elapsed:t].mean()) if elapsed else None,
                      float(metered[t - RECENT_MIN:t].mean()), float(np.std(metered[max(0, t - SPREAD_MIN):t])),
                      target_kw, int(self.meter.day[t]), ahead)
-        return self.limiter.decide(now).level
+        started = time.perf_counter()
+        level = self.limiter.decide(now).level
+        self.decide_s.append(time.perf_counter() - started)
+        return level
 
 
 # -- the oracle -------------------------------------------------------------------------------

@@ -88,7 +88,7 @@ def test_the_stepper_moves_one_level_at_a_time_up_in_stages_down_after_a_dwell(
         levels.append(after)
 
 
-def test_the_margin_is_learnt_from_misses_near_the_target_and_kept_across_a_restart() -> None:
+def test_the_margin_is_learnt_from_misses_near_the_target() -> None:
     errors = ProjectionErrors(15, quantile=0.9)
     assert errors.margin_kw(0, target_kw=50, fallback_kw=7.0) == 7.0
     rng = np.random.default_rng(1)
@@ -98,9 +98,16 @@ def test_the_margin_is_learnt_from_misses_near_the_target_and_kept_across_a_rest
         errors.add([5.0] * 15, 25.0)                                 # a far-off projection's miss does not count
     margin = errors.margin_kw(0, target_kw=50, fallback_kw=7.0)
     assert 1.5 < margin < 4.0   # the 90 % quantile of N(0, 2) is 2.6
-    again = ProjectionErrors.from_dict(errors.to_dict(), 15, 0.9)
-    assert again.margin_kw(0, 50, 7.0) == pytest.approx(margin, abs=0.01)
-    assert ProjectionErrors.from_dict(errors.to_dict(), 30, 0.9).margin_kw(0, 50, 7.0) == 7.0
+
+
+def test_the_margin_is_learnt_from_a_record_as_the_projection_would_have_missed() -> None:
+    steady = ProjectionErrors(15)
+    steady.learn(np.full(15 * 200, 40.0))
+    assert steady.margin_kw(0, 40.0, fallback_kw=9.0) == pytest.approx(0.0)
+    cycling = ProjectionErrors(15)
+    minute = np.arange(15 * 200)
+    cycling.learn(30 + 10 * ((minute // 4) % 3 == 0))   # a compressor on 4 minutes in 12
+    assert cycling.margin_kw(0, 32.0, 9.0) > cycling.margin_kw(12, 32.0, 9.0) > 0
 
 
 def test_the_building_answers_after_its_response_within_the_days_allowance() -> None:
