@@ -143,24 +143,28 @@ def as_meter(series: pd.Series, interval_min: int) -> Meter:
     return Meter(series.to_numpy(dtype=float), days, interval_min)
 
 
-def learnt_floor(series: pd.Series, month_start: pd.Timestamp, interval_min: int) -> float | None:
-    """The peak the flexibility could have held the last HISTORY_DAYS to (None: under half of them known)."""
-    before = series[(series.index >= month_start - pd.Timedelta(days=HISTORY_DAYS)) & (series.index < month_start)]
+def learnt_floor(series: pd.Series, day_start: pd.Timestamp, interval_min: int) -> float | None:
+    """As the service learns it each night: the peak the flexibility could have held the last
+    HISTORY_DAYS to (None: under half of them recorded)."""
+    before = series[(series.index >= day_start - pd.Timedelta(days=HISTORY_DAYS)) & (series.index < day_start)]
     if len(before) < HISTORY_DAYS * 1440 / 2:
         return None
-    return oracle(as_meter(before, interval_min), FLEX, REBOUND).target_kw
+    return oracle(as_meter(before, interval_min), FLEX, REBOUND, tolerance_kw=0.05).target_kw
 
 
 def run_month(series: pd.Series, month: pd.Series, interval_min: int,
-              made: pd.DataFrame | None) -> tuple[dict[str, Outcome], float, float]:
-    """Each controller's outcome, the peak without action and the learnt floor."""
+              made: pd.DataFrame | None) -> tuple[dict[str, Outcome], float, list[float | None]]:
+    """Each controller's outcome, the peak without action and each day's learnt floor."""
     meter = as_meter(month, interval_min)
     best = oracle(meter, FLEX, REBOUND)
-    floor = learnt_floor(series, month.index[0], interval_min) or 0.0
+    floors = [learnt_floor(series, day, interval_min) for day in pd.date_range(month.index[0], month.index[-1],
+                                                                                freq="D")]
 
     def target(minute: int, peak_kw: float) -> float:
-        """Without a learnt floor, none on the month's first day: each rise of it is a new peak."""
-        return max(peak_kw, floor) if floor or minute >= 1440 else float("inf")
+        """As in the service: the larger of the peak so far and the day's floor; with no floor
+        learnt yet, none on the month's first day (each rise of it is a new peak)."""
+        floor = floors[minute // 1440]
+        return max(peak_kw, floor or 0.0) if floor or minute >= 1440 else float("inf")
 
     esus = Esus(meter, FLEX, forecast=per_interval(made, month, interval_min) if made is not None else None)
     esus.limiter.errors.learn(series[(series.index >= month.index[0] - pd.Timedelta(days=HISTORY_DAYS))
@@ -171,7 +175,7 @@ def run_month(series: pd.Series, month: pd.Series, interval_min: int,
                 for name, controller in controllers.items()}
     outcomes["oracle"] = judge(meter, best, best.target_kw)
     DECISION_S.extend(esus.decide_s)
-    return outcomes, float(meter.intervals(meter.load_kw).max()), floor
+    return outcomes, float(meter.intervals(meter.load_kw).max()), floors
 
 
 def share(cut: float, of: float) -> float:
@@ -202,21 +206,23 @@ def main() -> None:
             made_for[meter.path] = cached(args.cache, meter, lambda: forecasts(meter, WorkCalendar(args.holidays)))
         made = made_for.get(meter.path)
         print(f"\n{meter.name} ({meter.path.name}; forecast walked forward in {time.perf_counter() - started:.0f} s)")
-        print(f"{'month':8} {'peak kW':>7} {'floor':>6} | {'oracle cut':>10} {'h':>4} | "
+        print(f"{'month':8} {'peak kW':>7} {'floor kW':>11} | {'oracle cut':>10} {'h':>4} | "
               f"{'reactive cut':>17} {'h':>4} {'sheds':>5} {'unn':>3} | {'esus cut':>17} {'h':>4} {'sheds':>5} "
               f"{'unn':>3} | {'esus saves':>10}")
         for period, month in series.groupby(series.index.to_period("M")):
             if len(month) < 20 * 1440:
                 continue   # a stub of a month at the record's end: no billing month
             started = time.perf_counter()
-            out, base, floor = run_month(series, month, meter.interval_min, made)
+            out, base, floors = run_month(series, month, meter.interval_min, made)
+            known = [f for f in floors if f is not None]
+            floor = f"{min(known):4.1f}-{max(known):4.1f}" if known else "none"
             o, r, e = out["oracle"], out["reactive"], out["esus"]
             months += 1
             ratios.append(share(e.cut_kw, o.cut_kw))
             versus_reactive.append(share(e.cut_kw, r.cut_kw) if r.cut_kw > 0 else float("inf") if e.cut_kw > 0 else 0)
             needless.append(e.unnecessary)
             release_peaks += e.release_set_peak
-            print(f"{str(period):8} {base:7.1f} {floor:6.1f} | {o.cut_kw:6.2f} kW {o.shed_hours:4.1f} | "
+            print(f"{str(period):8} {base:7.1f} {floor:>11} | {o.cut_kw:6.2f} kW {o.shed_hours:4.1f} | "
                   f"{r.cut_kw:6.2f} kW {share(r.cut_kw, o.cut_kw):5.0%}{'R' if r.release_set_peak else ' '} "
                   f"{r.shed_hours:4.1f} {r.sheds:5d} {r.unnecessary:3d} | "
                   f"{e.cut_kw:6.2f} kW {share(e.cut_kw, o.cut_kw):5.0%}{'R' if e.release_set_peak else ' '} "

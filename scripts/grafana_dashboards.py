@@ -187,6 +187,15 @@ DASHBOARDS = {
               unit="kwatt", description="The baselines are frozen at the event's start: esus's forecast carried by the "
               "building's typical day, and the high 5 of the last 10 working days. shed_kw = baseline_kw - measured_kw "
               "(the 15-minute interval so far)."),
+        panel("Demand limiting: the interval's upper bound against the target, the period's peak and headroom",
+              [influxql("demand_limit", ["upper_kw", "target_kw", "peak_kw", "floor_kw", "headroom_kw"])],
+              unit="kwatt", description="Empty without [demand_limit] in the site file. upper_kw: the 15- or "
+              "30-minute interval under way as projected (metered so far plus the rest, with its learnt margin); "
+              "target_kw: the fixed target, else the larger of peak_kw (the billing period's so far) and floor_kw "
+              "(what the flexibility could have held the last 28 days to); headroom_kw: what a charger may add."),
+        panel("Demand limiting: Guideline 36 level (0-3) and minutes shed today",
+              [influxql("demand_limit", ["level"], fn="max"), influxql("demand_limit", ["used_min"], fn="last")],
+              width=12, description="The reason for each minute's level is the string field `reason`."),
         panel("Shed overrides acknowledged, and failing (retrying)",
               [influxql("dr_override", ["shed", "failing"], fn="max", by=("action",))], kind="state-timeline",
               width=12, alias="$tag_site $tag_action $col",

@@ -62,6 +62,7 @@ def site_day(site: str, start: datetime, scale: float = 1.0, count: int = 24 * 6
     groups = EXAMPLE_SITE.shades.groups
     poa = {g.name: facade_irradiance_wm2(Facade(g.facade_azimuth_deg), sun, sky).to_numpy() for g in groups}
     means = pd.Series(kw).rolling(15, min_periods=1).mean().to_numpy()
+    limit_kw = float(means[:count].max())
     high_kw, low_kw = float(np.percentile(means, 90)), float(np.percentile(means, 30))
     event_start, event_end = (start + timedelta(minutes=m) for m in EVENT_MINUTES)
     gain = dict.fromkeys(poa, 0.0)
@@ -108,6 +109,12 @@ def site_day(site: str, start: datetime, scale: float = 1.0, count: int = 24 * 6
             "standard_baseline_kw": baseline * 1.05 if baseline else None,
             "measured_kw": means[i] - shed if in_event else None, "shed_kw": shed if in_event else None},
             at, None, site))
+        limiting = int(means[i] > 0.9 * limit_kw)
+        out.append(line("demand_limit", {
+            "level": limiting, "target_kw": limit_kw, "peak_kw": limit_kw * 0.98, "floor_kw": limit_kw * 0.9,
+            "upper_kw": means[i] * 1.05, "margin_kw": 0.05 * kw[i], "headroom_kw": limit_kw - kw[i] * 1.1,
+            "used_min": i // 60, "acting": True,
+            "reason": "level 1: this interval's bound would pass the target" if limiting else "normal"}, at, None, site))
         for action in ACTIONS:
             out.append(line("dr_override", {"shed": in_event, "pending": False, "failing": False, "lost_count": 0,
                                             "outranked_by": 0, "state": "held" if in_event else "released",

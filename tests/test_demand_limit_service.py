@@ -166,6 +166,22 @@ async def test_a_restart_takes_the_level_and_the_days_allowance_up(scene, tmp_pa
         assert later.limiter.level == 0     # an hour on, the record of the level is too old to act on
 
 
+@in_loop
+async def test_the_doctor_says_what_was_decided_last_and_why(scene, tmp_path: Path) -> None:
+    from esus.cli.doctor import check_demand_limit
+
+    async with scene("act = false\ntarget_kw = 25.0") as s:
+        assert "no decision yet" in check_demand_limit(s.settings).line()
+        s.part.learn(NOW)
+        for _ in range(3):
+            await s.minute(40.0)
+        line = check_demand_limit(s.settings).line()
+    assert line.startswith("ok   limit") and "publishes dl-level only" in line
+    assert "level 3:" in line and "target 25.0 kW" in line and "3 min shed today of 180" in line
+    plain = load_settings({"ESUS_STATE_DIR": str(tmp_path / "plain")}, demo=True)
+    assert "not configured" in check_demand_limit(plain).line()
+
+
 class MemoryWriter:
     def __init__(self) -> None:
         self.slots: dict[str, object] = {}

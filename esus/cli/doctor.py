@@ -308,6 +308,33 @@ def check_demand_response(settings: Settings) -> Check:
     return Check("dr", True, "; ".join(found))
 
 
+def check_demand_limit(settings: Settings) -> Check:
+    """What demand limiting decided last, and why; the target and the period's peak it holds."""
+    from esus.parts.demand_limit import STATE_KEY
+
+    config = settings.site.demand_limit
+    if config is None:
+        return Check("limit", True, "not configured (no [demand_limit] in the site file)")
+    how = ("sheds with " + (", ".join(config.actions) or "every shed action")) if config.act \
+        else "publishes dl-level only"
+    files = StateFiles(settings.state_dir)
+    try:
+        with HistoryStore(files.history, readonly=True) as store:
+            last = store.get_state(STATE_KEY)
+    except Exception:  # noqa: BLE001 - the store check says what is wrong with it
+        last = None
+    if not last:
+        return Check("limit", True, f"{how}; no decision yet (the service decides each minute once it runs)")
+
+    def kw(key: str) -> str:
+        return f"{last[key]:.1f} kW" if isinstance(last.get(key), int | float) else "none yet"
+
+    return Check("limit", True, f"{how}; at {str(last.get('at', ''))[:16].replace('T', ' ')}: {last.get('reason')}; "
+                 f"period peak {kw('peak_kw')}, target {kw('target_kw')} (learnt floor {kw('floor_kw')}), "
+                 f"headroom {kw('headroom_kw')}, {last.get('used_min', 0)} min shed today of "
+                 f"{config.max_hours_per_day * 60:.0f}")
+
+
 def check_state_files(settings: Settings) -> Check:
     """The state files esus found damaged and moved aside: each was said once in the log when it
     happened; here they stay in view until someone has looked and deleted them."""
@@ -322,7 +349,7 @@ def check_state_files(settings: Settings) -> Check:
 
 CHECKS: list[Callable[[Settings], Check]] = [
     check_settings, check_service, check_state_files, check_store, check_forecast, check_shade_rooms, check_wind,
-    check_bms, check_influx, check_bacnet, check_gpio, check_demand_response]
+    check_bms, check_influx, check_bacnet, check_gpio, check_demand_response, check_demand_limit]
 
 
 def run_doctor(settings: Settings) -> list[Check]:

@@ -71,7 +71,7 @@ class DemandLimitService:
         self.floor_kw: float | None = None
         self.interval_s: float | None = None                # the start of the interval under way
         self.ahead: dict[int, tuple[float, float]] = {}     # the forecast per 15-minute window's end (epoch s)
-        self.last: dict[str, float | int | str | None] = {}
+        self.last: dict[str, float | int | str | None] = {}   # what the last minute decided, and why
         self._restore(clock.now())
 
     # -- start and every night -----------------------------------------------------------------
@@ -83,6 +83,7 @@ class DemandLimitService:
             if timedelta(0) <= now - datetime.fromisoformat(kept["at"]) <= KEPT_FOR:
                 self.limiter.stepper.level = int(kept["level"])
                 self.limiter.used_min = {int(kept["day"]): int(kept["used_min"])}
+                self.last = {k: v for k, v in kept.items() if k not in ("day", "at")}
                 self._ask(now)
 
     async def start(self) -> None:
@@ -174,8 +175,7 @@ class DemandLimitService:
         self._ask(now)
         self.store.append(LEVEL_SERIES, now, level)
         with contextlib.suppress(sqlite3.Error, OSError):   # a full disk is said by the store's users
-            self.store.set_state(STATE_KEY, {"level": level, "day": day, "at": now.isoformat(),
-                                             "used_min": self.limiter.used_min.get(day, 0)})
+            self.store.set_state(STATE_KEY, {**self.last, "day": day, "at": now.isoformat()})
 
     def _ask(self, now: datetime) -> None:
         if self.shedder is not None:
@@ -237,7 +237,7 @@ class DemandLimitService:
                      "peak_kw": peak, "floor_kw": self.floor_kw, "upper_kw": upper_kw, "margin_kw": margin_kw,
                      "headroom_kw": headroom, "used_min": self.limiter.used_min.get(now.astimezone(self.tz).toordinal(),
                                                                                     0),
-                     "reason": reason}
+                     "reason": reason, "acting": self.shedder is not None}
         if self.telemetry is not None:
             self.telemetry.record("demand_limit", self.last, now)
 

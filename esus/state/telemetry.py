@@ -112,6 +112,18 @@ SCHEMA: dict[str, Measurement] = {
         "measured_kw": "kW, during an event: mean power measured so far in this interval",
         "shed_kw": "kW, during an event: shed delivered, baseline_kw - measured_kw",
     }),
+    "demand_limit": Measurement("Demand limiting, each minute (only with [demand_limit]; esus.parts.demand_limit)",
+                                (), {
+        "level": "Guideline 36 demand-limit level in force, 0-3",
+        "target_kw": "kW, the target in force (none on a period's first day with nothing learnt yet)",
+        "peak_kw": "kW, the billing period's highest interval mean so far",
+        "floor_kw": "kW, the lowest peak the flexibility could have held the last 28 days to (learnt each night)",
+        "upper_kw": "kW, the upper bound of the interval under way: metered so far plus the rest, with its margin",
+        "margin_kw": "kW, that margin: the projection's misses near the target at this minute of an interval",
+        "headroom_kw": "kW, target minus the next interval's forecast upper bound (dl-headroom)",
+        "used_min": "minutes shed today, of max_hours_per_day",
+        "acting": "1 = the level drives the shed actions; 0 = it is only published",
+    }, string_fields=("reason",)),
     "dr_override": Measurement("Each shed action, on change and once a minute", ("action",), {
         "shed": "1 = the shed value is acknowledged in the action's priority slot",
         "pending": "1 = a write or a release is on its way, not yet acknowledged",
