@@ -133,11 +133,11 @@ class Esus:
     """esus's controller (`limiting.Limiter`) fed from the replay's minutes."""
 
     def __init__(self, meter: Meter, flex: Flexibility, errors: ProjectionErrors | None = None,
-                 forecast: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+                 forecast: tuple[np.ndarray, np.ndarray] | None = None, dwell_min: int = 10) -> None:
         """`forecast`: the forecast's mean and upper bound for each interval (NaN where none),
         each made before that interval began."""
         self.meter, self.forecast = meter, forecast
-        self.limiter = Limiter(meter.interval_min, flex, errors)
+        self.limiter = Limiter(meter.interval_min, flex, errors, dwell_min=dwell_min)
         self.decide_s: list[float] = []   # what each decision cost (the service makes one a minute)
 
     def __call__(self, t: int, metered: np.ndarray, target_kw: float) -> int:

@@ -72,6 +72,7 @@ class DemandLimitService:
         self.interval_s: float | None = None                # the start of the interval under way
         self.ahead: dict[int, tuple[float, float]] = {}     # the forecast per 15-minute window's end (epoch s)
         self.last: dict[str, float | int | str | None] = {}   # what the last minute decided, and why
+        self.ready = False   # the record has been read (start): until then no minute is judged
         self._restore(clock.now())
 
     # -- start and every night -----------------------------------------------------------------
@@ -98,6 +99,7 @@ class DemandLimitService:
         self.limiter.errors.learn(np.nan_to_num(minutes, nan=float(np.nanmean(minutes)) if np.isfinite(minutes).any()
                                                 else 0.0))
         self.floor_kw = self.learnt_floor(now)
+        self.ready = True
         log.info("demand limiting: period from %s, peak so far %s, learnt floor %s", self.period.date(),
                  f"{self.peak[0]:.1f} kW" if self.peak else "none",
                  f"{self.floor_kw:.1f} kW" if self.floor_kw else "none")
@@ -153,6 +155,8 @@ class DemandLimitService:
     async def minute_tick(self, due: datetime) -> None:
         now = self.clock.now()
         self._keep_forecast(now)
+        if not self.ready:   # the start's reading of the record is still under way (a restart's level holds)
+            return
         await asyncio.to_thread(self._interval_turn, now)
         n = self.config.interval_minutes
         begin = self.interval_s or interval_start_s(now, n)
