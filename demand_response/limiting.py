@@ -43,17 +43,26 @@ class Flexibility:
 
 @dataclass(frozen=True)
 class Rebound:
-    """After a shed, `ratio` of the energy it saved comes back, decaying with `time_constant_min`;
-    no more than what `saturation_min` minutes of the shed saved (a zone settles at its raised
-    setpoint within the hour: a longer shed stores no more heat in it)."""
+    """What a shed saves comes back after it, as a raised setpoint's zone recovers: while a level
+    holds, the owed energy grows by `ratio` of what it saves, up to what `saturation_min` minutes
+    of it would owe (the zone settles at its raised setpoint within the hour); when the level
+    falls, what is owed beyond the new level's due comes back, decaying with `time_constant_min`."""
 
     ratio: float = 0.5
     time_constant_min: float = 30.0
     saturation_min: float = 60.0
 
-    def owed_kwmin(self, owed: float, saved_kw: float) -> float:
-        """What is owed after one more minute that saved `saved_kw`."""
-        return min(owed + saved_kw * self.ratio, max(owed, saved_kw * self.ratio * self.saturation_min))
+    def due_kwmin(self, saved_kw: float) -> float:
+        """What a long shed that saves `saved_kw` owes."""
+        return saved_kw * self.ratio * self.saturation_min
+
+    def step(self, owed_kwmin: float, saved_kw: float) -> tuple[float, float]:
+        """One minute that saves `saved_kw`: what is owed after it, and the kW coming back in it."""
+        due = self.due_kwmin(saved_kw)
+        if owed_kwmin < due:
+            return min(owed_kwmin + saved_kw * self.ratio, due), 0.0
+        back_kw = (owed_kwmin - due) / self.time_constant_min
+        return owed_kwmin - back_kw, back_kw
 
 
 @dataclass(frozen=True)
@@ -145,21 +154,20 @@ def reachable_kw(projection: Projection, start_min: int, level_now: int, flex: F
 
 
 def needed_level(projection: Projection, target_kw: float, level_now: int, flex: Flexibility,
-                 stage_min: int = 1, rebound_kw: float = 0.0, lead_min: int = 0) -> int:
+                 stage_min: int = 1, rebound_kw: tuple[float, ...] = (0.0,) * 4, lead_min: int = 0) -> int:
     """The level this minute asks for, for the interval projected, which starts `lead_min` from
     now (0: the one under way). A shed is ordered at the last minute that can still hold the
     interval's upper bound at the target: until then the interval may turn out lighter and no
     shed is spent on it. A lower level is asked for when it would do as well, with what the shed
-    saved coming back (`rebound_kw` at a full release; the stepper waits a dwell before it
-    follows)."""
+    saved coming back (`rebound_kw[level]`: what would come back at that level; the stepper waits
+    a dwell before it follows)."""
     rest_share = (projection.interval_min - projection.elapsed_min) / projection.interval_min
     unshed_kw = projection.rest_kw / max(1e-9, 1 - flex.share(level_now))
 
     def excess_kw(level: int) -> float:
         """The upper bound's excess over the target were `level` in force for the rest."""
-        back_kw = rebound_kw * (flex.share(level_now) - flex.share(level)) / max(1e-9, flex.share(level_now))
-        return (projection.upper_kw + (unshed_kw * (flex.share(level_now) - flex.share(level)) + back_kw) * rest_share
-                - target_kw)
+        return (projection.upper_kw + (unshed_kw * (flex.share(level_now) - flex.share(level)) + rebound_kw[level])
+                * rest_share - target_kw)
 
     later = projection.elapsed_min + 1 - lead_min
     for level in range(level_now + 1):
@@ -231,7 +239,7 @@ class Limiter:
         self.stepper = LevelStepper(stage_min=stage_min, dwell_min=dwell_min)
         self.used_min: dict[int, int] = {}      # minutes a level was in force, per local day
         self._made: list[float | None] = [None] * interval_min
-        self._owed_kwmin = 0.0                  # what the shed in force will owe when released
+        self._owed_kwmin = 0.0                  # what the sheds so far will give back (as esus assumes)
 
     @property
     def level(self) -> int:
@@ -250,8 +258,9 @@ class Limiter:
         projection = Projection(now.elapsed_min, n, now.metered_kw, now.recent_kw, margin)
         self._made[min(now.elapsed_min, n - 1)] = projection.mean_kw
         unshed_kw = now.recent_kw / (1 - flex.share(level))
-        self._owed_kwmin = self.rebound.owed_kwmin(self._owed_kwmin, unshed_kw * flex.share(level)) if level else 0.0
-        rebound_kw = self._owed_kwmin / self.rebound.time_constant_min
+        self._owed_kwmin = self.rebound.step(self._owed_kwmin, unshed_kw * flex.share(level))[0]
+        rebound_kw = tuple(self.rebound.step(self._owed_kwmin, unshed_kw * flex.share(lower))[1]
+                           for lower in range(LEVELS[-1] + 1))
         this = needed_level(projection, now.target_kw, level, flex, self.stepper.stage_min, rebound_kw)
         following = self._following(now, margin_at_start=self.errors.margin_kw(0, now.target_kw, now.spread_kw))
         ahead = needed_level(following, now.target_kw, level, flex, self.stepper.stage_min, rebound_kw,

@@ -67,7 +67,7 @@ class Building:
         self.meter, self.flex, self.rebound = meter, flex, rebound
         n = len(meter.load_kw)
         self.run = Run(np.zeros(n), np.zeros(n, dtype=np.int8), np.zeros(n, dtype=np.int8), np.zeros(n))
-        self._debt_kwmin = 0.0
+        self._owed_kwmin = 0.0
         self._used: dict[int, int] = {}
 
     def minute(self, t: int, ordered: int) -> float:
@@ -81,13 +81,8 @@ class Building:
         load = float(self.meter.load_kw[t])
         if level:
             self._used[day] = self._used.get(day, 0) + 1
-            saved = load * flex.share(level)
-            self._debt_kwmin = self.rebound.owed_kwmin(self._debt_kwmin, saved)
-            back = 0.0
-        else:
-            saved = 0.0
-            back = self._debt_kwmin / self.rebound.time_constant_min
-            self._debt_kwmin -= back
+        saved = load * flex.share(level)
+        self._owed_kwmin, back = self.rebound.step(self._owed_kwmin, saved)
         run.acting[t], run.rebound_kw[t] = level, back
         run.metered_kw[t] = load - saved + back
         return run.metered_kw[t]
@@ -214,14 +209,9 @@ def _interval(load: np.ndarray, shed: list[bool], share: float, debt: float,
               rebound: Rebound) -> tuple[np.ndarray, np.ndarray, float]:
     kw, back = load.copy(), np.zeros(len(load))
     for i, on in enumerate(shed):
-        if on:
-            saved = load[i] * share
-            debt = rebound.owed_kwmin(debt, saved)
-            kw[i] -= saved
-        else:
-            back[i] = debt / rebound.time_constant_min
-            debt -= back[i]
-            kw[i] += back[i]
+        saved = load[i] * share if on else 0.0
+        debt, back[i] = rebound.step(debt, saved)
+        kw[i] += back[i] - saved
     return kw, back, debt
 
 

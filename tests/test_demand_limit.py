@@ -64,7 +64,7 @@ def test_a_lower_level_is_asked_for_only_when_it_holds_the_target_with_the_rebou
     assert needed_level(early, 95.0, 2, FLEX) == 0          # a shed later could still hold 100 kW at 95
     late = Projection(12, 15, 90.0, 90.0, 0.0)              # three minutes left: no later shed acts
     assert needed_level(late, 91.0, 2, FLEX) == 1           # level 1 gives 91 kW
-    assert needed_level(late, 91.0, 2, FLEX, rebound_kw=3.0) == 2   # not with 1.5 kW coming back
+    assert needed_level(late, 91.0, 2, FLEX, rebound_kw=(3.0, 1.5, 0.0, 0.0)) == 2   # not with 1.5 kW coming back
 
 
 @settings(max_examples=300, deadline=None)
@@ -177,10 +177,14 @@ def test_a_month_is_judged_against_the_oracle() -> None:
     assert outcome.shed_hours == pytest.approx(27 / 60)
 
 
-def test_a_long_shed_owes_no_more_than_its_first_hour_saved() -> None:
-    rebound = Rebound(ratio=0.5, saturation_min=60)
+def test_a_long_shed_owes_no_more_than_its_first_hour_saved_and_a_lower_level_gives_back_the_difference() -> None:
+    rebound = Rebound(ratio=0.5, saturation_min=60, time_constant_min=30)
     owed = 0.0
     for _ in range(300):
-        owed = rebound.owed_kwmin(owed, 10.0)
+        owed, back = rebound.step(owed, 10.0)
+        assert back == 0.0
     assert owed == pytest.approx(10.0 * 0.5 * 60)
-    assert rebound.owed_kwmin(400.0, 1.0) == 400.0   # a smaller shed after a bigger one forgives nothing
+    owed, back = rebound.step(owed, 5.0)              # a level down: half of it is no longer due
+    assert back == pytest.approx((300 - 150) / 30)
+    owed, back = rebound.step(owed, 0.0)              # released: the rest comes back
+    assert back == pytest.approx(owed / 29, rel=0.01)
