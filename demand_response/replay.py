@@ -234,7 +234,7 @@ def judge(meter: Meter, run: Run, oracle_peak_kw: float) -> Outcome:
     metered = meter.intervals(run.metered_kw)
     peak_at = int(np.argmax(metered))
     peak_minutes = slice(peak_at * n, (peak_at + 1) * n)
-    rebound_share = run.rebound_kw[peak_minutes].sum() / max(1e-9, run.metered_kw[peak_minutes].sum())
+    rebound_share = float(run.rebound_kw[peak_minutes].sum()) / max(1e-9, float(run.metered_kw[peak_minutes].sum()))
     episodes = _episodes(run.ordered > 0)
     needless = 0
     for first, last in episodes:
