@@ -154,20 +154,23 @@ def reachable_kw(projection: Projection, start_min: int, level_now: int, flex: F
 
 
 def needed_level(projection: Projection, target_kw: float, level_now: int, flex: Flexibility,
-                 stage_min: int = 1, rebound_kw: tuple[float, ...] = (0.0,) * 4, lead_min: int = 0) -> int:
+                 stage_min: int = 1, rebound_kw: tuple[float, ...] = (0.0,) * 4, lead_min: int = 0,
+                 release_kw: float | None = None) -> int:
     """The level this minute asks for, for the interval projected, which starts `lead_min` from
     now (0: the one under way). A shed is ordered at the last minute that can still hold the
     interval's upper bound at the target: until then the interval may turn out lighter and no
     shed is spent on it. A lower level is asked for when it would do as well, with what the shed
     saved coming back (`rebound_kw[level]`: what would come back at that level; the stepper waits
-    a dwell before it follows)."""
+    a dwell before it follows), held under `release_kw` too (the period's peak so far: a release
+    must not set a new one, wherever the target stands)."""
     rest_share = (projection.interval_min - projection.elapsed_min) / projection.interval_min
     unshed_kw = projection.rest_kw / max(1e-9, 1 - flex.share(level_now))
 
     def excess_kw(level: int) -> float:
         """The upper bound's excess over the target were `level` in force for the rest."""
+        bound = target_kw if level >= level_now or release_kw is None else min(target_kw, release_kw)
         return (projection.upper_kw + (unshed_kw * (flex.share(level_now) - flex.share(level)) + rebound_kw[level])
-                * rest_share - target_kw)
+                * rest_share - bound)
 
     later = projection.elapsed_min + 1 - lead_min
     for level in range(level_now + 1):
@@ -218,6 +221,7 @@ class Minute:
     target_kw: float               # the target in force
     day: int                       # the local day (its allowance of shed minutes)
     next_forecast: tuple[float, float] | None = None   # the next interval's forecast and its upper bound
+    peak_kw: float | None = None   # the billing period's peak so far (None: none yet)
 
 
 @dataclass(frozen=True)
@@ -261,10 +265,11 @@ class Limiter:
         self._owed_kwmin = self.rebound.step(self._owed_kwmin, unshed_kw * flex.share(level))[0]
         rebound_kw = tuple(self.rebound.step(self._owed_kwmin, unshed_kw * flex.share(lower))[1]
                            for lower in range(LEVELS[-1] + 1))
-        this = needed_level(projection, now.target_kw, level, flex, self.stepper.stage_min, rebound_kw)
+        this = needed_level(projection, now.target_kw, level, flex, self.stepper.stage_min, rebound_kw,
+                            release_kw=now.peak_kw)
         following = self._following(now, margin_at_start=self.errors.margin_kw(0, now.target_kw, now.spread_kw))
         ahead = needed_level(following, now.target_kw, level, flex, self.stepper.stage_min, rebound_kw,
-                             lead_min=n - now.elapsed_min)
+                             lead_min=n - now.elapsed_min, release_kw=now.peak_kw)
         used = self.used_min.get(now.day, 0)
         spent = used + level * self.stepper.stage_min >= flex.max_minutes_per_day
         ordered = self.stepper.step(max(this, ahead), hurry=spent)

@@ -88,7 +88,8 @@ class Building:
         return run.metered_kw[t]
 
 
-Controller = Callable[[int, np.ndarray, float], int]   # (minute, metered so far, target) -> level ordered
+#: (minute, metered so far, target, the period's peak so far) -> the level ordered
+Controller = Callable[[int, np.ndarray, float, float], int]
 
 
 def replay(meter: Meter, flex: Flexibility, rebound: Rebound, controller: Controller,
@@ -99,11 +100,11 @@ def replay(meter: Meter, flex: Flexibility, rebound: Rebound, controller: Contro
     for t in range(len(meter.load_kw)):
         if t and t % interval == 0:
             peak = max(peak, float(building.run.metered_kw[t - interval:t].mean()))
-        building.minute(t, controller(t, building.run.metered_kw, target(t, peak)))
+        building.minute(t, controller(t, building.run.metered_kw, target(t, peak), peak))
     return building.run
 
 
-def no_action(t: int, metered: np.ndarray, target_kw: float) -> int:
+def no_action(t: int, metered: np.ndarray, target_kw: float, peak_kw: float) -> int:
     return 0
 
 
@@ -114,7 +115,7 @@ class Reactive:
         self.meter, self.flex = meter, flex
         self.stepper = LevelStepper(dwell_min=dwell_min)
 
-    def __call__(self, t: int, metered: np.ndarray, target_kw: float) -> int:
+    def __call__(self, t: int, metered: np.ndarray, target_kw: float, peak_kw: float) -> int:
         n = self.meter.interval_min
         if t < n:
             return 0
@@ -135,7 +136,7 @@ class Esus:
         self.limiter = Limiter(meter.interval_min, flex, errors, dwell_min=dwell_min)
         self.decide_s: list[float] = []   # what each decision cost (the service makes one a minute)
 
-    def __call__(self, t: int, metered: np.ndarray, target_kw: float) -> int:
+    def __call__(self, t: int, metered: np.ndarray, target_kw: float, peak_kw: float) -> int:
         n = self.meter.interval_min
         elapsed = t % n
         if elapsed == 0 and t >= n:
@@ -148,7 +149,7 @@ class Esus:
             ahead = float(self.forecast[0][following]), float(self.forecast[1][following])
         now = Minute(elapsed, float(metered[t - elapsed:t].mean()) if elapsed else None,
                      float(metered[t - RECENT_MIN:t].mean()), float(np.std(metered[max(0, t - SPREAD_MIN):t])),
-                     target_kw, int(self.meter.day[t]), ahead)
+                     target_kw, int(self.meter.day[t]), ahead, peak_kw or None)
         started = time.perf_counter()
         level = self.limiter.decide(now).level
         self.decide_s.append(time.perf_counter() - started)

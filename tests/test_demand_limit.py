@@ -67,6 +67,12 @@ def test_a_lower_level_is_asked_for_only_when_it_holds_the_target_with_the_rebou
     assert needed_level(late, 91.0, 2, FLEX, rebound_kw=(3.0, 1.5, 0.0, 0.0)) == 2   # not with 1.5 kW coming back
 
 
+def test_a_release_must_not_set_a_new_period_peak_wherever_the_target_stands() -> None:
+    late = Projection(12, 15, 90.0, 90.0, 0.0)              # level 2 in force: 100 kW unshed
+    assert needed_level(late, 95.0, 2, FLEX) == 0           # the target (a learnt floor, say) allows it
+    assert needed_level(late, 95.0, 2, FLEX, release_kw=91.0) == 1   # the period's peak so far does not
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.integers(0, 3), min_size=1, max_size=200), st.integers(1, 3), st.integers(1, 15))
 def test_the_stepper_moves_one_level_at_a_time_up_in_stages_down_after_a_dwell(

@@ -173,7 +173,7 @@ class DemandLimitService:
             elapsed = int((now.timestamp() - begin) // 60)
             decision = self.limiter.decide(Minute(
                 elapsed, float(so_far.mean()) if so_far.size and elapsed else None, float(recent.mean()),
-                float(np.std(kw)), target, day, self._next_forecast(begin)))
+                float(np.std(kw)), target, day, self._next_forecast(begin), self.peak[0] if self.peak else None))
             level = decision.level
             self._show(now, level, decision.projection.upper_kw, decision.projection.margin_kw, target, decision.reason)
         self._ask(now)
