@@ -226,7 +226,7 @@ async def test_acting_hands_the_level_to_the_shedder_for_the_actions_named(tmp_p
     actions = [ShedAction("AHU-1 supply air setpoint", "192.168.1.21", "analog-value,12", {1: 22.0, 2: 23.0}),
                ShedAction("Corridor lighting off", "192.168.1.40", "binary-output,7", {2: "inactive"})]
     shedder = Shedder(actions, ledger, writer, stage_delay_s=0, clock=lambda: clock_now[0])
-    async with scene('target_kw = 25.0\nactions = ["AHU-1 supply air setpoint"]', shedder=shedder) as s:
+    async with scene('act = true\ntarget_kw = 25.0\nactions = ["AHU-1 supply air setpoint"]', shedder=shedder) as s:
         s.part.learn(NOW)
         for _ in range(2):
             await s.minute(40.0)
@@ -239,7 +239,7 @@ async def test_acting_hands_the_level_to_the_shedder_for_the_actions_named(tmp_p
 @pytest.mark.parametrize(("limit", "says"), [
     ("interval_minutes = 20", "interval_minutes"),
     ("target_kw = -5", "target_kw"),
-    ('actions = ["Chiller"]', "'Chiller', which is not a shed action"),
+    ('act = true\nactions = ["Chiller"]', "'Chiller', which is not a shed action"),
     ("shed_pct = [10, 5, 15]", "three rising percentages"),
 ])
 def test_bad_settings_are_refused_at_start_with_one_line(tmp_path: Path, limit: str, says: str) -> None:
@@ -252,7 +252,7 @@ def test_bad_settings_are_refused_at_start_with_one_line(tmp_path: Path, limit: 
 
 def test_acting_without_shed_actions_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="act = false to publish the level only"):
-        load_settings({"ESUS_SITE": str(site(tmp_path, "", actions="")), "ESUS_STATE_DIR": str(tmp_path / "s")},
+        load_settings({"ESUS_SITE": str(site(tmp_path, "act = true", actions="")), "ESUS_STATE_DIR": str(tmp_path / "s")},
                       demo=False)
 
 

@@ -418,7 +418,8 @@ class DemandLimitSettings(Model):
     billing_day: int = Field(default=1, ge=1, le=28, description="the day of the month a billing period starts")
     target_kw: float | None = Field(default=None, ge=0, description="a fixed target; none: the period's peak so far")
     price_per_kw: float = Field(default=0.0, ge=0, description="the demand charge per kW, for the report")
-    act: bool = Field(default=True, description="false: publish the level only")
+    act: bool = Field(default=False, description="true: the levels drive the shed actions; false: publish the "
+                                                 "level only (the default while the replay bench misses its goals)")
     actions: list[str] = Field(default_factory=list, description="shed actions it uses; empty: all of them")
     shed_pct: tuple[float, float, float] = Field(default=(5.0, 10.0, 15.0),
                                                  description="the share of the building's power each level takes off")
