@@ -121,8 +121,8 @@ class ProjectionErrors:
 
     def learn(self, minute_kw: np.ndarray) -> None:
         """The misses the projection would have made over a record of whole intervals (1-minute
-        means from the first minute of one): so a new site, a restart or a new month's replay
-        starts with the building's own margin rather than a guess."""
+        means from the first minute of one, NaN where unknown): so a new site, a restart or a new
+        month's replay starts with the building's own margin rather than a guess."""
         n = self.interval_min
         whole = len(minute_kw) // n * n
         if whole < 2 * n:
@@ -135,7 +135,8 @@ class ProjectionErrors:
         so_far = np.cumsum(by_interval, axis=1) - by_interval          # sum of the minutes before each
         projected = (so_far + recent.reshape(-1, n) * (n - elapsed)) / n
         actual = by_interval.mean(axis=1)
-        for row in range(1, len(actual)):
+        whole_rows = np.isfinite(projected).all(axis=1) & np.isfinite(actual)   # a gap's intervals teach nothing
+        for row in np.flatnonzero(whole_rows):
             self.add(list(projected[row]), float(actual[row]))
 
 

@@ -114,6 +114,11 @@ def test_the_margin_is_learnt_from_a_record_as_the_projection_would_have_missed(
     minute = np.arange(15 * 200)
     cycling.learn(30 + 10 * ((minute // 4) % 3 == 0))   # a compressor on 4 minutes in 12
     assert cycling.margin_kw(0, 32.0, 9.0) > cycling.margin_kw(12, 32.0, 9.0) > 0
+    gappy = ProjectionErrors(15)
+    record = np.full(15 * 200, 40.0)
+    record[::7] = np.nan                                  # every interval has a gap: none is learnt from
+    gappy.learn(record)
+    assert gappy.margin_kw(0, 40.0, fallback_kw=9.0) == 9.0
 
 
 def test_the_building_answers_after_its_response_within_the_days_allowance() -> None:

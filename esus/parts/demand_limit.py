@@ -96,8 +96,7 @@ class DemandLimitService:
         self.peak = self.period_peak(self.period, now)
         start_s = now.timestamp() - LEARN_DAYS * 86400
         minutes = minute_means(*self.store.range(POWER_SERIES, start_s, now.timestamp()), start_s, now.timestamp())
-        self.limiter.errors.learn(np.nan_to_num(minutes, nan=float(np.nanmean(minutes)) if np.isfinite(minutes).any()
-                                                else 0.0))
+        self.limiter.errors.learn(minutes)
         self.floor_kw = self.learnt_floor(now)
         self.ready = True
         log.info("demand limiting: period from %s, peak so far %s, learnt floor %s", self.period.date(),
