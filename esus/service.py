@@ -167,8 +167,6 @@ class Service:
                 raise StartupError(f"the operator page cannot listen on {where} ({exc.strerror}): "
                                    "set ESUS_DR_PAGE_ADDRESS to this device's OT LAN address and a free port") from None
         await self.forecast.start()
-        if self.limit is not None:
-            self.once("demand-limit", self.limit.start())
         if self.bms is not None:
             self.once("bms", self.bms.poll(self.clock.now()))
 

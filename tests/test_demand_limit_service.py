@@ -142,6 +142,14 @@ async def test_the_level_rises_a_stage_a_minute_over_a_fixed_target_and_falls_af
 
 
 @in_loop
+async def test_the_first_minute_reads_the_record_before_it_judges(scene) -> None:
+    async with scene("act = false") as s:
+        assert not s.part.ready and s.part.peak is None
+        await s.minute(10.0)
+        assert s.part.ready and s.part.peak is not None and s.part.last["reason"]
+
+
+@in_loop
 async def test_no_shed_while_the_bound_stays_under_the_peak_already_set(scene) -> None:
     async with scene("act = false") as s:
         s.part.learn(NOW)

@@ -72,7 +72,7 @@ class DemandLimitService:
         self.interval_s: float | None = None                # the start of the interval under way
         self.ahead: dict[int, tuple[float, float]] = {}     # the forecast per 15-minute window's end (epoch s)
         self.last: dict[str, float | int | str | None] = {}   # what the last minute decided, and why
-        self.ready = False   # the record has been read (start): until then no minute is judged
+        self.ready = False   # the record has been read (by the first minute's tick)
         self._restore(clock.now())
 
     # -- start and every night -----------------------------------------------------------------
@@ -87,11 +87,9 @@ class DemandLimitService:
                 self.last = {k: v for k, v in kept.items() if k not in ("day", "at")}
                 self._ask(now)
 
-    async def start(self) -> None:
-        """The period's peak so far, the margin and the floor, from the record (off the event loop)."""
-        await asyncio.to_thread(self.learn, self.clock.now())
-
     def learn(self, now: datetime) -> None:
+        """The period's peak so far, the margin and the floor, from the record (in a worker thread:
+        the floor's search takes seconds)."""
         self.period = period_start(now, self.config.billing_day, self.tz)
         self.peak = self.period_peak(self.period, now)
         start_s = now.timestamp() - LEARN_DAYS * 86400
@@ -154,8 +152,8 @@ class DemandLimitService:
     async def minute_tick(self, due: datetime) -> None:
         now = self.clock.now()
         self._keep_forecast(now)
-        if not self.ready:   # the start's reading of the record is still under way (a restart's level holds)
-            return
+        if not self.ready:   # the first tick, or a failed one's retry (a restart's level holds meanwhile)
+            await asyncio.to_thread(self.learn, now)
         await asyncio.to_thread(self._interval_turn, now)
         n = self.config.interval_minutes
         begin = self.interval_s or interval_start_s(now, n)
