@@ -13,7 +13,7 @@ import os
 import secrets
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -88,10 +88,13 @@ class OperatorPage:
     def __init__(self, shedder: Shedder, power_kw: Callable[[], float | None], changed: Callable[[], None], *,
                  user: str, password_hash: str, secret: bytes, tz: ZoneInfo, site_name: str = "",
                  clock: Callable[[], float] = time.time,
-                 delivered: Callable[[], Delivered | None] = lambda: None, history: History | None = None) -> None:
+                 delivered: Callable[[], Delivered | None] = lambda: None, history: History | None = None,
+                 limiting: Callable[[], Mapping[str, object]] = dict) -> None:
         """`delivered()`: the running event's current interval (baseline and measured), if any;
-        `history(start_s, end_s)`: the building's power samples, for the chart."""
+        `history(start_s, end_s)`: the building's power samples, for the chart; `limiting()`: what
+        demand limiting decided last (empty: it is off)."""
         self.shedder, self.power_kw, self.changed, self.delivered = shedder, power_kw, changed, delivered
+        self.limiting = limiting
         self.history = history
         self.user, self.password_hash, self.secret, self.tz = user, password_hash, secret, tz
         self.site_name, self.clock = site_name, clock
@@ -270,6 +273,7 @@ class OperatorPage:
                          f"({LEVELS.get(state.level, '?')}) until {until}{self._shed_now()}</div>")
         else:
             parts.append('<div class="card" id="event">No event active.</div>')
+        parts.append(self._limiting())
         kw = self.power_kw()
         parts.append(f'<div class="card" id="meter">Building power: '
                      f"{'unknown' if kw is None else f'{kw:.1f} kW'}</div>{self._chart()}")
@@ -317,6 +321,25 @@ class OperatorPage:
                           list(ledger.baselines().values()),
                           [(e.start_s, e.end_s) for e in ledger.events() if not e.cancelled])
         return f'<div class="card">{svg}<small id="legend">{html.escape(LEGEND)}</small></div>' if svg else ""
+
+    def _limiting(self) -> str:
+        """Demand limiting's card: the level and why, the billing period's peak interval, the target."""
+        last = self.limiting()
+        if not last:
+            return ""
+
+        def kw(key: str) -> str:
+            value = last.get(key)
+            return f"{value:.1f} kW" if isinstance(value, int | float) else "none yet"
+
+        level = last.get("level", 0)
+        acting = "sheds with the overrides below" if last.get("acting") else "publishes the level only (act = false)"
+        peak_at = last.get("peak_at")
+        when = f" ({html.escape(str(peak_at)[:16].replace('T', ' '))})" if peak_at else ""
+        return (f'<div class="card{" active" if level else ""}" id="limit"><strong>Demand limiting</strong>: level '
+                f"{level}, {html.escape(acting)}<br><small>{html.escape(str(last.get('reason', '')))}</small><br>"
+                f"Billing period's peak {kw('peak_kw')}{when}; target {kw('target_kw')}; headroom next interval "
+                f"{kw('headroom_kw')}; {last.get('used_min', 0)} min shed today</div>")
 
     def _shed_now(self) -> str:
         now = self.delivered()

@@ -137,6 +137,8 @@ class Service:
             self.scheduler.add("demand-limit", Every(60, 8), self.limit.minute_tick)
             self.scheduler.add("demand-limit-floor", DailyAt(time(0, 20), self.tz), self.limit.nightly)
             self.status_parts.append(self.limit.status)
+            if demand is not None:
+                demand.limiting = lambda: self.limit.last if self.limit else {}
 
     def _forecast_pair(self) -> tuple[float, float] | None:
         """The forecast just made and its upper bound (None: none, or the power is stale)."""

@@ -47,6 +47,12 @@ class Scene:
     url: str
 
 
+#: what demand limiting decided last, as the service hands it to the page
+LIMITING = {"level": 2, "reason": "level 2: this interval's bound 48.1 kW would pass the target 45.0 kW, and a "
+                                  "later shed could not hold it", "acting": True, "peak_kw": 44.6,
+            "peak_at": "2026-06-03T14:15:00+02:00", "target_kw": 45.0, "headroom_kw": -2.5, "used_min": 12}
+
+
 @contextlib.asynccontextmanager
 async def operator_page(tmp: Path) -> AsyncIterator[Scene]:
     """Two overrides held for an hour-long level-2 event, a third that cannot be written, and the page."""
@@ -81,7 +87,7 @@ async def operator_page(tmp: Path) -> AsyncIterator[Scene]:
         return minutes[keep], 30 + 10 * np.sin(minutes[keep] / 3000)
     page = OperatorPage(shedder, lambda: 42.5, wake.set, user="operator", password_hash=hash_password(PASSWORD),
                         secret=load_secret(tmp / "page-secret"), tz=ZoneInfo("Europe/Copenhagen"), site_name="TMV23",
-                        delivered=lambda: now, history=history)
+                        delivered=lambda: now, history=history, limiting=lambda: LIMITING)
     await page.start("127.0.0.1", port)
     loop_task = asyncio.create_task(reconcile_loop())
     try:
@@ -188,6 +194,19 @@ async def logged_in(session: aiohttp.ClientSession, url: str) -> None:
     async with session.post(url + "/login", data={"user": "operator", "password": PASSWORD},
                             allow_redirects=False) as reply:
         assert reply.status == 303
+
+
+@in_loop
+async def test_the_page_shows_what_demand_limiting_does_and_the_periods_peak_interval(tmp_path: Path) -> None:
+    async with operator_page(tmp_path) as scene, \
+            aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        await logged_in(session, scene.url)
+        async with session.get(scene.url + "/") as reply:
+            text = await reply.text()
+    card = text[text.index('id="limit"'):text.index("</div>", text.index('id="limit"'))]
+    assert "level 2, sheds with the overrides below" in card
+    assert "would pass the target 45.0 kW" in card
+    assert "peak 44.6 kW (2026-06-03 14:15); target 45.0 kW; headroom next interval -2.5 kW; 12 min shed" in card
 
 
 @in_loop

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
@@ -111,6 +111,8 @@ class DemandService:
                         "no demand response event will come")
         self._wake = asyncio.Event()
         self.page: OperatorPage | None = None
+        #: what demand limiting decided last, for the page (the service sets it when it limits)
+        self.limiting: Callable[[], Mapping[str, object]] = dict
 
     async def start(self) -> None:
         """The operator page, bound to the address from settings; raises OSError when it cannot bind."""
@@ -124,7 +126,7 @@ class DemandService:
                                  secret=load_secret(StateFiles(self.settings.state_dir).page_key, on_damage=set_aside),
                                  tz=self.settings.site.site.tz, site_name=self.settings.site.site.name,
                                  delivered=lambda: self.tracker.now, history=self.tracker.history,
-                                 clock=lambda: self.clock.now().timestamp())
+                                 clock=lambda: self.clock.now().timestamp(), limiting=lambda: self.limiting())
         await self.page.start(access.host, access.port)
 
     def sun_on(self, group: str) -> bool:

@@ -238,7 +238,8 @@ class DemandLimitService:
                      "peak_kw": peak, "floor_kw": self.floor_kw, "upper_kw": upper_kw, "margin_kw": margin_kw,
                      "headroom_kw": headroom, "used_min": self.limiter.used_min.get(now.astimezone(self.tz).toordinal(),
                                                                                     0),
-                     "reason": reason, "acting": self.shedder is not None}
+                     "reason": reason, "acting": self.shedder is not None,
+                     "peak_at": self.peak[1].isoformat() if self.peak else None}
         if self.telemetry is not None:
             self.telemetry.record("demand_limit", self.last, now)
 
