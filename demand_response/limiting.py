@@ -289,6 +289,8 @@ class Limiter:
     def _reason(self, ordered: int, before: int, this: int, ahead: int, spent: bool, projection: Projection,
                 now: Minute) -> str:
         upper, target = projection.upper_kw, now.target_kw
+        if not np.isfinite(target):
+            return f"level {ordered}: no target yet (a period's first day with nothing learnt: each rise is a new peak)"
         if spent and ordered < before:
             return f"level {ordered}: the day's {self.flex.max_minutes_per_day} minutes of shedding are spent; " \
                    "releasing a level a minute"

@@ -147,6 +147,9 @@ async def test_the_first_minute_reads_the_record_before_it_judges(scene) -> None
         assert not s.part.ready and s.part.peak is None
         await s.minute(10.0)
         assert s.part.ready and s.part.peak is not None and s.part.last["reason"]
+        s.part.floor_kw, s.part.period = None, s.clock.now() - timedelta(hours=3)   # a new site's first day
+        await s.minute(50.0)
+        assert s.part.last["reason"].startswith("level 0: no target yet") and s.part.last["target_kw"] is None
 
 
 @in_loop
