@@ -1,6 +1,7 @@
 """The OpenADR 3.1 VEN (openadr3-client, Python 3.12 and later): REST and JSON with OAuth2 client
 credentials. It finds its program by name, registers itself, polls the program's events at the
-configured interval (at once when the VTN's MQTT notifier says an event of the program changed),
+configured interval (at once when the VTN's MQTT notifier, or its webhook where it has no MQTT and
+the site gives a callback URL, says an event of the program changed),
 hands their SIMPLE levels to the same shedder as the 2.0b VEN (a PRICE payload is ignored, as 2.0b
 does), cancels what the VTN no longer lists, and reports the building's power for each event
 interval the event asks a report of. A VTN that cannot be reached is said once,
@@ -19,16 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from demand_response.ledger import Event
 from demand_response.shedder import Shedder
+from demand_response.vtn3_client import Tokens, close_client, mqtt_binding, paged, reach, token_manager
+from demand_response.webhook import Webhook
 
 if TYPE_CHECKING:
     from openadr3_client.oadr310.models.event.event import ExistingEvent
@@ -36,9 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RETRY_S = (5.0, 15.0, 60.0, 300.0)
-T = TypeVar("T")
-TIMEOUT_S = 20.0   # for each request to the VTN and its token endpoint
 RESOURCE_NAME = "building"
+UNSUBSCRIBE_S = 5.0   # at stop, for the VTN to forget the webhook's subscription
 #: report payload types esus can give, and how an interval's mean kW becomes the reported value
 REPORTED = {"DEMAND": lambda kw, hours: kw, "READING": lambda kw, hours: kw, "USAGE": lambda kw, hours: kw * hours}
 NEEDS = "OpenADR 3.1 needs openadr3-client, which needs Python 3.12 or later"
@@ -55,6 +56,8 @@ class Ven3Config:
     scopes: tuple[str, ...] = ()
     ca_file: Path | None = None       # the CA that signed the VTN's certificate
     poll_s: float = 30.0
+    callback_url: str | None = None   # where the VTN posts notifications (None: no webhook)
+    callback_listen: tuple[str, int] = ("0.0.0.0", 8090)   # where esus takes them (behind a proxy, maybe)
 
 
 def event_intervals(event: ExistingEvent) -> list[Event]:
@@ -87,149 +90,6 @@ def report_groups(intervals: list[Event], frequency: int) -> list[list[Event]]:
     return [intervals] if intervals else []
 
 
-@dataclass
-class Tokens:
-    """The OAuth2 token manager a VEN keeps across its clients: a token is used until it expires."""
-
-    manager: Any = None
-
-
-def reach(config: Ven3Config, timeout_s: float = TIMEOUT_S, tokens: Tokens | None = None) -> tuple[Any, str]:
-    """A 3.1 client signed in to the VTN, and the id of the configured program (also what `esus
-    doctor` asks). All its interfaces sign with one token manager: the one `tokens` keeps, else the
-    new client's (then kept there). Every request of it times out; raises with what failed."""
-    from openadr3_client.ven.http_factory import VirtualEndNodeHttpClientFactory
-    from openadr3_client.version import OADRVersion
-
-    verify: bool | str = str(config.ca_file) if config.ca_file else True
-    token_url = config.token_url or discovered_token_url(config.vtn_url, verify, timeout_s)
-    # the 3.1 client (its interfaces are not on the base class the factory is typed to return)
-    client: Any = VirtualEndNodeHttpClientFactory.create_http_ven_client(
-        vtn_base_url=config.vtn_url, client_id=config.client_id, client_secret=config.client_secret,
-        token_url=token_url, scopes=list(config.scopes) or None,
-        verify_vtn_tls_certificate=config.ca_file if config.ca_file else True, version=OADRVersion.OADR_310)
-    # the VTN's own token endpoint is verified against its CA too; another one against the system's
-    token_verify = verify if urlsplit(token_url).hostname == urlsplit(config.vtn_url).hostname else True
-    tokens = tokens or Tokens()
-    if tokens.manager is None:
-        tokens.manager = token_manager(client.events)
-        if tokens.manager is not None:
-            bounded(tokens.manager.oauth, timeout_s, token_verify)
-            # the specification's clientCredentialRequest: the credentials in the form, not as Basic
-            tokens.manager.oauth.fetch_token = partial(tokens.manager.oauth.fetch_token, include_client_id=True)
-    for interface in interfaces(client):
-        bounded(interface.session, timeout_s, verify)
-        if tokens.manager is not None:
-            use_token_manager(interface, tokens.manager)
-    try:
-        programs = [p for p in paged(lambda page: client.programs.get_programs(target=None, pagination=page))
-                    if p.program_name == config.program]
-        if not programs:
-            raise LookupError(f"the VTN has no program named {config.program!r} (ESUS_OADR_PROGRAM)")
-    except BaseException:
-        close_client(client)
-        raise
-    return client, programs[0].id
-
-
-#: Objects asked for per page of a list (the specification's default limit), and the most pages read
-PAGE_SIZE, MAX_PAGES = 50, 100
-
-
-def paged(fetch: Callable[[Any], Sequence[T]]) -> list[T]:
-    """Every object of a list the VTN answers in pages (`skip`, `limit`): pages are asked for until
-    one comes back empty, so a VTN that caps a page below the limit asked for loses no event."""
-    from openadr3_client.oadr310._vtn.interfaces.filters import PaginationFilter
-
-    found: list[T] = []
-    for _ in range(MAX_PAGES):
-        page = list(fetch(PaginationFilter(skip=len(found), limit=PAGE_SIZE)))
-        if not page:
-            return found
-        found += page
-    log.warning("demand response: the VTN lists more than %d objects; the first %d are used",
-                MAX_PAGES * PAGE_SIZE, len(found))
-    return found
-
-
-def interfaces(client: Any) -> tuple[Any, ...]:
-    """The 3.1 client's interfaces, each with a session of its own."""
-    return client.events, client.programs, client.reports, client.vens, client.notifiers
-
-
-def token_manager(interface: Any) -> Any:
-    """An interface's OAuth2 token manager (None: it signs in without one). The client keeps it
-    private (`_token_manager` of the session's auth), and esus needs it for its timeouts and its
-    CA, to close its session, and for the MQTT notifier's sign-in: reached here only, so a release
-    that moves it breaks one function (the ven3 tests say so)."""
-    return getattr(interface.session.auth, "_token_manager", None)
-
-
-def use_token_manager(interface: Any, manager: Any) -> None:
-    """The interface signs its requests with `manager`'s token (the same private place as above)."""
-    interface.session.auth._token_manager = manager
-
-
-def close_client(client: Any) -> None:
-    """Its connections closed: the VTN's and the token endpoint's, once for the manager its
-    interfaces share (a kept token stays valid)."""
-    managers = {id(m): m for m in map(token_manager, interfaces(client)) if m is not None}
-    for manager in managers.values():
-        manager.oauth.close()
-    for interface in interfaces(client):
-        interface.session.close()
-
-
-def mqtt_binding(client: Any) -> Any:
-    """The VTN's MQTT notifier (None: it offers none), its authentication kept as the VTN describes
-    it (the client's own model keeps only the base class, which would connect without any)."""
-    from openadr3_client.oadr310.models.notifiers.mqtt import mqtt
-
-    answer = client.notifiers.session.get(f"{client.notifiers.base_url}/notifiers")
-    if answer.status_code == 404:
-        return None
-    answer.raise_for_status()
-    binding = answer.json().get("MQTT")
-    if not binding:
-        return None
-    kinds: dict[str, Any] = {"ANONYMOUS": mqtt.MqttNotifierAuthenticationAnonymous,
-                             "OAUTH2_BEARER_TOKEN": mqtt.MqttNotifierAuthenticationOAuth2BearerToken,
-                             "CERTIFICATE": mqtt.MqttNotifierAuthenticationCertificate}
-    auth = binding.get("authentication") or {"method": "ANONYMOUS"}
-    kind = kinds.get(str(auth.get("method")))
-    if kind is None:
-        raise ValueError(f"the VTN's MQTT notifier asks for {auth.get('method')} authentication, which esus "
-                         "does not know")
-    return mqtt.MqttNotifierBindingObject.model_validate({**binding, "authentication": kind.model_validate(auth)})
-
-
-def discovered_token_url(vtn_url: str, verify: bool | str, timeout_s: float) -> str:
-    """Where the VTN says tokens come from (OpenADR 3.1 discovery, GET /auth/server)."""
-    import requests
-
-    answer = requests.get(f"{vtn_url.rstrip('/')}/auth/server", verify=verify, timeout=timeout_s)
-    answer.raise_for_status()
-    token_url = answer.json().get("tokenURL")
-    if not isinstance(token_url, str) or not token_url:
-        raise ValueError("the VTN's /auth/server names no tokenURL: set ESUS_OADR_TOKEN_URL")
-    return token_url
-
-
-def bounded(session: Any, timeout_s: float, verify: bool | str) -> None:
-    """Every request of a requests session with a timeout (the client sets none: a VTN that accepts
-    and never answers would hold the VEN forever), and verified against `verify` (a session's own
-    `verify` loses to REQUESTS_CA_BUNDLE in the environment)."""
-    request = session.request
-
-    def limited(*args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = timeout_s
-        if kwargs.get("verify") in (None, True):
-            kwargs["verify"] = verify
-        return request(*args, **kwargs)
-    session.request = limited
-
-
 class Ven3:
     def __init__(self, config: Ven3Config, shedder: Shedder, interval_kw: Callable[[float, float], float | None],
                  changed: Callable[[], None], clock: Callable[[], float],
@@ -248,14 +108,48 @@ class Ven3:
         self._said: set[str] = set()                        # events said to be ignored
         self.notifier: Any = None                           # the MQTT client, while the VTN has a notifier
         self.notified: bool | None = None                   # whether its broker is connected (None: not yet)
+        self.webhook: Webhook | None = None                 # the webhook, while it listens
+        self.subscription_id: str | None = None             # the VTN's id of the webhook's subscription
         self._wake: asyncio.Event | None = None
 
     async def run(self) -> None:
         self._wake = asyncio.Event()
         try:
+            await self._open_webhook()
             await self._poll_until_cancelled()
         finally:
+            if self.subscription_id is not None:   # the VTN stops calling a VEN that is gone
+                try:
+                    await asyncio.wait_for(asyncio.to_thread(self._unsubscribe), UNSUBSCRIBE_S)
+                except Exception as exc:  # noqa: BLE001 - a VTN away at stop: the next start replaces it
+                    log.info("demand response: the webhook's subscription was not removed at the VTN (%s); the "
+                             "next start replaces it", type(exc).__name__)
             self._drop_client()
+            if self.webhook is not None:
+                await self.webhook.close()
+
+    async def _open_webhook(self) -> None:
+        """The webhook listening, where the site gives a callback URL; a port it cannot take is
+        said once, and the VEN polls."""
+        url = self.config.callback_url
+        if url is None:
+            return
+        host, port = self.config.callback_listen
+        webhook = Webhook(host, port, urlsplit(url).path or "/", self._notification)
+        try:
+            await webhook.start()
+        except OSError as exc:
+            log.warning("demand response: %s; polling every %g s instead", exc.strerror or exc, self.config.poll_s)
+            return
+        self.webhook = webhook
+
+    def _notification(self, body: dict[str, Any]) -> None:
+        """The VTN's webhook says an object changed: an event of the program wakes the poll."""
+        thing = body["object"]
+        if body["objectType"] == "EVENT" and thing.get("programID") in (None, self.program_id) \
+                and self._wake is not None:
+            log.debug("demand response: the VTN notified %s of event %s", body["operation"], thing.get("id"))
+            self._wake.set()
 
     async def _poll_until_cancelled(self) -> None:
         failures = 0
@@ -332,19 +226,25 @@ class Ven3:
         self.client = client
 
     def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Subscribe to the VTN's MQTT notifications of the program's events, where it has a notifier:
-        each one wakes the poll. Without one, or when it fails, the VEN polls, and says so once."""
+        """Subscribe to the VTN's MQTT notifications of the program's events, where it has a notifier,
+        else to its webhook notifications where the site gives a callback URL: each one wakes the
+        poll. Without either, or when it fails, the VEN polls, and says so once."""
+        way = "MQTT notifier"
         try:
             binding = mqtt_binding(self.client)
+            if binding is None and self.webhook is not None:
+                way = "webhook subscription"
+                self._subscribe_webhook(self.webhook)
+                return
             if binding is None:
-                self._say("notifier", "demand response: the VTN offers no MQTT notifier; polling every %g s",
-                          self.config.poll_s)
+                self._say("notifier", "demand response: the VTN offers no MQTT notifier; polling every %g s "
+                          "(ESUS_OADR_CALLBACK_URL lets it notify a webhook)", self.config.poll_s)
                 return
             topics = self.client.notifiers.get_event_topics_for_program(self.program_id)
             self.notifier = self._subscribe(binding, topics.topics.all, loop)
         except Exception as exc:  # noqa: BLE001 - notifications only hasten the poll, which goes on
-            self._say("notifier", "demand response: the VTN's MQTT notifier cannot be used (%s: %s); polling every "
-                      "%g s", type(exc).__name__, exc, self.config.poll_s)
+            self._say("notifier", "demand response: the VTN's %s cannot be used (%s: %s); polling every %g s",
+                      way, type(exc).__name__, exc, self.config.poll_s)
 
     def _subscribe(self, binding: Any, topic: str, loop: asyncio.AbstractEventLoop) -> Any:
         from openadr3_client.oadr310._vtn.mqtt.client import MQTTClient
@@ -378,6 +278,37 @@ class Ven3:
         client.connect_async(uri.host, uri.port or (8883 if uri.scheme in ("mqtts", "ssl") else 1883))
         client.loop_start()
         return client
+
+    def _subscribe_webhook(self, webhook: Webhook) -> None:
+        """A subscription to the program's events, for the webhook, with its bearer token. This
+        VEN's earlier subscriptions to the same URL (a restart, a new token) are removed first, so
+        the VTN calls once, with the token that is valid now. Sent as the specification's
+        subscriptionRequest (operations CREATE/UPDATE/DELETE, absent fields absent): the client's own
+        model has 3.0's GET/POST/PUT."""
+        url, interface = self.config.callback_url, self.client.subscriptions
+        base = f"{interface.base_url}/subscriptions"
+        answer = interface.session.get(base, params={"programID": self.program_id,
+                                                     "clientName": self.config.ven_name})
+        answer.raise_for_status()
+        for old in answer.json():
+            if any(o.get("callbackUrl") == url for o in old.get("objectOperations") or ()):
+                interface.session.delete(f"{base}/{old['id']}").raise_for_status()
+        answer = interface.session.post(base, json={
+            "clientName": self.config.ven_name, "programID": self.program_id,
+            "objectOperations": [{"objects": ["EVENT"], "operations": ["CREATE", "UPDATE", "DELETE"],
+                                  "callbackUrl": url, "bearerToken": webhook.token}]})
+        answer.raise_for_status()
+        self.subscription_id = answer.json()["id"]
+        log.info("demand response: the VTN notifies the program's events to %s; polling every %g s besides",
+                 url, self.config.poll_s)
+
+    def _unsubscribe(self) -> None:
+        client, subscription = self.client, self.subscription_id
+        if client is None or subscription is None:
+            return
+        interface = client.subscriptions
+        interface.session.delete(f"{interface.base_url}/subscriptions/{subscription}").raise_for_status()
+        self.subscription_id = None
 
     def _events(self) -> list[ExistingEvent]:
         return paged(lambda page: self.client.events.get_events(target=None, pagination=page,

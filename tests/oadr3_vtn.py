@@ -8,11 +8,14 @@ What of the specification it serves: discovery (`GET /auth/server`), OAuth2 clie
 `GET /reports?eventID=&clientName=` and `POST /reports`; with a broker, the MQTT notifier
 (`GET /notifiers`, `GET /notifiers/mqtt/topics/programs/{programID}/events`, anonymous) and a
 notification published on each event created, updated or deleted; lists paged by `skip` and
-`limit` (and capped by `page_size` where a test asks). Not served: webhook subscriptions,
-resources, writes by a business logic client."""
+`limit` (and capped by `page_size` where a test asks); webhook subscriptions (`GET`, `POST`,
+`DELETE /subscriptions`), each called with the specification's notification (checked against it
+too) and its bearer token on each event created, updated or deleted. Not served: resources, writes
+by a business logic client."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import itertools
 import json
@@ -23,13 +26,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp import web
 from openadr3_client.oadr310.models.event.event import ExistingEvent
 from openadr3_client.oadr310.models.program.program import ExistingProgram
 from openadr3_client.oadr310.models.report.report import ExistingReport, NewReport
 from openadr3_client.oadr310.models.ven.ven import ExistingVen, NewVenVenRequest
 
-from tests.oadr3_spec import request_violation, response_violation
+from tests.oadr3_spec import notification_violation, request_violation, response_violation
 from tests.tls_certs import Certs
 from tests.tsdb import free_tcp_port
 
@@ -69,6 +73,8 @@ class Vtn3:
     unavailable: str = ""                                  # and every request of this path, while set
     page_size: int | None = None                           # lists answered at most this many at a time
     broker: str | None = None                              # mqtt://host:port: notify events there
+    subscriptions: dict[str, dict] = field(default_factory=dict)   # by id, as the specification has them
+    callbacks: list[tuple[str, int]] = field(default_factory=list)  # (callback URL, HTTP status) as called
 
     def __post_init__(self) -> None:
         now = datetime.now(UTC)
@@ -89,6 +95,9 @@ class Vtn3:
                         web.post("/vens", self._post_ven), web.get("/events", self._events),
                         web.get("/reports", self._get_reports), web.post("/reports", self._post_report),
                         web.get("/notifiers", self._notifiers),
+                        web.get("/subscriptions", self._get_subscriptions),
+                        web.post("/subscriptions", self._post_subscription),
+                        web.delete("/subscriptions/{id}", self._delete_subscription),
                         web.get("/notifiers/mqtt/topics/programs/{program}/events", self._event_topics)])
         if self.broker is not None:
             from paho.mqtt.client import Client
@@ -121,12 +130,31 @@ class Vtn3:
         self._notify(self.events.pop(event_id), "DELETE")
 
     def _notify(self, event: ExistingEvent, operation: str) -> None:
-        if self._publisher is None:
-            return
-        topics = self.topics(event.program_id)["topics"]
-        topic = topics[{"POST": "CREATE", "PUT": "UPDATE", "DELETE": "DELETE"}[operation]]
-        body = {"objectType": "EVENT", "operation": operation, "object": event.model_dump(by_alias=True, mode="json")}
-        self._publisher.publish(topic, json.dumps(body), qos=1).wait_for_publish(5)
+        """Publish to the broker, and call each webhook subscribed to the event's program (from a
+        test that runs on the loop: the calls are made there, in the background)."""
+        kind = {"POST": "CREATE", "PUT": "UPDATE", "DELETE": "DELETE"}[operation]
+        body = {"objectType": "EVENT", "operation": kind, "object": as_specified(event)}
+        if self._publisher is not None:
+            topic = self.topics(event.program_id)["topics"][kind]
+            self._publisher.publish(topic, json.dumps(body), qos=1).wait_for_publish(5)
+        wrong = notification_violation(body)
+        if wrong is not None:
+            self.violations.append(f"notification: {wrong[:400]}")
+        for subscription in self.subscriptions.values():
+            if subscription.get("programID") not in (None, event.program_id):
+                continue
+            for way in subscription["objectOperations"]:
+                if "EVENT" in way["objects"] and kind in way["operations"]:
+                    asyncio.get_running_loop().create_task(self._call(way, body))
+
+    async def _call(self, way: dict, body: dict) -> None:
+        headers = {"Authorization": f"Bearer {way['bearerToken']}"} if way.get("bearerToken") else {}
+        async with aiohttp.ClientSession() as session:
+            try:
+                async with session.post(way["callbackUrl"], json=body, headers=headers) as answer:
+                    self.callbacks.append((way["callbackUrl"], answer.status))
+            except aiohttp.ClientError:
+                self.callbacks.append((way["callbackUrl"], 0))
 
     @staticmethod
     def topics(program_id: str) -> dict:
@@ -208,6 +236,24 @@ class Vtn3:
                                           "clientID": CLIENT_ID, "createdDateTime": now, "modificationDateTime": now})
         self.vens[ven.id] = ven
         return dumped(ven, status=201)
+
+    async def _get_subscriptions(self, request: web.Request) -> web.Response:
+        program, client = request.query.get("programID"), request.query.get("clientName")
+        return web.json_response([s for s in self.subscriptions.values()
+                                  if program in (None, s.get("programID")) and client in (None, s["clientName"])])
+
+    async def _post_subscription(self, request: web.Request) -> web.Response:
+        now = datetime.now(UTC).isoformat()
+        subscription = {**await request.json(), "id": f"s{next(self._ids)}", "objectType": "SUBSCRIPTION",
+                        "clientID": CLIENT_ID, "createdDateTime": now, "modificationDateTime": now}
+        self.subscriptions[subscription["id"]] = subscription
+        return web.json_response(subscription, status=201)
+
+    async def _delete_subscription(self, request: web.Request) -> web.Response:
+        subscription = self.subscriptions.pop(request.match_info["id"], None)
+        if subscription is None:
+            return problem(404, "no such subscription")
+        return web.json_response(subscription)
 
     async def _events(self, request: web.Request) -> web.Response:
         program = request.query.get("programID")

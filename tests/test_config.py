@@ -203,6 +203,25 @@ def test_openadr_3_1_settings_load_and_each_missing_key_is_named(site_file: Path
     assert "ESUS_OADR_VEN_ID is for OpenADR 2.0b" in message
 
 
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="openadr3-client (the OpenADR 3.1 VEN) needs Python 3.12+")
+def test_the_openadr_webhook_listens_where_it_is_told_else_on_the_bacnet_address(site_file: Path,
+                                                                                 tmp_path: Path) -> None:
+    url = "https://esus.example.com/openadr/notify"
+    settings = load_settings(configured(site_file, tmp_path, **OADR3, ESUS_OADR_CALLBACK_URL=url))
+    assert settings.oadr.callback_url == url
+    assert settings.oadr.callback_listen == (settings.bacnet.ip, 8090)
+    settings = load_settings(configured(site_file, tmp_path, **OADR3, ESUS_OADR_CALLBACK_URL=url,
+                                        ESUS_OADR_CALLBACK_ADDRESS="127.0.0.5"))
+    assert settings.oadr.callback_listen == ("127.0.0.5", 8090)
+    message = error_for(configured(site_file, tmp_path, **OADR3, ESUS_OADR_CALLBACK_ADDRESS="127.0.0.5:8091"))
+    assert "ESUS_OADR_CALLBACK_ADDRESS is set, so ESUS_OADR_CALLBACK_URL (the URL the VTN calls it by)" in message
+    message = error_for(configured(site_file, tmp_path, **OADR3, ESUS_OADR_CALLBACK_URL=url,
+                                   ESUS_OADR_CALLBACK_ADDRESS="esus.local:8090"))
+    assert "ESUS_OADR_CALLBACK_ADDRESS" in message and "e.g. 192.168.10.20:8090" in message
+    message = error_for(configured(site_file, tmp_path, **OADR3, ESUS_OADR_CALLBACK_URL="ftp://x/"))
+    assert "ESUS_OADR_CALLBACK_URL" in message and "http:// or https://" in message
+
+
 def test_openadr_3_1_keys_without_the_version_are_refused(site_file: Path, tmp_path: Path) -> None:
     message = error_for(configured(site_file, tmp_path, ESUS_OADR_VTN_URL="https://127.0.0.1/vtn",
                                    ESUS_OADR_VEN_NAME="tmv23", ESUS_OADR_CLIENT_SECRET="very-secret"))

@@ -325,3 +325,86 @@ async def test_a_broker_that_cannot_be_reached_is_said_once_and_the_polls_go_on(
     finally:
         await stopped(task)
         await vtn.stop()
+
+
+@in_loop
+async def test_a_vtn_without_mqtt_calls_the_webhook_and_the_events_come_at_once_between_polls(
+        tmp_path: Path, certs, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    """The subscription (a request the specification judges), each notification (judged too) with the
+    VEN's bearer token, one poll per notification, a forged one refused, and the subscription gone
+    from the VTN at stop; a restart replaces, not adds, the subscription of the same URL."""
+    from tests.tsdb import free_tcp_port
+
+    caplog.set_level(logging.INFO)
+    vtn = await Vtn3(certs).start()
+    ledger = Ledger(tmp_path / "ledger.db")
+    port = free_tcp_port()
+    url = f"http://127.0.0.1:{port}/openadr/notify"
+    webhook = dict(poll_s=600.0, callback_url=url, callback_listen=("127.0.0.1", port))
+    ven, _ = ven_for(vtn, ledger, **webhook)   # a poll every 10 minutes: only a notification is in time
+    task = await running(ven)
+    try:
+        await wait_until(lambda: ven.subscription_id is not None)
+        assert "the VTN notifies the program's events to " + url in caplog.text
+        [subscription] = vtn.subscriptions.values()
+        assert subscription["objectOperations"][0]["operations"] == ["CREATE", "UPDATE", "DELETE"]
+        polls = vtn.requests.count("GET /events")
+        start = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=30)
+        vtn.put_event(simple_event("e7", "p1", start, [2]))
+        await wait_until(lambda: any(e.event_id == "e7" for e in ledger.events()), timeout_s=10)
+        vtn.delete_event("e7")
+        await wait_until(lambda: all(e.cancelled for e in ledger.events() if e.event_id == "e7"), timeout_s=10)
+        assert vtn.requests.count("GET /events") == polls + 3   # e7 and the empty page after it; then empty
+        assert vtn.callbacks == [(url, 200), (url, 200)]
+        # a notification without the VEN's token (someone else on the network) is refused, polls nothing
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session:
+            async with session.post(url, json={"objectType": "EVENT", "operation": "CREATE", "object": {}},
+                                    headers={"Authorization": "Bearer guessed"}) as answer:
+                assert answer.status == 403
+            async with session.post(url, data=b"not json", headers={"Authorization": f"Bearer {ven.webhook.token}"}) \
+                    as answer:
+                assert answer.status == 400
+        await asyncio.sleep(0.3)
+        assert vtn.requests.count("GET /events") == polls + 3
+        assert ven.webhook.counts.refused == 2
+        assert "refused a request to the OpenADR webhook: no or a wrong bearer token" in caplog.text
+    finally:
+        await stopped(task)
+    assert vtn.subscriptions == {}   # the VTN calls no VEN that is gone
+
+    # a VEN killed without a word leaves its subscription behind: the next start replaces it
+    vtn.subscriptions["s-left"] = {**subscription, "id": "s-left"}
+    again, _ = ven_for(vtn, ledger, **webhook)
+    task = await running(again)
+    try:
+        await wait_until(lambda: again.subscription_id is not None)
+        assert list(vtn.subscriptions) == [again.subscription_id]
+        assert vtn.subscriptions[again.subscription_id]["objectOperations"][0]["bearerToken"] == again.webhook.token
+    finally:
+        await stopped(task)
+        await vtn.stop()   # and nothing passed that the specification does not allow
+
+
+@in_loop
+async def test_a_webhook_port_that_is_taken_is_said_once_and_the_ven_polls(
+        tmp_path: Path, certs, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    vtn = await Vtn3(certs).start()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        ven, _ = ven_for(vtn, Ledger(tmp_path / "ledger.db"), poll_s=0.1,
+                         callback_url=f"http://127.0.0.1:{port}/", callback_listen=("127.0.0.1", port))
+        task = await running(ven)
+        try:
+            await wait_until(lambda: vtn.requests.count("GET /events") >= 3)
+            assert caplog.text.count(f"the OpenADR webhook cannot listen on 127.0.0.1:{port}") == 1
+            assert "set ESUS_OADR_CALLBACK_ADDRESS; polling every 0.1 s instead" in caplog.text
+            assert vtn.subscriptions == {}
+        finally:
+            await stopped(task)
+            await vtn.stop()

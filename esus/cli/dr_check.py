@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import urlsplit
 
-from demand_response.ven3 import Ven3Config, close_client, reach
+from demand_response.ven3 import Ven3Config
+from demand_response.vtn3_client import close_client, reach
 from esus.parts.demand import modbus_meter_config
 from esus.settings.config import Settings
 

@@ -32,9 +32,11 @@ DEFAULT_BACNET_PORT = 47808
 SECRET_KEYS = frozenset({"ESUS_BMS_PASSWORD", "ESUS_BMS_TOKEN", "ESUS_INFLUX_TOKEN", "ESUS_DR_PAGE_PASSWORD_HASH",
                          "ESUS_OADR_CLIENT_SECRET"})
 DEFAULT_DR_PAGE_PORT = 8080
+DEFAULT_CALLBACK_PORT = 8090   # the OpenADR 3.1 webhook's
 #: OpenADR 3.1 only (ESUS_OADR_VERSION=3.1), and 2.0b only
 OADR3_KEYS = ("ESUS_OADR_VERSION", "ESUS_OADR_PROGRAM", "ESUS_OADR_CLIENT_ID", "ESUS_OADR_CLIENT_SECRET",
-              "ESUS_OADR_TOKEN_URL", "ESUS_OADR_SCOPES", "ESUS_OADR_POLL_S")
+              "ESUS_OADR_TOKEN_URL", "ESUS_OADR_SCOPES", "ESUS_OADR_POLL_S", "ESUS_OADR_CALLBACK_URL",
+              "ESUS_OADR_CALLBACK_ADDRESS")
 OADR2_ONLY_KEYS = ("ESUS_OADR_VEN_ID", "ESUS_OADR_CERT", "ESUS_OADR_KEY", "ESUS_OADR_VTN_FINGERPRINT")
 KNOWN_KEYS = (
     "ESUS_SITE", "ESUS_STATE_DIR", "ESUS_BMS_URL", "ESUS_BMS_USER", "ESUS_BMS_PASSWORD", "ESUS_BMS_TOKEN",
@@ -152,6 +154,8 @@ class EnvSettings(BaseModel):
     ESUS_OADR_TOKEN_URL: str | None = None
     ESUS_OADR_SCOPES: str | None = None
     ESUS_OADR_POLL_S: float = Field(default=30.0, ge=1, le=3600)
+    ESUS_OADR_CALLBACK_URL: str | None = None
+    ESUS_OADR_CALLBACK_ADDRESS: str | None = None
     ESUS_DR_PAGE_ADDRESS: str | None = None
     ESUS_DR_PAGE_USER: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._@-]{1,64}$")
     ESUS_DR_PAGE_PASSWORD_HASH: SecretStr | None = None
@@ -176,7 +180,14 @@ class EnvSettings(BaseModel):
             check_format(value.get_secret_value())
         return value
 
-    @field_validator("ESUS_BMS_URL", "ESUS_INFLUX_URL", "ESUS_OADR_VTN_URL", "ESUS_OADR_TOKEN_URL", mode="before")
+    @field_validator("ESUS_OADR_CALLBACK_ADDRESS", mode="before")
+    @classmethod
+    def _callback_address(cls, value: str | None) -> str | None:
+        return _ip_and_port(value, DEFAULT_CALLBACK_PORT, "the address the OpenADR webhook listens on, an IPv4 "
+                                                          "address and a TCP port, e.g. 192.168.10.20:8090")
+
+    @field_validator("ESUS_BMS_URL", "ESUS_INFLUX_URL", "ESUS_OADR_VTN_URL", "ESUS_OADR_TOKEN_URL",
+                     "ESUS_OADR_CALLBACK_URL", mode="before")
     @classmethod
     def _urls(cls, value: str | None) -> str | None:
         return _http_url(value)
@@ -261,6 +272,9 @@ class EnvSettings(BaseModel):
         if missing:
             raise ValueError(f"ESUS_OADR_VERSION=3.1 is set, so {', '.join(missing)} must be set too (from the "
                              "VTN operator)")
+        if self.ESUS_OADR_CALLBACK_ADDRESS and not self.ESUS_OADR_CALLBACK_URL:
+            raise ValueError("ESUS_OADR_CALLBACK_ADDRESS is set, so ESUS_OADR_CALLBACK_URL (the URL the VTN calls "
+                             "it by) is required too")
         return self
 
 
@@ -395,9 +409,8 @@ def load_settings(environ: Mapping[str, str] | None = None, *, demo: bool | None
     oadr = _ven_config(env)
     dr_page = None
     if env.ESUS_DR_PAGE_USER and env.ESUS_DR_PAGE_PASSWORD_HASH:
-        address = env.ESUS_DR_PAGE_ADDRESS or f"{env.ESUS_BACNET_ADDRESS.ip}:{DEFAULT_DR_PAGE_PORT}"
-        host, _, port = address.partition(":")
-        dr_page = OperatorPageAccess(host, int(port), env.ESUS_DR_PAGE_USER, env.ESUS_DR_PAGE_PASSWORD_HASH)
+        host, port = _host_port(env.ESUS_DR_PAGE_ADDRESS or f"{env.ESUS_BACNET_ADDRESS.ip}:{DEFAULT_DR_PAGE_PORT}")
+        dr_page = OperatorPageAccess(host, port, env.ESUS_DR_PAGE_USER, env.ESUS_DR_PAGE_PASSWORD_HASH)
     return Settings(demo=demo, site_path=site_path, site=site, state_dir=state_dir, bms=bms,
                     influx=influx, bacnet=env.ESUS_BACNET_ADDRESS, device_id=env.ESUS_BACNET_DEVICE_ID,
                     bbmd=env.ESUS_BACNET_BBMD, bbmd_ttl_s=env.ESUS_BACNET_BBMD_TTL,
@@ -414,10 +427,18 @@ def _ven_config(env: EnvSettings) -> VenConfig | Ven3Config | None:
                           program=env.ESUS_OADR_PROGRAM or "", client_id=env.ESUS_OADR_CLIENT_ID or "",
                           client_secret=env.ESUS_OADR_CLIENT_SECRET.get_secret_value(),
                           token_url=env.ESUS_OADR_TOKEN_URL, scopes=tuple((env.ESUS_OADR_SCOPES or "").split()),
-                          ca_file=env.ESUS_OADR_CA_FILE, poll_s=env.ESUS_OADR_POLL_S)
+                          ca_file=env.ESUS_OADR_CA_FILE, poll_s=env.ESUS_OADR_POLL_S,
+                          callback_url=env.ESUS_OADR_CALLBACK_URL,
+                          callback_listen=_host_port(env.ESUS_OADR_CALLBACK_ADDRESS
+                                                     or f"{env.ESUS_BACNET_ADDRESS.ip}:{DEFAULT_CALLBACK_PORT}"))
     return VenConfig(vtn_url=env.ESUS_OADR_VTN_URL, ven_name=env.ESUS_OADR_VEN_NAME or "",
                      ven_id=env.ESUS_OADR_VEN_ID, cert=env.ESUS_OADR_CERT, key=env.ESUS_OADR_KEY,
                      ca_file=env.ESUS_OADR_CA_FILE, vtn_fingerprint=env.ESUS_OADR_VTN_FINGERPRINT)
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.partition(":")
+    return host, int(port)
 
 
 def _weather_source(value: str | None, demo: bool) -> str | None:
