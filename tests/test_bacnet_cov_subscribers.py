@@ -6,12 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import random
 import socket
+import subprocess
+import sys
+import time
 
 import pytest
+import rusty_bacnet as rb
 
 from bacnet_server.app import MAX_SUBSCRIPTIONS_PER_ADDRESS
-from tests.bacnet_harness import free_udp_port, serving
+from tests.bacnet_harness import TABLE, free_udp_port, oid, serving
 
 
 def subscribe(process: int, confirmed: bool = True) -> bytes:
@@ -77,3 +83,59 @@ def test_one_address_holds_at_most_its_share_of_subscriptions() -> None:
                 assert kinds.count(2) == MAX_SUBSCRIPTIONS_PER_ADDRESS and kinds.count(5) == 10
                 assert await answer(1) == 2   # a renewal of one held
     asyncio.run(scenario())
+
+
+def test_every_flag_change_is_notified_in_order_under_cpu_load() -> None:
+    """A BAS that trusts COV must hear each change of a load flag, with its value, in order, while
+    every core is busy: one subscriber confirmed, one unconfirmed, both through rusty-bacnet (a
+    stack no one here wrote). Changes come one per event-loop turn, as esus's parts make them, some
+    with the loop held up by CPU-bound work between them."""
+    changes = 120
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 2)]
+
+    async def scenario() -> dict[tuple[str, bool], list[int]]:
+        heard: dict[tuple[str, bool], list[int]] = {}
+        async with serving() as s:
+            names = {oid(p).instance: p.name for p in TABLE if p.name.endswith("-load-conditions")}
+            for name in names.values():
+                s.device.set_value(name, "inactive")
+            notes = await s.client.cov_notifications()
+            for process, (name, confirmed) in enumerate((n, c) for n in names.values() for c in (True, False)):
+                target = oid(next(p for p in TABLE if p.name == name))
+                await s.client.subscribe_cov(s.address, 60 + process, target, confirmed, 600)
+            expected = 4 * (1 + changes)   # four subscriptions, each its first notification and the changes
+
+            async def listen() -> None:
+                async for note in notes:
+                    name = names[note.monitored_object_identifier.instance]
+                    confirmed = note.subscriber_process_identifier % 2 == 0
+                    for value in note.values:
+                        if value["property_id"] == rb.PropertyIdentifier.PRESENT_VALUE:
+                            heard.setdefault((name, confirmed), []).append(value["value"].value)
+
+            listener = asyncio.create_task(listen())
+            rng = random.Random(36)
+            for n in range(changes):
+                for name in names.values():
+                    s.device.set_value(name, "active" if n % 2 == 0 else "inactive")
+                    await asyncio.sleep(0)           # the next change comes in a later turn of the loop
+                if rng.random() < 0.3:
+                    time.sleep(0.02)                 # CPU-bound work holding the loop up
+                await asyncio.sleep(rng.choice((0.0, 0.002, 0.01)))
+            deadline = time.monotonic() + 30          # generous: the machine is as busy as it gets
+            while sum(map(len, heard.values())) < expected and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            listener.cancel()
+        return heard
+
+    try:
+        heard = asyncio.run(scenario())
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    toggles = [0] + [1 if n % 2 == 0 else 0 for n in range(changes)]
+    assert len(heard) == 4
+    for key, values in heard.items():
+        assert values == toggles, f"{key}: heard {len(values)} of {len(toggles)}, first difference at " \
+            f"{next((i for i, (a, b) in enumerate(zip(values, toggles, strict=False)) if a != b), len(values))}"

@@ -109,7 +109,8 @@ class Observations:
     writes: list[tuple[datetime, float]] = field(default_factory=list)   # acknowledged power writes
     write_errors: Counter[str] = field(default_factory=Counter)
     cov: list[tuple[datetime, str, int]] = field(default_factory=list)
-    subscribed: list[datetime] = field(default_factory=list)  # when the BAS's COV subscriptions were accepted
+    # when the BAS's COV subscriptions were asked for, and when their first notifications had settled
+    subscribed: list[tuple[datetime, datetime]] = field(default_factory=list)
     read_latency_ms: list[float] = field(default_factory=list)
     rss_mb: list[tuple[datetime, int, float]] = field(default_factory=list)  # (time, process no., MB)
     cpu_s: list[float] = field(default_factory=list)          # per service process
@@ -322,8 +323,10 @@ class Week:
                          self.clock.now().replace(second=0, microsecond=0) + timedelta(minutes=1))
 
     async def _cov(self, client: rb.BACnetClient) -> None:
-        """Subscribe to the flags every 15 simulated minutes for an hour each (a BAS renews early, and
-        a restart of the service forgets subscriptions) and log the notifications."""
+        """Subscribe to the flags once per service process and log the notifications. A lifetime of
+        3600 s is real time to the service, longer than the whole run, so no renewal is needed and no
+        renewal's first notification (which carries the present value) can hide a lost one; a restart
+        forgets subscriptions, so each new process is subscribed again (retried every 15 minutes)."""
         notes = await client.cov_notifications()
         names = {oid(spec_named(name)).instance: name for name in FLAGS}
 
@@ -335,16 +338,24 @@ class Week:
                                                                          "?"), value["value"].value))
 
         listener = asyncio.create_task(listen())
+        served = 0   # service processes subscribed to
         try:
             while True:
                 if listener.done():  # a broken listener must fail the run, not pass as "no changes"
                     raise RuntimeError("the BAS's COV listener stopped") from listener.exception()
-                try:
-                    for n, name in enumerate(FLAGS):
-                        await client.subscribe_cov(self.bacnet_address, 40 + n, oid(spec_named(name)), False, 3600)
-                    self.obs.subscribed.append(self.clock.now())
-                except (rb.BacnetError, OSError):
-                    pass
-                await self.clock.sleep(900)
+                starts = len(self.obs.starts)
+                if served < starts:
+                    asked = self.clock.now()
+                    try:
+                        for n, name in enumerate(FLAGS):
+                            await client.subscribe_cov(self.bacnet_address, 40 + n, oid(spec_named(name)),
+                                                       False, 3600)
+                    except (rb.BacnetError, OSError):
+                        pass
+                    else:
+                        served = starts
+                        await asyncio.sleep(1.0)   # real time: the first notifications arrive
+                        self.obs.subscribed.append((asked, self.clock.now()))
+                await self.clock.sleep(60 if served < len(self.obs.starts) else 900)
         finally:
             listener.cancel()
