@@ -347,7 +347,8 @@ class Transport:
                                    "HTTP 401")
             if reply.status_code in RETRY_STATUS:
                 if attempt + 1 >= self.retry.attempts:
-                    raise BmsUnavailable(f"the BMS answered HTTP {reply.status_code} {attempt + 1} times for {path}",
+                    times = "once" if attempt == 0 else f"{attempt + 1} times"
+                    raise BmsUnavailable(f"the BMS answered HTTP {reply.status_code} {times} for {path}",
                                          f"HTTP {reply.status_code}")
                 self._pause(self.retry.delay_s(attempt, retry_after_s(reply.headers.get("Retry-After"))), deadline_at)
                 attempt += 1

@@ -92,6 +92,23 @@ def test_a_bms_slower_than_the_doctor_waits_is_said_with_both_limits(site_file: 
     assert "the doctor waits 5 s; the service waits [bms] deadline_s, 30 s" in check.detail
 
 
+def test_a_bms_that_lists_its_points_but_fails_every_read_fails_the_doctor(site_file: Path,
+                                                                             tmp_path: Path) -> None:
+    from bms_wrapper.simulator import SimPoint, SimulatedBms
+
+    listed = settings_with(site_file, tmp_path).site.bms.points
+    bms = SimulatedBms([SimPoint(int(p.point_id), p.source, p.kind) for p in listed], "u", "pw").start()
+    settings = settings_with(site_file, tmp_path, ESUS_BMS_URL=bms.url, ESUS_BMS_USER="u", ESUS_BMS_PASSWORD="pw")
+    try:
+        check = check_bms(settings)
+        assert check.ok and f"{len(listed)} of the site's found; point {listed[0].point_id} read (" in check.detail
+        bms.faults.next_requests.extend([None, "500"])   # the list answers, the read does not
+        check = check_bms(settings)
+    finally:
+        bms.stop()
+    assert not check.ok and check.detail == "the BMS answered HTTP 500 once for /api/v1/trenddata"
+
+
 def test_influx_down(site_file: Path, tmp_path: Path) -> None:
     settings = settings_with(site_file, tmp_path, ESUS_INFLUX_URL=f"http://127.0.0.1:{free_tcp_port()}",
                              ESUS_INFLUX_TOKEN="t", ESUS_INFLUX_ORG="o", ESUS_INFLUX_BUCKET="b")

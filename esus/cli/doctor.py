@@ -7,7 +7,9 @@ import os
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import requests
 
@@ -16,6 +18,10 @@ from esus.settings.config import Settings
 from esus.settings.errors import SettingsError
 from esus.state.files import StateFiles
 from esus.state.store import HistoryStore
+
+if TYPE_CHECKING:
+    from bms_wrapper.adapters import BmsAdapter
+    from bms_wrapper.poller import PointRef
 
 TIMEOUT_S = 5.0
 
@@ -212,13 +218,14 @@ def check_bms(settings: Settings) -> Check:
                                                  f"deadline_s, {settings.site.bms.deadline_s:g} s")
         try:
             listed = adapter.list_points()
+            usable, messages = resolve_points(configured_points(settings), listed)
+            read = read_one(adapter, usable)
         except BmsError as exc:
             return Check("bms", False, str(exc))
         finally:
             adapter.close()
-    usable, messages = resolve_points(configured_points(settings), listed)
     where = settings.bms.url if settings.bms is not None else "the controllers"
-    detail = f"{where} ({settings.site.bms.api}): {len(listed)} points listed, {len(usable)} of the site's found"
+    detail = f"{where} ({settings.site.bms.api}): {len(listed)} points listed, {len(usable)} of the site's found{read}"
     if messages:
         return Check("bms", True, f"{detail}; {messages[0]} (`esus bms points` lists all)", warning=True)
     dropped = implausible_counts(settings)
@@ -227,6 +234,16 @@ def check_bms(settings: Settings) -> Check:
             f"point {point} {count}" for point, count in dropped.items()) + " (check those sensors and units)",
             warning=True)
     return Check("bms", True, detail)
+
+
+def read_one(adapter: BmsAdapter, usable: list[PointRef]) -> str:
+    """The last hour of the site's first point, as the poll reads it: a BMS that lists its points
+    but fails every read (HTTP 500 on each) must not pass. Raises BmsError as the read does."""
+    if not usable:
+        return ""
+    point, end = usable[0], datetime.now(UTC)
+    samples = adapter.read_history(point.point_id, end - timedelta(hours=1), end, point.unit)
+    return f"; point {point.point_id} read ({len(samples)} samples in the last hour)"
 
 
 def implausible_counts(settings: Settings) -> dict[str, int]:
