@@ -16,10 +16,8 @@ sense of the forecast.
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
-import pickle
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,6 +37,7 @@ from forecast.features import (
     target,
     temperature_known,
 )
+from forecast.model_file import ModelFileError, read_model, write_model
 from forecast.series import Grid
 
 #: 2: weekday-profile features; 3: estimators kept as arrays; 4: analog (now-plus-change) features;
@@ -50,6 +49,9 @@ TREE_WEIGHT = 0.7
 TRAIN_STRIDE_S = 300
 #: The temperature blend is trained only on this many days of rows with a known temperature.
 MIN_TEMPERATURE_DAYS = 5
+#: Fits remembered, newest last: a backtest's nights of two weeks, each with and without temperature
+RECENT_FITS_KEPT = 64
+RECENT_FITS: dict[bytes, Blend] = {}
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,15 @@ class Blend:
 
     @staticmethod
     def fit(x: np.ndarray, y: np.ndarray) -> Blend:
-        return Blend(fit_trees(x, y), fit_linear(x, y))
+        """Fitted to the rows; the same rows again (a backtest's calibration stand-in is the model of
+        CALIBRATION_DAYS - 1 nights before, to the bit) are answered from a small memory of the
+        last fits, since the fit is deterministic."""
+        key = hashlib.blake2b(x.tobytes() + y.tobytes() + repr(x.shape).encode(), digest_size=16).digest()
+        blend = RECENT_FITS.pop(key, None) or Blend(fit_trees(x, y), fit_linear(x, y))
+        RECENT_FITS[key] = blend
+        while len(RECENT_FITS) > RECENT_FITS_KEPT:
+            RECENT_FITS.pop(next(iter(RECENT_FITS)))
+        return blend
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return TREE_WEIGHT * self.trees.predict(x) + (1 - TREE_WEIGHT) * self.linear.predict(x)
@@ -83,15 +93,6 @@ class ModelInfo:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
-
-
-class ModelFileError(Exception):
-    """A saved model cannot be used (missing, damaged, or from another version); `damaged` when
-    the file itself is broken (it cannot be read back as a model), not merely old."""
-
-    def __init__(self, message: str, damaged: bool = False) -> None:
-        super().__init__(message)
-        self.damaged = damaged
 
 
 class PowerModel:
@@ -166,26 +167,13 @@ class PowerModel:
         return predicted + self.bound.margin_kw(*self.regimes(grid, issue))
 
     def save(self, path: Path) -> None:
-        """Write atomically: a crash leaves the old file or the new one, never half of one."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.name + ".", delete=False) as handle:
-            pickle.dump(self, handle, protocol=pickle.HIGHEST_PROTOCOL)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
+        """Write atomically, as data (`forecast.model_file`): a crash leaves the old file or the new one."""
+        write_model(self, path)
 
     @staticmethod
     def load(path: Path) -> PowerModel:
-        try:
-            with open(path, "rb") as handle:
-                model = pickle.load(handle)
-        except FileNotFoundError:
-            raise ModelFileError(f"no model at {path}") from None
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure means the file is unusable
-            raise ModelFileError(f"{path} cannot be loaded ({type(exc).__name__}: {exc})", damaged=True) from None
-        if not isinstance(model, PowerModel) or getattr(model, "info", None) is None \
-                or model.info.version != MODEL_VERSION:
-            raise ModelFileError(f"{path} is not a version-{MODEL_VERSION} esus power model")
+        """Read back what `save` wrote; ModelFileError for any file that is not such a model now."""
+        model = read_model(path, MODEL_VERSION)
         expected = tuple(feature_names(model.step_s, model.with_temperature is not None))
         if model.info.features != expected:
             differ = sorted(set(model.info.features) ^ set(expected)) or ["their order"]

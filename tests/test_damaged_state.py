@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import pickle
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,8 @@ import pytest
 from demand_response.passwords import hash_password
 from esus.cli.doctor import check_state_files
 from esus.state.files import StateFiles
+from forecast.training import train_validated
+from tests.synthetic import office_power
 from tests.test_demand_response_shed import in_loop
 from tests.test_supervision import running_service
 from tests.tsdb import free_tcp_port
@@ -48,7 +49,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     asyncio.run(run_once())
     files = StateFiles(tmp / "state")
     files.model.parent.mkdir(parents=True, exist_ok=True)
-    files.model.write_bytes(pickle.dumps({"a model": list(range(2000))}))
+    train_validated(office_power(16, step_s=900, seed=3)).model.save(files.model)
     files.weather.write_text('{"fetched_at": "2026-06-10T12:00:00+00:00", "payload": {"hourly": {}}}')
     shutil.copy(files.history, files.outbox)   # a release-0.1 outbox.db stands in: any SQLite file is one
     for name, where in FILES.items():

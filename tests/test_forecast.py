@@ -93,23 +93,62 @@ def test_model_beats_the_baselines_and_saves_and_loads(tmp_path) -> None:
     assert is_sane(result)[0]
     assert result.rmse_kw < 0.6 * result.persistence_rmse_kw
     assert 0 < result.typical_persistence_rmse_kw
-    path = tmp_path / "m.pkl"
+    path = tmp_path / "m.npz"
     result.model.save(path)
     loaded = PowerModel.load(path)
     issue = np.arange(len(grid) - 300, len(grid))
-    np.testing.assert_allclose(loaded.predict(grid, issue), result.model.predict(grid, issue))
+    np.testing.assert_array_equal(loaded.predict(grid, issue), result.model.predict(grid, issue))
+    np.testing.assert_array_equal(loaded.upper(grid, issue, loaded.predict(grid, issue)),
+                                  result.model.upper(grid, issue, result.model.predict(grid, issue)))
+    assert loaded.info == result.model.info and loaded.calendar == result.model.calendar
     assert loaded.info.rmse_kw == result.rmse_kw and loaded.info.calibration_residuals > 0
     np.testing.assert_array_equal(loaded.bound.margins_kw, result.model.bound.margins_kw)
     assert (loaded.bound.margins_kw > 0).all()
 
 
-def test_a_damaged_model_file_is_refused(tmp_path) -> None:
-    path = tmp_path / "m.pkl"
-    path.write_bytes(b"not a pickle")
-    with pytest.raises(ModelFileError, match="cannot be loaded"):
+def test_a_damaged_or_foreign_model_file_is_refused_in_one_line_and_never_run(tmp_path) -> None:
+    """The model file is data: a pickle in its place (a writable state directory is no way to run
+    code as the service), a truncated archive, another program's archive, a table that points
+    outside itself: each refused as damaged, in one line."""
+    import os
+    import pickle
+
+    class Payload:
+        def __reduce__(self):  # type: ignore[no-untyped-def]
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    path = tmp_path / "m.npz"
+    path.write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(ModelFileError, match="is not an esus model file") as refused:
+        PowerModel.load(path)
+    assert refused.value.damaged and not (tmp_path / "ran").exists() and "\n" not in str(refused.value)
+    np.savez(path, meta=np.array([Payload()], dtype=object))   # an archive with a pickle inside it
+    with pytest.raises(ModelFileError, match="holds pickled objects, which esus never loads") as refused:
+        PowerModel.load(path)
+    assert refused.value.damaged and not (tmp_path / "ran").exists() and "\n" not in str(refused.value)
+    np.savez(path, meta=np.array('{"format": "someone-else"}'), weights=np.zeros(3))
+    with pytest.raises(ModelFileError, match="not an esus power model"):
+        PowerModel.load(path)
+    good = train_validated(office_power(16, step_s=900, seed=3)).model
+    good.save(path)
+    whole = path.read_bytes()
+    path.write_bytes(whole[:len(whole) // 2])
+    with pytest.raises(ModelFileError, match="is not an esus model file") as refused:
+        PowerModel.load(path)
+    assert refused.value.damaged
+    with np.load(_saved(good, tmp_path / "g.npz")) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    arrays["power.left"] = arrays["power.left"] + 10**6   # a child outside the table
+    np.savez(path, **arrays)
+    with pytest.raises(ModelFileError, match="is damaged: ValueError: the power trees' tables do not agree"):
         PowerModel.load(path)
     with pytest.raises(ModelFileError, match="no model"):
-        PowerModel.load(tmp_path / "absent.pkl")
+        PowerModel.load(tmp_path / "absent.npz")
+
+
+def _saved(model: PowerModel, path):  # type: ignore[no-untyped-def]
+    model.save(path)
+    return path
 
 
 def test_short_history_falls_back_to_seasonal_naive_then_persistence() -> None:
@@ -191,21 +230,21 @@ def test_a_model_trained_on_other_features_is_refused(tmp_path) -> None:
     result = train_validated(office_power(28, step_s=300, seed=2))
     model = result.model
     model.info = dataclasses.replace(model.info, features=(*model.info.features[:-1], "a_feature_since_renamed"))
-    path = tmp_path / "m.pkl"
+    path = tmp_path / "m.npz"
     model.save(path)
     with pytest.raises(ModelFileError, match="trained on other features.*a_feature_since_renamed"):
         PowerModel.load(path)
 
 
 def test_a_model_file_of_an_earlier_version_is_refused_not_used(tmp_path) -> None:
-    """A version-5 file (session 9's) holds trees and a ridge but no blends: using it would fail at
-    the first forecast, so loading refuses it and the service forecasts with the fallback and trains."""
+    """A file of an earlier model version holds other features or estimators: using it could fail
+    at the first forecast, so loading refuses it and the service forecasts with the fallback and
+    trains."""
     from forecast.model import MODEL_VERSION
 
     model = train_validated(office_power(16, step_s=900, seed=3)).model
     model.info.version = MODEL_VERSION - 1
-    del model.blend
-    path = tmp_path / "old.pkl"
+    path = tmp_path / "old.npz"
     model.save(path)
     with pytest.raises(ModelFileError, match=f"is not a version-{MODEL_VERSION} esus power model") as refused:
         PowerModel.load(path)

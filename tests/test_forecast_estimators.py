@@ -57,7 +57,7 @@ def test_the_service_forecasts_without_importing_scikit_learn(tmp_path) -> None:
     grid = office_power(days=10, step_s=300)
     v = grid.values
     model = PowerModel(300).fit(grid, np.arange(len(v) - 300))
-    model.save(tmp_path / "model.pkl")
+    model.save(tmp_path / "model.npz")
     expected = model.predict(grid, np.array([len(v) - 1]))[0]
     np.save(tmp_path / "values.npy", v)
     code = (
@@ -65,7 +65,7 @@ def test_the_service_forecasts_without_importing_scikit_learn(tmp_path) -> None:
         "import esus.service\n"
         "from forecast.model import PowerModel\n"
         "from forecast.series import Grid\n"
-        f"model = PowerModel.load(__import__('pathlib').Path({str(tmp_path / 'model.pkl')!r}))\n"
+        f"model = PowerModel.load(__import__('pathlib').Path({str(tmp_path / 'model.npz')!r}))\n"
         f"v = np.load({str(tmp_path / 'values.npy')!r})\n"
         f"print(model.predict(Grid({grid.t0_s}, 300, v), np.array([len(v) - 1]))[0])\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn'))\n")

@@ -54,7 +54,7 @@ def test_training_swaps_in_a_sane_model_and_a_restart_reloads_it(tmp_path: Path)
             assert service.live.forecast.method == "seasonal naive (last week)"
             await service.nightly_training(NOW)
             assert service.model is not None and service.model_path.exists()
-            assert not service.model_path.with_name("power-model.pkl.candidate").exists()
+            assert not service.model_path.with_name("power-model.npz.candidate").exists()
             assert service.store.get_state("forecast.bound_level") == service.last_training["bound_level"] == 0.9
             await service.minute_tick(NOW)
             assert service.live.forecast.method == "model"
@@ -109,14 +109,26 @@ def test_a_failed_training_keeps_the_old_model(tmp_path: Path, job: str, caplog:
     asyncio.run(scenario())
 
 
+def test_an_earlier_release_s_pickled_model_is_never_loaded_and_said_once(tmp_path: Path,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    old = tmp_path / "state" / "model" / "power-model.pkl"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"\x80\x04anything")
+    service, _, _ = build(tmp_path)
+    assert service.model is None and old.exists()
+    assert caplog.text.count("power-model.pkl is an earlier release's model file (a pickle), which esus no longer "
+                             "loads") == 1
+    service.store.close()
+
+
 def test_a_damaged_model_file_falls_back_and_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    model = tmp_path / "state" / "model" / "power-model.pkl"
+    model = tmp_path / "state" / "model" / "power-model.npz"
     model.parent.mkdir(parents=True)
     model.write_bytes(b"\x80\x04garbage")
     service, bridge, _ = build(tmp_path)
     assert service.model is None
-    assert "power-model.pkl is damaged" in caplog.text and "the fallback forecasts until the next training" in caplog.text
-    assert not model.exists() and list(model.parent.glob("power-model.pkl.corrupt-*"))
+    assert "power-model.npz is damaged" in caplog.text and "the fallback forecasts until the next training" in caplog.text
+    assert not model.exists() and list(model.parent.glob("power-model.npz.corrupt-*"))
     service.store.close()
 
 

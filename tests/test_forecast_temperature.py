@@ -102,7 +102,7 @@ def test_missing_temperature_falls_back_to_power_alone(tmp_path) -> None:
     assert np.isfinite(out).all()
     assert not np.array_equal(out[:60], power_only[:60])       # while it was known, it was used
     np.testing.assert_array_equal(warm.predict(grid, issue), power_only)   # a site without any: power alone
-    path = tmp_path / "model.pkl"
+    path = tmp_path / "model.npz"
     warm.save(path)
     loaded = PowerModel.load(path)
     assert loaded.with_temperature is not None

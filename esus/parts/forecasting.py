@@ -91,6 +91,11 @@ class ForecastService:
                                                      "training (at once when there is enough history)")
             elif self.model_path.exists():
                 log.warning("%s; forecasting with the fallback until the next training", exc)
+            elif self.model_path.with_suffix(".pkl").exists():
+                log.warning("%s is an earlier release's model file (a pickle), which esus no longer loads: the "
+                            "fallback forecasts until the next training (at once when there is enough history) "
+                            "writes %s; the old file can be deleted", self.model_path.with_suffix(".pkl"),
+                            self.model_path.name)
             else:
                 log.info("no forecast model yet: seasonal naive, then persistence, until the first training")
             return None

@@ -57,7 +57,8 @@ class StateFiles:
 
     @property
     def model(self) -> Path:
-        return self.root / "model" / "power-model.pkl"
+        """The forecast model (numpy arrays and JSON, `forecast.model_file`; never a pickle)."""
+        return self.root / "model" / "power-model.npz"
 
     @property
     def weather(self) -> Path:
