@@ -30,10 +30,11 @@ from urllib.parse import urlsplit
 from demand_response.ledger import Event
 from demand_response.shedder import Shedder
 from demand_response.vtn3_client import Tokens, close_client, mqtt_binding, paged, reach, token_manager
-from demand_response.webhook import Webhook
 
 if TYPE_CHECKING:
     from openadr3_client.oadr310.models.event.event import ExistingEvent
+
+    from demand_response.webhook import Webhook
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +135,8 @@ class Ven3:
         url = self.config.callback_url
         if url is None:
             return
+        from demand_response.webhook import Webhook  # here: aiohttp only where the webhook is on
+
         host, port = self.config.callback_listen
         webhook = Webhook(host, port, urlsplit(url).path or "/", self._notification)
         try:

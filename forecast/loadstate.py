@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import theilslopes
 
 
 def interval_means(times_s: np.ndarray, values_kw: np.ndarray, interval_s: int = 900) -> np.ndarray:
@@ -62,4 +61,7 @@ def rate_of_change_kw_per_min(times_s: np.ndarray, values_kw: np.ndarray) -> flo
     t, v = np.asarray(times_s, dtype=np.float64)[ok], np.asarray(values_kw)[ok]
     if t.size < 3 or np.ptp(t) <= 0:
         return None
-    return float(theilslopes(v, t / 60.0).slope)
+    first, second = np.triu_indices(t.size, k=1)
+    dt = (t[second] - t[first]) / 60.0
+    apart = dt != 0   # two readings at one time say nothing of a rate
+    return float(np.median((v[second] - v[first])[apart] / dt[apart]))

@@ -20,7 +20,6 @@ from dataclasses import dataclass, fields
 from functools import cached_property
 
 import numpy as np
-from scipy.linalg import expm
 
 from shades.thermal import AIR_HEAT_CAPACITY_J_M3K, Room, RoomState
 
@@ -71,6 +70,8 @@ class GreyBox:
         a = np.array([[-(self.ua_air_w_k + self.ua_mass_w_k) / ca, self.ua_mass_w_k / ca],
                       [self.ua_mass_w_k / cm, -(self.ua_mass_w_k + self.ua_wall_w_k) / cm]])
         b = np.array([[self.ua_air_w_k / ca, 1 / ca, 0.0], [self.ua_wall_w_k / cm, 0.0, 1 / cm]])
+        from scipy.linalg import expm  # here: the service that only plans with a fit imports it once, lazily
+
         augmented = np.zeros((5, 5))
         augmented[:2, :2], augmented[:2, 2:] = a, b
         held = expm(augmented * STEP_S)

@@ -20,7 +20,6 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import least_squares
 
 from shades.foresight import UNOCCUPIED_GAIN_SHARE, room_behind
 from shades.greybox import GreyBox, mass_following, simulate_days
@@ -242,6 +241,8 @@ def fit_room(record: pd.DataFrame, prior: GreyBox, *, held_out_days: int = HELD_
 
     def residuals(x: np.ndarray) -> np.ndarray:
         return (predict(_model(x), record, train) - train.measured_end).ravel()
+
+    from scipy.optimize import least_squares  # here: only a fit pays for the import
 
     best = None
     for mass_scale in (1.0, 3.0, 0.3):   # the mass is the parameter a local search most often misses

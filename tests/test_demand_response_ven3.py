@@ -344,7 +344,7 @@ async def test_a_vtn_without_mqtt_calls_the_webhook_and_the_events_come_at_once_
     ven, _ = ven_for(vtn, ledger, **webhook)   # a poll every 10 minutes: only a notification is in time
     task = await running(ven)
     try:
-        await wait_until(lambda: ven.subscription_id is not None)
+        await wait_until(lambda: ven.subscription_id is not None and ven.registered)   # and its first poll made
         assert "the VTN notifies the program's events to " + url in caplog.text
         [subscription] = vtn.subscriptions.values()
         assert subscription["objectOperations"][0]["operations"] == ["CREATE", "UPDATE", "DELETE"]

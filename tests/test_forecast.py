@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from forecast.features import Horizon, WindowMeans, baselines, feature_matrix, features, target
 from forecast.loadstate import DwellFlag, interval_means, rate_of_change_kw_per_min, thresholds
@@ -249,3 +251,19 @@ def test_a_model_file_of_an_earlier_version_is_refused_not_used(tmp_path) -> Non
     with pytest.raises(ModelFileError, match=f"is not a version-{MODEL_VERSION} esus power model") as refused:
         PowerModel.load(path)
     assert not refused.value.damaged   # old, not broken: it is not set aside as damaged
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.floats(-50, 50)), min_size=3, max_size=40))
+def test_the_robust_rate_is_scipy_s_theil_sen_slope(readings: list[tuple[int, float]]) -> None:
+    """The slope in numpy (the service no longer imports scipy.stats for it) is scipy's, repeated
+    times included."""
+    from scipy.stats import theilslopes
+
+    t = np.array([r[0] for r in readings], dtype=float) * 60
+    v = np.array([r[1] for r in readings])
+    ours = rate_of_change_kw_per_min(t, v)
+    if np.ptp(t) <= 0:
+        assert ours is None
+        return
+    assert ours == pytest.approx(float(theilslopes(v, t / 60.0).slope), rel=1e-9, abs=1e-12)
