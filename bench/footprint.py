@@ -109,7 +109,7 @@ def run_one(name: str, env: dict[str, str], speed: float, day_s: float) -> None:
         service.wait(30)
     except subprocess.TimeoutExpired:
         service.kill()
-    trained = any("forecast model trained" in line or "trained on" in line for line in lines)
+    trained = any("forecast training: held-out RMSE" in line for line in lines)
 
     def mb(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.0f} MB"
@@ -147,8 +147,8 @@ def main() -> None:
         base = {k: v for k, v in os.environ.items() if not k.startswith("ESUS_")} | {
             "HOME": str(Path(tmp) / "home"), "PYTHONUNBUFFERED": "1", "GPIOZERO_PIN_FACTORY": "mock"}
         if args.only in (None, "demo"):
-            run_one("demo", base | {"ESUS_ENV_FILE": "/dev/null", "ESUS_BACNET_ADDRESS": f"127.0.0.1/8:{free_udp_port()}",
-                                    "ESUS_STATE_DIR": str(Path(tmp) / "demo-state")}, args.speed, day_s)
+            run_one("demo", base | {"ESUS_ENV_FILE": "/dev/null", "ESUS_STATE_DIR": str(Path(tmp) / "demo-state"),
+                                    "ESUS_BACNET_ADDRESS": f"127.0.0.1/8:{free_udp_port()}"}, args.speed, day_s)
         if args.only in (None, "site"):
             from bms_wrapper.simulator import SimPoint, SimulatedBms
             from esus.settings.config import example_site_path, load_settings
