@@ -291,3 +291,34 @@ def test_unsupported_services_are_rejected_not_half_served() -> None:
                 await s.client.write_property_multiple(s.address, [(oid(spec), [(PID.PRESENT_VALUE, REAL(5.0), None, None)])])
             assert s.device.present_value("one-hour-future-power") == 0.0
     run(scenario())
+
+
+def test_the_demand_limit_points_read_back_as_published_and_refuse_writes() -> None:
+    """What an EV charger's or battery's controller (and the BAS) reads of demand limiting, through
+    a stack no one here wrote: the kW points with their units, the level as its state text."""
+    from bacnet_server.points import DL_LEVELS, ShadeGroupRef, point_table
+
+    table = point_table(-50.0, 500.0, [ShadeGroupRef(1, "east")], demand_limit_interval_min=15)
+    published = {"dl-period-peak": 41.5, "dl-target": 44.0, "dl-headroom": -2.5, "dl-projected": 46.5}
+
+    async def scenario() -> None:
+        async with serving(table) as s:
+            for name, kw in published.items():
+                s.device.set_value(name, kw)
+            s.device.set_value("dl-level", 3)   # level 2, as its state (state = level + 1)
+            for name, kw in published.items():
+                spec = next(p for p in table if p.name == name)
+                [item] = await s.client.read_property_multiple(
+                    s.address, [(oid(spec), [(PID.PRESENT_VALUE, None), (PID.UNITS, None)])])
+                values = {r["property_id"]: r["value"] for r in item["results"]}
+                assert values[PID.PRESENT_VALUE].value == pytest.approx(kw) and values[PID.UNITS].value == 48, name
+                assert await s.error_code(s.client.write_property(s.address, oid(spec), PID.PRESENT_VALUE,
+                                                                  REAL(0.0))) == WRITE_ACCESS_DENIED, name
+            level = oid(next(p for p in table if p.name == "dl-level"))
+            assert (await s.client.read_property(s.address, level, PID.PRESENT_VALUE)).value == 3
+            assert (await s.client.read_property(s.address, level, PID.NUMBER_OF_STATES)).value == len(DL_LEVELS)
+            texts = await s.client.read_property(s.address, level, PID.STATE_TEXT)
+            assert list(texts.value) == list(DL_LEVELS)
+            assert await s.error_code(s.client.write_property(s.address, level, PID.PRESENT_VALUE,
+                                                              rb.PropertyValue.unsigned(1))) == WRITE_ACCESS_DENIED
+    run(scenario())
