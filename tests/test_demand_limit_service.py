@@ -4,6 +4,7 @@ wins, a lapsed one is released), a restart that takes the level up, and bad sett
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -120,6 +121,8 @@ def test_the_periods_peak_comes_from_the_record(scene) -> None:
     peak_kw, at = s.part.peak
     assert 30.0 < peak_kw < 31.0          # 30 kW by day, with a ripple of 1 kW
     assert 7 <= at.astimezone(s.part.tz).hour < 17
+    assert s.part.floor_kw is None
+    asyncio.run(s.part.learn_floor(NOW))   # in a process of its own, as each night
     assert s.part.floor_kw is not None and s.part.floor_kw < peak_kw   # the flexibility could have held it lower
 
 

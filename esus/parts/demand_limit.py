@@ -18,12 +18,14 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from demand_response.billing import interval_start_s, local_days, minute_means, period_start
-from demand_response.limiting import RECENT_MIN, Flexibility, Limiter, Minute, ProjectionErrors, Rebound
-from demand_response.replay import Meter, oracle
+from demand_response.baseline import period_mean
+from demand_response.billing import interval_start_s, minute_means, period_start
+from demand_response.limiting import RECENT_MIN, Flexibility, Limiter, Minute, ProjectionErrors
 from demand_response.shedder import Shedder
 from esus.parts.bacnet import BacnetBridge
+from esus.parts.floor_job import LEVEL_SERIES, learnt_floor
 from esus.parts.power import POWER_SERIES
+from esus.parts.training_job import in_own_process
 from esus.runtime.clock import Clock
 from esus.settings.config import Settings
 from esus.settings.site import DemandLimitSettings
@@ -33,9 +35,10 @@ from esus.state.telemetry import Telemetry
 log = logging.getLogger(__name__)
 
 STATE_KEY = "demand_limit.state"
-LEVEL_SERIES = "demand_limit.level"
-#: the record the margin is learnt from at start, and the one the learnt floor is held to
-LEARN_DAYS, FLOOR_DAYS = 14, 28
+#: the record the margin is learnt from at start
+LEARN_DAYS = 14
+#: the floor's search over four weeks takes seconds; one that takes this long is ended
+FLOOR_TIMEOUT_S = 600.0
 SPREAD_S = 30 * 60
 #: a request to the shedder lapses this long after the limiter last asked (a stopped limiter's)
 REQUEST_S = 150.0
@@ -88,21 +91,18 @@ class DemandLimitService:
                 self._ask(now)
 
     def learn(self, now: datetime) -> None:
-        """The period's peak so far, the margin and the floor, from the record (in a worker thread:
-        the floor's search takes seconds)."""
+        """The period's peak so far and the margin, from the record (in a worker thread)."""
         self.period = period_start(now, self.config.billing_day, self.tz)
         self.peak = self.period_peak(self.period, now)
         start_s = now.timestamp() - LEARN_DAYS * 86400
         minutes = minute_means(*self.store.range(POWER_SERIES, start_s, now.timestamp()), start_s, now.timestamp())
         self.limiter.errors.learn(minutes)
-        self.floor_kw = self.learnt_floor(now)
         self.ready = True
-        log.info("demand limiting: period from %s, peak so far %s, learnt floor %s", self.period.date(),
-                 f"{self.peak[0]:.1f} kW" if self.peak else "none",
-                 f"{self.floor_kw:.1f} kW" if self.floor_kw else "none")
+        log.info("demand limiting: period from %s, peak so far %s", self.period.date(),
+                 f"{self.peak[0]:.1f} kW" if self.peak else "none")
 
     async def nightly(self, due: datetime) -> None:
-        self.floor_kw = await asyncio.to_thread(self.learnt_floor, self.clock.now())
+        await self.learn_floor(self.clock.now())
 
     def period_peak(self, start: datetime, now: datetime) -> tuple[float, datetime] | None:
         """The highest whole interval's mean since `start` (half of its minutes measured at least)."""
@@ -122,20 +122,17 @@ class DemandLimitService:
         best = int(np.argmax(interval_kw))
         return float(interval_kw[best]), datetime.fromtimestamp(begin + best * n * 60, self.tz)
 
-    def learnt_floor(self, now: datetime) -> float | None:
-        """The lowest peak the flexibility could have held the last FLOOR_DAYS to, knowing them whole
-        (the building without the sheds esus made); None with under half of them recorded."""
-        start = (now - timedelta(days=FLOOR_DAYS)).astimezone(self.tz).replace(hour=0, minute=0, second=0,
-                                                                                 microsecond=0)
-        start_s, end_s = start.timestamp(), now.timestamp()
-        minutes = minute_means(*self.store.range(POWER_SERIES, start_s, end_s), start_s, end_s)
-        if np.isfinite(minutes).sum() < len(minutes) / 2 or len(minutes) < 1440:
-            return None
-        levels = minute_means(*self.store.range(LEVEL_SERIES, start_s, end_s), start_s, end_s, max_gap_min=0)
-        shares = np.array([0.0, *self.flex.shares])[np.nan_to_num(levels, nan=0).astype(int).clip(0, 3)]
-        unshed = np.nan_to_num(minutes / (1 - shares), nan=float(np.nanmedian(minutes)))
-        meter = Meter(unshed, local_days(start, len(unshed)), self.config.interval_minutes)
-        return oracle(meter, self.flex, Rebound(), tolerance_kw=0.05).target_kw
+    async def learn_floor(self, now: datetime) -> None:
+        """The floor, in a process of its own; a failure keeps the last one and is said."""
+        try:
+            self.floor_kw = await in_own_process(learnt_floor, str(self.store.path), now.timestamp(), self.tz.key,
+                                                 self.config.interval_minutes, self.flex, timeout_s=FLOOR_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - the floor is this part's: said, the last one kept
+            log.warning("demand limiting: the floor could not be learnt (%s: %s); keeping %s", type(exc).__name__,
+                        exc or f"no result within {FLOOR_TIMEOUT_S:g} s",
+                        f"{self.floor_kw:.1f} kW" if self.floor_kw else "none")
+            return
+        log.info("demand limiting: learnt floor %s", f"{self.floor_kw:.1f} kW" if self.floor_kw else "none")
 
     # -- every minute --------------------------------------------------------------------------
 
@@ -154,6 +151,7 @@ class DemandLimitService:
         self._keep_forecast(now)
         if not self.ready:   # the first tick, or a failed one's retry (a restart's level holds meanwhile)
             await asyncio.to_thread(self.learn, now)
+            await self.learn_floor(now)
         await asyncio.to_thread(self._interval_turn, now)
         n = self.config.interval_minutes
         begin = self.interval_s or interval_start_s(now, n)
@@ -191,7 +189,7 @@ class DemandLimitService:
         if self.interval_s is not None and begin > self.interval_s:
             end = self.interval_s + n * 60
             times, kw = self.store.range(POWER_SERIES, self.interval_s, end)
-            mean = float(kw.mean()) if kw.size and np.unique((times - self.interval_s) // 60).size >= n / 2 else None
+            mean = period_mean(times, kw, self.interval_s, end)   # None: under half of it measured
             self.limiter.interval_ended(mean)
             period = period_start(now, self.config.billing_day, self.tz)
             if self.period is not None and period != self.period:

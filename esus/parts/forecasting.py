@@ -6,24 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import os
 import sqlite3
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from esus.parts.bacnet import BacnetBridge
 from esus.parts.outdoor import OutdoorTemperature, history_point, known_temperature
 from esus.parts.power import POWER_SERIES, PowerInput
-from esus.parts.training_job import (
-    TRAINING_NICENESS,
-    UPPER_SERIES,
-    RecentPower,
-    end_training_process,
-    train_from_store,
-    training_process_setup,
-)
+from esus.parts.training_job import UPPER_SERIES, RecentPower, in_own_process, train_from_store
 from esus.runtime.clock import Clock
 from esus.settings.config import Settings
 from esus.state.files import StateFiles, set_aside
@@ -225,27 +216,21 @@ class ForecastService:
     async def nightly_training(self, due: datetime) -> None:
         """Train in a separate process; keep the old model on any failure and try again tomorrow."""
         candidate = self.model_path.with_name(self.model_path.name + ".candidate")
-        context = multiprocessing.get_context("spawn")
         self.trainings += 1
-        # At low CPU priority: on a small board BACnet and the shades answer first, training waits.
-        pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=training_process_setup,
-                                   initargs=(TRAINING_NICENESS,))
-        try:
-            site = self.settings.site
-            future = pool.submit(self.job, str(self.store.path), str(candidate), int(due.timestamp()),
-                                 calendar=site.site.work_calendar(),
-                                 temperature=site.forecast.outdoor_temperature != "none",
-                                 temperature_point=history_point(site),
-                                 level=self.store.get_state(BOUND_LEVEL_KEY, QUANTILE))
-            report = await asyncio.wait_for(asyncio.wrap_future(future), self.training_timeout_s)
+        site = self.settings.site
+        try:   # at a low CPU priority: on a small board BACnet and the shades answer first, training waits
+            report = await in_own_process(self.job, str(self.store.path), str(candidate), int(due.timestamp()),
+                                          calendar=site.site.work_calendar(),
+                                          temperature=site.forecast.outdoor_temperature != "none",
+                                          temperature_point=history_point(site),
+                                          level=self.store.get_state(BOUND_LEVEL_KEY, QUANTILE),
+                                          timeout_s=self.training_timeout_s)
         except Exception as exc:  # noqa: BLE001 - a crashed, hung or failing job all keep the old model
             self.training_failures += 1
             log.error("forecast training failed (%s: %s); keeping the %s and retrying next night",
                       type(exc).__name__, str(exc) or f"no result within {self.training_timeout_s:g} s",
                       "current model" if self.model else "fallback forecast")
             return
-        finally:
-            end_training_process(pool)
         self.last_training = report
         self.store.set_state(BOUND_LEVEL_KEY, report["bound_level"])
         if self.telemetry is not None:

@@ -4,9 +4,10 @@ thread: a CPU-bound thread would hold the GIL and slow every BACnet reply) and o
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from forecast.training import TRAINING_DAYS
 if TYPE_CHECKING:
     from forecast.calendar import WorkCalendar
 
+T = TypeVar("T")
 #: Live forecasting and training work on a 1-minute grid of the BAS writes.
 GRID_STEP_S = 60
 
@@ -138,6 +140,22 @@ def train_from_store(db_path: str, candidate_path: str, until_s: int, days: int 
             "temperature_rows": info.temperature_rows, "temperature_gain_pct": info.temperature_gain_pct,
             "bound_level": level,
             "wall_s": time.monotonic() - started, "cpu_s": info.train_seconds}
+
+
+async def in_own_process(job: Callable[..., T], *args: Any, timeout_s: float, **kwargs: Any) -> T:
+    """`job(*args, **kwargs)` in a spawned process of its own at a low CPU priority, ended when it
+    is done, fails, outlives `timeout_s` or is no longer wanted. For the night's CPU-bound work:
+    never a thread of the service, whose GIL BACnet needs."""
+    import asyncio
+    import multiprocessing
+
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=training_process_setup, initargs=(TRAINING_NICENESS,))
+    try:
+        future = pool.submit(job, *args, **kwargs)
+        return await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
+    finally:
+        end_training_process(pool)
 
 
 def end_training_process(pool: ProcessPoolExecutor) -> None:
