@@ -72,3 +72,19 @@ def test_the_service_forecasts_without_importing_scikit_learn(tmp_path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
     assert np.isfinite(expected) and float(out[0]) == expected
     assert out[1] == "[]"
+
+
+def test_a_fit_of_the_same_rows_is_remembered_and_the_memory_is_bounded(monkeypatch) -> None:
+    """A backtest's calibration stand-in is, to the bit, the model of 13 nights before: the same rows
+    are answered from memory (the same fit, so the figures cannot change), other rows are fitted."""
+    from forecast import model as fm
+
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(300, 4)), rng.normal(size=300)
+    monkeypatch.setattr(fm, "RECENT_FITS", {})
+    monkeypatch.setattr(fm, "RECENT_FITS_KEPT", 2)
+    first = fm.Blend.fit(x, y)
+    assert fm.Blend.fit(x.copy(), y.copy()) is first
+    other = fm.Blend.fit(x, y + 1.0)
+    assert other is not first and fm.Blend.fit(x[:, :3], y) is not first
+    assert len(fm.RECENT_FITS) == 2 and fm.Blend.fit(x, y) is not first   # the oldest was let go
