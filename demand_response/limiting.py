@@ -294,6 +294,9 @@ class Limiter:
         if spent and ordered < before:
             return f"level {ordered}: the day's {self.flex.max_minutes_per_day} minutes of shedding are spent; " \
                    "releasing a level a minute"
+        if spent and upper > target:   # not "a shed later can hold it": none is left today
+            return (f"level {ordered}: the day's {self.flex.max_minutes_per_day} minutes of shedding are spent; the "
+                    f"bound {upper:.1f} kW is over the target {target:.1f} kW and nothing is left to hold it")
         if ordered > before:
             which = "the next interval's forecast bound" if ahead > this else f"this interval's bound {upper:.1f} kW"
             return f"level {ordered}: {which} would pass the target {target:.1f} kW, and a later shed could not hold it"

@@ -171,6 +171,20 @@ def test_esus_holds_a_reachable_target_that_doing_nothing_exceeds() -> None:
     assert m.intervals(run.metered_kw).max() < m.intervals(idle.metered_kw).max()
 
 
+def test_once_the_days_allowance_is_spent_the_reason_says_so_not_that_a_shed_can_still_hold_it() -> None:
+    from demand_response.limiting import Limiter, Minute
+
+    flex = Flexibility((0.05, 0.10, 0.15), 2, 20)
+    limiter = Limiter(15, flex)
+    reasons = []
+    for t in range(60):   # 40 kW against a target of 30 kW: the 20 minutes go, then nothing is left
+        reasons.append(limiter.decide(Minute(t % 15, 40.0 if t % 15 else None, 40.0, 0.5, 30.0, day=0)).reason)
+    assert limiter.used_min[0] == 20 and limiter.level == 0
+    assert reasons[-1].startswith("level 0: the day's 20 minutes of shedding are spent; the bound ")
+    assert reasons[-1].endswith("over the target 30.0 kW and nothing is left to hold it")
+    assert not any("a shed later can still hold it" in r for r in reasons[25:])
+
+
 def test_a_month_is_judged_against_the_oracle() -> None:
     load = np.full(1440, 10.0)
     load[600:615] = 40.0          # the one interval that needs a shed
