@@ -4,6 +4,8 @@ runs (the service and its training process apart), and the import time of each t
 on the service's path.
 
     .venv/bin/python bench/footprint.py [--speed 1440] [--day-s 70] [--only demo|site]
+    python3 bench/footprint.py --probe PORT   # the seconds until a device on loopback PORT answers
+                                              # (the standard library only: scripts/arm64-smoke)
 
 Two configurations: the demo (no .env) and a site (the example site file with mock pins, a
 simulated BMS on loopback and no weather); each runs `esus run --speed N` in a fresh HOME and state
@@ -27,8 +29,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-from tests.bacnet_harness import free_udp_port  # noqa: E402 - after the path is set
 
 ESUS = str(Path(sys.executable).with_name("esus"))
 
@@ -140,7 +140,15 @@ def main() -> None:
     parser.add_argument("--speed", type=float, default=1440, help="simulated seconds per real second")
     parser.add_argument("--day-s", type=float, help="real seconds to run (default: one simulated day and 10 s)")
     parser.add_argument("--only", choices=("demo", "site"), help="one configuration only")
+    parser.add_argument("--probe", type=int, metavar="PORT",
+                        help="only print the seconds until the device on loopback PORT answers a ReadProperty")
     args = parser.parse_args()
+    if args.probe:
+        answered = first_answer_s(args.probe, time.monotonic(), deadline_s=300.0)
+        print("no answer" if answered is None else f"{answered:.1f}")
+        sys.exit(0 if answered is not None else 1)
+    from tests.bacnet_harness import free_udp_port
+
     day_s = args.day_s or 86400 / args.speed + 10
     import_times()
     with tempfile.TemporaryDirectory() as tmp:
