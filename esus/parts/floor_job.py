@@ -27,15 +27,13 @@ def learnt_floor(db_path: str, now_s: float, tz: str, interval_min: int, flex: F
     zone = ZoneInfo(tz)
     now = datetime.fromtimestamp(now_s, zone)
     start = (now - timedelta(days=FLOOR_DAYS)).replace(hour=0, minute=0, second=0, microsecond=0)
-    store = HistoryStore(Path(db_path))
-    try:
-        start_s = start.timestamp()
+    start_s = start.timestamp()
+    # read-only, as the forecast's training reads it: a side process never sets the service's record aside
+    with HistoryStore(Path(db_path), readonly=True) as store:
         minutes = minute_means(*store.range(POWER_SERIES, start_s, now_s), start_s, now_s)
         if np.isfinite(minutes).sum() < len(minutes) / 2 or len(minutes) < 1440:
             return None
         levels = minute_means(*store.range(LEVEL_SERIES, start_s, now_s), start_s, now_s, max_gap_min=0)
-    finally:
-        store.close()
     shares = np.array([0.0, *flex.shares])[np.nan_to_num(levels, nan=0).astype(int).clip(0, 3)]
     unshed = np.nan_to_num(minutes / (1 - shares), nan=float(np.nanmedian(minutes)))
     meter = Meter(unshed, local_days(start, len(unshed)), interval_min)
