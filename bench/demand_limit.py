@@ -18,9 +18,11 @@ and the peak the same flexibility could have held the 28 days before the month t
 building's record; none in a meter's first month):
 - none;
 - reactive (the OpenEMS way): the level the last 15 minutes' mean asks for, when it crosses the target;
-- esus: the interval's projection (metered so far + the rest at the recent power) with its margin
-  learnt from its own misses (90 %), a shed ordered at the last minute that can still hold it, the
-  level up one a minute, down one after a 10-minute dwell, allowing for an assumed rebound;
+- esus: the interval's projection (metered so far + the rest at the recent power, or at the
+  forecast's bound when higher) with its margin learnt from its own misses (90 %), the next interval
+  at the forecast's bound, and the plan (demand_response.shed_plan) that orders the lowest level
+  leaving a way to hold this interval, the next and the rebound after them: a shed at the last
+  minute that can still hold, a release once its rebound fits, a stage a minute, a 3-minute dwell;
 - oracle: perfect foresight of the whole month, the lowest peak the same flexibility can hold.
 
 Per month: the peak without action, each controller's cut (kW and % of the oracle's), the demand

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from demand_response import shed_plan
+
 #: Guideline 36's three demand-limit levels; 0 is normal operation
 LEVELS = (1, 2, 3)
 #: the minutes of recent power the projection carries into the rest of the interval
@@ -140,75 +142,28 @@ class ProjectionErrors:
             self.add(list(projected[row]), float(actual[row]))
 
 
-def reachable_kw(projection: Projection, start_min: int, level_now: int, flex: Flexibility,
-                 stage_min: int = 1) -> float:
-    """How much of the interval's mean (kW) a shed can still take off if it starts rising from
-    `level_now` at minute `start_min` of the interval (negative: before it starts), a level every
-    `stage_min` up to the top, each showing on the meter `response_min` after it was ordered."""
-    unshed_kw = projection.rest_kw / max(1e-9, 1 - flex.share(level_now))
-    total = 0.0
-    for step, level in enumerate(range(level_now + 1, LEVELS[-1] + 1)):
-        acting_min = projection.interval_min - (start_min + step * stage_min) - flex.response_min
-        total += unshed_kw * (flex.share(level) - flex.share(level - 1)) * min(projection.interval_min,
-                                                                               max(0, acting_min))
-    return total / projection.interval_min
-
-
-def needed_level(projection: Projection, target_kw: float, level_now: int, flex: Flexibility,
-                 stage_min: int = 1, rebound_kw: tuple[float, ...] = (0.0,) * 4, lead_min: int = 0,
-                 release_kw: float | None = None) -> int:
-    """The level this minute asks for, for the interval projected, which starts `lead_min` from
-    now (0: the one under way). A shed is ordered at the last minute that can still hold the
-    interval's upper bound at the target: until then the interval may turn out lighter and no
-    shed is spent on it. A lower level is asked for when it would do as well, with what the shed
-    saved coming back (`rebound_kw[level]`: what would come back at that level; the stepper waits
-    a dwell before it follows), held under `release_kw` too (the period's peak so far: a release
-    must not set a new one, wherever the target stands)."""
-    rest_share = (projection.interval_min - projection.elapsed_min) / projection.interval_min
-    unshed_kw = projection.rest_kw / max(1e-9, 1 - flex.share(level_now))
-
-    def excess_kw(level: int) -> float:
-        """The upper bound's excess over the target were `level` in force for the rest."""
-        bound = target_kw if level >= level_now or release_kw is None else min(target_kw, release_kw)
-        return (projection.upper_kw + (unshed_kw * (flex.share(level_now) - flex.share(level)) + rebound_kw[level])
-                * rest_share - bound)
-
-    later = projection.elapsed_min + 1 - lead_min
-    for level in range(level_now + 1):
-        if excess_kw(level) <= reachable_kw(projection, later, level, flex, stage_min):
-            return level
-    return min(LEVELS[-1], level_now + 1)
-
-
 @dataclass
 class LevelStepper:
-    """The level in force: up one level per `stage_min`, down one level once a lower one has
-    sufficed for `dwell_min` minutes in a row (so the release comes in stages, and its rebound
-    with it)."""
+    """The level in force: a stage at a time, up or down, and down only once it has held
+    `dwell_min` minutes (equipment is not cycled, and a release comes in stages with its rebound)."""
 
-    stage_min: int = 1
-    dwell_min: int = 10
+    dwell_min: int = 3
     level: int = 0
-    _since_change: int = 10**6
-    _lower_for: int = 0
+    _held_min: int = 10**6
 
-    def step(self, needed: int, hurry: bool = False) -> int:
-        """One minute: the level needed now; returns the level in force. `hurry`: down a level a
-        stage without a dwell (the day's allowance is running out: a release in stages beats one
-        that comes all at once when the allowance ends)."""
-        self._since_change += 1
-        self._lower_for = self._lower_for + 1 if needed < self.level else 0
-        if hurry:
-            if self.level > 0 and self._since_change >= self.stage_min:
-                self._change(self.level - 1)
-        elif needed > self.level and self._since_change >= self.stage_min:
-            self._change(self.level + 1)
-        elif self.level > 0 and self._lower_for >= self.dwell_min:
-            self._change(self.level - 1)
+    def may_fall(self) -> bool:
+        return self._held_min + 1 >= self.dwell_min
+
+    def set(self, wanted: int, hurry: bool = False) -> int:
+        """One minute: the level wanted; returns the level in force. `hurry`: down without the
+        dwell (the day's allowance ends as the release does)."""
+        self._held_min += 1
+        level = max(self.level - 1, min(self.level + 1, wanted, LEVELS[-1]), 0)
+        if level < self.level and self._held_min < self.dwell_min and not hurry:
+            level = self.level
+        if level != self.level:
+            self.level, self._held_min = level, 0
         return self.level
-
-    def _change(self, level: int) -> None:
-        self.level, self._since_change, self._lower_for = level, 0, 0
 
 
 @dataclass(frozen=True)
@@ -222,6 +177,7 @@ class Minute:
     target_kw: float               # the target in force
     day: int                       # the local day (its allowance of shed minutes)
     next_forecast: tuple[float, float] | None = None   # the next interval's forecast and its upper bound
+    this_forecast: tuple[float, float] | None = None   # the same made for the interval under way
     peak_kw: float | None = None   # the billing period's peak so far (None: none yet)
 
 
@@ -238,17 +194,34 @@ class Limiter:
     and keeps to the day's allowance, releasing in stages before it runs out."""
 
     def __init__(self, interval_min: int, flex: Flexibility, errors: ProjectionErrors | None = None, *,
-                 dwell_min: int = 10, stage_min: int = 1, rebound: Rebound = Rebound()) -> None:
+                 dwell_min: int = 3, rebound: Rebound = Rebound()) -> None:
         self.interval_min, self.flex, self.rebound = interval_min, flex, rebound
         self.errors = errors or ProjectionErrors(interval_min)
-        self.stepper = LevelStepper(stage_min=stage_min, dwell_min=dwell_min)
+        self.stepper = LevelStepper(dwell_min=dwell_min)
         self.used_min: dict[int, int] = {}      # minutes a level was in force, per local day
         self._made: list[float | None] = [None] * interval_min
+        self._ordered = [0] * flex.response_min   # the levels ordered that act from this minute on
         self._owed_kwmin = 0.0                  # what the sheds so far will give back (as esus assumes)
+        self._back_kw = 0.0                     # what of it came back in the last minute
 
     @property
     def level(self) -> int:
         return self.stepper.level
+
+    def resume(self, level: int, day: int, used_min: int) -> None:
+        """As a run that stopped a moment ago left it: its level in force, and acting."""
+        self.stepper.level = level
+        self._ordered = [level] * self.flex.response_min
+        self.used_min = {day: used_min}
+
+    def lapse(self) -> int:
+        """A minute with nothing to judge by: a level in force falls a stage once it has held its dwell."""
+        return self._order(0)
+
+    def _order(self, wanted: int, hurry: bool = False) -> int:
+        ordered = self.stepper.set(wanted, hurry)
+        self._ordered = [*self._ordered, ordered][-self.flex.response_min:] if self.flex.response_min else []
+        return ordered
 
     def interval_ended(self, mean_kw: float | None) -> None:
         """The interval just ended, with its metered mean (None: not measured)."""
@@ -260,33 +233,34 @@ class Limiter:
         n, flex, level = self.interval_min, self.flex, self.stepper.level
         margin = self.errors.margin_kw(now.elapsed_min, now.target_kw,
                                        fallback_kw=now.spread_kw * (n - now.elapsed_min) / n)
-        projection = Projection(now.elapsed_min, n, now.metered_kw, now.recent_kw, margin)
+        acting = self._ordered[0] if self._ordered else level
+        unshed_kw = max(0.0, now.recent_kw - self._back_kw) / (1 - flex.share(acting))
+        self._owed_kwmin, self._back_kw = self.rebound.step(self._owed_kwmin, unshed_kw * flex.share(acting))
+        projection = Projection(now.elapsed_min, n, now.metered_kw, unshed_kw * (1 - flex.share(acting)), margin)
         self._made[min(now.elapsed_min, n - 1)] = projection.mean_kw
-        unshed_kw = now.recent_kw / (1 - flex.share(level))
-        self._owed_kwmin = self.rebound.step(self._owed_kwmin, unshed_kw * flex.share(level))[0]
-        rebound_kw = tuple(self.rebound.step(self._owed_kwmin, unshed_kw * flex.share(lower))[1]
-                           for lower in range(LEVELS[-1] + 1))
-        this = needed_level(projection, now.target_kw, level, flex, self.stepper.stage_min, rebound_kw,
-                            release_kw=now.peak_kw)
-        following = self._following(now, margin_at_start=self.errors.margin_kw(0, now.target_kw, now.spread_kw))
-        ahead = needed_level(following, now.target_kw, level, flex, self.stepper.stage_min, rebound_kw,
-                             lead_min=n - now.elapsed_min, release_kw=now.peak_kw)
         used = self.used_min.get(now.day, 0)
-        spent = used + level * self.stepper.stage_min >= flex.max_minutes_per_day
-        ordered = self.stepper.step(max(this, ahead), hurry=spent)
+        plan = shed_plan.choose(self._outlook(now, unshed_kw, margin), level, self._ordered, self._owed_kwmin,
+                                flex.max_minutes_per_day - used, now.target_kw, flex, self.rebound,
+                                may_fall=self.stepper.may_fall())
+        spent = used + level >= flex.max_minutes_per_day   # a release a stage a minute ends with the allowance
+        ordered = self._order(level - 1 if spent else plan.level, hurry=spent)
         self.used_min = {now.day: used + (ordered > 0)}
-        return Decision(ordered, projection, self._reason(ordered, level, this, ahead, spent, projection, now))
+        return Decision(ordered, projection, self._reason(ordered, level, plan, spent, projection, now))
 
-    def _following(self, now: Minute, margin_at_start: float) -> Projection:
-        """The next interval as the forecast sees it (its bound the margin), else at the power now."""
-        if now.next_forecast is not None:
-            kw, upper = now.next_forecast
-            if np.isfinite(kw) and np.isfinite(upper):   # a forecast of the building without a shed
-                at_level = 1 - self.flex.share(self.stepper.level)
-                return Projection(0, self.interval_min, None, kw * at_level, max(0.0, upper - kw) * at_level)
-        return Projection(0, self.interval_min, None, now.recent_kw, margin_at_start)
+    def _outlook(self, now: Minute, unshed_kw: float, margin_kw: float) -> shed_plan.Outlook:
+        """The rest of this interval at the power now plus its learnt margin, then the next at the
+        forecast's bound (else at the power now and the margin of an interval's start)."""
+        n, rest = self.interval_min, self.interval_min - now.elapsed_min
+        this_kw = unshed_kw + margin_kw * n / rest
+        if now.this_forecast is not None and np.isfinite(now.this_forecast[1]):
+            this_kw = max(this_kw, now.this_forecast[1])
+        next_kw, tail_kw = unshed_kw + self.errors.margin_kw(0, now.target_kw, now.spread_kw), unshed_kw
+        if now.next_forecast is not None and all(np.isfinite(now.next_forecast)):
+            tail_kw, next_kw = now.next_forecast
+        unshed = np.concatenate([np.full(rest, this_kw), np.full(n, next_kw)])
+        return shed_plan.Outlook(unshed, rest, (now.metered_kw or 0.0) * now.elapsed_min, n, tail_kw)
 
-    def _reason(self, ordered: int, before: int, this: int, ahead: int, spent: bool, projection: Projection,
+    def _reason(self, ordered: int, before: int, plan: shed_plan.Plan, spent: bool, projection: Projection,
                 now: Minute) -> str:
         upper, target = projection.upper_kw, now.target_kw
         if not np.isfinite(target):
@@ -297,14 +271,19 @@ class Limiter:
         if spent and upper > target:   # not "a shed later can hold it": none is left today
             return (f"level {ordered}: the day's {self.flex.max_minutes_per_day} minutes of shedding are spent; the "
                     f"bound {upper:.1f} kW is over the target {target:.1f} kW and nothing is left to hold it")
-        if ordered > before:
-            which = "the next interval's forecast bound" if ahead > this else f"this interval's bound {upper:.1f} kW"
-            return f"level {ordered}: {which} would pass the target {target:.1f} kW, and a later shed could not hold it"
+        worst = target + plan.excess_kw   # the plan's worst interval in sight, where it has a target
+        if ordered > before or (ordered and plan.pressing is not None):
+            which = shed_plan.INTERVALS[plan.pressing if plan.pressing is not None else 0]
+            held = f"the plan holds {worst:.1f} kW" if plan.excess_kw <= 0 else \
+                f"no plan holds it; the least over is {worst:.1f} kW"
+            return f"level {ordered}: {which} would pass the target {target:.1f} kW without it ({held})"
         if ordered < before:
-            return (f"level {ordered}: a lower level has held the target {target:.1f} kW for "
-                    f"{self.stepper.dwell_min} min")
+            return f"level {ordered}: a lower level holds the target {target:.1f} kW, the rebound counted"
         if ordered:
             return f"level {ordered} held: this interval's bound {upper:.1f} kW against the target {target:.1f} kW"
+        if plan.excess_kw > 0:
+            return (f"normal: no shed in reach holds the target {target:.1f} kW (the least over is {worst:.1f} kW), "
+                    "and one now would not lower it")
         if upper > target:
             return (f"normal: the bound {upper:.1f} kW is over the target {target:.1f} kW, but a shed later can "
                     "still hold it")

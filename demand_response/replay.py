@@ -122,14 +122,14 @@ class Reactive:
         mean = float(metered[t - n:t].mean())
         unshed = mean / (1 - self.flex.share(self.stepper.level))
         needed = next((level for level in (0, 1, 2, 3) if unshed * (1 - self.flex.share(level)) <= target_kw), 3)
-        return self.stepper.step(needed)
+        return self.stepper.set(needed)
 
 
 class Esus:
     """esus's controller (`limiting.Limiter`) fed from the replay's minutes."""
 
     def __init__(self, meter: Meter, flex: Flexibility, errors: ProjectionErrors | None = None,
-                 forecast: tuple[np.ndarray, np.ndarray] | None = None, dwell_min: int = 10) -> None:
+                 forecast: tuple[np.ndarray, np.ndarray] | None = None, dwell_min: int = 3) -> None:
         """`forecast`: the forecast's mean and upper bound for each interval (NaN where none),
         each made before that interval began."""
         self.meter, self.forecast = meter, forecast
@@ -144,12 +144,13 @@ class Esus:
         if t < RECENT_MIN:
             return 0
         following = t // n + 1
-        ahead = None
+        ahead = this = None
         if self.forecast is not None and following < len(self.forecast[0]):
             ahead = float(self.forecast[0][following]), float(self.forecast[1][following])
+            this = float(self.forecast[0][following - 1]), float(self.forecast[1][following - 1])
         now = Minute(elapsed, float(metered[t - elapsed:t].mean()) if elapsed else None,
                      float(metered[t - RECENT_MIN:t].mean()), float(np.std(metered[max(0, t - SPREAD_MIN):t])),
-                     target_kw, int(self.meter.day[t]), ahead, peak_kw or None)
+                     target_kw, int(self.meter.day[t]), ahead, this, peak_kw or None)
         started = time.perf_counter()
         level = self.limiter.decide(now).level
         self.decide_s.append(time.perf_counter() - started)

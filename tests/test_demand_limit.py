@@ -1,5 +1,5 @@
-"""Demand limiting's pure parts: the projection and its learnt margin, the level needed and the
-stepper, the replayed building, the perfect-foresight oracle and the judging of a month."""
+"""Demand limiting's pure parts: the projection and its learnt margin, the plan that sets the level
+and the stepper, the replayed building, the perfect-foresight oracle and the judging of a month."""
 
 from __future__ import annotations
 
@@ -15,10 +15,9 @@ from demand_response.limiting import (
     Projection,
     ProjectionErrors,
     Rebound,
-    needed_level,
-    reachable_kw,
 )
 from demand_response.replay import Building, Esus, Meter, Run, _hold, judge, no_action, oracle, replay
+from demand_response.shed_plan import Outlook, choose
 
 FLEX = Flexibility(shares=(0.05, 0.10, 0.15), response_min=2, max_minutes_per_day=60)
 
@@ -44,54 +43,62 @@ def test_the_projection_is_metered_so_far_plus_the_rest() -> None:
     assert p.upper_kw == pytest.approx(p.mean_kw + 2.0)
 
 
-def test_no_level_while_the_upper_bound_stays_at_the_target() -> None:
-    p = Projection(3, 15, 20.0, 20.0, 1.0)
-    assert needed_level(p, target_kw=21.0, level_now=0, flex=FLEX) == 0
+def outlook(rest: int, kw: float, next_kw: float, metered_kw: float = 0.0, n: int = 15) -> Outlook:
+    """The rest of an interval (`rest` minutes at `kw`, after `n - rest` metered at `metered_kw`),
+    then the next at `next_kw`, and the one after at it too."""
+    unshed = np.concatenate([np.full(rest, kw), np.full(n, next_kw)])
+    return Outlook(unshed, rest, metered_kw * (n - rest), n, next_kw)
+
+
+def test_no_level_while_every_interval_in_sight_stays_at_the_target() -> None:
+    plan = choose(outlook(12, 20.0, 20.5, metered_kw=20.0), 0, [0, 0], 0.0, 60, 21.0, FLEX, Rebound())
+    assert plan.level == 0 and plan.excess_kw <= 0
 
 
 def test_a_shed_waits_for_the_last_minute_that_can_still_hold_the_interval() -> None:
-    # 1 kW over: level 3 from the next minute still takes 100 * 0.15 * 10/15 = 10 kW off the mean
-    early = Projection(2, 15, 100.0, 100.0, 0.0)
-    assert needed_level(early, target_kw=99.0, level_now=0, flex=FLEX) == 0
-    # 12 minutes in, the next minute's top level acts for 15 - 13 - 2 = 0 minutes: too late to wait
-    late = Projection(12, 15, 100.0, 100.0, 0.0)
-    assert reachable_kw(late, 13, 0, FLEX) == 0
-    assert needed_level(late, target_kw=99.0, level_now=0, flex=FLEX) == 1
+    quiet_next = 50.0
+    # 1 kW over with 13 minutes left: a level 3 reached two minutes later still takes 10 kW off the mean
+    early = choose(outlook(13, 100.0, quiet_next, metered_kw=100.0), 0, [0, 0], 0.0, 60, 99.0, FLEX, Rebound())
+    assert early.level == 0
+    # three minutes left: the shed must start now (a stage: level 1), and it still cannot hold it
+    late = choose(outlook(3, 100.0, quiet_next, metered_kw=100.0), 0, [0, 0], 0.0, 60, 99.0, FLEX, Rebound())
+    assert late.level == 1 and late.pressing == 0 and late.excess_kw > 0
 
 
-def test_a_lower_level_is_asked_for_only_when_it_holds_the_target_with_the_rebound() -> None:
-    early = Projection(0, 15, None, 90.0, 0.0)              # level 2 in force: 100 kW unshed
-    assert needed_level(early, 95.0, 2, FLEX) == 0          # a shed later could still hold 100 kW at 95
-    late = Projection(12, 15, 90.0, 90.0, 0.0)              # three minutes left: no later shed acts
-    assert needed_level(late, 91.0, 2, FLEX) == 1           # level 1 gives 91 kW
-    assert needed_level(late, 91.0, 2, FLEX, rebound_kw=(3.0, 1.5, 0.0, 0.0)) == 2   # not with 1.5 kW coming back
+def test_a_release_waits_while_its_rebound_would_set_the_next_interval_over_the_target() -> None:
+    # level 3 in force (85 kW metered of 100); the next interval is 100 kW unshed too
+    shed = outlook(3, 100.0, 100.0, metered_kw=85.0)
+    held = choose(shed, 3, [3, 3], 300.0, 120, 90.0, FLEX, Rebound())
+    assert held.level == 3 and held.excess_kw <= 0
+    # a quiet next interval with room for the rebound: the release begins, a stage a minute
+    quiet = outlook(3, 100.0, 60.0, metered_kw=85.0)
+    assert choose(quiet, 3, [3, 3], 300.0, 120, 90.0, FLEX, Rebound()).level == 2
+    # the same with a rebound so large that the quiet interval cannot take it at once
+    assert choose(quiet, 3, [3, 3], 300.0, 120, 62.0, FLEX, Rebound(ratio=5.0, saturation_min=600)).level == 3
 
 
-def test_a_release_must_not_set_a_new_period_peak_wherever_the_target_stands() -> None:
-    late = Projection(12, 15, 90.0, 90.0, 0.0)              # level 2 in force: 100 kW unshed
-    assert needed_level(late, 95.0, 2, FLEX) == 0           # the target (a learnt floor, say) allows it
-    assert needed_level(late, 95.0, 2, FLEX, release_kw=91.0) == 1   # the period's peak so far does not
+def test_a_shed_past_the_days_allowance_is_not_counted_on() -> None:
+    over = outlook(13, 100.0, 50.0, metered_kw=100.0)
+    assert choose(over, 0, [0, 0], 0.0, 60, 99.0, FLEX, Rebound()).level == 0
+    spent = choose(over, 0, [0, 0], 0.0, 0, 99.0, FLEX, Rebound())
+    assert spent.level == 0 and spent.excess_kw == pytest.approx(1.0)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.integers(0, 3), min_size=1, max_size=200), st.integers(1, 3), st.integers(1, 15))
-def test_the_stepper_moves_one_level_at_a_time_up_in_stages_down_after_a_dwell(
-        needs: list[int], stage: int, dwell: int) -> None:
-    stepper = LevelStepper(stage_min=stage, dwell_min=dwell)
-    levels, lower_for, since_change = [0], 0, 10**6
-    for need in needs:
+@given(st.lists(st.integers(0, 3), min_size=1, max_size=200), st.integers(1, 15))
+def test_the_stepper_moves_a_stage_a_minute_and_falls_only_after_its_dwell(wanted: list[int], dwell: int) -> None:
+    stepper = LevelStepper(dwell_min=dwell)
+    held = 10**6
+    for want in wanted:
         before = stepper.level
-        lower_for = lower_for + 1 if need < before else 0
-        since_change += 1
-        after = stepper.step(need)
+        held += 1
+        after = stepper.set(want)
         assert 0 <= after <= 3 and abs(after - before) <= 1
-        if after > before:
-            assert need > before and since_change >= stage
+        assert (after > before) == (want > before)
         if after < before:
-            assert lower_for >= dwell
+            assert want < before and held >= dwell
         if after != before:
-            since_change, lower_for = 0, 0
-        levels.append(after)
+            held = 0
 
 
 def test_the_margin_is_learnt_from_misses_near_the_target() -> None:
@@ -213,3 +220,25 @@ def test_a_long_shed_owes_no_more_than_its_first_hour_saved_and_a_lower_level_gi
     assert back == pytest.approx((300 - 150) / 30)
     owed, back = rebound.step(owed, 0.0)              # released: the rest comes back
     assert back == pytest.approx(owed / 29, rel=0.01)
+
+
+def test_the_forecast_of_the_interval_under_way_counts_when_it_is_above_the_power_now() -> None:
+    from demand_response.limiting import Limiter, Minute
+
+    def first_level(this_forecast: tuple[float, float] | None) -> int:
+        limiter = Limiter(15, Flexibility((0.05, 0.10, 0.15), 2, 180))
+        return limiter.decide(Minute(0, None, 20.0, 0.5, 25.0, day=0, this_forecast=this_forecast)).level
+
+    assert first_level(None) == 0               # 20 kW now against 25: nothing to shed
+    assert first_level((24.0, 24.8)) == 0       # a forecast bound under the target changes nothing
+    assert first_level((31.0, 32.0)) == 1       # a bound of 32 kW: every minute of shed counts, from now
+
+
+@pytest.mark.parametrize("response_min", [0, 1, 4])
+def test_a_shed_that_shows_at_once_or_late_is_planned_all_the_same(response_min: int) -> None:
+    from demand_response.limiting import Limiter, Minute
+
+    limiter = Limiter(15, Flexibility((0.05, 0.10, 0.15), response_min, 180))
+    levels = [limiter.decide(Minute(t % 15, 27.0 if t % 15 else None, 27.0, 0.5, 25.0, day=0)).level
+              for t in range(30)]
+    assert max(levels) == 3 and len(limiter._ordered) == response_min

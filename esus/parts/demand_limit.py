@@ -85,8 +85,7 @@ class DemandLimitService:
         kept = self.store.get_state(STATE_KEY) or {}
         with contextlib.suppress(KeyError, TypeError, ValueError):
             if timedelta(0) <= now - datetime.fromisoformat(kept["at"]) <= KEPT_FOR:
-                self.limiter.stepper.level = int(kept["level"])
-                self.limiter.used_min = {int(kept["day"]): int(kept["used_min"])}
+                self.limiter.resume(int(kept["level"]), int(kept["day"]), int(kept["used_min"]))
                 self.last = {k: v for k, v in kept.items() if k not in ("day", "at")}
                 self._ask(now)
 
@@ -161,14 +160,15 @@ class DemandLimitService:
         day = now.astimezone(self.tz).toordinal()
         target = self.target_kw(now)
         if recent.size == 0:   # no power lately: nothing to judge by; a shed in force lapses after its dwell
-            level = self.limiter.stepper.step(0)
+            level = self.limiter.lapse()
             self._show(now, level, None, None, target, "no power measured in the last minutes: no new shed")
         else:
             so_far = kw[times >= begin]
             elapsed = int((now.timestamp() - begin) // 60)
             decision = self.limiter.decide(Minute(
                 elapsed, float(so_far.mean()) if so_far.size and elapsed else None, float(recent.mean()),
-                float(np.std(kw)), target, day, self._next_forecast(begin), self.peak[0] if self.peak else None))
+                float(np.std(kw)), target, day, next_forecast=self._forecast_of(begin + n * 60),
+                this_forecast=self._forecast_of(begin), peak_kw=self.peak[0] if self.peak else None))
             level = decision.level
             self._show(now, level, decision.projection.upper_kw, decision.projection.margin_kw, target, decision.reason)
         self._ask(now)
@@ -210,18 +210,19 @@ class DemandLimitService:
         for old in [t for t in self.ahead if t < now.timestamp() - 3600]:
             del self.ahead[old]
 
-    def _next_forecast(self, begin_s: float) -> tuple[float, float] | None:
-        """The next interval's forecast: the mean of its 15-minute windows' (None: one is missing)."""
+    def _forecast_of(self, start_s: float) -> tuple[float, float] | None:
+        """The forecast of the interval from `start_s`: the mean of its 15-minute windows' (None:
+        one is missing), each made an hour before its end."""
         n = self.config.interval_minutes
-        start = begin_s + n * 60
-        windows = [self.ahead.get(int(start + (k + 1) * 900)) for k in range(n // 15)]
+        windows = [self.ahead.get(int(start_s + (k + 1) * 900)) for k in range(n // 15)]
         if any(w is None for w in windows):
             return None
         return (float(np.mean([w[0] for w in windows if w])), float(np.mean([w[1] for w in windows if w])))
 
     def _show(self, now: datetime, level: int, upper_kw: float | None, margin_kw: float | None, target_kw: float,
               reason: str) -> None:
-        ahead = self._next_forecast(self.interval_s or interval_start_s(now, self.config.interval_minutes))
+        n = self.config.interval_minutes
+        ahead = self._forecast_of((self.interval_s or interval_start_s(now, n)) + n * 60)
         headroom = target_kw - ahead[1] if ahead is not None and math.isfinite(target_kw) else None
         peak = self.peak[0] if self.peak else None
         publish = self.bacnet.publish

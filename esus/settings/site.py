@@ -425,7 +425,7 @@ class DemandLimitSettings(Model):
                                                  description="the share of the building's power each level takes off")
     response_minutes: int = Field(default=2, ge=0, le=10, description="until a shed shows on the meter")
     max_hours_per_day: float = Field(default=3.0, gt=0, le=24, description="the occupants' allowance of shedding")
-    dwell_minutes: int = Field(default=10, ge=1, le=120, description="a lower level must do this long first")
+    dwell_minutes: int = Field(default=3, ge=1, le=120, description="a level holds this long before it falls")
     confidence: float = Field(default=0.9, ge=0.5, le=0.99, description="of the interval's upper bound")
 
     @field_validator("shed_pct")
