@@ -58,7 +58,7 @@ class Ven3Config:
     ca_file: Path | None = None       # the CA that signed the VTN's certificate
     poll_s: float = 30.0
     callback_url: str | None = None   # where the VTN posts notifications (None: no webhook)
-    callback_listen: tuple[str, int] = ("0.0.0.0", 8090)   # where esus takes them (behind a proxy, maybe)
+    callback_listen: tuple[str, int] = ("127.0.0.1", 8090)   # where esus takes them: the settings give the OT LAN's
 
 
 def event_intervals(event: ExistingEvent) -> list[Event]:

@@ -242,3 +242,18 @@ def test_a_shed_that_shows_at_once_or_late_is_planned_all_the_same(response_min:
     levels = [limiter.decide(Minute(t % 15, 27.0 if t % 15 else None, 27.0, 0.5, 25.0, day=0)).level
               for t in range(30)]
     assert max(levels) == 3 and len(limiter._ordered) == response_min
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 3), st.booleans(), st.integers(1, 120))
+def test_every_plan_moves_a_stage_a_minute_and_a_release_never_dips_to_rise_again(
+        level_now: int, may_fall: bool, horizon: int) -> None:
+    from demand_response.shed_plan import plans
+
+    ordered, keys = plans(level_now, may_fall, horizon, 3)
+    assert ordered.shape == (len(keys), horizon) and ordered.min() >= 0 and ordered.max() <= 3
+    steps = np.diff(np.concatenate([np.full((len(ordered), 1), level_now), ordered], axis=1), axis=1)
+    assert np.abs(steps).max(initial=0) <= 1
+    falling = ordered[:, 0] < level_now
+    assert not falling.any() or may_fall
+    assert (np.diff(ordered[falling], axis=1) <= 0).all()
