@@ -12,6 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: 60 trees at a learning rate of 0.15: the walk-forward backtests on the shipped meters score as
+#: 200 at 0.05 did (hourly year 14.71 % CV(RMSE) both; 1-minute 19.65 % against 19.8 %, the bound's
+#: coverage within 0.3 points) in a third of the time, each night on a Pi and a year's backtest
+TREES = 60
+LEARNING_RATE = 0.15
+
 
 @dataclass(frozen=True)
 class TreeEnsemble:
@@ -59,7 +65,7 @@ def fit_trees(x: np.ndarray, y: np.ndarray) -> TreeEnsemble:
     # a feature no row has yet (the 4-week profile in a history of days) is a constant to the trees:
     # they never split on it (scikit-learn refuses a column that is all NaN)
     x = np.where(np.isnan(x).all(axis=0), 0.0, x)
-    fitted = HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05, early_stopping=False,
+    fitted = HistGradientBoostingRegressor(max_iter=TREES, learning_rate=LEARNING_RATE, early_stopping=False,
                                            random_state=0).fit(x, y)
     tables = [predictor.nodes for (predictor,) in fitted._predictors]  # one tree per iteration (regression)
     offsets = np.cumsum([0] + [len(t) for t in tables[:-1]])

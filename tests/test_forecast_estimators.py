@@ -14,7 +14,7 @@ from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from forecast.estimators import fit_linear, fit_trees
+from forecast.estimators import LEARNING_RATE, TREES, fit_linear, fit_trees
 
 
 def _data(seed: int, rows: int, missing: float, empty_feature: bool = False
@@ -34,7 +34,7 @@ def _data(seed: int, rows: int, missing: float, empty_feature: bool = False
 @given(seed=st.integers(0, 2**32 - 1), rows=st.integers(120, 600), missing=st.sampled_from([0.0, 0.05, 0.4]))
 def test_the_trees_as_arrays_predict_what_scikit_learn_predicts(seed: int, rows: int, missing: float) -> None:
     x, y, probe = _data(seed, rows, missing)
-    reference = HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05, early_stopping=False,
+    reference = HistGradientBoostingRegressor(max_iter=TREES, learning_rate=LEARNING_RATE, early_stopping=False,
                                               random_state=0).fit(x, y)
     np.testing.assert_allclose(fit_trees(x, y).predict(probe), reference.predict(probe), rtol=1e-9, atol=1e-9)
 
