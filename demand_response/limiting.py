@@ -4,10 +4,10 @@ the Guideline 36 demand-limit level (0-3) that follows from it.
 The projection is the Metasys "sliding window" one: what the interval has metered so far, plus the
 rest of it at the building's recent power; its upper bound adds a margin learnt from how far this
 very projection missed at the same point of past intervals (`ProjectionErrors`), so the confidence
-is the building's own, not a guessed z. The level needed is the smallest whose expected shed keeps
-that upper bound at the target; it rises one level a stage and falls one level only after a dwell
-in which a lower level would have done (`LevelStepper`). Pure computation, no clock and no I/O:
-the service and the replay bench run the same code.
+is the building's own, not a guessed z. The level is the first step of a plan over this interval,
+the next and the rebound after them (`shed_plan`): the lowest that still leaves a way to hold them
+all; it moves a stage a minute and falls only after a dwell (`LevelStepper`). Pure computation, no
+clock and no I/O: the service and the replay bench run the same code.
 """
 
 from __future__ import annotations
@@ -189,9 +189,10 @@ class Decision:
 
 
 class Limiter:
-    """Guideline 36 levels from the interval's projection, every minute; the same code in the
-    service and in the replay bench. It learns its margin from its own misses (`interval_ended`)
-    and keeps to the day's allowance, releasing in stages before it runs out."""
+    """Guideline 36 levels from the interval's projection and the plan, every minute; the same
+    code in the service and in the replay bench. It learns its margin from its own misses
+    (`interval_ended`), keeps its own account of the rebound it owes, and keeps to the day's
+    allowance, releasing in stages before it runs out."""
 
     def __init__(self, interval_min: int, flex: Flexibility, errors: ProjectionErrors | None = None, *,
                  dwell_min: int = 3, rebound: Rebound = Rebound()) -> None:

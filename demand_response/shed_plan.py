@@ -39,15 +39,11 @@ class Outlook:
     interval_min: int
     tail_kw: float
 
-    @property
-    def ends(self) -> list[int]:
-        return [self.first_end] + ([len(self.unshed_kw)] if len(self.unshed_kw) > self.first_end else [])
-
 
 @dataclass(frozen=True)
 class Plan:
     level: int                      # this minute's level
-    hold_min: int                   # the minutes at the top after it (0: down from it at once)
+    hold_min: int                   # the minutes it rises and holds after this one (0: down at once)
     excess_kw: float                # the plan's worst interval against the target (<= 0: held)
     interval_kw: tuple[float, ...]  # each interval's mean under it (this one, the next, the tail)
     pressing: int | None = None     # the interval a lower level could not hold (an index of INTERVALS)
