@@ -240,13 +240,15 @@ class Limiter:
         projection = Projection(now.elapsed_min, n, now.metered_kw, unshed_kw * (1 - flex.share(acting)), margin)
         self._made[min(now.elapsed_min, n - 1)] = projection.mean_kw
         used = self.used_min.get(now.day, 0)
-        plan = shed_plan.choose(self._outlook(now, unshed_kw, margin), level, self._ordered, self._owed_kwmin,
-                                flex.max_minutes_per_day - used, now.target_kw, flex, self.rebound,
-                                may_fall=self.stepper.may_fall())
-        spent = used + level >= flex.max_minutes_per_day   # a release a stage a minute ends with the allowance
-        ordered = self._order(level - 1 if spent else plan.level, hurry=spent)
+        if used + level >= flex.max_minutes_per_day:   # a release a stage a minute ends with the allowance
+            ordered, plan = self._order(level - 1, hurry=True), None
+        else:
+            plan = shed_plan.choose(self._outlook(now, unshed_kw, margin), level, self._ordered, self._owed_kwmin,
+                                    flex.max_minutes_per_day - used, now.target_kw, flex, self.rebound,
+                                    may_fall=self.stepper.may_fall())
+            ordered = self._order(plan.level, hurry=False)
         self.used_min = {now.day: used + (ordered > 0)}
-        return Decision(ordered, projection, self._reason(ordered, level, plan, spent, projection, now))
+        return Decision(ordered, projection, self._reason(ordered, level, plan, projection, now))
 
     def _outlook(self, now: Minute, unshed_kw: float, margin_kw: float) -> shed_plan.Outlook:
         """The rest of this interval at the power now plus its learnt margin, then the next at the
@@ -261,17 +263,19 @@ class Limiter:
         unshed = np.concatenate([np.full(rest, this_kw), np.full(n, next_kw)])
         return shed_plan.Outlook(unshed, rest, (now.metered_kw or 0.0) * now.elapsed_min, n, tail_kw)
 
-    def _reason(self, ordered: int, before: int, plan: shed_plan.Plan, spent: bool, projection: Projection,
+    def _reason(self, ordered: int, before: int, plan: shed_plan.Plan | None, projection: Projection,
                 now: Minute) -> str:
+        """Why `ordered`; `plan` is None when the day's allowance is spent."""
         upper, target = projection.upper_kw, now.target_kw
         if not np.isfinite(target):
             return f"level {ordered}: no target yet (a period's first day with nothing learnt: each rise is a new peak)"
-        if spent and ordered < before:
-            return f"level {ordered}: the day's {self.flex.max_minutes_per_day} minutes of shedding are spent; " \
-                   "releasing a level a minute"
-        if spent and upper > target:   # not "a shed later can hold it": none is left today
-            return (f"level {ordered}: the day's {self.flex.max_minutes_per_day} minutes of shedding are spent; the "
-                    f"bound {upper:.1f} kW is over the target {target:.1f} kW and nothing is left to hold it")
+        if plan is None:
+            spent = f"level {ordered}: the day's {self.flex.max_minutes_per_day} minutes of shedding are spent"
+            if ordered < before:
+                return f"{spent}; releasing a level a minute"
+            if upper > target:   # not "a shed later can hold it": none is left today
+                return f"{spent}; the bound {upper:.1f} kW is over the target {target:.1f} kW, nothing left to hold it"
+            return f"{spent}; the interval's bound {upper:.1f} kW is under the target {target:.1f} kW"
         worst = target + plan.excess_kw   # the plan's worst interval in sight, where it has a target
         if ordered > before or (ordered and plan.pressing is not None):
             which = shed_plan.INTERVALS[plan.pressing if plan.pressing is not None else 0]

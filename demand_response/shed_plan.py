@@ -42,11 +42,9 @@ class Outlook:
 
 @dataclass(frozen=True)
 class Plan:
-    level: int                      # this minute's level
-    hold_min: int                   # the minutes it rises and holds after this one (0: down at once)
-    excess_kw: float                # the plan's worst interval against the target (<= 0: held)
-    interval_kw: tuple[float, ...]  # each interval's mean under it (this one, the next, the tail)
-    pressing: int | None = None     # the interval a lower level could not hold (an index of INTERVALS)
+    level: int                   # this minute's level
+    excess_kw: float             # the plan's worst interval against the target (<= 0: held)
+    pressing: int | None = None  # the interval a lower level could not hold (an index of INTERVALS)
 
 
 def holds(horizon_min: int) -> list[int]:
@@ -125,7 +123,7 @@ def choose(outlook: Outlook, level_now: int, before: list[int], owed_kwmin: floa
                         rebound)[0]
         excess = float((idle - bounds(outlook, idle.size, target_kw)).max())
         if excess <= 1e-9:
-            return Plan(0, 0, excess, tuple(idle))
+            return Plan(0, excess)
     ordered, keys = plans(level_now, may_fall, horizon, top)
     means = simulate(outlook, ordered, before, owed_kwmin, allowance_min, flex, rebound)
     over = means - bounds(outlook, means.shape[1], target_kw)
@@ -139,4 +137,4 @@ def choose(outlook: Outlook, level_now: int, before: list[int], owed_kwmin: floa
     if keys[best, 0] > lowest:   # which interval the lower level's best plan could not hold
         lower = np.flatnonzero(keys[:, 0] == lowest)
         pressing = int(np.argmax(over[lower[np.argmin(excess[lower])]]))
-    return Plan(int(keys[best, 0]), int(keys[best, 1]), float(excess[best]), tuple(means[best]), pressing)
+    return Plan(int(keys[best, 0]), float(excess[best]), pressing)

@@ -117,3 +117,33 @@ def test_every_command_says_what_it_does_and_every_option_what_it_takes() -> Non
         for action in parser._actions:
             if action.option_strings and action.dest != "help":
                 assert action.help, f"{name} {action.option_strings[0]} has no help"
+
+
+STUCK_STOP = """
+import asyncio, threading
+import esus.service as service
+
+service.STOP_LIMIT_S = 1
+
+async def main():
+    stop = asyncio.Event()
+    service.install_signal_handlers(stop)
+    print("ready", flush=True)
+    await stop.wait()
+    threading.Event().wait()   # a stop that never ends: a thread that waits for nothing
+
+asyncio.run(main())
+"""
+
+
+def test_a_stuck_stop_writes_every_threads_stack_and_ends_the_process(tmp_path: Path) -> None:
+    process = subprocess.Popen([sys.executable, "-c", STUCK_STOP], cwd=tmp_path, env=esus_env(tmp_path),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline() == "ready\n"
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 1, err
+    assert "Timeout (0:00:01)!" in err and "in main" in err, err
