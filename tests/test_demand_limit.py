@@ -188,7 +188,7 @@ def test_once_the_days_allowance_is_spent_the_reason_says_so_not_that_a_shed_can
         reasons.append(limiter.decide(Minute(t % 15, 40.0 if t % 15 else None, 40.0, 0.5, 30.0, day=0)).reason)
     assert limiter.used_min[0] == 20 and limiter.level == 0
     assert reasons[-1].startswith("level 0: the day's 20 minutes of shedding are spent; the bound ")
-    assert reasons[-1].endswith("over the target 30.0 kW and nothing is left to hold it")
+    assert reasons[-1].endswith("over the target 30.0 kW, nothing left to hold it")
     assert not any("a shed later can still hold it" in r for r in reasons[25:])
 
 
