@@ -8,6 +8,9 @@ fitted numbers, and the tests check that the predictions equal scikit-learn's.
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,6 +60,25 @@ class LinearModel:
     def predict(self, x: np.ndarray) -> np.ndarray:
         filled = np.where(np.isnan(x), self.fill, x)
         return ((filled - self.mean) / self.scale) @ self.coef + self.intercept_kw
+
+
+#: the libraries whose thread pools the power model's fit uses (scikit-learn's trees: OpenMP)
+FIT_LIBRARIES = ("sklearn.ensemble",)
+
+
+@contextmanager
+def one_core(libraries: Iterable[str] = FIT_LIBRARIES) -> Iterator[None]:
+    """Fitting on one thread, as the service trains: on a small board BACnet keeps the other cores,
+    and on a busy machine OpenMP's threads spin against other processes and run slower than one.
+    threadpoolctl limits only the libraries loaded when the limit starts, and scikit-learn and SciPy
+    are imported late (only a fit pays for them): `libraries` are imported first, or their
+    threads would go unlimited."""
+    from threadpoolctl import threadpool_limits
+
+    for library in libraries:
+        importlib.import_module(library)
+    with threadpool_limits(1):
+        yield
 
 
 def fit_trees(x: np.ndarray, y: np.ndarray) -> TreeEnsemble:

@@ -88,3 +88,22 @@ def test_a_fit_of_the_same_rows_is_remembered_and_the_memory_is_bounded(monkeypa
     other = fm.Blend.fit(x, y + 1.0)
     assert other is not first and fm.Blend.fit(x[:, :3], y) is not first
     assert len(fm.RECENT_FITS) == 2 and fm.Blend.fit(x, y) is not first   # the oldest was let go
+
+
+ONE_CORE = """
+from forecast.estimators import FIT_LIBRARIES, one_core
+from esus.parts.room_learning import ROOM_FIT_LIBRARIES
+import sys
+assert "sklearn" not in sys.modules   # imported late, by the first fit, as in training
+with one_core(FIT_LIBRARIES + ROOM_FIT_LIBRARIES):
+    from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
+    from threadpoolctl import threadpool_info
+    print(_openmp_effective_n_threads(), sorted({pool["num_threads"] for pool in threadpool_info()}))
+"""
+
+
+def test_a_fit_runs_on_one_thread_even_when_its_libraries_load_late() -> None:
+    """threadpoolctl limits only what is loaded when it starts: scikit-learn's OpenMP, imported by
+    the first fit, ran on every core until the fit's libraries were loaded before the limit."""
+    out = subprocess.run([sys.executable, "-c", ONE_CORE], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["1", "[1]"], out

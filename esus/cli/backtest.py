@@ -15,10 +15,10 @@ from forecast.training import MIN_TRAINING_DAYS
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from threadpoolctl import threadpool_limits
 
     from forecast.backtest import MeterFileError, load_meter_csv, plot, walk_forward, with_temperature_file
     from forecast.calendar import CalendarError, WorkCalendar
+    from forecast.estimators import one_core
 
     try:
         calendar = WorkCalendar(args.holidays, tuple(w.strip() for w in (args.holidays_worked or "").split(",") if w))
@@ -46,9 +46,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
                 print(f"backtest: {months[-1]} done, day {done}/{total}", file=sys.stderr, flush=True)
             months.append(month)
 
-        # one core, as the service trains: scikit-learn's OpenMP threads spin against any other busy
-        # process (a shared machine's, the service's) and run many times slower than one thread
-        with threadpool_limits(1):
+        with one_core():
             result = walk_forward(grid, progress=progress, calendar=calendar)
     except (MeterFileError, ValueError) as exc:
         print(f"esus: {exc}", file=sys.stderr)

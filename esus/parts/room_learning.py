@@ -52,6 +52,8 @@ from shades.thermal import transmitted_solar_w
 log = logging.getLogger(__name__)
 
 PART = "room learning"
+#: the libraries whose thread pools a room's fit uses (SciPy's LAPACK), limited to one thread
+ROOM_FIT_LIBRARIES = ("scipy.linalg", "scipy.optimize", "scipy.signal")
 #: The record a fit reads: four weeks and the days the mass needs to settle, and a spare.
 RECORD_DAYS = 35
 #: The shades keep the façade's irradiance and the blind's position this often.
@@ -163,10 +165,10 @@ def fit_rooms_from_store(db_path: str, shades: ShadeSettings, tz_name: str, seri
                          until_s: int) -> dict[int, dict]:
     """In the training process: every group fitted; a group that fails is that group's (said in
     its reason), never the others'."""
-    from threadpoolctl import threadpool_limits
+    from forecast.estimators import one_core
 
     tz, fits = ZoneInfo(tz_name), {}
-    with threadpool_limits(1), HistoryStore(Path(db_path), readonly=True) as store:
+    with one_core(ROOM_FIT_LIBRARIES), HistoryStore(Path(db_path), readonly=True) as store:
         for group in shades.groups:
             started = time.monotonic()
             try:

@@ -117,13 +117,12 @@ def train_from_store(db_path: str, candidate_path: str, until_s: int, days: int 
     the outdoor temperature the forecast knew (`esus.parts.outdoor`); save to `candidate_path` only
     if sane; report. The bound is calibrated at `level`, first moved by how the bounds published over
     the last day did (adaptive conformal: `forecast.calibration.adapt_level`)."""
-    from threadpoolctl import threadpool_limits
-
     from esus.parts.outdoor import known_temperature
+    from forecast.estimators import one_core
     from forecast.training import is_sane, train_validated
 
     started = time.monotonic()
-    with threadpool_limits(1), HistoryStore(Path(db_path), readonly=True) as store:
+    with one_core(), HistoryStore(Path(db_path), readonly=True) as store:
         grid = power_grid(store, until_s - days * 86400, until_s)
         if grid is None:
             raise ValueError("no power history to train on")
