@@ -55,6 +55,25 @@ def test_no_level_while_every_interval_in_sight_stays_at_the_target() -> None:
     assert plan.level == 0 and plan.excess_kw <= 0
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 14), st.floats(0.0, 1.0), st.lists(st.floats(0.0, 1.0), min_size=31, max_size=31),
+       st.floats(0.0, 1.0), st.integers(0, 180))
+def test_no_shed_is_ever_ordered_from_normal_while_every_interval_in_sight_stays_under_the_target(
+        elapsed: int, metered_share: float, shares: list[float], tail_share: float, allowance: int) -> None:
+    """The issue's rule: no flexibility is spent below a peak already paid for. Whatever the power
+    ahead and the allowance left, a plan from normal sheds nothing while this interval, the next
+    and the one after stay at or under the target."""
+    target, n = 30.0, 15
+    rest = n - elapsed
+    unshed = np.array(shares[:rest + n]) * target
+    metered = metered_share * target * elapsed
+    limit = (target * n - metered) / rest   # the most this interval's rest may draw and stay at the target
+    unshed[:rest] = np.minimum(unshed[:rest], limit)
+    plan = choose(Outlook(unshed, rest, metered, n, tail_share * target), 0, [0, 0], 0.0, allowance,
+                  target, FLEX, Rebound())
+    assert plan.level == 0 and plan.excess_kw <= 1e-9
+
+
 def test_a_shed_waits_for_the_last_minute_that_can_still_hold_the_interval() -> None:
     quiet_next = 50.0
     # 1 kW over with 13 minutes left: a level 3 reached two minutes later still takes 10 kW off the mean
