@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import faulthandler
 import json
 import logging
@@ -24,12 +23,13 @@ from esus.parts.demand_limit import DemandLimitService
 from esus.parts.forecasting import ForecastService
 from esus.parts.outdoor import OutdoorTemperature
 from esus.parts.power import POWER_SERIES, PowerInput
+from esus.parts.room_learning import PART as ROOM_PART
 from esus.parts.shading import ShadesService
 from esus.parts.weather import REFRESH_S, WeatherPart
 from esus.runtime.clock import AcceleratedClock, Clock
 from esus.runtime.pins import load_pin_factory
 from esus.runtime.scheduler import DailyAt, Every, Scheduler
-from esus.runtime.supervisor import Health, Loop, Supervisor
+from esus.runtime.supervisor import Health, Loop, Supervisor, end_tasks
 from esus.runtime.systemd import notify, watchdog_period_s
 from esus.settings.config import Settings
 from esus.state.files import StateFiles
@@ -160,6 +160,8 @@ class Service:
         self.closers.append(self.bacnet.close)
         if self.shades is not None:
             await self.shades.start()
+            if self.shades.rooms.wanted_now():   # a record long enough, and no fit: not only at night
+                self.once(ROOM_PART, self.shades.rooms.nightly(self.clock.now()))
         self.once("weather", self.weather.refresh(self.clock.now()))
         if self.demand is not None:
             try:
@@ -249,11 +251,7 @@ class Service:
         try:
             await stop.wait()
         finally:
-            for task in tasks + list(self._once):
-                task.cancel()
-            for task in tasks + list(self._once):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await end_tasks(tasks + list(self._once))
             notify("STOPPING=1")
             if self.demand is not None:
                 await self.demand.stop()
@@ -284,8 +282,9 @@ def resident_mb() -> float | None:
     return None
 
 
-#: A stop that takes longer than this is stuck (it takes 2-3 s, under emulation too, and a demand-
-#: response release at most RELEASE_AT_STOP_S, 15 s): every thread's stack is written to stderr,
+#: A stop that takes longer than this is stuck (it takes 2-3 s, under emulation too; a stuck task
+#: is left after TASKS_END_S + 1 s, and a demand-response release takes at most RELEASE_AT_STOP_S,
+#: 15 s): every thread's stack is written to stderr,
 #: where the journal keeps it, and the process ends with status 1, before systemd's TimeoutStopSec
 #: (30 s) kills it without a word about where it hung.
 STOP_LIMIT_S = 25

@@ -30,7 +30,8 @@ async def probe(settings: Settings, timeout_s: float) -> tuple[list[str], list[s
         url = urlsplit(settings.oadr.vtn_url)
         port = url.port or (443 if url.scheme == "https" else 80)
         try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(url.hostname, port), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                _, writer = await asyncio.open_connection(url.hostname, port)
             writer.close()
             found.append(f"VTN {url.hostname}:{port} reachable")
         except (TimeoutError, OSError) as exc:

@@ -237,8 +237,8 @@ class DemandService:
         try:
             # staged as usual where the deadline allows, closer where it does not: the last release
             # goes out early enough for a controller that does not answer to time out before it
-            done = await asyncio.wait_for(
-                self.shedder.release_held(RELEASE_AT_STOP_S - 1.0, self.writer.client.timeout_s), RELEASE_AT_STOP_S)
+            async with asyncio.timeout(RELEASE_AT_STOP_S):
+                done = await self.shedder.release_held(RELEASE_AT_STOP_S - 1.0, self.writer.client.timeout_s)
             if done.released:
                 log.info("demand response: stopping, so released %s", ", ".join(done.released))
             if done.not_released:

@@ -11,13 +11,10 @@ irradiance and the blind's position (kept by the shades every 5 minutes), the of
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import multiprocessing
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -30,7 +27,7 @@ import pandas as pd
 from bms_wrapper.poller import PointRef
 from esus.parts.bms import series_name
 from esus.parts.outdoor import TEMPERATURE_SERIES
-from esus.parts.training_job import TRAINING_NICENESS, end_training_process, training_process_setup
+from esus.parts.training_job import in_own_process
 from esus.runtime.supervisor import Health
 from esus.settings.config import Settings
 from esus.settings.site import ShadeGroup, ShadeSettings
@@ -234,20 +231,14 @@ class RoomLearning:
         return False
 
     async def nightly(self, due: datetime) -> None:
-        context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=training_process_setup,
-                                   initargs=(TRAINING_NICENESS,))
         try:
-            future = pool.submit(self.job, str(self.store.path), self.shades, self.tz.key, self.series(),
-                                 int(due.timestamp()))
-            results = await asyncio.wait_for(asyncio.wrap_future(future), self.timeout_s)
+            results = await in_own_process(self.job, str(self.store.path), self.shades, self.tz.key, self.series(),
+                                           int(due.timestamp()), timeout_s=self.timeout_s)
         except Exception as exc:  # noqa: BLE001 - a crashed, hung or failing job keeps yesterday's fits
             self.health.failed(PART, f"the room fit failed ({type(exc).__name__}: "
                                      f"{str(exc) or f'no result within {self.timeout_s:g} s'}); yesterday's "
                                      "room models stay, tried again tomorrow night")
             return
-        finally:
-            end_training_process(pool)
         self.health.recovered(PART)
         for g in self.shades.groups:
             values = results.get(g.number)

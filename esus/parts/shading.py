@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import logging
@@ -133,9 +132,6 @@ class ShadesService:
         self.started = True
         for c in self.coordinator.groups.values():
             self._publish(c.status())
-        if self.rooms.wanted_now():
-            self._first_fit = asyncio.get_running_loop().create_task(self.rooms.nightly(self.clock.now()),
-                                                                     name="first-room-fit")
 
     def _publish(self, status: GroupStatus) -> None:
         part = f"shade {status.name}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -145,16 +145,25 @@ async def in_own_process(job: Callable[..., T], *args: Any, timeout_s: float, **
     """`job(*args, **kwargs)` in a spawned process of its own at a low CPU priority, ended when it
     is done, fails, outlives `timeout_s` or is no longer wanted. For the night's CPU-bound work:
     never a thread of the service, whose GIL BACnet needs."""
-    import asyncio
     import multiprocessing
 
     pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                initializer=training_process_setup, initargs=(TRAINING_NICENESS,))
     try:
-        future = pool.submit(job, *args, **kwargs)
-        return await asyncio.wait_for(asyncio.wrap_future(future), timeout_s)
+        return await result_within(pool.submit(job, *args, **kwargs), timeout_s)
     finally:
         end_training_process(pool)
+
+
+async def result_within(future: Future[T], timeout_s: float) -> T:
+    """The result of a `future` of another process or thread, waited for at most `timeout_s`
+    (TimeoutError after). Not `asyncio.wait_for`: on Python 3.11 (Debian 12's), a stop that
+    cancels it in the same turn of the event loop as the result arrives gets the result instead of
+    its cancellation, so the job goes on as if no stop had come, and the stop waits on it for ever."""
+    import asyncio
+
+    async with asyncio.timeout(timeout_s):
+        return await asyncio.wrap_future(future)
 
 
 def end_training_process(pool: ProcessPoolExecutor) -> None:

@@ -14,7 +14,7 @@ import errno
 import logging
 import random
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -167,3 +167,45 @@ class Supervisor:
     async def _mark_recovered(self, name: str) -> None:
         await self.clock.sleep(self.healthy_after_s)
         self.health.recovered(name)
+
+
+#: How long a stop waits for the cancelled loops and jobs to end (they end at once unless one is
+#: stuck), before it names the ones still running and goes on with the rest of the stop.
+TASKS_END_S = 5.0
+
+
+async def end_tasks(tasks: Sequence[asyncio.Task[object]], limit_s: float = TASKS_END_S) -> None:
+    """Cancel `tasks` and wait for them, at most `limit_s` (wall-clock) seconds. A task still
+    running then is logged with where it waits (it, or a task it waits on, did not take the
+    cancellation), with every other task, and cancelled once more, with one second to end: a stop
+    never waits on it for ever."""
+    for task in tasks:
+        task.cancel()
+    pending: set[asyncio.Task[object]] = set(tasks)
+    for attempt, wait_s in ((1, limit_s), (2, 1.0)):
+        if not pending:
+            break
+        done, pending = await asyncio.wait(pending, timeout=wait_s)
+        for task in done:
+            failure = None if task.cancelled() else task.exception()
+            if failure is not None:
+                log.error("stopping: %s ended with %s", task.get_name(), describe(failure))
+        if pending and attempt == 1:
+            for task in pending:
+                log.error("stopping: %s still runs %g s after its cancellation, at %s",
+                          task.get_name(), limit_s, waits_at(task))
+                task.cancel()
+            others = asyncio.all_tasks() - pending - {asyncio.current_task()}
+            log.error("stopping: the other tasks: %s", "; ".join(
+                sorted(f"{t.get_name()} at {waits_at(t)}" for t in others if t is not None)) or "none")
+    if pending:
+        log.error("stopping without waiting longer for %s", ", ".join(sorted(t.get_name() for t in pending)))
+
+
+def waits_at(task: asyncio.Task[object]) -> str:
+    """Where a task is suspended: its innermost coroutine's function, file and line."""
+    stack = task.get_stack()
+    if not stack:
+        return "an unknown place"
+    frame = stack[-1]
+    return f"{frame.f_code.co_name} ({frame.f_code.co_filename}:{frame.f_lineno})"
