@@ -152,16 +152,12 @@ def ninety_days() -> Grid:
 
 
 def train_once(queue: multiprocessing.Queue) -> None:
-    from threadpoolctl import threadpool_limits
-
-    for module in ("sklearn.ensemble", "sklearn.impute", "sklearn.linear_model", "sklearn.preprocessing"):
-        importlib.import_module(module)  # before the clock, so that the figures are the fitting's
-
+    from forecast.estimators import one_core
     from forecast.training import train_validated
 
     grid = ninety_days()
     before = reset_peak_rss_mb()  # reading the CSV peaks higher than training: start the peak here
-    with threadpool_limits(1):
+    with one_core():  # as the service trains; its imports come before the clock: the figures are the fit's
         started = time.process_time()
         wall = time.monotonic()
         result = train_validated(grid)

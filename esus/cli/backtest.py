@@ -15,7 +15,6 @@ from forecast.training import MIN_TRAINING_DAYS
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-
     from forecast.backtest import MeterFileError, load_meter_csv, plot, walk_forward, with_temperature_file
     from forecast.calendar import CalendarError, WorkCalendar
     from forecast.estimators import one_core
