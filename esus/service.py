@@ -119,6 +119,7 @@ class Service:
             self.weather.listeners.append(self.shades.coordinator.wake.set)
             self.scheduler.add("shades-telemetry", Every(60, 7), self.shades.minute_tick)
             self.scheduler.add("shades-rooms", DailyAt(time(1, 30), self.tz), self.shades.rooms.nightly)
+            self.scheduler.add("sun-table", DailyAt(time(0, 40), self.tz), self.shades.sun.renew)
             self.background["shades"] = self.shades.run
             self.status_parts.append(self.shades.status)
         self.demand: DemandService | None = None
@@ -159,6 +160,7 @@ class Service:
             raise StartupError(str(exc)) from None
         self.closers.append(self.bacnet.close)
         if self.shades is not None:
+            await self.shades.sun.at_start(self.clock.now())   # the BACnet device answers meanwhile
             await self.shades.start()
             if self.shades.rooms.wanted_now():   # a record long enough, and no fit: not only at night
                 self.once(ROOM_PART, self.shades.rooms.nightly(self.clock.now()))

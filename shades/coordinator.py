@@ -19,13 +19,13 @@ from zoneinfo import ZoneInfo
 
 from gpiozero import OutputDevice
 from gpiozero.pins import Factory
-from pvlib.location import Location
 
 from shades.identify import RoomFit
 from shades.lockout import KINDS, Lockout, LockoutSettings, LockoutState
 from shades.motor import DOWN, STOPPED, UP, ShadeMotor
 from shades.planner import GroupConfig, GroupDay, ShadeConfig, policy_settings
 from shades.policy import Decision, PolicySettings, decide
+from shades.sun import Place
 from shades.switches import SwitchPair
 from shades.weather import Weather, clear_sky
 
@@ -158,7 +158,7 @@ class GroupController:
 
 
 class ShadeCoordinator:
-    def __init__(self, config: ShadeConfig, groups: Sequence[GroupWiring], location: Location, tz: ZoneInfo,
+    def __init__(self, config: ShadeConfig, groups: Sequence[GroupWiring], location: Place, tz: ZoneInfo,
                  now: Callable[[], datetime], monotonic: Callable[[], float], *,
                  load: Callable[[str], dict | None], save: Callable[[str, dict], None],
                  inputs: Callable[[], Inputs], weather: Callable[[], Weather] = clear_sky,

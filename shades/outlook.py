@@ -11,7 +11,6 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pandas as pd
-from pvlib.location import Location
 
 from shades.solar import (
     Facade,
@@ -23,6 +22,7 @@ from shades.solar import (
     sun_on_facade,
     sun_position,
 )
+from shades.sun import Place
 from shades.weather import Weather
 
 STEP = timedelta(minutes=5)
@@ -35,7 +35,7 @@ def day_index(day: date, tz: ZoneInfo, step: timedelta = STEP) -> pd.DatetimeInd
     return pd.date_range(start, end, freq=step, inclusive="left")
 
 
-def facade_day(location: Location, facade: Facade, weather: Weather, day: date) -> pd.DataFrame:
+def facade_day(location: Place, facade: Facade, weather: Weather, day: date) -> pd.DataFrame:
     """Columns elevation_deg, azimuth_deg, aoi_deg, profile_deg, on_facade, poa_clear_wm2, poa_wm2
     (the forecast's irradiance transposed onto the façade) and its direct beam direct_wm2,
     cloud_fraction, temperature_c, and irradiance_forecast (True where the forecast gave the sun's

@@ -18,13 +18,13 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-from pvlib.location import Location
 
 from shades.foresight import UNOCCUPIED_GAIN_SHARE, Option, RoomDay, options, room_behind
 from shades.greybox import GreyBox
 from shades.outlook import STEP, SunWindow, facade_day, sun_window
 from shades.policy import CHAIN, VIEW_KEPT_PCT, Decision, Handler, PolicySettings, Situation, TraceStep, decide
 from shades.solar import Facade, avoided_gain_kwh, glare_position_pct
+from shades.sun import Place
 from shades.thermal import RoomModel, RoomState, transmitted_solar_w
 from shades.weather import Weather
 
@@ -166,7 +166,7 @@ class GroupDay:
     weather_fetched_at: datetime | None
 
     @classmethod
-    def compute(cls, location: Location, group: GroupConfig, config: ShadeConfig, weather: Weather,
+    def compute(cls, location: Place, group: GroupConfig, config: ShadeConfig, weather: Weather,
                 day: date, learnt: GreyBox | None = None) -> GroupDay:
         frame = facade_day(location, Facade(group.facade_azimuth_deg), weather, day)
         glare = glare_position_pct(frame["profile_deg"], group.window_height_m, config.glare_distance_m)

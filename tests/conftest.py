@@ -33,6 +33,35 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
+_SUN_TABLES: dict[tuple[float, float, float, int], bytes] = {}
+
+
+@pytest.fixture(autouse=True)
+def sun_tables_made_once(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A service's sun table made in the test's process, once a place and day for the whole run,
+    not in a process of its own at every start of a service (tests/test_sun_table.py takes that
+    path: a test that asks for `sun_in_own_process`)."""
+    if "sun_in_own_process" in request.fixturenames:
+        return
+    from esus.parts import sun_table
+    from shades.sun import TABLE_DAYS, make_table
+
+    async def made_here(path: Path, place, start_s: int) -> str:
+        key = (place.latitude, place.longitude, place.altitude_m, start_s // 86400 * 86400)
+        if key not in _SUN_TABLES:
+            make_table(*key[:3], key[3], days=TABLE_DAYS + 1).save(path)   # from its day's midnight
+            _SUN_TABLES[key] = path.read_bytes()
+        path.write_bytes(_SUN_TABLES[key])
+        return "made in the test's process"
+
+    monkeypatch.setattr(sun_table, "made_elsewhere", made_here)
+
+
+@pytest.fixture
+def sun_in_own_process() -> None:
+    """The service's sun table made as in production, by pvlib in a process of its own."""
+
+
 @pytest.fixture
 def site_file(tmp_path: Path) -> Path:
     """A writable copy of the example site file."""

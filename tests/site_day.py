@@ -58,7 +58,7 @@ def site_day(site: str, start: datetime, scale: float = 1.0, count: int = 24 * 6
     location = site_location(info.latitude, info.longitude, info.altitude_m, info.timezone)
     times = pd.DatetimeIndex(minutes)
     sun = sun_position(location, times)
-    sky = location.get_clearsky(times)
+    sky = location.clear_sky(times)
     groups = EXAMPLE_SITE.shades.groups
     poa = {g.name: facade_irradiance_wm2(Facade(g.facade_azimuth_deg), sun, sky).to_numpy() for g in groups}
     means = pd.Series(kw).rolling(15, min_periods=1).mean().to_numpy()

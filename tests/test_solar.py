@@ -94,3 +94,27 @@ def test_avoided_gain_follows_the_formula() -> None:
     shaded = pd.Series([1.0, 0.5, 1.0], index=times)
     # 500 W/m2 x 1 h x 1.0 + 500 x 1 h x 0.5 = 750 Wh/m2; x 10 m2 x g 0.6 x (1 - 0.15) = 3.825 kWh
     assert avoided_gain_kwh(poa, shaded, 10.0, 0.6, 0.15) == pytest.approx(3.825)
+
+
+@pytest.mark.parametrize("place", [AALBORG, site_location(-33.9, 18.4, 20, "Africa/Johannesburg"),
+                                   site_location(1.3, 103.8, 15, "Asia/Singapore")])
+def test_the_transposition_is_pvlibs_own(place) -> None:
+    """aoi, the Erbs split and the isotropic sky, in numpy so that the service need not import pvlib,
+    against pvlib over a whole year, every 20 minutes, on four façades and a tilted roof window."""
+    import pvlib
+
+    times = pd.date_range("2026-01-01", "2027-01-01", freq="20min", tz=str(place.tz), inclusive="left")
+    sun, clear = sun_position(place, times), clear_sky_wm2(place, times)
+    cloud = pd.Series(np.random.default_rng(0).uniform(0, 1, len(times)), index=times)
+    sky = cloudy_sky_wm2(clear, cloud, sun)
+    split = pvlib.irradiance.erbs(sky["ghi"], sun["apparent_zenith_deg"], times)
+    assert np.abs(sky["dni"] - split["dni"]).max() < 1e-9 and np.abs(sky["dhi"] - split["dhi"]).max() < 1e-9
+    for facade in (EAST, SOUTH, WEST, Facade(0), Facade(200, tilt_deg=35)):
+        aoi = pvlib.irradiance.aoi(facade.tilt_deg, facade.azimuth_deg, sun["apparent_zenith_deg"], sun["azimuth_deg"])
+        assert np.abs(angle_of_incidence_deg(facade, sun) - aoi).max() < 1e-9
+        poa = pvlib.irradiance.get_total_irradiance(facade.tilt_deg, facade.azimuth_deg, sun["apparent_zenith_deg"],
+                                                    sun["azimuth_deg"], sky["dni"], sky["ghi"], sky["dhi"])
+        for part in ("poa_global", "poa_direct"):
+            ours = facade_irradiance_wm2(facade, sun, sky, part)
+            assert np.abs(ours - poa[part].clip(lower=0).fillna(0)).max() < 1e-9, (facade, part)
+            assert ours.max() > 100   # the comparison saw the sun

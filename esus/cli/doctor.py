@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -179,6 +180,37 @@ def check_shade_rooms(settings: Settings) -> Check:
             said.append(f"{g.name}: the rule ({fit.reason})")
     failed = any(f.model is None and "failed" in f.reason for f in fits.values())
     return Check("rooms", True, "; ".join(said) + " (`esus shades rooms` shows the fits)", warning=failed)
+
+
+def check_sun(settings: Settings) -> Check:
+    """Where the shades' sun comes from: the table pvlib made in a process of its own, or pvlib
+    in the service (more memory) while there is none."""
+    from esus.parts.shading import location_of
+    from esus.parts.sun_table import NEEDED_AHEAD
+    from shades.sun import SunTable, SunTableError
+
+    if not settings.site.shades.groups:
+        return Check("sun", True, "no shade groups")
+    place = location_of(settings)
+    path = place.table_path
+    assert path is not None
+    if not path.exists():
+        return Check("sun", True, f"no table yet ({path}): the service has pvlib make one at its start")
+    try:
+        table = SunTable.load(path)
+    except SunTableError as exc:
+        return Check("sun", True, f"{exc}: pvlib answers in the service until the night's table replaces it",
+                     warning=True)
+    if not table.is_for(place.latitude, place.longitude, place.altitude_m):
+        return Check("sun", True, f"{path.name} was made for {table.latitude:g}, {table.longitude:g} (the site "
+                                  "file moved the site): the next start makes the site's")
+
+    def day(s: float) -> str:
+        return datetime.fromtimestamp(s, settings.site.site.tz).strftime("%Y-%m-%d %H:%M")
+    short = table.end_s < time.time() + NEEDED_AHEAD.total_seconds()
+    return Check("sun", True, f"pvlib {table.made_by}'s, {day(table.start_s)} to {day(table.end_s)} ({path.name})"
+                 + ("; it ends soon: renewed each night at 00:40 by a running service" if short else ""),
+                 warning=short)
 
 
 def check_wind(settings: Settings) -> Check:
@@ -365,7 +397,8 @@ def check_state_files(settings: Settings) -> Check:
 
 
 CHECKS: list[Callable[[Settings], Check]] = [
-    check_settings, check_service, check_state_files, check_store, check_forecast, check_shade_rooms, check_wind,
+    check_settings, check_service, check_state_files, check_store, check_forecast, check_shade_rooms, check_sun,
+    check_wind,
     check_bms, check_influx, check_bacnet, check_gpio, check_demand_response, check_demand_limit]
 
 

@@ -34,10 +34,9 @@ from esus.state.sqlite import damage
 from esus.state.telemetry import INTERVAL, IntervalEnds, Telemetry, line
 
 if TYPE_CHECKING:
-    from pvlib.location import Location
-
     from demand_response.page import OperatorPage
     from shades.solar import Facade
+    from shades.sun import Place
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -130,7 +129,7 @@ class DemandService:
         await self.page.start(access.host, access.port)
 
     def sun_on(self, group: str) -> bool:
-        """Whether the sun is on this shade group's façade now (pvlib geometry): lowering shades on
+        """Whether the sun is on this shade group's façade now (pvlib's sun): lowering shades on
         a façade in shadow sheds nothing and only takes the daylight."""
         import pandas as pd
 
@@ -141,7 +140,7 @@ class DemandService:
         return bool(sun_on_facade(facades[group], sun).iloc[0])
 
     @functools.cached_property
-    def _sun_geometry(self) -> tuple[Location, dict[str, Facade]]:
+    def _sun_geometry(self) -> tuple[Place, dict[str, Facade]]:
         """The site and its façades, built on first use (only shade actions with when_sun_on ask)."""
         from esus.parts.shading import location_of
         from shades.solar import Facade

@@ -11,7 +11,6 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import pandas as pd
 from gpiozero.pins import Factory
-from pvlib.location import Location
 
 from bacnet_server.points import SHADE_MODES
 from esus.parts.bacnet import BacnetBridge
@@ -25,6 +24,7 @@ from esus.parts.room_learning import (
     position_series,
     room_series_of,
 )
+from esus.parts.sun_table import SunTable
 from esus.parts.weather import weather_service
 from esus.runtime.clock import Clock
 from esus.runtime.supervisor import Health
@@ -36,6 +36,7 @@ from shades.coordinator import GroupStatus, Inputs, ShadeCoordinator
 from shades.lockout import LockoutSettings
 from shades.planner import GroupDay, GroupPlan, plan_day
 from shades.solar import avoided_gain_kwh, site_location
+from shades.sun import Place
 from shades.weather import WeatherService, clear_sky
 
 log = logging.getLogger(__name__)
@@ -43,14 +44,17 @@ log = logging.getLogger(__name__)
 ENABLE_POINT = "shade-automation-enable"
 #: BMS values older than this are unknown to the shades (the poller runs every five minutes).
 BMS_MAX_AGE = timedelta(minutes=15)
+#: pvlib's sun over the site for the next fortnight (shades.sun), made each night by another process
+SUN_TABLE_FILE = "sun-table.npz"
 #: After a start, how long the stored wind lockout state holds while the first BMS poll is under way.
 FIRST_POLL_GRACE = timedelta(minutes=10)
 
 
-def location_of(settings: Settings) -> Location:
-    """The site's pvlib Location, from the site file."""
+def location_of(settings: Settings) -> Place:
+    """The site's place, from the site file, with the sun from the state directory's table."""
     info = settings.site.site
-    return site_location(info.latitude, info.longitude, info.altitude_m, info.timezone)
+    return site_location(info.latitude, info.longitude, info.altitude_m, info.timezone,
+                         settings.state_dir / SUN_TABLE_FILE)
 
 
 def lockout_settings(shades: ShadeSettings) -> LockoutSettings:
@@ -69,6 +73,7 @@ class ShadesService:
         site = settings.site
         self.shades, self.tz = site.shades, site.site.tz
         self.location = location_of(settings)
+        self.sun = SunTable(self.location, self.health)
         self.weather = weather
         self.irradiance_points = {g.number: g.irradiance_point for g in self.shades.groups}
         self.started = False
