@@ -23,7 +23,6 @@ from esus.parts.demand_limit import DemandLimitService
 from esus.parts.forecasting import ForecastService
 from esus.parts.outdoor import OutdoorTemperature
 from esus.parts.power import POWER_SERIES, PowerInput
-from esus.parts.room_learning import PART as ROOM_PART
 from esus.parts.shading import ShadesService
 from esus.parts.weather import REFRESH_S, WeatherPart
 from esus.runtime.clock import AcceleratedClock, Clock
@@ -163,7 +162,9 @@ class Service:
             await self.shades.sun.at_start(self.clock.now())   # the BACnet device answers meanwhile
             await self.shades.start()
             if self.shades.rooms.wanted_now():   # a record long enough, and no fit: not only at night
-                self.once(ROOM_PART, self.shades.rooms.nightly(self.clock.now()))
+                # its own name: the fit says its failures under "room learning", which the job's
+                # success would otherwise clear
+                self.once("first room fit", self.shades.rooms.nightly(self.clock.now()))
         self.once("weather", self.weather.refresh(self.clock.now()))
         if self.demand is not None:
             try:
