@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from esus.parts import sun_table
-from esus.parts.sun_table import PART, SunTable
+from esus.parts.sun_table import PART, SunTableKeeper
 from esus.runtime.supervisor import Health
 from shades.sun import Place, make_table
 
@@ -31,7 +31,7 @@ def place_in(tmp_path: Path) -> Place:
 
 def test_a_start_without_a_table_has_one_made_in_a_process_of_its_own(tmp_path: Path, sun_in_own_process) -> None:
     place, health = place_in(tmp_path), Health(Clock())
-    job = SunTable(place, health)
+    job = SunTableKeeper(place, health)
     assert not job.reaches(NOW)
     asyncio.run(job.at_start(NOW))
     assert job.reaches(NOW, timedelta(days=13)) and health.parts[PART].error is None
@@ -51,9 +51,9 @@ def test_a_start_with_a_table_that_reaches_far_enough_makes_none(tmp_path: Path,
         return ""
 
     monkeypatch.setattr(sun_table, "made_elsewhere", count)
-    asyncio.run(SunTable(place, Health(Clock())).at_start(NOW))
+    asyncio.run(SunTableKeeper(place, Health(Clock())).at_start(NOW))
     assert not called
-    asyncio.run(SunTable(place, Health(Clock())).at_start(NOW + timedelta(days=2)))   # two days on: too short
+    asyncio.run(SunTableKeeper(place, Health(Clock())).at_start(NOW + timedelta(days=2)))   # two days on: too short
     assert called
 
 
@@ -69,7 +69,7 @@ def test_a_table_that_cannot_be_made_is_the_parts_fault_and_says_what_serves(tmp
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(sun_table, "made_elsewhere", broken)
-    asyncio.run(SunTable(place, health).renew(NOW))
+    asyncio.run(SunTableKeeper(place, health).renew(NOW))
     said = health.parts[PART].error or ""
     assert "the disk is full" in said
     assert ("the one on file still serves" in said) is kept and ("pvlib answers in the service" in said) is not kept

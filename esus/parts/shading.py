@@ -24,7 +24,7 @@ from esus.parts.room_learning import (
     position_series,
     room_series_of,
 )
-from esus.parts.sun_table import SunTable
+from esus.parts.sun_table import SunTableKeeper
 from esus.parts.weather import weather_service
 from esus.runtime.clock import Clock
 from esus.runtime.supervisor import Health
@@ -73,7 +73,7 @@ class ShadesService:
         site = settings.site
         self.shades, self.tz = site.shades, site.site.tz
         self.location = location_of(settings)
-        self.sun = SunTable(self.location, self.health)
+        self.sun = SunTableKeeper(self.location, self.health)
         self.weather = weather
         self.irradiance_points = {g.number: g.irradiance_point for g in self.shades.groups}
         self.started = False

@@ -31,8 +31,8 @@ async def made_elsewhere(path: Path, place: Place, start_s: int) -> str:
                                 timeout_s=TIMEOUT_S)
 
 
-class SunTable:
-    """Keeps the place's table on file reaching the days ahead."""
+class SunTableKeeper:
+    """Keeps the place's table on file reaching the days ahead (the table itself is shades.sun.SunTable)."""
 
     def __init__(self, place: Place, health: Health) -> None:
         if place.table_path is None:
